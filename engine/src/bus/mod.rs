@@ -1,0 +1,1 @@
+//! The embedded event bus: durable topics in the store, consumer groups with acks.

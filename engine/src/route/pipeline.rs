@@ -1,0 +1,175 @@
+//! Runs a message through a list of steps, retrying a failed step per the route's policy.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::config::node::Pos;
+use crate::message::Message;
+use crate::steps::{ErrorKind, Outcome, Step, StepError};
+
+/// Steps in order, compiled once.
+#[derive(Clone, Default)]
+pub struct Pipeline {
+    pub steps: Vec<StepEntry>,
+}
+
+#[derive(Clone)]
+pub struct StepEntry {
+    /// How errors and logs name the step: `2:transform`.
+    pub label: String,
+    pub pos: Pos,
+    pub step: Arc<dyn Step>,
+    /// Only steps that call out can fail in a way that passes; the others are not retried,
+    /// which also spares cloning every message just in case.
+    pub retryable: bool,
+}
+
+/// How a failing step is retried before the message is dead-lettered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+    /// Doubling delays when true, `initial` every time when false.
+    pub exponential: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 1, initial: Duration::from_millis(200), max: Duration::from_secs(30), exponential: true }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half the delay fixed, half random, so
+    /// retries of many messages spread out instead of arriving together.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let factor = if self.exponential { 2u32.saturating_pow(attempt.saturating_sub(1)) } else { 1 };
+        let exp = self.initial.saturating_mul(factor);
+        let capped = exp.min(self.max);
+        let half = capped / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+        let backoff = half + Duration::from_millis(jitter);
+        match retry_after {
+            Some(after) => after.min(self.max).max(backoff),
+            None => backoff,
+        }
+    }
+}
+
+/// What one run of a route carries besides the message.
+pub struct RunCx {
+    pub route: Arc<str>,
+    pub retry: RetryPolicy,
+    on_failure: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl RunCx {
+    pub fn new(route: Arc<str>, retry: RetryPolicy) -> Self {
+        Self { route, retry, on_failure: Mutex::new(Vec::new()) }
+    }
+
+    /// Registers an undo for when the run ends in failure (an idempotent step forgets its key
+    /// so a replay of the dead letter is not dropped as a duplicate).
+    pub fn on_failure(&self, undo: impl FnOnce() + Send + 'static) {
+        self.on_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(undo));
+    }
+
+    pub fn run_failure_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.on_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for undo in hooks {
+            undo();
+        }
+    }
+}
+
+/// A message that could not get through a step.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub step: String,
+    pub error: StepError,
+    pub attempts: u32,
+}
+
+impl Pipeline {
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Runs `msg` through every step; returns what came out of the last one (several after a
+    /// split, none after a filter).
+    pub async fn run(&self, msg: Message, cx: &RunCx) -> Result<Vec<Message>, Failure> {
+        self.run_from(0, msg, cx).await
+    }
+
+    /// Runs `msg` from step `start` on (an aggregate's timeout resumes after the aggregate).
+    pub async fn run_from(&self, start: usize, msg: Message, cx: &RunCx) -> Result<Vec<Message>, Failure> {
+        let mut out = Vec::new();
+        let mut work = VecDeque::from([(start, msg)]);
+        while let Some((index, msg)) = work.pop_front() {
+            let Some(entry) = self.steps.get(index) else {
+                out.push(msg);
+                continue;
+            };
+            match apply_with_retry(entry, msg, cx).await? {
+                Outcome::One(m) => work.push_front((index + 1, m)),
+                Outcome::Many(ms) => {
+                    for m in ms.into_iter().rev() {
+                        work.push_front((index + 1, m));
+                    }
+                }
+                Outcome::Drop => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn apply_with_retry(entry: &StepEntry, mut msg: Message, cx: &RunCx) -> Result<Outcome, Failure> {
+    let mut attempt = 1;
+    loop {
+        msg.meta.attempt = attempt;
+        let retry_left = entry.retryable && attempt < cx.retry.attempts;
+        let spare = retry_left.then(|| msg.clone());
+        match entry.step.apply(msg, cx).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => match spare {
+                Some(original) if error.kind == ErrorKind::Retryable => {
+                    let wait = cx.retry.delay(attempt, error.retry_after);
+                    tracing::warn!(route = %cx.route, step = %entry.label, attempt, error = %error.message, wait_ms = wait.as_millis() as u64, "step failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    msg = original;
+                    attempt += 1;
+                }
+                _ => return Err(Failure { step: entry.label.clone(), error, attempts: attempt }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy { attempts: 10, initial: Duration::from_millis(100), max: Duration::from_secs(1), exponential: true };
+        for _ in 0..50 {
+            let d1 = p.delay(1, None);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            let d3 = p.delay(3, None);
+            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400), "{d3:?}");
+            let d10 = p.delay(10, None);
+            assert!(d10 <= Duration::from_secs(1), "{d10:?}");
+        }
+        assert!(p.delay(1, Some(Duration::from_millis(700))) >= Duration::from_millis(700));
+        assert!(p.delay(1, Some(Duration::from_secs(60))) <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,119 @@
+//! What a route file says, as written: `route`, `from`, `steps`, `on_error`.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::config::duration::{ByteSize, ConfigDuration};
+use crate::config::node::Node;
+use crate::steps::StepSpec;
+
+/// A route file: one source, its steps, and what to do when they fail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// The route's id: unique in the project, used in logs, metrics and the admin API.
+    pub route: Spanned<String>,
+    /// What the route is for, shown by `junction routes`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where messages come from: `http`, `schedule` or `bus`.
+    pub from: Spanned<SourceSpec>,
+    /// The steps each message goes through, in order.
+    #[serde(default)]
+    pub steps: Vec<Spanned<StepSpec>>,
+    /// Retries and the dead letter for messages that fail.
+    #[serde(default)]
+    pub on_error: Option<Spanned<OnErrorSpec>>,
+    /// At most this many messages in the route at once (back-pressure); default 256.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceSpec {
+    Http(HttpSourceSpec),
+    Schedule(ScheduleSpec),
+    Bus(BusSourceSpec),
+}
+
+/// `from: { http: { method: POST, path: /deals/{id} } }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceSpec {
+    /// GET, POST, PUT, PATCH or DELETE.
+    pub method: Spanned<String>,
+    /// The path; `{name}` segments become `meta.source.params.name`.
+    pub path: Spanned<String>,
+    /// How callers authenticate: `none` for now (#3 adds api_key, jwt, hmac and basic).
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
+    /// A JSON Schema in `schemas/` the request body must satisfy (422 otherwise).
+    #[serde(default)]
+    pub schema: Option<Spanned<String>>,
+    /// `true`: answer `202 Accepted` once the message is stored, and run the route after.
+    #[serde(default, rename = "async")]
+    pub is_async: bool,
+    /// Largest accepted request body (413 above it); default from `gateway.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// How long a request/reply run may take before the caller gets 503; default from `gateway.timeout`.
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// `from: { schedule: { every: 5m } }` or `{ cron: "0 */5 * * * *" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default)]
+    pub every: Option<Spanned<ConfigDuration>>,
+    /// A cron expression (5 or 6 fields, seconds first when 6), in UTC.
+    #[serde(default)]
+    pub cron: Option<Spanned<String>>,
+    /// The body of each message fired (default `{}`).
+    #[serde(default)]
+    pub body: Option<Node>,
+}
+
+/// `from: { bus: { topic: masterdeal.deal.upserted } }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSourceSpec {
+    pub topic: Spanned<String>,
+    /// The consumer group; defaults to the route id, so each route gets every message.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnErrorSpec {
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+    /// Where failed messages go besides the store's dead-letter table:
+    /// `{ connector: bus, topic: dlq.crm }`.
+    #[serde(default)]
+    pub dead_letter: Option<Node>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default)]
+    pub initial: Option<ConfigDuration>,
+    #[serde(default)]
+    pub max: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    #[default]
+    Exponential,
+    Fixed,
+}

@@ -1,0 +1,126 @@
+//! JSON Schema validators, compiled once at load. `$ref` resolves only to files inside the
+//! project's `schemas/` folder: nothing is fetched over the network (no SSRF, no surprise
+//! latency at load).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonschema::{Retrieve, Uri, Validator};
+use serde_json::Value;
+
+/// A compiled schema and the file it came from.
+#[derive(Clone)]
+pub struct Schema {
+    file: String,
+    validator: Arc<Validator>,
+}
+
+/// One way an instance fails its schema, with the JSON pointer of the offending value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Violation {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl Schema {
+    /// Reads and compiles `schemas_dir/file`; errors are the user's to fix (missing file,
+    /// invalid JSON, invalid schema, a `$ref` outside `schemas/`).
+    pub fn load(schemas_dir: &Path, file: &str) -> Result<Self, String> {
+        let path = schemas_dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read schema {}: {e}", path.display()))?;
+        let schema: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("schema {file} is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))?;
+        let root = std::fs::canonicalize(schemas_dir).map_err(|e| format!("cannot read {}: {e}", schemas_dir.display()))?;
+        let base = format!("file://{}", root.join(file).display());
+        let validator = jsonschema::options()
+            .with_base_uri(base)
+            .with_retriever(LocalRetriever { root })
+            .should_validate_formats(true)
+            .build(&schema)
+            .map_err(|e| format!("schema {file} is not a valid JSON Schema: {e}"))?;
+        Ok(Self { file: file.to_owned(), validator: Arc::new(validator) })
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Every violation, each with its JSON pointer; empty when the instance is valid.
+    pub fn violations(&self, instance: &Value) -> Vec<Violation> {
+        if self.validator.is_valid(instance) {
+            return Vec::new();
+        }
+        self.validator
+            .iter_errors(instance)
+            .map(|e| Violation { pointer: e.instance_path().to_string(), message: e.to_string() })
+            .collect()
+    }
+}
+
+/// Serves `file://` references below the schemas folder, refuses everything else.
+struct LocalRetriever {
+    root: PathBuf,
+}
+
+impl Retrieve for LocalRetriever {
+    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        if uri.scheme().as_str() != "file" {
+            return Err(format!("only references inside schemas/ are allowed, not {uri}").into());
+        }
+        let path = std::fs::canonicalize(uri.path().as_str())?;
+        if !path.starts_with(&self.root) {
+            return Err(format!("{} is outside schemas/", path.display()).into());
+        }
+        Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write schema");
+        }
+        dir
+    }
+
+    #[test]
+    fn reports_violations_with_pointers() {
+        let dir = dir_with(&[(
+            "deal.json",
+            r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"items":{"type":"array","items":{"$ref":"item.json"}}}}"#,
+        ), ("item.json", r#"{"type":"object","required":["budget"],"properties":{"budget":{"type":"number"}}}"#)]);
+        let schema = Schema::load(dir.path(), "deal.json").expect("schema compiles");
+        assert!(schema.violations(&serde_json::json!({"id": "x", "items": [{"budget": 1}]})).is_empty());
+        let v = schema.violations(&serde_json::json!({"id": 5, "items": [{"budget": "a lot"}]}));
+        let pointers: Vec<&str> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/id"), "{v:?}");
+        assert!(pointers.contains(&"/items/0/budget"), "{v:?}");
+    }
+
+    #[test]
+    fn refuses_remote_references() {
+        let dir = dir_with(&[("a.json", r#"{"$ref":"https://example.com/evil.json"}"#)]);
+        let err = Schema::load(dir.path(), "a.json").err().expect("remote ref refused");
+        assert!(err.contains("not a valid JSON Schema"), "{err}");
+    }
+
+    #[test]
+    fn refuses_references_outside_the_folder() {
+        let outer = tempfile::tempdir().expect("temp dir");
+        std::fs::write(outer.path().join("secret.json"), "{}").expect("write");
+        let inner = outer.path().join("schemas");
+        std::fs::create_dir(&inner).expect("mkdir");
+        std::fs::write(inner.join("a.json"), r#"{"$ref":"../secret.json"}"#).expect("write");
+        assert!(Schema::load(&inner, "a.json").is_err());
+    }
+
+    #[test]
+    fn invalid_schema_is_an_error() {
+        let dir = dir_with(&[("bad.json", r#"{"type": 12}"#)]);
+        assert!(Schema::load(dir.path(), "bad.json").is_err());
+    }
+}

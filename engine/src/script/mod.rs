@@ -1,0 +1,1 @@
+//! The sandboxed Rhai engine and its small standard library.

@@ -1,0 +1,1 @@
+//! The engine's own tables: SQLite by default, Postgres when `store: postgres://…`.
