@@ -1,1 +1,285 @@
-fn main() {}
+//! The `junction` command: thin glue over the engine. Each subcommand loads a project
+//! directory (default: the current one) and reports problems as `file:line:col: message`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use junction_engine::config::Loader;
+use junction_engine::config::error::Diagnostics;
+use junction_engine::connector::Resources;
+use junction_engine::route::Source;
+use junction_engine::runtime::Runtime;
+use junction_engine::script::{ScriptEngine, ScriptLimits};
+
+#[derive(Parser)]
+#[command(name = "junction", version, about = "Junction: routes in YAML, transforms in Rhai, run as an integration engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the project: serve its http routes, consume its topics, fire its schedules.
+    Run {
+        /// The project directory (holds junction.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Validate the project; print every error as file:line:col and exit non-zero if any.
+    Check {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the route tests in route-tests/ with connectors replaced by recorders.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the routes, endpoints, topics and connectors as a Mermaid flowchart.
+    Graph {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List the routes: id, source, steps and version.
+    Routes {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List or replay messages that failed and were dead-lettered.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// List dead letters, newest first.
+    List {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// Include dead letters that were already replayed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead letter's original message through its route again.
+    Replay {
+        /// The dead letter's id (from `list`).
+        id: String,
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Run { .. }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON logs for `run` (for machines); terse text for the other commands (for people).
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if json { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("JUNCTION_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.compact().without_time().init();
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { dir } => run(&dir).await,
+        Command::Check { dir } => Ok(check(&dir)),
+        Command::Test { dir } => test(&dir).await,
+        Command::Graph { dir } => Ok(with_project(&dir, |p| print!("{}", junction_engine::graph::mermaid(&p.routes)))),
+        Command::Routes { dir } => Ok(with_project(&dir, print_routes)),
+        Command::DeadLetters { command } => dead_letters(command).await,
+    }
+}
+
+fn loader() -> Loader {
+    Loader {
+        registry: junction_connectors::registry(),
+        resources: Resources::default(),
+        env: junction_engine::config::process_env(),
+        scripts: Arc::new(ScriptEngine::new(&ScriptLimits::default())),
+        intercept: None,
+    }
+}
+
+fn report(diags: &Diagnostics) -> ExitCode {
+    eprint!("{diags}");
+    let n = diags.len();
+    eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+    ExitCode::FAILURE
+}
+
+fn with_project(dir: &Path, f: impl FnOnce(&junction_engine::config::Project)) -> ExitCode {
+    match loader().load(dir) {
+        Ok(p) => {
+            f(&p);
+            ExitCode::SUCCESS
+        }
+        Err(d) => report(&d),
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    with_project(dir, |p| {
+        let named = p.connectors.len();
+        println!("ok: {} route{}, {named} connectors", p.routes.routes.len(), if p.routes.routes.len() == 1 { "" } else { "s" });
+    })
+}
+
+fn print_routes(p: &junction_engine::config::Project) {
+    println!("{:<28} {:<40} {:>5}  {:<16}  FILE", "ROUTE", "SOURCE", "STEPS", "VERSION");
+    for r in p.routes.iter() {
+        let source = match &r.source {
+            Source::Http(h) => format!("http {} {}{}", h.method, h.path, if h.is_async { " (async)" } else { "" }),
+            Source::Schedule(_) => "schedule".to_owned(),
+            Source::Bus(b) => format!("bus {}", b.topic),
+        };
+        println!("{:<28} {:<40} {:>5}  {:<16}  {}", r.id, source, r.pipeline.len(), r.version, r.file.display());
+    }
+}
+
+async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+    let runtime = match Runtime::start(dir, junction_connectors::registry(), junction_engine::config::process_env()).await {
+        Ok(r) => r,
+        Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("junction: serving on http://{} ({} routes); Ctrl-C to stop", runtime.local_addr(), runtime.routes().routes.len());
+    wait_for_signal().await;
+    runtime.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn test(dir: &Path) -> anyhow::Result<ExitCode> {
+    let results = match junction_engine::testing::run_all(dir, &junction_connectors::registry()).await {
+        Ok(r) => r,
+        Err(d) => return Ok(report(&d)),
+    };
+    let mut failed = 0;
+    for r in &results {
+        if r.problems.is_empty() {
+            println!("ok     {} :: {}", r.file.display(), r.name);
+        } else {
+            failed += 1;
+            println!("FAILED {} :: {}", r.file.display(), r.name);
+            for p in &r.problems {
+                for line in p.lines() {
+                    println!("       {line}");
+                }
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Opens the project's store (and bus, for replays) as `run` would.
+async fn open_project(dir: &Path) -> anyhow::Result<Result<(junction_engine::config::Project, junction_engine::store::Store), Diagnostics>> {
+    let mut l = loader();
+    let settings = match l.load(dir) {
+        Ok(p) => p.settings,
+        Err(d) => return Ok(Err(d)),
+    };
+    let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
+    let bus = junction_engine::bus::EmbeddedBus::new(store.clone());
+    l.resources = Resources { store: Some(store.clone()), bus: Some(bus) };
+    Ok(l.load(dir).map(|p| (p, store)))
+}
+
+async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DeadLetterCommand::List { dir, route, all, limit, json } => {
+            let (_, store) = match open_project(&dir).await? {
+                Ok(p) => p,
+                Err(d) => return Ok(report(&d)),
+            };
+            let filter = junction_engine::store::DeadLetterFilter { route, include_replayed: all, limit: Some(limit), before: None };
+            let list = store.list_dead_letters(&filter).await?;
+            for dl in &list {
+                if json {
+                    println!("{}", serde_json::to_string(dl)?);
+                } else {
+                    let replayed = if dl.replayed_at.is_some() { " (replayed)" } else { "" };
+                    println!("{}  {}  {}  {} attempt(s)  {}{replayed}", dl.id, dl.created_at.to_rfc3339(), dl.route, dl.attempts, dl.error);
+                }
+            }
+            eprintln!("{} dead letter{}", list.len(), if list.len() == 1 { "" } else { "s" });
+            Ok(ExitCode::SUCCESS)
+        }
+        DeadLetterCommand::Replay { id, dir } => {
+            let (project, store) = match open_project(&dir).await? {
+                Ok(p) => p,
+                Err(d) => return Ok(report(&d)),
+            };
+            let dl = store.get_dead_letter(&id).await?.with_context(|| format!("no dead letter {id}"))?;
+            let route = project.routes.get(&dl.route).with_context(|| format!("route {} no longer exists", dl.route))?;
+            match junction_engine::runtime::deliver::deliver(route, dl.message.clone(), &store).await? {
+                junction_engine::runtime::deliver::Delivered::Done(_) => {
+                    store.mark_dead_letter_replayed(&id).await?;
+                    println!("replayed {id} through {}: done", dl.route);
+                    Ok(ExitCode::SUCCESS)
+                }
+                junction_engine::runtime::deliver::Delivered::DeadLettered { failure, dead_letter_id } => {
+                    store.mark_dead_letter_replayed(&id).await?;
+                    println!("replayed {id} through {}: failed again at {}: {} (new dead letter {dead_letter_id})", dl.route, failure.step, failure.error.message);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+

@@ -1,1 +1,26 @@
+//! Junction's connector kinds: one module per kind, one Cargo feature each.
+//!
+//! # Layout
+//!
+//! - `http`: outbound HTTP calls (`to`, `request`, `enrich`) with timeouts, headers from
+//!   expressions, and `Retry-After` honoured by the route's retries.
+//!
+//! Adding a kind is one file plus one line in [`register_all`].
 
+#[cfg(feature = "http")]
+pub mod http;
+
+use junction_engine::connector::Registry;
+
+/// Registers every kind compiled in; the engine's built-ins (`bus`, `log`) are already there.
+pub fn register_all(registry: &mut Registry) {
+    #[cfg(feature = "http")]
+    registry.register(http::HttpKind);
+}
+
+/// A registry with every kind this build knows.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    register_all(&mut r);
+    r
+}

@@ -7,18 +7,27 @@
 //! - [`script`]: the sandboxed Rhai engine and its small standard library.
 //! - [`schema`]: JSON Schema validators that resolve `$ref` only inside `schemas/`.
 //! - [`steps`]: one file per step (an EIP each), registered in `steps/mod.rs`.
-//! - [`route`]: compiles specs into an immutable route table.
-//! - [`runtime`]: runs messages through routes: retries, dead letters, back-pressure.
-//! - [`connector`]: the trait connector kinds implement, and their registry.
-//! - [`sources`]: where messages come from: HTTP (through [`gateway`]), schedules, the bus.
+//! - [`route`]: compiles specs into an immutable route table; runs a message through steps.
+//! - [`runtime`]: a running project; delivery with retries and dead letters.
+//! - [`connector`]: the traits connector kinds implement, and their registry.
+//! - [`sources`]: bus consumers, schedules and step timers (HTTP comes through [`gateway`]).
 //! - [`gateway`]: the one hyper server every `from: http` route is served by.
 //! - [`bus`]: the embedded, durable event bus kept in the store.
 //! - [`store`]: the engine's own tables (SQLite by default, Postgres when configured).
-//! - [`testing`]: route tests (`junction test`): recorders in place of connectors.
 
 pub mod bus;
+pub mod config;
+pub mod connector;
+pub mod gateway;
+pub mod graph;
 pub mod message;
+pub mod route;
+pub mod runtime;
+pub mod schema;
 pub mod script;
+pub mod sources;
+pub mod steps;
 pub mod store;
+pub mod testing;
 
 pub use message::{Body, Headers, Message, Meta};

@@ -36,6 +36,14 @@ impl ProjectPaths {
     }
 }
 
+/// A use of a connector by a route: what `junction graph` draws as an edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub role: Role,
+    pub connector: String,
+    pub target: String,
+}
+
 /// The named connectors of a project.
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
 
@@ -55,6 +63,8 @@ pub struct CompileCx<'a> {
     pub(crate) inputs: Vec<(PathBuf, String)>,
     /// The index of the step being compiled at the top level (an aggregate resumes after it).
     pub step_index: usize,
+    /// Every endpoint the route uses, for `junction graph`.
+    pub(crate) links: Vec<Link>,
     schemas: &'a mut HashMap<String, Schema>,
 }
 
@@ -70,7 +80,7 @@ impl<'a> CompileCx<'a> {
         diags: &'a mut Diagnostics,
         schemas: &'a mut HashMap<String, Schema>,
     ) -> Self {
-        Self { paths, scripts, connectors, build, file, route, diags, top_level: true, inputs: Vec::new(), step_index: 0, schemas }
+        Self { paths, scripts, connectors, build, file, route, diags, top_level: true, inputs: Vec::new(), step_index: 0, links: Vec::new(), schemas }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
@@ -159,7 +169,10 @@ impl<'a> CompileCx<'a> {
         skip.extend_from_slice(own);
         let options = node.without(&skip);
         match connector.endpoint(role, &options, self.build) {
-            Ok(e) => Some(e),
+            Ok(e) => {
+                self.links.push(Link { role, connector: name.to_owned(), target: e.describe() });
+                Some(e)
+            }
             Err(e) => {
                 let file = self.file.clone();
                 self.diags.push(Diagnostic::from_node(&file, e));

@@ -7,4 +7,4 @@ use crate::config::node::Node;
 /// A connector and the options the connector reads (everything but `connector`).
 #[derive(Debug, Deserialize)]
 #[serde(transparent)]
-pub struct EndpointSpec(pub Node);
+pub(crate) struct EndpointSpec(pub Node);

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Junction vs a hand-written hyper handler on the same work: POST a CRM deal, validate it,
+# map it to the master deal, reply. See bench/README.md.
+#
+#   bench/run.sh [--duration 10s] [--connections 32] [--deal FILE]
+#
+# BENCH_ONLY_BASELINE=1 measures the baseline alone (no Junction build, no comparison).
+set -euo pipefail
+
+duration=10s
+connections=32
+deal=${DEAL:-../shared/bench/deal.json}
+while (($#)); do
+    case $1 in
+        --duration) duration=${2:?--duration needs a value}; shift 2 ;;
+        --connections) connections=${2:?--connections needs a value}; shift 2 ;;
+        --deal) deal=${2:?--deal needs a file}; shift 2 ;;
+        -h | --help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+only_baseline=${BENCH_ONLY_BASELINE:-0}
+[[ -f $deal ]] || { echo "no deal file at $deal (run from the repo root, or pass --deal)" >&2; exit 2; }
+deal=$(realpath "$deal")
+export DEAL=$deal
+
+baseline_addr=127.0.0.1:18081
+junction_addr=127.0.0.1:18080
+path=/api/deals/preview
+max_p99_ms=5
+min_ratio=0.50
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench.XXXXXX")
+pids=()
+cleanup() {
+    local status=$?
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+ensure_wrk() {
+    command -v wrk >/dev/null && return
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    echo "installing wrk..." >&2
+    "${sudo[@]}" apt-get install -y wrk >/dev/null ||
+        { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null; } ||
+        die "could not install wrk"
+}
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# start NAME ADDR LOG CMD...: runs CMD in the background, waits until ADDR accepts.
+start() {
+    local name=$1 addr=$2 log=$3
+    shift 3
+    port_open "$addr" && die "$addr is already taken; stop whatever listens there first"
+    "$@" >"$log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    local deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
+        port_open "$addr" && { started_pid=$pid; return; }
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$name exited before listening on $addr"; }
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    die "$name did not listen on $addr within 60 s"
+}
+
+# check NAME URL: the deal must get a 200 with a JSON body, kept in $work/NAME.json.
+check() {
+    local code
+    code=$(curl -sS -o "$work/$1.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+        --data-binary @"$deal" "$2") || die "$1: curl failed on $2"
+    [[ $code == 200 ]] || die "$1 answered $code on $2: $(head -c 500 "$work/$1.json")"
+    python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/$1.json" ||
+        die "$1 did not answer JSON: $(head -c 500 "$work/$1.json")"
+}
+
+# Same keys, values and number kinds (1 vs 1.0 differ), whatever the key order.
+same_json() {
+    python3 - "$@" <<'PY'
+import json, sys
+a, b = (json.dumps(json.load(open(p)), sort_keys=True) for p in sys.argv[1:])
+if a != b:
+    print(f"baseline: {a}\njunction: {b}", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+declare -A result # "<target>.<rps|p50|p99|errors>", latencies in ms
+
+# measure NAME URL: warms up, runs wrk, fills result[NAME.*].
+measure() {
+    local name=$1 url=$2 out="$work/$1.wrk"
+    wrk -t1 -c"$connections" -d2s -s bench/post.lua "$url" >/dev/null
+    wrk -t1 -c"$connections" -d"$duration" --latency -s bench/post.lua "$url" >"$out"
+    local rps p50 p99 errors
+    read -r rps p50 p99 errors < <(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v * 60000
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { bad += $NF }
+        /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+        END { printf "%s %s %s %d\n", rps, p50, p99, bad }
+    ' "$out")
+    [[ -n $rps && -n $p99 ]] || { cat "$out" >&2; die "$name: could not read the wrk output"; }
+    result[$name.rps]=$rps
+    result[$name.p50]=$p50
+    result[$name.p99]=$p99
+    result[$name.errors]=$errors
+}
+
+hwm() { awk '/^VmHWM:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$1/status"; }
+
+ensure_wrk
+packages=(-p junction-bench-baseline)
+((only_baseline)) || packages+=(-p junction)
+cargo build --release "${packages[@]}"
+
+start baseline "$baseline_addr" "$work/baseline.log" target/release/junction-bench-baseline "$baseline_addr"
+baseline_pid=$started_pid
+check baseline "http://$baseline_addr$path"
+if ! ((only_baseline)); then
+    start junction "$junction_addr" "$work/junction.log" env JUNCTION_LISTEN="$junction_addr" \
+        JUNCTION_STORE="sqlite://$work/bench.db" target/release/junction run .
+    junction_pid=$started_pid
+    check junction "http://$junction_addr$path"
+    same_json "$work/baseline.json" "$work/junction.json" ||
+        die "Junction and the baseline answer deal.json differently"
+fi
+
+echo "wrk -t1 -c$connections -d$duration, $(nproc) cores, deal: $deal"
+measure baseline "http://$baseline_addr$path"
+((only_baseline)) || measure junction "http://$junction_addr$path"
+
+row() { printf '%-10s %12s %10s %10s %8s %10s\n' "$@"; }
+row_of() { # row_of NAME PID
+    row "$1" "${result[$1.rps]}" "${result[$1.p50]}" "${result[$1.p99]}" "${result[$1.errors]}" "$(hwm "$2")"
+}
+row target req/s p50_ms p99_ms errors max_rss
+row_of baseline "$baseline_pid"
+if ((only_baseline)); then
+    echo "(BENCH_ONLY_BASELINE=1: Junction not measured)"
+    exit 0
+fi
+row_of junction "$junction_pid"
+
+verdict=PASS
+judge() { # judge LABEL OK
+    if (($2)); then echo "  PASS  $1"; else echo "  FAIL  $1"; verdict=FAIL; fi
+}
+jrps=${result[junction.rps]} brps=${result[baseline.rps]}
+jp99=${result[junction.p99]} jerrors=${result[junction.errors]}
+echo
+judge "throughput junction/baseline = $(awk -v j="$jrps" -v b="$brps" 'BEGIN { printf "%.2f", j / b }') (target ≥ $min_ratio)" \
+    "$(awk -v j="$jrps" -v b="$brps" -v m="$min_ratio" 'BEGIN { print (j / b >= m) }')"
+judge "junction p99 = $jp99 ms (target < $max_p99_ms ms)" \
+    "$(awk -v p="$jp99" -v m="$max_p99_ms" 'BEGIN { print (p < m) }')"
+judge "junction errors, non-2xx and socket = $jerrors (target 0)" "$((jerrors == 0))"
+echo "$verdict"
+[[ $verdict == PASS ]]

@@ -1,0 +1,280 @@
+//! `kind: http`: calls an HTTP API. The connector holds the base URL, default headers and a
+//! pooled client; each step says the method, path and headers (expressions over the message).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use junction_engine::config::duration::ConfigDuration;
+use junction_engine::config::node::{Node, NodeError};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
+use junction_engine::script::{Script, ScriptEngine, ScriptInput};
+use junction_engine::{Body, Message};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub struct HttpKind;
+
+/// A connector's options in `junction.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpConfig {
+    /// Every path is relative to this, e.g. `http://127.0.0.1:8081/crm`.
+    base_url: String,
+    /// Headers sent on every call (static values).
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    auth: Option<AuthConfig>,
+    /// Per-call timeout (default 10s).
+    #[serde(default)]
+    timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum AuthConfig {
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+/// What a step asks: `{ connector: crm, method: POST, path: "/deals/${body.id}", headers: {…} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallSpec {
+    #[serde(default)]
+    method: Option<String>,
+    /// Appended to `base_url`; `${expr}` parts are filled in from the message.
+    #[serde(default)]
+    path: Option<String>,
+    /// Header name to expression.
+    #[serde(default)]
+    headers: Option<Node>,
+    /// Overrides the connector's timeout for this call.
+    #[serde(default)]
+    timeout: Option<ConfigDuration>,
+}
+
+impl ConnectorKind for HttpKind {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn build(&self, name: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
+        let config: HttpConfig = options.parse()?;
+        let at = |key: &str| options.get(key).map_or(options.pos, |n| n.pos);
+        let base = reqwest::Url::parse(&config.base_url)
+            .map_err(|e| NodeError { message: format!("base_url is not a URL: {e}"), pos: Some(at("base_url")) })?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| NodeError { message: format!("`{k}` is not a header name"), pos: Some(at("headers")) })?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| NodeError { message: format!("the value of `{k}` is not a valid header value"), pos: Some(at("headers")) })?;
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout.map_or(Duration::from_secs(10), |t| t.0))
+            .connect_timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
+        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth }))
+    }
+}
+
+struct HttpConnector {
+    name: String,
+    base: reqwest::Url,
+    client: reqwest::Client,
+    auth: Option<AuthConfig>,
+}
+
+impl Connector for HttpConnector {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        let spec: CallSpec = options.parse()?;
+        let default_method = if role == Role::Send { "POST" } else { "GET" };
+        let method_text = spec.method.as_deref().unwrap_or(default_method).to_ascii_uppercase();
+        let method = reqwest::Method::from_bytes(method_text.as_bytes())
+            .map_err(|_| NodeError { message: format!("`{method_text}` is not an HTTP method"), pos: options.get("method").map(|n| n.pos) })?;
+        let path = spec.path.unwrap_or_default();
+        let path_pos = options.get("path").map_or(options.pos, |n| n.pos);
+        let path = template(cx.scripts, &path, path_pos)?;
+        let mut headers = Vec::new();
+        if let Some(node) = &spec.headers {
+            let junction_engine::config::node::NodeValue::Map(entries) = &node.value else {
+                return Err(NodeError { message: "headers is a mapping of names to expressions".into(), pos: Some(node.pos) });
+            };
+            for (key, value) in entries {
+                let name = HeaderName::from_bytes(key.name.as_bytes())
+                    .map_err(|_| NodeError { message: format!("`{}` is not a header name", key.name), pos: Some(key.pos) })?;
+                let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_json().to_string());
+                let script = cx
+                    .scripts
+                    .compile_expression(&key.name, &text)
+                    .map_err(|e| NodeError { message: format!("Rhai: {}", e.message), pos: Some(value.pos) })?;
+                headers.push((name, script));
+            }
+        }
+        Ok(Arc::new(HttpCall {
+            connector: self.name.clone(),
+            client: self.client.clone(),
+            base: self.base.clone(),
+            auth: self.auth.as_ref().map(|a| match a {
+                AuthConfig::Bearer(t) => Auth::Bearer(t.clone()),
+                AuthConfig::Basic { user, password } => Auth::Basic(user.clone(), password.clone()),
+            }),
+            method,
+            path,
+            headers,
+            timeout: spec.timeout.map(|t| t.0),
+            scripts: cx.scripts.clone(),
+        }))
+    }
+}
+
+/// A path with `${expr}` parts, compiled as a Rhai backtick string; none when empty.
+fn template(scripts: &ScriptEngine, text: &str, pos: junction_engine::config::node::Pos) -> Result<Option<Script>, NodeError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    scripts
+        .compile_expression("path", &format!("`{}`", text.replace('`', "\\`")))
+        .map(Some)
+        .map_err(|e| NodeError { message: format!("Rhai: {}", e.message), pos: Some(pos) })
+}
+
+enum Auth {
+    Bearer(String),
+    Basic(String, String),
+}
+
+struct HttpCall {
+    connector: String,
+    client: reqwest::Client,
+    base: reqwest::Url,
+    auth: Option<Auth>,
+    method: reqwest::Method,
+    path: Option<Script>,
+    headers: Vec<(HeaderName, Script)>,
+    timeout: Option<Duration>,
+    scripts: Arc<ScriptEngine>,
+}
+
+impl HttpCall {
+    fn eval(&self, script: &Script, msg: &Message) -> Result<Value, ConnectorError> {
+        let meta = serde_json::to_value(&msg.meta).unwrap_or_default();
+        let body = msg.body.to_json();
+        self.scripts
+            .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &meta })
+            .map_err(|e| ConnectorError::fatal(e.to_string()))
+    }
+
+    fn url(&self, msg: &Message) -> Result<reqwest::Url, ConnectorError> {
+        let Some(path) = &self.path else { return Ok(self.base.clone()) };
+        let path = match self.eval(path, msg)? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
+        reqwest::Url::parse(&joined).map_err(|e| ConnectorError::fatal(format!("bad URL {joined}: {e}")))
+    }
+
+    async fn call(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        let mut req = self.client.request(self.method.clone(), self.url(msg)?);
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
+        }
+        req = match &self.auth {
+            Some(Auth::Bearer(t)) => req.bearer_auth(t),
+            Some(Auth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        };
+        for (name, script) in &self.headers {
+            let value = match self.eval(script, msg)? {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            let value = HeaderValue::from_str(&value).map_err(|_| ConnectorError::fatal(format!("header {name} has an invalid value")))?;
+            req = req.header(name.clone(), value);
+        }
+        if let Some(id) = msg.meta.source.get("request_id").and_then(Value::as_str) {
+            req = req.header("x-request-id", id);
+        }
+        if !matches!(self.method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::DELETE) {
+            req = match &msg.body {
+                Body::Json(v) => req.json(v),
+                Body::Bytes(b) => req.body(b.clone()),
+            };
+        }
+        let resp = req.send().await.map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
+        let status = resp.status();
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let bytes = resp.bytes().await.map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?;
+        if status.is_success() {
+            let mut reply = Message::new(Body::from_bytes_lenient(bytes));
+            reply.headers.insert("http_status".into(), Value::from(status.as_u16()));
+            return Ok(reply);
+        }
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
+        let message = format!("{} {} answered {status}: {text}", self.method, self.connector);
+        let retryable = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+        Err(if retryable { ConnectorError::retryable(message).with_retry_after(retry_after) } else { ConnectorError::fatal(message) })
+    }
+}
+
+/// Seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    Some((when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Endpoint for HttpCall {
+    async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
+        self.call(msg).await.map(|_| ())
+    }
+
+    async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        self.call(msg).await
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.method, self.connector)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let d = parse_retry_after(&later).expect("a date parses");
+        assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90), "{d:?}");
+        assert!(parse_retry_after("soon").is_none());
+    }
+}

@@ -1,0 +1,38 @@
+-- The engine's own tables on SQLite. Times are unix milliseconds, JSON is TEXT, so the
+-- same queries read both backends through sqlx's Any driver.
+
+CREATE TABLE dead_letters (
+    id          TEXT PRIMARY KEY,          -- uuid v7: sorts by creation time
+    route       TEXT NOT NULL,
+    step        TEXT,
+    error       TEXT NOT NULL,
+    attempts    BIGINT NOT NULL,
+    message     TEXT NOT NULL,             -- the Message as JSON
+    created_at  BIGINT NOT NULL,
+    replayed_at BIGINT
+);
+CREATE INDEX dead_letters_route_id ON dead_letters (route, id);
+
+CREATE TABLE checkpoints (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- AUTOINCREMENT, not a plain rowid: offsets must never be reused once rows are deleted,
+-- or a consumer whose committed offset is past them would skip the new messages.
+CREATE TABLE bus_messages (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic      TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX bus_messages_topic_seq ON bus_messages (topic, seq);
+
+CREATE TABLE bus_offsets (
+    consumer_group TEXT NOT NULL,
+    topic          TEXT NOT NULL,
+    committed      BIGINT NOT NULL,        -- every offset up to this one is processed
+    updated_at     BIGINT NOT NULL,
+    PRIMARY KEY (consumer_group, topic)
+);

@@ -1,0 +1,142 @@
+//! The bus's two tables: an append-only log of messages per topic, and the committed offset
+//! of each consumer group on each topic.
+
+use sqlx::Row;
+
+use crate::message::Message;
+use crate::store::{Backend, Store, StoreError, now_millis};
+
+/// First key of the Postgres advisory locks that order a topic's publishes ("JBUS"), so
+/// they never collide with advisory locks other code takes on the same database.
+const TOPIC_LOCK_CLASS: i32 = 0x4A42_5553;
+
+/// A message read back from the log.
+#[derive(Debug)]
+pub(super) struct Record {
+    pub(super) offset: i64,
+    pub(super) message: Message,
+}
+
+/// Appends a message to a topic; returns its offset once it is committed.
+pub(super) async fn append(store: &Store, topic: &str, message: &Message) -> Result<i64, StoreError> {
+    let json = serde_json::to_string(message)
+        .expect("a Message always serializes: its maps have string keys");
+    let insert = sqlx::query(
+        "INSERT INTO bus_messages (topic, message, created_at) VALUES ($1, $2, $3) RETURNING seq",
+    )
+    .bind(topic)
+    .bind(json)
+    .bind(now_millis());
+    let failed = StoreError::query("bus publish");
+
+    let row = match store.backend() {
+        // SQLite has one writer at a time, so offsets commit in the order they are taken.
+        Backend::Sqlite => {
+            let _writer = store.write_guard().await;
+            insert.fetch_one(store.pool()).await.map_err(failed)?
+        }
+        // Postgres hands out sequence values before commit, so concurrent publishers can
+        // commit offsets out of order: a consumer that already read 6 would never see 5
+        // land. Holding a per-topic lock from before the insert until after the commit
+        // makes each topic's offsets visible in increasing order. Locks release only after
+        // the commit is visible, so the next publisher's offset is always seen later.
+        Backend::Postgres => {
+            let mut tx = store.pool().begin().await.map_err(StoreError::query("bus publish"))?;
+            // count(*) because the lock function returns `void`, a type the Any driver
+            // cannot carry.
+            sqlx::query(
+                "SELECT count(*) FROM (SELECT $1::int4, hashtext($2)) AS locked",
+            )
+            .bind(TOPIC_LOCK_CLASS)
+            .bind(topic)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("bus publish lock"))?;
+            let row = insert.fetch_one(&mut *tx).await.map_err(failed)?;
+            tx.commit().await.map_err(StoreError::query("bus publish commit"))?;
+            row
+        }
+    };
+    row.try_get("seq").map_err(|e| StoreError::Corrupt {
+        what: "bus offset",
+        id: topic.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Up to `limit` messages of `topic` after offset `after`, in offset order.
+pub(super) async fn read_after(
+    store: &Store,
+    topic: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Record>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, message FROM bus_messages WHERE topic = $1 AND seq > $2 \
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(topic)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await
+    .map_err(StoreError::query("bus read"))?;
+
+    rows.iter()
+        .map(|row| {
+            let corrupt = |reason: String| StoreError::Corrupt {
+                what: "bus message (table bus_messages, topic@seq)",
+                id: format!("{topic}@{}", row.try_get::<i64, _>("seq").unwrap_or_default()),
+                reason,
+            };
+            let offset: i64 = row.try_get("seq").map_err(|e| corrupt(e.to_string()))?;
+            let json: String = row.try_get("message").map_err(|e| corrupt(e.to_string()))?;
+            let message = serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?;
+            Ok(Record { offset, message })
+        })
+        .collect()
+}
+
+/// The group's committed offset on the topic; 0, before every message, for a new group.
+pub(super) async fn committed(store: &Store, group: &str, topic: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "SELECT committed FROM bus_offsets WHERE consumer_group = $1 AND topic = $2",
+    )
+    .bind(group)
+    .bind(topic)
+    .fetch_optional(store.pool())
+    .await
+    .map_err(StoreError::query("bus committed offset"))?;
+    let Some(row) = row else { return Ok(0) };
+    row.try_get("committed").map_err(|e| StoreError::Corrupt {
+        what: "bus committed offset (table bus_offsets, group/topic)",
+        id: format!("{group}/{topic}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Moves the group's committed offset forward to `offset`, never back: commits from an
+/// older subscription or a late background flush may arrive after newer ones.
+pub(super) async fn commit(
+    store: &Store,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.write_guard().await;
+    sqlx::query(
+        "INSERT INTO bus_offsets (consumer_group, topic, committed, updated_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (consumer_group, topic) DO UPDATE \
+         SET committed = excluded.committed, updated_at = excluded.updated_at \
+         WHERE bus_offsets.committed < excluded.committed",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(offset)
+    .bind(now_millis())
+    .execute(store.pool())
+    .await
+    .map_err(StoreError::query("bus commit"))?;
+    Ok(())
+}

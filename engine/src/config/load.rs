@@ -1,0 +1,258 @@
+//! Loads a project directory; collects every error before giving up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::{Options, PropertySyntax};
+
+use super::error::{Diagnostic, Diagnostics, suggest};
+use super::node::{Node, NodeValue, Pos};
+use super::root::RootSpec;
+use super::{Project, Settings};
+use crate::connector::{BuildCx, Connector, Registry, Resources};
+use crate::route::compile::{CompileCx, Connectors, ProjectPaths};
+use crate::route::spec::RouteSpec;
+use crate::route::{self, HttpDefaults, RouteTable, Source};
+use crate::script::ScriptEngine;
+
+/// Replaces connectors after they are built (route tests swap in recorders).
+pub type Intercept = Arc<dyn Fn(&str, Arc<dyn Connector>) -> Arc<dyn Connector> + Send + Sync>;
+
+/// What loading needs from the process: connector kinds, shared resources, the environment.
+pub struct Loader {
+    pub registry: Registry,
+    pub resources: Resources,
+    pub env: HashMap<String, String>,
+    pub scripts: Arc<ScriptEngine>,
+    pub intercept: Option<Intercept>,
+}
+
+/// Reads YAML into `T`; with `env`, `${VAR}` references are substituted in scalars.
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str, env: Option<&HashMap<String, String>>) -> Result<T, Diagnostic> {
+    let mut options = Options::default();
+    options.with_snippet = false;
+    if let Some(env) = env {
+        options = options.with_properties(env.clone());
+        options.property_syntax = PropertySyntax::DockerCompose;
+    }
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let pos = e.location().map(|l| Pos { line: l.line() as u32, col: l.column() as u32 });
+        Diagnostic::new(file, pos, super::error::with_suggestion(&plain_message(&e)))
+    })
+}
+
+/// serde-saphyr's message without the position it also prints (we print our own).
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.trim();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+impl Loader {
+    pub fn load(&self, dir: &Path) -> Result<Project, Diagnostics> {
+        let paths = ProjectPaths::new(dir);
+        let root_file = dir.join("junction.yaml");
+        let shown_root = paths.display(&root_file);
+        let text = std::fs::read_to_string(&root_file)
+            .map_err(|e| Diagnostic::new(&shown_root, None, format!("cannot read the project's root config: {e}")))?;
+
+        let mut diags = Diagnostics::default();
+        for unset in super::env::unset_references(&text, &self.env) {
+            diags.push(Diagnostic::new(
+                &shown_root,
+                Some(unset.pos),
+                format!("environment variable `{}` is not set and has no default (write ${{{}:-default}})", unset.name, unset.name),
+            ));
+        }
+        let spec: RootSpec = match parse_yaml(&shown_root, &text, Some(&self.env)) {
+            Ok(s) => s,
+            Err(d) => {
+                diags.push(d);
+                return Err(diags.into_result(()).expect_err("an error was just pushed"));
+            }
+        };
+        let settings = self.settings(&paths, &spec, &shown_root, &mut diags);
+        let build = BuildCx { scripts: &self.scripts, resources: &self.resources };
+        let connectors = self.connectors(&spec, &shown_root, &build, &mut diags);
+        let files = route_files(&paths, &spec, &shown_root, &mut diags);
+        let defaults = HttpDefaults {
+            max_body: spec.gateway.max_body.map_or(1 << 20, |b| b.0),
+            timeout: spec.gateway.timeout.map_or(Duration::from_secs(30), |t| t.0),
+        };
+        let routes = self.routes(&paths, &files, &connectors, &build, defaults, &mut diags);
+        let mut all_files = vec![root_file];
+        all_files.extend(files);
+        let settings = Settings { files: all_files, ..settings };
+        diags.into_result(Project { paths, settings, routes, connectors, scripts: self.scripts.clone() })
+    }
+
+    fn settings(&self, paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Settings {
+        let store = &spec.store.value;
+        let store = if let Some(rest) = store.strip_prefix("sqlite://") {
+            let p = Path::new(rest);
+            if p.is_absolute() { store.clone() } else { format!("sqlite://{}", paths.root.join(p).display()) }
+        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+            store.clone()
+        } else {
+            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.store)), format!("unknown store `{store}`; use sqlite://PATH or postgres://…")));
+            store.clone()
+        };
+        if spec.cache.value != "memory" {
+            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.cache)), format!("unknown cache `{}`; only `memory` is available yet", spec.cache.value)));
+        }
+        if spec.bus.value != "embedded" {
+            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.bus)), format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value)));
+        }
+        Settings {
+            listen: spec.listen.value.clone(),
+            store,
+            cache: spec.cache.value.clone(),
+            bus: spec.bus.value.clone(),
+            shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            files: Vec::new(),
+        }
+    }
+
+    fn connectors(&self, spec: &RootSpec, file: &Path, build: &BuildCx<'_>, diags: &mut Diagnostics) -> Connectors {
+        let empty = Node { pos: Pos::default(), value: NodeValue::Map(Vec::new()) };
+        let mut out: Connectors = BTreeMap::new();
+        for builtin in ["bus", "log"] {
+            if let Some(kind) = self.registry.get(builtin)
+                && let Ok(c) = kind.build(builtin, &empty, build)
+            {
+                out.insert(builtin.to_owned(), c);
+            }
+        }
+        let entries = match spec.connectors.as_ref().map(|n| &n.value) {
+            None | Some(NodeValue::Null) => &[][..],
+            Some(NodeValue::Map(entries)) => entries.as_slice(),
+            Some(_) => {
+                let pos = spec.connectors.as_ref().map(|n| n.pos);
+                diags.push(Diagnostic::new(file, pos, "`connectors` is a mapping of names to `{ kind: …, … }`"));
+                &[][..]
+            }
+        };
+        for (name, node) in entries {
+            let Some(kind_node) = node.get("kind") else {
+                diags.push(Diagnostic::new(file, Some(node.pos), format!("connector `{}` needs `kind`", name.name)));
+                continue;
+            };
+            let kind_name = kind_node.as_str().unwrap_or_default();
+            let Some(kind) = self.registry.get(kind_name) else {
+                let hint = suggest(kind_name, self.registry.names()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                let known: Vec<&str> = self.registry.names().collect();
+                diags.push(Diagnostic::new(file, Some(kind_node.pos), format!("unknown connector kind `{kind_name}`{hint}; known: {}", known.join(", "))));
+                continue;
+            };
+            match kind.build(&name.name, &node.without(&["kind"]), build) {
+                Ok(c) => {
+                    out.insert(name.name.clone(), c);
+                }
+                Err(e) => diags.push(Diagnostic::from_node(file, e)),
+            }
+        }
+        if let Some(intercept) = &self.intercept {
+            out = out.into_iter().map(|(name, c)| {
+                let c = intercept(&name, c);
+                (name, c)
+            }).collect();
+        }
+        out
+    }
+
+    fn routes(
+        &self,
+        paths: &ProjectPaths,
+        files: &[PathBuf],
+        connectors: &Connectors,
+        build: &BuildCx<'_>,
+        defaults: HttpDefaults,
+        diags: &mut Diagnostics,
+    ) -> RouteTable {
+        let mut table = RouteTable::default();
+        let mut defined: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let mut endpoints: HashMap<http::Method, (matchit::Router<String>, Vec<String>)> = HashMap::new();
+        let mut schemas = HashMap::new();
+        for path in files {
+            let shown = paths.display(path);
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    diags.push(Diagnostic::new(&shown, None, format!("cannot read route file: {e}")));
+                    continue;
+                }
+            };
+            let spec: RouteSpec = match parse_yaml(&shown, &text, None) {
+                Ok(s) => s,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let id = spec.route.value.clone();
+            let id_pos = Pos::of(&spec.route);
+            if let Some((first_file, first_pos)) = defined.get(&id) {
+                diags.push(Diagnostic::new(&shown, Some(id_pos), format!("duplicate route id `{id}`; first defined at {}:{first_pos}", first_file.display())));
+                continue;
+            }
+            defined.insert(id.clone(), (shown.clone(), id_pos));
+            let mut cx = CompileCx::new(paths, &self.scripts, connectors, build, shown.clone(), id.clone(), diags, &mut schemas);
+            let Some(route) = route::compile(&spec, &text, defaults, &mut cx) else { continue };
+            if let Source::Http(h) = &route.source {
+                let (router, owners) = endpoints.entry(h.method.clone()).or_insert_with(|| (matchit::Router::new(), Vec::new()));
+                if let Err(e) = router.insert(h.path.clone(), id.clone()) {
+                    let other = conflicting_owner(&e, owners, &h.path);
+                    diags.push(Diagnostic::new(&shown, Some(h.pos), format!("{} {} is already served{other}: {e}", h.method, h.path)));
+                    continue;
+                }
+                owners.push(format!("{}\u{0}{}", h.path, id));
+            }
+            table.routes.insert(route.id.clone(), Arc::new(route));
+        }
+        table
+    }
+}
+
+/// Names the route that already serves a conflicting path, when it can be told.
+fn conflicting_owner(e: &matchit::InsertError, owners: &[String], _path: &str) -> String {
+    let text = e.to_string();
+    owners
+        .iter()
+        .filter_map(|o| o.split_once('\u{0}'))
+        .find(|(p, _)| text.contains(p))
+        .map(|(_, id)| format!(" by route `{id}`"))
+        .unwrap_or_default()
+}
+
+/// The route files named by `routes:`: files as they are, folders' `*.yaml`/`*.yml` sorted.
+fn route_files(paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in &spec.routes {
+        let path = paths.root.join(&entry.value);
+        if path.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(dir) => {
+                    let mut found: Vec<PathBuf> = dir
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .collect();
+                    found.sort();
+                    out.extend(found);
+                }
+                Err(e) => diags.push(Diagnostic::new(file, Some(Pos::of(entry)), format!("cannot read {}: {e}", entry.value))),
+            }
+        } else if path.is_file() {
+            out.push(path);
+        } else {
+            diags.push(Diagnostic::new(file, Some(Pos::of(entry)), format!("no such file or folder: {}", entry.value)));
+        }
+    }
+    out
+}

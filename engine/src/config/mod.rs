@@ -1,0 +1,48 @@
+//! Reading a project: `junction.yaml`, its route files, transforms and schemas, into a
+//! validated [`Project`]. Pure: nothing is started or connected here, so `junction check`
+//! and a reload can run it freely.
+
+pub mod duration;
+pub mod env;
+pub mod error;
+mod load;
+pub mod node;
+mod root;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::route::RouteTable;
+use crate::route::compile::{Connectors, ProjectPaths};
+use crate::script::ScriptEngine;
+
+pub use load::{Intercept, Loader, parse_yaml};
+pub use root::RootSpec;
+
+/// A loaded, validated project.
+pub struct Project {
+    pub paths: ProjectPaths,
+    pub settings: Settings,
+    pub routes: RouteTable,
+    pub connectors: Connectors,
+    pub scripts: Arc<ScriptEngine>,
+}
+
+/// The root config's values, with defaults applied and variables substituted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub listen: String,
+    pub store: String,
+    pub cache: String,
+    pub bus: String,
+    pub shutdown_timeout: Duration,
+    /// Files the project was read from, for the reload watcher.
+    pub files: Vec<PathBuf>,
+}
+
+/// The process environment as a map, for `${VAR}` substitution.
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}

@@ -1,0 +1,72 @@
+//! `junction.yaml`: where the gateway listens, where state is kept, which connectors exist.
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use super::duration::{ByteSize, ConfigDuration};
+use super::node::Node;
+
+/// The root config of a project.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootSpec {
+    /// The gateway's address, e.g. `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// `sqlite://data/junction.db` (relative to the project) or `postgres://…`.
+    #[serde(default = "default_store")]
+    pub store: Spanned<String>,
+    /// `memory` (Redis arrives with the scale-out work).
+    #[serde(default = "default_cache")]
+    pub cache: Spanned<String>,
+    /// `embedded` (Kafka and RabbitMQ arrive with their connectors).
+    #[serde(default = "default_bus")]
+    pub bus: Spanned<String>,
+    /// Route files, or folders of them (`*.yaml`, `*.yml`), relative to the project.
+    #[serde(default = "default_routes")]
+    pub routes: Vec<Spanned<String>>,
+    /// Named connectors: `name: { kind: http, …options of the kind }`.
+    #[serde(default)]
+    pub connectors: Option<Node>,
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+    /// How long `SIGTERM`/Ctrl-C waits for in-flight messages before exiting (default 30s).
+    #[serde(default)]
+    pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+/// Defaults for every http route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Largest request body accepted (default 1MiB); a route may set its own.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// How long a request/reply may take before 503 (default 30s); a route may set its own.
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+}
+
+fn unplaced(s: &str) -> Spanned<String> {
+    Spanned::new(s.to_owned(), Location::UNKNOWN, Location::UNKNOWN)
+}
+
+fn default_listen() -> Spanned<String> {
+    unplaced("127.0.0.1:8080")
+}
+
+fn default_store() -> Spanned<String> {
+    unplaced("sqlite://data/junction.db")
+}
+
+fn default_cache() -> Spanned<String> {
+    unplaced("memory")
+}
+
+fn default_bus() -> Spanned<String> {
+    unplaced("embedded")
+}
+
+fn default_routes() -> Vec<Spanned<String>> {
+    vec![unplaced("routes/")]
+}

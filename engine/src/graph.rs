@@ -1,0 +1,61 @@
+//! `junction graph`: the project as a Mermaid flowchart — endpoints, schedules and topics
+//! feeding routes, and routes feeding connectors and topics.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::connector::Role;
+use crate::route::{RouteTable, Source, Trigger};
+
+/// Renders the routes as a Mermaid `flowchart LR`.
+pub fn mermaid(table: &RouteTable) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let mut nodes = BTreeSet::new();
+    let mut edges = Vec::new();
+    for route in table.iter() {
+        let r = id("route", &route.id);
+        nodes.insert(format!("  {r}[[\"{}\"]]", escape(&route.id)));
+        let (source, label) = match &route.source {
+            Source::Http(h) => (id("http", &format!("{} {}", h.method, h.path)), format!("([\"{} {}\"])", h.method, escape(&h.path))),
+            Source::Schedule(s) => {
+                let when = match &s.trigger {
+                    Trigger::Every(d) => format!("every {}ms", d.as_millis()),
+                    Trigger::Cron(c) => format!("cron {}", c.as_str()),
+                };
+                (id("schedule", &route.id), format!("{{{{\"{}\"}}}}", escape(&when)))
+            }
+            Source::Bus(b) => (id("topic", &b.topic), format!("[/\"topic {}\"/]", escape(&b.topic))),
+        };
+        nodes.insert(format!("  {source}{label}"));
+        edges.push(format!("  {source} --> {r}"));
+        for link in &route.links {
+            let (target, shape) = match link.target.strip_prefix("topic ") {
+                Some(topic) => (id("topic", topic), format!("[/\"topic {}\"/]", escape(topic))),
+                None => (id("connector", &link.connector), format!("[(\"{}\")]", escape(&link.connector))),
+            };
+            nodes.insert(format!("  {target}{shape}"));
+            let arrow = match link.role {
+                Role::Send => "-->",
+                Role::Request => "<-->",
+            };
+            edges.push(format!("  {r} {arrow}|\"{}\"| {target}", escape(&link.target)));
+        }
+    }
+    for n in nodes {
+        let _ = writeln!(out, "{n}");
+    }
+    for e in edges {
+        let _ = writeln!(out, "{e}");
+    }
+    out
+}
+
+/// A Mermaid node id: letters, digits and underscores only.
+fn id(prefix: &str, name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("{prefix}_{clean}")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('"', "#quot;")
+}

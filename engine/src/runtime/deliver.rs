@@ -1,0 +1,86 @@
+//! One message through one route, to the end: steps, retries, and the dead letter when they
+//! give up. A source acks only after this returns `Ok`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::message::Message;
+use crate::route::Route;
+use crate::route::pipeline::{Failure, RunCx};
+use crate::store::{NewDeadLetter, Store};
+
+/// How a delivered message ended.
+#[derive(Debug)]
+pub enum Delivered {
+    /// The route finished; these came out of its last step.
+    Done(Vec<Message>),
+    /// The route gave up; the original message is stored as a dead letter and can be replayed.
+    DeadLettered { failure: Failure, dead_letter_id: String },
+}
+
+/// Runs `msg` through `route`. `Err` only when a failed message could not even be stored as a
+/// dead letter: then the source must not ack it (it will be redelivered or the caller told).
+pub async fn deliver(route: &Route, msg: Message, store: &Store) -> Result<Delivered, crate::store::StoreError> {
+    deliver_from(route, 0, msg, store).await
+}
+
+/// Like [`deliver`], from step `start` on (what an aggregate's timeout releases).
+pub async fn deliver_from(route: &Route, start: usize, mut msg: Message, store: &Store) -> Result<Delivered, crate::store::StoreError> {
+    msg.meta.route = route.id.to_string();
+    let original = msg.clone();
+    let cx = RunCx::new(route.id.clone(), route.retry.clone());
+    let failure = match route.pipeline.run_from(start, msg, &cx).await {
+        Ok(out) => return Ok(Delivered::Done(out)),
+        Err(f) => f,
+    };
+    cx.run_failure_hooks();
+    tracing::warn!(route = %route.id, message_id = %original.id, step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
+    let dead_letter_id = dead_letter(route, original, &failure, store).await?;
+    Ok(Delivered::DeadLettered { failure, dead_letter_id })
+}
+
+/// Stores the dead letter (the replayable record), then sends it to the route's
+/// `dead_letter` endpoint if it has one. A failing endpoint is logged, not fatal: the stored
+/// record already keeps the message.
+async fn dead_letter(route: &Route, original: Message, failure: &Failure, store: &Store) -> Result<String, crate::store::StoreError> {
+    let record = NewDeadLetter {
+        route: route.id.to_string(),
+        step: Some(failure.step.clone()),
+        error: failure.error.message.clone(),
+        attempts: failure.attempts,
+        message: original,
+    };
+    let id = store_with_retry(store, &record).await?;
+    if let Some(endpoint) = &route.dead_letter {
+        let mut envelope = Message::json(serde_json::json!({
+            "dead_letter_id": id,
+            "route": record.route,
+            "step": record.step,
+            "error": record.error,
+            "attempts": record.attempts,
+            "message": serde_json::to_value(&record.message).unwrap_or(Value::Null),
+        }));
+        envelope.meta.route = route.id.to_string();
+        if let Err(e) = endpoint.send(&envelope).await {
+            tracing::error!(route = %route.id, dead_letter_id = %id, error = %e, sink = %endpoint.describe(), "dead-letter sink failed; the message is kept in the store");
+        }
+    }
+    Ok(id)
+}
+
+/// A store that hiccups should not turn a failure into a loss: a few quick tries first.
+async fn store_with_retry(store: &Store, record: &NewDeadLetter) -> Result<String, crate::store::StoreError> {
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..4 {
+        match store.put_dead_letter(record).await {
+            Ok(id) => return Ok(id),
+            Err(e) => {
+                tracing::warn!(route = %record.route, error = %e, "cannot store dead letter yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    store.put_dead_letter(record).await
+}

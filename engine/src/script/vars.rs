@@ -1,0 +1,150 @@
+//! The variables a script sees (`body`, `headers`, `meta`): converting them from JSON into a
+//! fresh scope for each run, and reading what the script left in them back into JSON.
+
+use rhai::serde::{from_dynamic, to_dynamic};
+use rhai::{Dynamic, Scope};
+use serde_json::{Map, Value};
+
+use super::{ScriptError, ScriptErrorKind, ScriptInput};
+
+const BODY: &str = "body";
+const HEADERS: &str = "headers";
+const META: &str = "meta";
+
+/// Which of the message variables a script's source mentions.
+///
+/// Converting JSON into rhai values costs time on every run, so a variable the script never
+/// names is not converted. The check is textual and errs towards converting: without `eval`
+/// or modules, a variable can only be reached through its name written in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Uses {
+    body: bool,
+    headers: bool,
+    meta: bool,
+}
+
+impl Uses {
+    pub(super) fn scan(source: &str) -> Self {
+        Self {
+            body: mentions(source, BODY),
+            headers: mentions(source, HEADERS),
+            meta: mentions(source, META),
+        }
+    }
+}
+
+/// Whether `word` appears in `source` as a whole identifier (not inside a longer one).
+fn mentions(source: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    source.match_indices(word).any(|(start, _)| {
+        let before = source[..start].chars().next_back();
+        let after = source[start + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// A scope holding the message variables the script uses. `meta` is a constant: it describes
+/// the message's journey and is the runtime's to change, not the script's.
+pub(super) fn scope_for<'a>(
+    script: &str,
+    uses: Uses,
+    input: &ScriptInput<'_>,
+) -> Result<Scope<'a>, ScriptError> {
+    let mut scope = Scope::with_capacity(3);
+    if uses.body {
+        scope.push_dynamic(BODY, to_rhai(script, BODY, input.body)?);
+    }
+    if uses.headers {
+        scope.push_dynamic(HEADERS, to_rhai(script, HEADERS, input.headers)?);
+    }
+    if uses.meta {
+        scope.push_constant_dynamic(META, to_rhai(script, META, input.meta)?);
+    }
+    Ok(scope)
+}
+
+/// The `body` the script left behind (or the input body, if the script never named it).
+pub(super) fn take_body(
+    script: &str,
+    scope: &mut Scope<'_>,
+    input: &Value,
+) -> Result<Value, ScriptError> {
+    match scope.remove::<Dynamic>(BODY) {
+        Some(body) => to_json(script, BODY, body),
+        None => Ok(input.clone()),
+    }
+}
+
+/// The `headers` the script left behind; they must still be an object map.
+pub(super) fn take_headers(
+    script: &str,
+    scope: &mut Scope<'_>,
+    input: &Map<String, Value>,
+) -> Result<Map<String, Value>, ScriptError> {
+    let Some(headers) = scope.remove::<Dynamic>(HEADERS) else {
+        return Ok(input.clone());
+    };
+    let headers = headers.flatten();
+    if !headers.is_map() {
+        return Err(ScriptError::new(
+            ScriptErrorKind::Runtime,
+            script,
+            format!(
+                "`headers` must be an object map, but the script left a {}",
+                headers.type_name()
+            ),
+        ));
+    }
+    from_dynamic(&headers).map_err(|err| unconvertible(script, HEADERS, &err))
+}
+
+/// A script's value as JSON; unit `()` becomes `null`.
+pub(super) fn to_json(script: &str, what: &str, value: Dynamic) -> Result<Value, ScriptError> {
+    // A variable captured by a closure is shared; JSON wants the plain value inside.
+    from_dynamic(&value.flatten()).map_err(|err| unconvertible(script, what, &err))
+}
+
+fn to_rhai(script: &str, what: &str, value: impl serde::Serialize) -> Result<Dynamic, ScriptError> {
+    to_dynamic(value).map_err(|err| {
+        ScriptError::new(
+            ScriptErrorKind::Runtime,
+            script,
+            format!("`{what}` cannot be given to the script: {err}"),
+        )
+    })
+}
+
+fn unconvertible(script: &str, what: &str, err: &rhai::EvalAltResult) -> ScriptError {
+    ScriptError::new(
+        ScriptErrorKind::Runtime,
+        script,
+        format!("the script's `{what}` cannot be turned into JSON: {err}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_whole_identifiers_only() {
+        let uses = Uses::scan("body.amount > 1000 && metadata == 1 && my_headers");
+        assert_eq!(
+            uses,
+            Uses {
+                body: true,
+                headers: false,
+                meta: false
+            }
+        );
+        let uses = Uses::scan("headers.x = meta.route;");
+        assert_eq!(
+            uses,
+            Uses {
+                body: false,
+                headers: true,
+                meta: true
+            }
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Where messages come from. HTTP requests are served by the [`crate::gateway`]; this module
+//! runs the sources that are tasks: bus consumers, schedules, and the timers of stateful
+//! steps. Each holds a route permit per message in flight and acks only after delivery.
+
+mod bus;
+mod schedule;
+mod timed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::bus::EmbeddedBus;
+use crate::route::{Route, Source};
+use crate::store::Store;
+
+/// The topic an `async: true` http route stores its accepted requests on.
+pub fn http_topic(route: &str) -> String {
+    format!("junction.http.{route}")
+}
+
+/// What source tasks share.
+#[derive(Clone)]
+pub struct SourceCx {
+    pub store: Store,
+    pub bus: EmbeddedBus,
+    /// Turns true when the source should stop taking new messages.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Starts the tasks that feed `route`; synchronous http routes need none.
+pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    match &route.source {
+        Source::Http(h) if h.is_async => {
+            let topic = http_topic(&route.id);
+            tasks.push(tokio::spawn(bus::consume(route.clone(), topic, route.id.to_string(), cx.clone())));
+        }
+        Source::Http(_) => {}
+        Source::Bus(b) => {
+            tasks.push(tokio::spawn(bus::consume(route.clone(), b.topic.clone(), b.group.clone(), cx.clone())));
+        }
+        Source::Schedule(_) => tasks.push(tokio::spawn(schedule::run(route.clone(), cx.clone()))),
+    }
+    for (index, entry) in route.pipeline.steps.iter().enumerate() {
+        if entry.step.timed().is_some() {
+            tasks.push(tokio::spawn(timed::run(route.clone(), index, cx.clone())));
+        }
+    }
+    tasks
+}
+
+/// Delivers until the message is done or dead-lettered; only a store that cannot even keep
+/// the dead letter makes it wait and try again, so nothing taken is dropped.
+async fn deliver_surely(route: &Route, start: usize, msg: crate::message::Message, store: &Store) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let result = if start == 0 {
+            crate::runtime::deliver::deliver(route, msg.clone(), store).await
+        } else {
+            crate::runtime::deliver::deliver_from(route, start, msg.clone(), store).await
+        };
+        match result {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(route = %route.id, message_id = %msg.id, error = %e, "cannot deliver or dead-letter; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
