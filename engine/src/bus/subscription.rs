@@ -88,7 +88,13 @@ impl Subscription {
     /// after this returns does not get them again.
     pub async fn flush(&self) -> Result<(), BusError> {
         let through = self.tracker.acked_through();
-        log::commit(&self.store, &self.tracker.group, &self.tracker.topic, through).await?;
+        log::commit(
+            &self.store,
+            &self.tracker.group,
+            &self.tracker.topic,
+            through,
+        )
+        .await?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_saphyr::{Options, PropertySyntax};
+use serde_saphyr::Options;
 
 use super::error::{Diagnostic, Diagnostics, suggest};
 use super::node::{Node, NodeValue, Pos};
@@ -30,14 +30,12 @@ pub struct Loader {
     pub intercept: Option<Intercept>,
 }
 
-/// Reads YAML into `T`; with `env`, `${VAR}` references are substituted in scalars.
-pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str, env: Option<&HashMap<String, String>>) -> Result<T, Diagnostic> {
+/// Reads YAML into `T` (duplicate keys are errors).
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostic> {
     let mut options = Options::default();
     options.with_snippet = false;
-    if let Some(env) = env {
-        options = options.with_properties(env.clone());
-        options.property_syntax = PropertySyntax::DockerCompose;
-    }
+    // YAML 1.2 booleans only: `N`, `no`, `off` stay strings (the "Norway problem").
+    options.strict_booleans = true;
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let pos = e.location().map(|l| Pos { line: l.line() as u32, col: l.column() as u32 });
         Diagnostic::new(file, pos, super::error::with_suggestion(&plain_message(&e)))
@@ -48,10 +46,9 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str, env: Option<&Has
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let text = text.trim();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text.to_owned(),
-    }
+    let text = text.rfind(" at line ").map_or(text, |i| &text[..i]);
+    // Advice meant for the programmer embedding the parser, not for the config's author.
+    text.split(", set DuplicateKeyPolicy").next().unwrap_or(text).to_owned()
 }
 
 impl Loader {
@@ -63,17 +60,24 @@ impl Loader {
             .map_err(|e| Diagnostic::new(&shown_root, None, format!("cannot read the project's root config: {e}")))?;
 
         let mut diags = Diagnostics::default();
-        for unset in super::env::unset_references(&text, &self.env) {
+        let mut root: Node = parse_yaml(&shown_root, &text)?;
+        let mut unset = Vec::new();
+        super::env::substitute(&mut root, &self.env, &mut unset);
+        for u in unset {
             diags.push(Diagnostic::new(
                 &shown_root,
-                Some(unset.pos),
-                format!("environment variable `{}` is not set and has no default (write ${{{}:-default}})", unset.name, unset.name),
+                Some(u.pos),
+                format!("environment variable `{}` is not set and has no default (write ${{{}:-default}})", u.name, u.name),
             ));
         }
-        let spec: RootSpec = match parse_yaml(&shown_root, &text, Some(&self.env)) {
+        for (key, pos) in unknown_keys(&mut root, super::node::struct_fields::<RootSpec>()) {
+            let hint = suggest(&key, super::node::struct_fields::<RootSpec>().iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            diags.push(Diagnostic::new(&shown_root, Some(pos), format!("unknown field `{key}`{hint}")));
+        }
+        let spec: RootSpec = match root.parse() {
             Ok(s) => s,
-            Err(d) => {
-                diags.push(d);
+            Err(e) => {
+                diags.push(Diagnostic::from_node(&shown_root, e));
                 return Err(diags.into_result(()).expect_err("an error was just pushed"));
             }
         };
@@ -97,7 +101,7 @@ impl Loader {
         let store = if let Some(rest) = store.strip_prefix("sqlite://") {
             let p = Path::new(rest);
             if p.is_absolute() { store.clone() } else { format!("sqlite://{}", paths.root.join(p).display()) }
-        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") || store.contains("${") {
             store.clone()
         } else {
             diags.push(Diagnostic::new(file, Some(Pos::of(&spec.store)), format!("unknown store `{store}`; use sqlite://PATH or postgres://…")));
@@ -154,7 +158,10 @@ impl Loader {
                 Ok(c) => {
                     out.insert(name.name.clone(), c);
                 }
-                Err(e) => diags.push(Diagnostic::from_node(file, e)),
+                Err(e) => {
+                    diags.push(Diagnostic::from_node(file, e));
+                    out.insert(name.name.clone(), Arc::new(crate::connector::Broken { name: name.name.clone() }));
+                }
             }
         }
         if let Some(intercept) = &self.intercept {
@@ -188,7 +195,7 @@ impl Loader {
                     continue;
                 }
             };
-            let spec: RouteSpec = match parse_yaml(&shown, &text, None) {
+            let spec: RouteSpec = match parse_yaml(&shown, &text) {
                 Ok(s) => s,
                 Err(d) => {
                     diags.push(d);
@@ -217,6 +224,21 @@ impl Loader {
         }
         table
     }
+}
+
+/// Removes the keys of a mapping that are not in `known`, returning them: reported all at
+/// once, while the rest of the mapping is still checked.
+fn unknown_keys(node: &mut Node, known: &[&str]) -> Vec<(String, Pos)> {
+    let NodeValue::Map(entries) = &mut node.value else { return Vec::new() };
+    let mut unknown = Vec::new();
+    entries.retain(|(k, _)| {
+        let ok = known.contains(&k.name.as_str());
+        if !ok {
+            unknown.push((k.name.clone(), k.pos));
+        }
+        ok
+    });
+    unknown
 }
 
 /// Names the route that already serves a conflicting path, when it can be told.

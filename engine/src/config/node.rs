@@ -206,6 +206,34 @@ impl<'de> Deserialize<'de> for KeyText {
     }
 }
 
+/// The field names of a struct `T` derives `Deserialize` for (empty for other types), so a
+/// mapping can be checked for every unknown key at once, not only the first.
+pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Capture(Option<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for &mut Capture {
+        type Error = NodeError;
+        fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value, NodeError> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _v: V,
+        ) -> Result<V::Value, NodeError> {
+            self.0 = Some(fields);
+            Err(de::Error::custom("captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string option newtype_struct
+            enum bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        }
+    }
+    let mut capture = Capture(None);
+    let _ = T::deserialize(&mut capture);
+    capture.0.unwrap_or(&[])
+}
+
 /// An error while reading a [`Node`] into a type; `pos` is the innermost node at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeError {
@@ -272,6 +300,14 @@ impl<'de> Deserializer<'de> for &'de Node {
                 let (key, value) = &entries[0];
                 visitor.visit_enum(NodeEnum { key, value }).map_err(|e| e.at(key.pos))
             }
+            NodeValue::Map(entries) => {
+                let keys: Vec<&str> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
+                Err(de::Error::custom(format_args!(
+                    "expected a mapping with one key (its kind), found {} keys: {}",
+                    keys.len(),
+                    keys.join(", ")
+                )))
+            }
             _ => Err(de::Error::custom(format_args!(
                 "expected a name or a mapping with one key, found {}",
                 self.kind_name()
@@ -282,14 +318,103 @@ impl<'de> Deserializer<'de> for &'de Node {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, NodeError> {
+        if name == SPANNED_NEWTYPE {
+            return visitor.visit_newtype_struct(SpannedValue { pos: self.pos, value: self }).map_err(|e| e.at(self.pos));
+        }
         visitor.visit_newtype_struct(self).map_err(|e| e.at(self.pos))
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+// serde-saphyr's `Spanned<T>` asks for this newtype, then reads a map whose first key is the
+// marker, followed by `value`, `referenced` and `defined`. Speaking that protocol lets typed
+// config read from a `Node` keep its positions exactly as if read from the file.
+const SPANNED_NEWTYPE: &str = "__yaml_spanned";
+const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
+
+/// Answers serde-saphyr's `Spanned` protocol for a value at `pos` read by `D`.
+struct SpannedValue<D> {
+    pos: Pos,
+    value: D,
+}
+
+impl<'de, D: Deserializer<'de, Error = NodeError>> Deserializer<'de> for SpannedValue<D> {
+    type Error = NodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NodeError> {
+        visitor.visit_map(SpannedFields { pos: self.pos, value: Some(self.value), next: 0 })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string option newtype_struct enum
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+struct SpannedFields<D> {
+    pos: Pos,
+    value: Option<D>,
+    next: usize,
+}
+
+impl<'de, D: Deserializer<'de, Error = NodeError>> MapAccess<'de> for SpannedFields<D> {
+    type Error = NodeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, NodeError> {
+        let key = match self.next {
+            0 => SPANNED_MARKER,
+            1 => "value",
+            2 => "referenced",
+            3 => "defined",
+            _ => return Ok(None),
+        };
+        seed.deserialize(de::value::BorrowedStrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, NodeError> {
+        self.next += 1;
+        match self.next {
+            1 => seed.deserialize(de::value::UnitDeserializer::new()),
+            2 => {
+                let value = self.value.take().ok_or_else(|| de::Error::custom("a spanned value is read once"))?;
+                seed.deserialize(value)
+            }
+            _ => {
+                let Pos { line, col } = self.pos;
+                let fields = [("line", line), ("column", col)];
+                seed.deserialize(de::value::MapDeserializer::new(fields.into_iter()))
+            }
+        }
+    }
+}
+
+/// A mapping key: a string that also answers the `Spanned` protocol with its position.
+struct KeyDeserializer<'de>(&'de Key);
+
+impl<'de> Deserializer<'de> for KeyDeserializer<'de> {
+    type Error = NodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NodeError> {
+        visitor.visit_borrowed_str(&self.0.name)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, NodeError> {
+        if name == SPANNED_NEWTYPE {
+            let value = de::value::BorrowedStrDeserializer::<NodeError>::new(&self.0.name);
+            return visitor.visit_newtype_struct(SpannedValue { pos: self.0.pos, value });
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string option enum
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }
@@ -321,9 +446,7 @@ impl<'de> MapAccess<'de> for NodeMap<'de> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                let de: de::value::BorrowedStrDeserializer<'de, NodeError> =
-                    de::value::BorrowedStrDeserializer::new(&key.name);
-                seed.deserialize(de).map(Some).map_err(|e| e.at(key.pos))
+                seed.deserialize(KeyDeserializer(key)).map(Some).map_err(|e| e.at(key.pos))
             }
             None => Ok(None),
         }
@@ -416,6 +539,24 @@ mod tests {
         let n = node("base_url: x\ntimeout_ms: soon\n");
         let err = n.parse::<Opts>().expect_err("wrong type");
         assert_eq!(err.pos, Some(Pos { line: 2, col: 13 }));
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithSpans {
+        name: Spanned<String>,
+    }
+
+    #[test]
+    fn spanned_fields_keep_positions_through_nodes() {
+        let n = node("outer:\n  name: x\n");
+        let parsed: WithSpans = n.get("outer").expect("outer").parse().expect("parses");
+        assert_eq!(parsed.name.value, "x");
+        assert_eq!(Pos::of(&parsed.name), Pos { line: 2, col: 9 });
+    }
+
+    #[test]
+    fn lists_struct_fields() {
+        assert_eq!(struct_fields::<Opts>(), &["base_url", "timeout_ms"]);
     }
 
     #[test]

@@ -77,6 +77,22 @@ pub trait Endpoint: Send + Sync {
     }
 }
 
+/// Stands in for a connector whose options have errors, so the routes that use it are not
+/// also told it does not exist; their steps report where they use it.
+pub struct Broken {
+    pub name: String,
+}
+
+impl Connector for Broken {
+    fn kind(&self) -> &'static str {
+        "broken"
+    }
+
+    fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        Err(NodeError { message: format!("connector `{}` has errors in junction.yaml (listed there)", self.name), pos: Some(options.pos) })
+    }
+}
+
 /// A failed connector call, and whether trying again may help.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

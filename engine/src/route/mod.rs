@@ -82,7 +82,19 @@ const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Compiles one route file's spec. Errors go to `cx.diags`; `None` when there were any.
 pub fn compile(spec: &RouteSpec, text: &str, defaults: HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Route> {
     let source = compile_source(&spec.from.value, Pos::of(&spec.from), defaults, cx);
-    let pipeline = cx.steps(&spec.steps);
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    let mut steps_ok = true;
+    for node in &spec.steps {
+        match node.parse::<serde_saphyr::Spanned<crate::steps::StepSpec>>() {
+            Ok(s) => steps.push(s),
+            Err(e) => {
+                let file = cx.file.clone();
+                cx.diags.push(crate::config::error::Diagnostic::from_node(&file, e));
+                steps_ok = false;
+            }
+        }
+    }
+    let pipeline = cx.steps(&steps).filter(|_| steps_ok);
     let (retry, dead_letter) = match &spec.on_error {
         None => (RetryPolicy::default(), None),
         Some(on_error) => {

@@ -5,7 +5,6 @@ use serde_saphyr::Spanned;
 
 use crate::config::duration::{ByteSize, ConfigDuration};
 use crate::config::node::Node;
-use crate::steps::StepSpec;
 
 /// A route file: one source, its steps, and what to do when they fail.
 #[derive(Debug, Deserialize)]
@@ -18,9 +17,10 @@ pub struct RouteSpec {
     pub description: Option<String>,
     /// Where messages come from: `http`, `schedule` or `bus`.
     pub from: Spanned<SourceSpec>,
-    /// The steps each message goes through, in order.
+    /// The steps each message goes through, in order. Read one by one, so a mistake in one
+    /// step does not hide the mistakes in the others.
     #[serde(default)]
-    pub steps: Vec<Spanned<StepSpec>>,
+    pub steps: Vec<Node>,
     /// Retries and the dead letter for messages that fail.
     #[serde(default)]
     pub on_error: Option<Spanned<OnErrorSpec>>,

@@ -96,6 +96,8 @@ impl ScriptError {
             }
             EvalAltResult::ErrorRuntime(value, _) => (ScriptErrorKind::Thrown, value.to_string()),
             EvalAltResult::ErrorParsing(ref parse, _) => (parse_kind(parse), parse.to_string()),
+            // The sandbox's deadline stops a run with its reason as the token.
+            EvalAltResult::ErrorTerminated(reason, _) => (ScriptErrorKind::Limit, reason.to_string()),
             ref other => (eval_kind(other), other.to_string()),
         };
         if let Some(name) = function {
@@ -120,8 +122,7 @@ fn eval_kind(err: &EvalAltResult) -> ScriptErrorKind {
         EvalAltResult::ErrorTooManyOperations(_)
         | EvalAltResult::ErrorTooManyVariables(_)
         | EvalAltResult::ErrorStackOverflow(_)
-        | EvalAltResult::ErrorDataTooLarge(..)
-        | EvalAltResult::ErrorTerminated(..) => ScriptErrorKind::Limit,
+        | EvalAltResult::ErrorDataTooLarge(..) => ScriptErrorKind::Limit,
         _ => ScriptErrorKind::Runtime,
     }
 }

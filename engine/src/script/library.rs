@@ -12,6 +12,8 @@ use rhai::serde::{from_dynamic, to_dynamic};
 use rhai::{Dynamic, Engine, EvalAltResult, INT};
 use sha2::{Digest, Sha256};
 
+use super::vars::{MAX_JSON_DEPTH, nested_deeper_than};
+
 type FnResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub(super) fn register(engine: &mut Engine) {
@@ -143,9 +145,15 @@ fn json_parse(s: &str) -> FnResult<Dynamic> {
 }
 
 /// `json_stringify(v) -> string`: `v` as compact JSON text. `()` becomes `null`; an error
-/// for values JSON cannot hold, such as function pointers.
+/// for values JSON cannot hold, such as function pointers, or nested over 128 levels deep.
 fn json_stringify(value: Dynamic) -> FnResult<String> {
-    let value: serde_json::Value = from_dynamic(&value.flatten())
+    let value = value.flatten();
+    if nested_deeper_than(&value, MAX_JSON_DEPTH) {
+        return Err(fail(format!(
+            "json_stringify: the value is nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    let value: serde_json::Value = from_dynamic(&value)
         .map_err(|err| fail(format!("json_stringify: {err}")))?;
     Ok(value.to_string())
 }

@@ -24,6 +24,7 @@ mod tests;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rhai::{AST, Dynamic, Engine, Scope};
 use serde_json::{Map, Value};
@@ -35,6 +36,8 @@ pub use sandbox::ScriptLimits;
 #[derive(Clone)]
 pub struct ScriptEngine {
     engine: Arc<Engine>,
+    /// Wall-clock time per run, enforced alongside the operation limit (see `sandbox`).
+    budget: Option<Duration>,
 }
 
 /// A compiled script or expression, ready to run any number of times. Cloning is cheap.
@@ -61,11 +64,12 @@ pub struct ScriptOutput {
 
 impl ScriptEngine {
     pub fn new(limits: &ScriptLimits) -> Self {
-        let mut engine = sandbox::sandboxed_engine(limits);
+        let (mut engine, budget) = sandbox::sandboxed_engine(limits);
         library::register(&mut engine);
         money::register(&mut engine);
         Self {
             engine: Arc::new(engine),
+            budget,
         }
     }
 
@@ -129,9 +133,10 @@ impl ScriptEngine {
     }
 
     fn evaluate(&self, script: &Script, scope: &mut Scope<'_>) -> Result<Dynamic, ScriptError> {
-        self.engine
-            .eval_ast_with_scope::<Dynamic>(scope, &script.ast)
-            .map_err(|err| ScriptError::from_eval(&script.name, err))
+        sandbox::within_budget(self.budget, || {
+            self.engine.eval_ast_with_scope::<Dynamic>(scope, &script.ast)
+        })
+        .map_err(|err| ScriptError::from_eval(&script.name, err))
     }
 }
 

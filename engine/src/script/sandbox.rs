@@ -5,7 +5,10 @@
 //! reaches outside the engine (`no_module` removes `import` and its file loader, `eval` is
 //! disabled, `print` and `debug` go to the log instead of stdout).
 
-use rhai::{Engine, Position};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, Engine, INT, Position};
 
 /// How much one script run may do before the sandbox stops it with a `Limit` error.
 ///
@@ -41,8 +44,26 @@ impl Default for ScriptLimits {
     }
 }
 
-/// A rhai engine with the standard packages, `limits` enforced and no way out of the sandbox.
-pub(super) fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
+/// The wall-clock time a run may take, per operation it may perform.
+///
+/// Rhai checks data sizes by walking the whole value after each change, so growing an array
+/// to its limit takes time quadratic in the limit (seconds for 100 000 elements) while costing
+/// few operations. A deadline of `max_operations` at this rate stops such a run as promptly as
+/// an infinite loop, far above what an operation costs (5 to 60 ns, even in debug builds).
+const TIME_PER_OPERATION_NS: u64 = 250;
+
+/// How many operations pass between two looks at the clock, which costs more than one.
+const CLOCK_EVERY: u64 = 256;
+
+thread_local! {
+    /// When the run on this thread must stop; rhai's progress callback is engine-wide, so the
+    /// per-run deadline lives here (a run never leaves the thread that started it).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A rhai engine with the standard packages, `limits` enforced and no way out of the sandbox,
+/// and the time budget for each run (`None`: no limit).
+pub(super) fn sandboxed_engine(limits: &ScriptLimits) -> (Engine, Option<Duration>) {
     let mut engine = Engine::new();
     engine
         .set_max_operations(limits.max_operations)
@@ -56,8 +77,43 @@ pub(super) fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
         .on_print(|text| tracing::debug!(target: "junction::script", "{text}"))
         .on_debug(log_debug)
         // `eval` would compile source at run time, outside the limits checked at compile.
-        .disable_symbol("eval");
-    engine
+        .disable_symbol("eval")
+        // Curried arguments escape the data-size limits: `f = f.curry(f)` doubles in size
+        // each time round a loop, and takes the process's memory in a few dozen operations.
+        .disable_symbol("curry")
+        .set_allow_anonymous_fn(!closures_capture());
+    let budget = (limits.max_operations > 0)
+        .then(|| Duration::from_nanos(limits.max_operations.saturating_mul(TIME_PER_OPERATION_NS)));
+    if let Some(budget) = budget {
+        let late = Dynamic::from(format!("ran longer than its time budget of {budget:?}"));
+        engine.on_progress(move |operations| {
+            let check = operations % CLOCK_EVERY == 0;
+            let late_now = check && DEADLINE.get().is_some_and(|deadline| Instant::now() > deadline);
+            late_now.then(|| late.clone())
+        });
+    }
+    (engine, budget)
+}
+
+/// Runs `run` with the deadline `budget` from now enforced on this thread.
+pub(super) fn within_budget<T>(budget: Option<Duration>, run: impl FnOnce() -> T) -> T {
+    let previous = DEADLINE.replace(budget.map(|budget| Instant::now() + budget));
+    let result = run();
+    DEADLINE.set(previous);
+    result
+}
+
+/// Whether anonymous functions can capture variables (rhai built without `no_closure`).
+///
+/// Captured variables are shared behind reference counts, outside the data-size limits, so a
+/// loop of `let g = f; f = || g;` builds a chain thousands of links deep in milliseconds, and
+/// dropping it recurses once per link until the native stack overflows and the process
+/// aborts. Where capturing is possible, anonymous functions are disabled altogether; named
+/// functions (`fn double(x) { x * 2 }`, `items.map(double)`) still work.
+fn closures_capture() -> bool {
+    Engine::new()
+        .eval::<INT>("let x = 1; let f = || x; f.call()")
+        .is_ok()
 }
 
 fn log_debug(text: &str, source: Option<&str>, pos: Position) {

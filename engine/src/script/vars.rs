@@ -84,24 +84,45 @@ pub(super) fn take_headers(
     let Some(headers) = scope.remove::<Dynamic>(HEADERS) else {
         return Ok(input.clone());
     };
-    let headers = headers.flatten();
-    if !headers.is_map() {
-        return Err(ScriptError::new(
+    let type_name = headers.type_name();
+    match to_json(script, HEADERS, headers)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ScriptError::new(
             ScriptErrorKind::Runtime,
             script,
-            format!(
-                "`headers` must be an object map, but the script left a {}",
-                headers.type_name()
-            ),
-        ));
+            format!("`headers` must be an object map, but the script left a {type_name}"),
+        )),
     }
-    from_dynamic(&headers).map_err(|err| unconvertible(script, HEADERS, &err))
 }
+
+/// How deeply values handed back as JSON may nest: as deep as serde_json agrees to parse,
+/// and shallow enough that converting them recursively cannot exhaust the native stack.
+pub(super) const MAX_JSON_DEPTH: usize = 128;
 
 /// A script's value as JSON; unit `()` becomes `null`.
 pub(super) fn to_json(script: &str, what: &str, value: Dynamic) -> Result<Value, ScriptError> {
     // A variable captured by a closure is shared; JSON wants the plain value inside.
-    from_dynamic(&value.flatten()).map_err(|err| unconvertible(script, what, &err))
+    let value = value.flatten();
+    if nested_deeper_than(&value, MAX_JSON_DEPTH) {
+        return Err(ScriptError::new(
+            ScriptErrorKind::Limit,
+            script,
+            format!("the script's `{what}` is nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    from_dynamic(&value).map_err(|err| unconvertible(script, what, &err))
+}
+
+/// Whether arrays and maps in `value` nest more than `levels` deep. Recursion stops at
+/// `levels`, so the check itself is safe on any value.
+pub(super) fn nested_deeper_than(value: &Dynamic, levels: usize) -> bool {
+    if let Ok(array) = value.as_array_ref() {
+        levels == 0 || array.iter().any(|item| nested_deeper_than(item, levels - 1))
+    } else if let Ok(map) = value.as_map_ref() {
+        levels == 0 || map.values().any(|item| nested_deeper_than(item, levels - 1))
+    } else {
+        false
+    }
 }
 
 fn to_rhai(script: &str, what: &str, value: impl serde::Serialize) -> Result<Dynamic, ScriptError> {
@@ -125,6 +146,18 @@ fn unconvertible(script: &str, what: &str, err: &rhai::EvalAltResult) -> ScriptE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measures_nesting_without_recursing_past_the_limit() {
+        let mut value = Dynamic::from(1_i64);
+        for _ in 0..3 {
+            value = Dynamic::from_array(vec![value]);
+        }
+        assert!(!nested_deeper_than(&value, 3));
+        assert!(nested_deeper_than(&value, 2));
+        let map: rhai::Map = [("a".into(), value)].into_iter().collect();
+        assert!(nested_deeper_than(&Dynamic::from_map(map), 3));
+    }
 
     #[test]
     fn finds_whole_identifiers_only() {

@@ -133,9 +133,16 @@ impl Store {
 fn decode(row: &AnyRow) -> Result<DeadLetter, StoreError> {
     let id: String = row.try_get("id").map_err(|e| corrupt("?", e))?;
     let bad = |e: String| corrupt(&id, e);
-    let get = |column: &str| row.try_get::<Option<String>, _>(column).map_err(|e| bad(e.to_string()));
-    let int = |column: &str| row.try_get::<Option<i64>, _>(column).map_err(|e| bad(e.to_string()));
-    let required = |v: Option<String>, column: &str| v.ok_or_else(|| bad(format!("{column} is NULL")));
+    let get = |column: &str| {
+        row.try_get::<Option<String>, _>(column)
+            .map_err(|e| bad(e.to_string()))
+    };
+    let int = |column: &str| {
+        row.try_get::<Option<i64>, _>(column)
+            .map_err(|e| bad(e.to_string()))
+    };
+    let required =
+        |v: Option<String>, column: &str| v.ok_or_else(|| bad(format!("{column} is NULL")));
     let time = |ms: Option<i64>, column: &str| match ms {
         None => Ok(None),
         Some(ms) => DateTime::from_timestamp_millis(ms)

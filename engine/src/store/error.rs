@@ -92,11 +92,7 @@ fn redact_userinfo(url: &str) -> String {
         return url.to_owned();
     };
     match authority[..at].find(':') {
-        Some(colon) => format!(
-            "{}:***{}",
-            &url[..start + colon],
-            &url[start + at..]
-        ),
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[start + at..]),
         None => url.to_owned(),
     }
 }
@@ -119,6 +115,9 @@ mod tests {
             redact("postgres://app@db/junction"),
             "postgres://app@db/junction"
         );
-        assert_eq!(redact("sqlite://data/junction.db"), "sqlite://data/junction.db");
+        assert_eq!(
+            redact("sqlite://data/junction.db"),
+            "sqlite://data/junction.db"
+        );
     }
 }

@@ -152,7 +152,12 @@ mod tests {
 
     #[test]
     fn unsupported_urls_are_refused_with_the_forms_that_work() {
-        for url in ["sqlite::memory:", "sqlite://", "mysql://x/y", "data/junction.db"] {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://",
+            "mysql://x/y",
+            "data/junction.db",
+        ] {
             let err = locate(url).expect_err(url).to_string();
             assert!(err.contains("sqlite://path/to/file.db"), "{err}");
         }

@@ -110,7 +110,7 @@ pub async fn run_all(dir: &Path, registry: &Registry) -> Result<Vec<CaseResult>,
     for file in files {
         let shown = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
         let text = std::fs::read_to_string(&file).map_err(|e| Diagnostic::new(&shown, None, e.to_string()))?;
-        let test: TestFile = parse_yaml(&shown, &text, None)?;
+        let test: TestFile = parse_yaml(&shown, &text)?;
         results.extend(run_file(dir, &shown, test, registry, &scripts).await?);
     }
     Ok(results)
