@@ -90,21 +90,24 @@ impl Runtime {
         &self.store
     }
 
-    /// Stops taking new messages, waits (up to the shutdown timeout) for those in flight.
+    /// Stops taking new messages, waits (up to the shutdown timeout) for those in flight to
+    /// finish and be acked.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let aborts: Vec<_> = self.sources.iter().map(JoinHandle::abort_handle).collect();
         let drain = async {
+            let _ = self.gateway.await;
+            for task in self.sources {
+                let _ = task.await;
+            }
             for route in self.table.iter() {
                 let n = u32::try_from(route.max_in_flight).unwrap_or(u32::MAX);
                 let _ = route.permits.acquire_many(n).await;
             }
-            let _ = self.gateway.await;
         };
         if tokio::time::timeout(self.shutdown_timeout, drain).await.is_err() {
             tracing::warn!(timeout_ms = self.shutdown_timeout.as_millis() as u64, "in-flight messages did not finish in time; unacked ones will be redelivered");
-        }
-        for task in self.sources {
-            task.abort();
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         tracing::info!("junction stopped");
     }

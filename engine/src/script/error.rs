@@ -97,7 +97,9 @@ impl ScriptError {
             EvalAltResult::ErrorRuntime(value, _) => (ScriptErrorKind::Thrown, value.to_string()),
             EvalAltResult::ErrorParsing(ref parse, _) => (parse_kind(parse), parse.to_string()),
             // The sandbox's deadline stops a run with its reason as the token.
-            EvalAltResult::ErrorTerminated(reason, _) => (ScriptErrorKind::Limit, reason.to_string()),
+            EvalAltResult::ErrorTerminated(reason, _) => {
+                (ScriptErrorKind::Limit, reason.to_string())
+            }
             ref other => (eval_kind(other), other.to_string()),
         };
         if let Some(name) = function {

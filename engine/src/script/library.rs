@@ -70,7 +70,10 @@ fn parse_date(s: &str) -> FnResult<INT> {
         return Ok(date_time.timestamp_millis());
     }
     if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis());
+        return Ok(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
     }
     Err(fail(format!(
         "parse_date: {s:?} is neither an RFC 3339 date-time nor a YYYY-MM-DD date"
@@ -85,8 +88,11 @@ fn parse_date_with(s: &str, fmt: &str) -> FnResult<INT> {
     let with_offset = DateTime::parse_from_str(s, fmt).map(|d| d.timestamp_millis());
     let utc = || NaiveDateTime::parse_from_str(s, fmt).map(|d| d.and_utc().timestamp_millis());
     let date = || {
-        NaiveDate::parse_from_str(s, fmt)
-            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis())
+        NaiveDate::parse_from_str(s, fmt).map(|d| {
+            d.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis()
+        })
     };
     // The first error is the most telling: it comes from the most complete reading.
     with_offset
@@ -102,8 +108,11 @@ fn format_date(ms: INT, fmt: &str) -> FnResult<String> {
         .ok_or_else(|| fail(format!("format_date: {ms} is out of the range of dates")))?;
     let mut out = String::new();
     // `to_string()` would panic on a bad format; `write!` reports it instead.
-    write!(out, "{}", date_time.format(fmt))
-        .map_err(|_| fail(format!("format_date: {fmt:?} is not a valid strftime format")))?;
+    write!(out, "{}", date_time.format(fmt)).map_err(|_| {
+        fail(format!(
+            "format_date: {fmt:?} is not a valid strftime format"
+        ))
+    })?;
     Ok(out)
 }
 
@@ -153,8 +162,8 @@ fn json_stringify(value: Dynamic) -> FnResult<String> {
             "json_stringify: the value is nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
-    let value: serde_json::Value = from_dynamic(&value)
-        .map_err(|err| fail(format!("json_stringify: {err}")))?;
+    let value: serde_json::Value =
+        from_dynamic(&value).map_err(|err| fail(format!("json_stringify: {err}")))?;
     Ok(value.to_string())
 }
 
@@ -165,8 +174,14 @@ mod tests {
     #[test]
     fn dates_parse_in_both_default_shapes() {
         assert_eq!(parse_date("1970-01-02").ok(), Some(86_400_000));
-        assert_eq!(parse_date("2025-03-01T09:30:00.250+01:00").ok(), Some(1_740_817_800_250));
-        assert_eq!(parse_date("2025-03-01T08:30:00.250Z").ok(), Some(1_740_817_800_250));
+        assert_eq!(
+            parse_date("2025-03-01T09:30:00.250+01:00").ok(),
+            Some(1_740_817_800_250)
+        );
+        assert_eq!(
+            parse_date("2025-03-01T08:30:00.250Z").ok(),
+            Some(1_740_817_800_250)
+        );
     }
 
     #[test]
@@ -174,7 +189,9 @@ mod tests {
         let err = parse_date("01/03/2025").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("parse_date: \"01/03/2025\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date")
+            Some(
+                "parse_date: \"01/03/2025\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date"
+            )
         );
         assert!(parse_date_with("2025-13-01", "%Y-%m-%d").is_err());
         assert!(parse_date_with("x", "%Y").is_err());
@@ -190,13 +207,18 @@ mod tests {
             parse_date_with("01/03/2025 09:30 +0100", "%d/%m/%Y %H:%M %z").ok(),
             Some(1_740_817_800_000)
         );
-        assert_eq!(parse_date_with("02.01.1970", "%d.%m.%Y").ok(), Some(86_400_000));
+        assert_eq!(
+            parse_date_with("02.01.1970", "%d.%m.%Y").ok(),
+            Some(86_400_000)
+        );
     }
 
     #[test]
     fn dates_format_in_utc_and_reject_bad_formats() {
         assert_eq!(
-            format_date(1_740_817_800_250, "%Y-%m-%dT%H:%M:%S%.3fZ").ok().as_deref(),
+            format_date(1_740_817_800_250, "%Y-%m-%dT%H:%M:%S%.3fZ")
+                .ok()
+                .as_deref(),
             Some("2025-03-01T08:30:00.250Z")
         );
         assert!(format_date(0, "%Q").is_err());
@@ -249,7 +271,10 @@ mod tests {
     fn json_round_trips_keeping_ints_and_floats() {
         let parsed = json_parse(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#).unwrap_or_default();
         assert_eq!(parsed.clone().cast::<rhai::Map>()["a"].as_int(), Ok(1));
-        assert_eq!(json_stringify(parsed).ok().as_deref(), Some(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#));
+        assert_eq!(
+            json_stringify(parsed).ok().as_deref(),
+            Some(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#)
+        );
         let err = json_parse("{").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),

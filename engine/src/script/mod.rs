@@ -97,7 +97,11 @@ impl ScriptEngine {
     /// that value is the new body; otherwise (the script ends in a statement) the new body
     /// is `body` as the script left it. Headers are read back the same way, so scripts may
     /// set them (`headers.x = 1`).
-    pub fn run(&self, script: &Script, input: ScriptInput<'_>) -> Result<ScriptOutput, ScriptError> {
+    pub fn run(
+        &self,
+        script: &Script,
+        input: ScriptInput<'_>,
+    ) -> Result<ScriptOutput, ScriptError> {
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?;
         let body = if result.is_unit() {
@@ -134,7 +138,8 @@ impl ScriptEngine {
 
     fn evaluate(&self, script: &Script, scope: &mut Scope<'_>) -> Result<Dynamic, ScriptError> {
         sandbox::within_budget(self.budget, || {
-            self.engine.eval_ast_with_scope::<Dynamic>(scope, &script.ast)
+            self.engine
+                .eval_ast_with_scope::<Dynamic>(scope, &script.ast)
         })
         .map_err(|err| ScriptError::from_eval(&script.name, err))
     }
@@ -166,6 +171,8 @@ impl fmt::Debug for ScriptEngine {
 
 impl fmt::Debug for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Script").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Script")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }

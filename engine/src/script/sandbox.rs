@@ -88,7 +88,10 @@ pub(super) fn sandboxed_engine(limits: &ScriptLimits) -> (Engine, Option<Duratio
         let late = Dynamic::from(format!("ran longer than its time budget of {budget:?}"));
         engine.on_progress(move |operations| {
             let check = operations % CLOCK_EVERY == 0;
-            let late_now = check && DEADLINE.get().is_some_and(|deadline| Instant::now() > deadline);
+            let late_now = check
+                && DEADLINE
+                    .get()
+                    .is_some_and(|deadline| Instant::now() > deadline);
             late_now.then(|| late.clone())
         });
     }

@@ -117,9 +117,15 @@ pub(super) fn to_json(script: &str, what: &str, value: Dynamic) -> Result<Value,
 /// `levels`, so the check itself is safe on any value.
 pub(super) fn nested_deeper_than(value: &Dynamic, levels: usize) -> bool {
     if let Ok(array) = value.as_array_ref() {
-        levels == 0 || array.iter().any(|item| nested_deeper_than(item, levels - 1))
+        levels == 0
+            || array
+                .iter()
+                .any(|item| nested_deeper_than(item, levels - 1))
     } else if let Ok(map) = value.as_map_ref() {
-        levels == 0 || map.values().any(|item| nested_deeper_than(item, levels - 1))
+        levels == 0
+            || map
+                .values()
+                .any(|item| nested_deeper_than(item, levels - 1))
     } else {
         false
     }

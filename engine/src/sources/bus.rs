@@ -43,4 +43,10 @@ pub(super) async fn consume(route: Arc<Route>, topic: String, group: String, mut
             drop(permit);
         });
     }
+    // Stopping: let the messages in flight finish, then commit their acks before going.
+    let all = u32::try_from(route.max_in_flight).unwrap_or(u32::MAX);
+    let _drained = route.permits.acquire_many(all).await;
+    if let Err(e) = subscription.flush().await {
+        tracing::warn!(route = %route.id, topic, error = %e, "cannot commit acks on stop; those messages will be redelivered");
+    }
 }

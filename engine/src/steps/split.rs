@@ -9,7 +9,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::{BuildStep, Outcome, Step, StepError, StepSpec};
-use crate::config::node::Pos;
+use crate::config::node::{Node, NodeValue, Pos};
 use crate::message::{Body, Message};
 use crate::route::compile::CompileCx;
 use crate::route::pipeline::{Pipeline, RunCx};
@@ -18,30 +18,28 @@ use crate::script::{Script, ScriptEngine};
 /// `split: body.items` fans out into the rest of the route;
 /// `split: { expr: body.items, steps: [...] }` gathers the results into an array.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum SplitSpec {
-    Fan(Spanned<String>),
-    Gather(GatherSpec),
-}
+#[serde(transparent)]
+pub struct SplitSpec(Node);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatherSpec {
+struct GatherSpec {
     expr: Spanned<String>,
     steps: Vec<Spanned<StepSpec>>,
 }
 
 impl BuildStep for SplitSpec {
-    fn build(&self, at: Pos, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
-        let (expr, steps) = match self {
-            SplitSpec::Fan(e) => (e, None),
-            SplitSpec::Gather(g) => (&g.expr, Some(&g.steps)),
-        };
-        let pos = if Pos::of(expr).is_known() { Pos::of(expr) } else { at };
-        let script = cx.expression(&expr.value, pos);
-        let steps = match steps {
-            Some(s) => Some(cx.pipeline(s)?),
-            None => None,
+    fn build(&self, _at: Pos, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
+        let (script, steps) = match &self.0.value {
+            NodeValue::Str(expr) => (cx.expression(expr, self.0.pos), None),
+            _ => match self.0.parse::<GatherSpec>() {
+                Ok(g) => (cx.expression(&g.expr.value, Pos::of(&g.expr)), Some(cx.pipeline(&g.steps)?)),
+                Err(e) => {
+                    let file = cx.file.clone();
+                    cx.diags.push(crate::config::error::Diagnostic::from_node(&file, e));
+                    return None;
+                }
+            },
         };
         Some(Arc::new(Split { engine: cx.scripts.clone(), script: script?, steps }))
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::Any;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -131,38 +132,32 @@ impl Store {
 }
 
 fn decode(row: &AnyRow) -> Result<DeadLetter, StoreError> {
-    let id: String = row.try_get("id").map_err(|e| corrupt("?", e))?;
-    let bad = |e: String| corrupt(&id, e);
-    let get = |column: &str| {
-        row.try_get::<Option<String>, _>(column)
-            .map_err(|e| bad(e.to_string()))
+    let id: String = column(row, "id", "?")?;
+    let attempts: i64 = column(row, "attempts", &id)?;
+    let message: String = column(row, "message", &id)?;
+    let created_at: i64 = column(row, "created_at", &id)?;
+    let replayed_at: Option<i64> = column(row, "replayed_at", &id)?;
+    let time = |millis: i64, name: &str| {
+        DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| corrupt(&id, format!("{name} {millis} is out of range")))
     };
-    let int = |column: &str| {
-        row.try_get::<Option<i64>, _>(column)
-            .map_err(|e| bad(e.to_string()))
-    };
-    let required =
-        |v: Option<String>, column: &str| v.ok_or_else(|| bad(format!("{column} is NULL")));
-    let time = |ms: Option<i64>, column: &str| match ms {
-        None => Ok(None),
-        Some(ms) => DateTime::from_timestamp_millis(ms)
-            .map(Some)
-            .ok_or_else(|| bad(format!("{column} {ms} is out of range"))),
-    };
-
-    let attempts = int("attempts")?.unwrap_or_default();
-    let message = required(get("message")?, "message")?;
     Ok(DeadLetter {
-        route: required(get("route")?, "route")?,
-        step: get("step")?,
-        error: required(get("error")?, "error")?,
-        attempts: u32::try_from(attempts).map_err(|e| bad(e.to_string()))?,
-        message: serde_json::from_str(&message).map_err(|e| bad(e.to_string()))?,
-        created_at: time(int("created_at")?, "created_at")?
-            .ok_or_else(|| bad("created_at is NULL".into()))?,
-        replayed_at: time(int("replayed_at")?, "replayed_at")?,
-        id: id.clone(),
+        route: column(row, "route", &id)?,
+        step: column(row, "step", &id)?,
+        error: column(row, "error", &id)?,
+        attempts: u32::try_from(attempts).map_err(|e| corrupt(&id, e))?,
+        message: serde_json::from_str(&message).map_err(|e| corrupt(&id, e))?,
+        created_at: time(created_at, "created_at")?,
+        replayed_at: replayed_at.map(|ms| time(ms, "replayed_at")).transpose()?,
+        id,
     })
+}
+
+fn column<'r, T>(row: &'r AnyRow, name: &str, id: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name).map_err(|e| corrupt(id, e))
 }
 
 fn corrupt(id: &str, reason: impl std::fmt::Display) -> StoreError {

@@ -24,6 +24,8 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 pub(super) struct Location {
     pub(super) backend: Backend,
     pub(super) url: String,
+    /// The URL as the user wrote it, password hidden, for messages.
+    pub(super) shown: String,
     /// The SQLite file, whose directory may have to be created first.
     pub(super) file: Option<PathBuf>,
 }
@@ -50,6 +52,7 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
         return Ok(Location {
             backend: Backend::Sqlite,
             url: format!("sqlite:{path}?{params}"),
+            shown: redact(url),
             file: Some(PathBuf::from(path)),
         });
     }
@@ -57,6 +60,7 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
         return Ok(Location {
             backend: Backend::Postgres,
             url: url.to_owned(),
+            shown: redact(url),
             file: None,
         });
     }
@@ -66,7 +70,7 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
 /// Connects, prepares the backend and runs its migrations.
 pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
-    let shown = redact(&location.url);
+    let shown = &location.shown;
     let unreachable = |source| StoreError::Unreachable {
         url: shown.clone(),
         source,
@@ -89,6 +93,7 @@ pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> 
     if location.backend == Backend::Sqlite {
         // WAL lets readers (bus consumers, the admin API) run while one writer commits. It
         // is a property of the file, so setting it once here covers every connection.
+        // `synchronous` stays at SQLite's FULL: a publish that returned survives a power cut.
         probe
             .execute("PRAGMA journal_mode = WAL")
             .await
@@ -110,7 +115,10 @@ pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> 
     migrator
         .run(&pool)
         .await
-        .map_err(|source| StoreError::Migration { url: shown, source })?;
+        .map_err(|source| StoreError::Migration {
+            url: shown.clone(),
+            source,
+        })?;
     Ok(pool)
 }
 

@@ -99,7 +99,10 @@ async fn dead_letters_list_newest_first_and_filter(store: Store) {
     );
 
     assert!(store.mark_dead_letter_replayed(&a3).await.expect("mark"));
-    assert_eq!(ids(list(&store, only_a.clone()).await), std::slice::from_ref(&a1));
+    assert_eq!(
+        ids(list(&store, only_a.clone()).await),
+        std::slice::from_ref(&a1)
+    );
     let with_replayed = DeadLetterFilter {
         include_replayed: true,
         ..only_a

@@ -1,0 +1,105 @@
+//! `junction check|test|graph|routes` against real project directories.
+
+mod common;
+
+use common::{junction, project, root};
+
+#[test]
+fn the_masterdeal_project_checks_clean() {
+    let (code, out, err) = junction(&["check", root().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.starts_with("ok: 3 routes"), "{out}");
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_col() {
+    let dir = project(&[
+        ("junction.yaml", "listen: 127.0.0.1:0\nstore: ${NOPE_STORE_UNSET}\nconectors: {}\nconnectors:\n  api: { kind: htp, base_url: \"http://x\" }\n  crm: { kind: http, base_url: \"http://x\", timout: 5s }\n"),
+        ("routes/a.yaml", "route: a\nfrom:\n  http: { method: POST, path: /a, auth: none }\nsteps:\n  - transfrom: x.rhai\n  - transform: missing.rhai\n  - transform: broken.rhai\n  - to: { connector: crn }\n  - validate: bad.json\n"),
+        ("routes/b.yaml", "route: a\nfrom:\n  http: { method: POST, path: /b, auth: none }\n"),
+        ("routes/c.yaml", "route: c\nfrom:\n  http: { method: GET, path: \"/c/{id}\", auth: none }\n"),
+        ("routes/d.yaml", "route: d\nfrom:\n  http: { method: GET, path: \"/c/{key}\", auth: none }\n"),
+        ("routes/e.yaml", "route: e\nroute: e2\nfrom: { schedule: { every: 5m } }\n"),
+        ("routes/f.yaml", "route: f\nfrom: { schedule: { every: soon } }\n"),
+        ("routes/g.yaml", "route: g\nfrom: { http: { method: POST, path: /g, auth: jwt } }\n"),
+        ("transforms/broken.rhai", "let x = 1;\nlet y = ;\nx\n"),
+        ("schemas/bad.json", "{\"type\": 12}"),
+    ]);
+    let (code, _, err) = junction(&["check", dir.path().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 1, "{err}");
+    let expected = [
+        "junction.yaml:2:8: environment variable `NOPE_STORE_UNSET` is not set and has no default",
+        "junction.yaml:3:1: unknown field `conectors` (did you mean `connectors`?)",
+        "junction.yaml:5:16: unknown connector kind `htp` (did you mean `http`?)",
+        "junction.yaml:6:44: unknown field `timout`",
+        "(did you mean `timeout`?)",
+        "routes/a.yaml:5:5: unknown variant `transfrom`",
+        "(did you mean `transform`?)",
+        "routes/a.yaml:6:16: cannot read transform transforms/missing.rhai",
+        "transforms/broken.rhai:2:9: Rhai: Unexpected ';'",
+        "routes/a.yaml:8:22: unknown connector `crn`",
+        "routes/a.yaml:9:15: schema bad.json is not a valid JSON Schema",
+        "routes/b.yaml:1:8: duplicate route id `a`; first defined at routes/a.yaml:1:8",
+        "routes/d.yaml:3:30: GET /c/{key} is already served by route `c`",
+        "routes/e.yaml:2:1: duplicate mapping key: route",
+        "routes/f.yaml:2:28: `soon` is not a duration",
+        "routes/g.yaml:2:47: unknown auth scheme `jwt`",
+    ];
+    for line in expected {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    assert!(err.trim_end().ends_with("errors found"), "{err}");
+}
+
+#[test]
+fn route_tests_pass_and_failures_show_a_diff() {
+    let (code, out, err) = junction(&["test", root().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("3 passed, 0 failed"), "{out}");
+
+    let (code, out, err) = junction(&["test", root().join("examples/eip").to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("15 passed, 0 failed"), "{out}");
+
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        ("routes/r.yaml", "route: r\nfrom: { bus: { topic: t } }\nsteps:\n  - transform: { script: \"body.n * 2\" }\n"),
+        ("route-tests/r.yaml", "route: r\ncases:\n  - name: doubles\n    input: { body: { n: 2 } }\n    expect: { output: [5] }\n"),
+    ]);
+    let (code, out, _) = junction(&["test", dir.path().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED route-tests/r.yaml :: doubles"), "{out}");
+    assert!(out.contains("  - ") && out.contains("5") && out.contains("  + ") && out.contains("4"), "{out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn graph_draws_endpoints_routes_and_topics() {
+    let (code, out, _) = junction(&["graph", root().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("flowchart LR\n"), "{out}");
+    for edge in [
+        "http_POST__webhooks_crm_deals --> route_crm_deal_won",
+        "route_crm_deal_won -->|\"topic masterdeal.deal.upserted\"| topic_masterdeal_deal_upserted",
+        "topic_masterdeal_deal_upserted --> route_master_deal_log",
+    ] {
+        assert!(out.contains(edge), "missing {edge:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn routes_lists_ids_sources_and_versions() {
+    let (code, out, _) = junction(&["routes", root().to_str().expect("utf-8 path")], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("crm-deal-won") && out.contains("http POST /webhooks/crm/deals (async)"), "{out}");
+    assert!(out.contains("bus masterdeal.deal.upserted"), "{out}");
+}
+
+#[test]
+fn help_is_everywhere() {
+    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"], &["test", "--help"], &["dead-letters", "list", "--help"]] {
+        let (code, out, _) = junction(args, &[]);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The gateway through the running binary: replies, problem+json for bad input, async
+//! acceptance through the durable bus, load shedding, graceful stop.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Junction, deal, project, root, sqlite_store};
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn problem(resp: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = resp.json().await.expect("problem is JSON");
+    assert_eq!(body["type"], format!("https://junction.dev/problems/{kind}"), "{body}");
+    assert_eq!(body["status"], status);
+    body
+}
+
+#[tokio::test]
+async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(&root(), &[("JUNCTION_STORE", &store)]);
+    let c = client();
+
+    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").header("x-request-id", "req-42").body(deal()).send().await.expect("preview");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "req-42");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"external_id":"crm:D-100245","name":"Spring campaign 2027 / Romashka LLC",
+               "advertiser":{"name":"Romashka LLC","inn":"7701234567","kpp":"770101001"},
+               "owner":"ivanov@agency.example","amount":1250000.5,"currency":"RUB","budget":1250000.5,
+               "status":"signed","channels":["search","social","video","display","audio"],"source":"crm"})
+    );
+
+    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body("{\"id\": ").send().await.expect("send");
+    let p = problem(resp, 400, "malformed-json").await;
+    assert_eq!(p["line"], 1);
+
+    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body(r#"{"id": 5, "title": "t"}"#).send().await.expect("send");
+    let p = problem(resp, 422, "schema-violation").await;
+    let pointers: Vec<&str> = p["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
+    assert!(pointers.contains(&"/id"), "{p}");
+
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body(big).send().await.expect("send");
+    problem(resp, 413, "body-too-large").await;
+
+    let resp = c.get(j.url("/no/such/path")).send().await.expect("send");
+    problem(resp, 404, "not-found").await;
+
+    let resp = c.get(j.url("/api/deals/preview")).send().await.expect("send");
+    assert_eq!(resp.headers()["allow"], "POST");
+    problem(resp, 405, "method-not-allowed").await;
+
+    // Accepted into the durable queue, then carried through two routes and the bus.
+    let resp = c.post(j.url("/webhooks/crm/deals")).header("content-type", "application/json").body(deal()).send().await.expect("webhook");
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.expect("json");
+    assert_eq!(accepted["status"], "accepted");
+    j.wait_for_log("master deal crm:D-100245 (signed), budget 1250000.5 RUB", Duration::from_secs(10));
+
+    let status = j.terminate();
+    assert!(status.success(), "SIGTERM should end with exit 0, got {status:?}");
+}
+
+#[tokio::test]
+async fn sheds_load_beyond_max_in_flight() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        ("routes/slow.yaml", "route: slow\nfrom: { http: { method: POST, path: /slow, auth: none } }\nmax_in_flight: 1\nsteps:\n  - delay: 1s\n"),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = client();
+    let first = tokio::spawn({
+        let (c, url) = (c.clone(), j.url("/slow"));
+        async move { c.post(url).body("{}").send().await.expect("send").status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = c.post(j.url("/slow")).body("{}").send().await.expect("send");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    problem(resp, 503, "overloaded").await;
+    assert_eq!(first.await.expect("first request"), 200);
+}
