@@ -137,3 +137,108 @@ pub fn deal() -> String {
 }
 
 const DEAL: &str = r#"{"id":"D-100245","title":"Spring campaign 2027 / Romashka LLC","client":{"inn":"7701234567","name":"Romashka LLC","kpp":"770101001"},"amount":1250000.5,"currency":"RUB","stage":"won","owner":"ivanov@agency.example","created_at":"2026-11-20T10:15:00Z","items":[{"channel":"search","platform":"yandex_direct","budget":400000},{"channel":"social","platform":"vk_ads","budget":300000},{"channel":"video","platform":"youtube","budget":250000},{"channel":"display","platform":"mytarget","budget":200000.5},{"channel":"audio","platform":"yandex_music","budget":100000}],"tags":["q2","priority","new-client"],"comment":"Client asked for a media plan with weekly flighting and brand safety filters; KPI: CPM under 350 RUB and CTR above 0.8%."}"#;
+
+/// A scripted HTTP server standing in for a third-party API: answers each request with the
+/// next scripted response (the last one repeats) and records the request bodies.
+pub struct Stub {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<String>>>,
+    script: Arc<Mutex<Vec<(u16, &'static str)>>>,
+}
+
+impl Stub {
+    /// `script`: (status, extra header line or "") per request.
+    pub fn start(script: Vec<(u16, &'static str)>) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stub");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script));
+        let (seen, plan) = (requests.clone(), script.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let n = stream.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break String::new();
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break body.to_owned();
+                        }
+                    }
+                };
+                seen.lock().expect("lock").push(body);
+                let (status, header) = {
+                    let mut plan = plan.lock().expect("lock");
+                    if plan.len() > 1 { plan.remove(0) } else { plan[0] }
+                };
+                let reply = format!("{{\"ok\": {}}}", status < 300);
+                let extra = if header.is_empty() { String::new() } else { format!("{header}\r\n") };
+                let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{reply}", reply.len());
+                let _ = stream.write_all(resp.as_bytes());
+            }
+        });
+        Self { url, requests, script }
+    }
+
+    /// From now on, answer every request with `status`.
+    pub fn answer_always(&self, status: u16) {
+        *self.script.lock().expect("lock") = vec![(status, "")];
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+}
+
+/// A fresh Postgres database for one test, dropped afterwards. The server is required:
+/// without it the test fails and says so.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = std::env::var("JUNCTION_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("junction_e2e_{}_{}", std::process::id(), rand_suffix());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required at {admin} (set JUNCTION_TEST_PG): {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Self { url: format!("{base}/{name}"), name, admin }
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() % 1_000_000_000)
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}

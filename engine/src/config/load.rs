@@ -97,7 +97,14 @@ impl Loader {
     }
 
     fn settings(&self, paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Settings {
-        let store = &spec.store.value;
+        // A setting the file leaves out comes from the environment, then the built-in default.
+        let or_env = |value: &serde_saphyr::Spanned<String>, var: &str| -> String {
+            match self.env.get(var) {
+                Some(v) if !Pos::of(value).is_known() => v.clone(),
+                _ => value.value.clone(),
+            }
+        };
+        let store = &or_env(&spec.store, "JUNCTION_STORE");
         let store = if let Some(rest) = store.strip_prefix("sqlite://") {
             let p = Path::new(rest);
             if p.is_absolute() { store.clone() } else { format!("sqlite://{}", paths.root.join(p).display()) }
@@ -114,7 +121,7 @@ impl Loader {
             diags.push(Diagnostic::new(file, Some(Pos::of(&spec.bus)), format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value)));
         }
         Settings {
-            listen: spec.listen.value.clone(),
+            listen: or_env(&spec.listen, "JUNCTION_LISTEN"),
             store,
             cache: spec.cache.value.clone(),
             bus: spec.bus.value.clone(),

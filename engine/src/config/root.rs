@@ -10,10 +10,11 @@ use super::node::Node;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootSpec {
-    /// The gateway's address, e.g. `127.0.0.1:8080`.
+    /// The gateway's address, e.g. `127.0.0.1:8080`. Left out: `$JUNCTION_LISTEN`, then 127.0.0.1:8080.
     #[serde(default = "default_listen")]
     pub listen: Spanned<String>,
     /// `sqlite://data/junction.db` (relative to the project) or `postgres://…`.
+    /// Left out: `$JUNCTION_STORE`, then `sqlite://data/junction.db`.
     #[serde(default = "default_store")]
     pub store: Spanned<String>,
     /// `memory` (Redis arrives with the scale-out work).

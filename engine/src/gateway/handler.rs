@@ -50,8 +50,15 @@ async fn route_request(state: &State, req: Request<Incoming>, request_id: &str) 
     let Source::Http(source) = &route.source else {
         return problem::not_found(req.uri().path()).into_response(request_id);
     };
-    let Ok(_permit) = route.permits.clone().try_acquire_owned() else {
-        return problem::overloaded(&route.id).into_response(request_id);
+    // A request/reply run holds a route permit while it runs; an async accept only stores the
+    // message (the durable queue is the buffer) and its consumer takes the permits.
+    let _permit = if source.is_async {
+        None
+    } else {
+        match route.permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => return problem::overloaded(&route.id).into_response(request_id),
+        }
     };
     match accept(state, &route, source, req, params, request_id).await {
         Ok(resp) | Err(resp) => resp,
@@ -68,7 +75,12 @@ async fn accept(
     request_id: &str,
 ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, source.max_body).await.map_err(|p| p.into_response(request_id))?;
+    let bytes = read_body(body, source.max_body).await.map_err(|p| {
+        // The rest of the body is unread: this connection cannot carry another request.
+        let mut resp = p.into_response(request_id);
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    })?;
     let body = parse_body(&parts.headers, bytes, source.schema.is_some()).map_err(|p| p.into_response(request_id))?;
     if let Some(schema) = &source.schema {
         let violations = schema.violations(&body.to_json());

@@ -77,8 +77,8 @@ impl ScriptError {
 
     /// A run error. Errors inside script-defined functions are unwrapped so the kind and
     /// position are those of the failing statement, not of the outermost call.
-    pub(super) fn from_eval(script: &str, err: Box<EvalAltResult>) -> Self {
-        let mut err = *err;
+    pub(super) fn from_eval(script: &str, err: EvalAltResult) -> Self {
+        let mut err = err;
         let mut outer_pos = Position::NONE;
         let mut function = None;
         while let EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) = err {

@@ -141,7 +141,7 @@ impl ScriptEngine {
             self.engine
                 .eval_ast_with_scope::<Dynamic>(scope, &script.ast)
         })
-        .map_err(|err| ScriptError::from_eval(&script.name, err))
+        .map_err(|err| ScriptError::from_eval(&script.name, *err))
     }
 }
 

@@ -1,0 +1,110 @@
+//! Delivery guarantees through the running binary: retries honouring Retry-After, dead
+//! letters listed and replayed, and nothing lost when the process is killed — on SQLite and
+//! on PostgreSQL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Junction, PgDatabase, Stub, junction, project, sqlite_store};
+
+fn forwarding_project(api: &str) -> tempfile::TempDir {
+    project(&[
+        ("junction.yaml", &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{api}\", timeout: 2s }}\n")),
+        (
+            "routes/forward.yaml",
+            "route: forward\nfrom: { http: { method: POST, path: /forward, auth: none } }\nsteps:\n  - request: { connector: api, method: POST, path: /deals }\non_error:\n  retry: { attempts: 3, initial: 100ms, max: 2s }\n  dead_letter: { connector: bus, topic: dlq.forward }\n",
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn retries_honour_retry_after_then_succeed() {
+    let api = Stub::start(vec![(503, "retry-after: 1"), (200, "")]);
+    let dir = forwarding_project(&api.url);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let started = Instant::now();
+    let resp = reqwest::Client::new().post(j.url("/forward")).body(r#"{"deal": 1}"#).send().await.expect("send");
+    assert_eq!(resp.status(), 200, "{}", j.logs());
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 was not honoured ({:?})", started.elapsed());
+    assert_eq!(api.count(), 2);
+}
+
+#[tokio::test]
+async fn failures_are_dead_lettered_listed_and_replayed() {
+    let api = Stub::start(vec![(400, "")]);
+    let dir = forwarding_project(&api.url);
+    let (_tmp, store) = sqlite_store();
+    let env = [("JUNCTION_STORE", store.as_str())];
+    let j = Junction::start(dir.path(), &env);
+    let resp = reqwest::Client::new().post(j.url("/forward")).body(r#"{"deal": 7}"#).send().await.expect("send");
+    assert_eq!(resp.status(), 502);
+    let problem: serde_json::Value = resp.json().await.expect("problem");
+    assert_eq!(problem["type"], "https://junction.dev/problems/route-failed");
+    let id = problem["dead_letter_id"].as_str().expect("a dead letter id").to_owned();
+    assert_eq!(api.count(), 1, "a 400 is fatal: no retries");
+    drop(j);
+
+    let path = dir.path().to_str().expect("utf-8");
+    let (code, out, err) = junction(&["dead-letters", "list", path, "--json"], &env);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(out.lines().next().expect("one dead letter")).expect("json line");
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(listed["route"], "forward");
+    assert_eq!(listed["step"], "1:request");
+    assert_eq!(listed["message"]["body"], serde_json::json!({"deal": 7}));
+    assert!(listed["error"].as_str().expect("error").contains("400"), "{listed}");
+
+    api.answer_always(200);
+    let (code, out, err) = junction(&["dead-letters", "replay", &id, path], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("done"), "{out}");
+    assert_eq!(api.count(), 2);
+    let (_, out, _) = junction(&["dead-letters", "list", path], &env);
+    assert!(out.trim().is_empty(), "a replayed dead letter is no longer listed by default: {out}");
+    let (_, out, _) = junction(&["dead-letters", "list", path, "--all"], &env);
+    assert!(out.contains("(replayed)"), "{out}");
+}
+
+/// Accepted messages survive a kill -9 in the middle of processing.
+async fn nothing_accepted_is_lost_on_a_crash(store: &str) {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        ("routes/accept.yaml", "route: accept\nfrom: { http: { method: POST, path: /work, auth: none, async: true } }\nmax_in_flight: 4\nsteps:\n  - delay: 300ms\n  - to: { connector: bus, topic: done }\n"),
+        ("routes/done.yaml", "route: done\nfrom: { bus: { topic: done } }\nsteps:\n  - log: \"processed ${body.n}\"\n"),
+    ]);
+    let env = [("JUNCTION_STORE", store)];
+    let j = Junction::start(dir.path(), &env);
+    let c = reqwest::Client::new();
+    const N: usize = 20;
+    for n in 0..N {
+        let resp = c.post(j.url("/work")).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
+        assert_eq!(resp.status(), 202);
+    }
+    j.crash();
+
+    let j = Junction::start(dir.path(), &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = j.logs();
+        let missing: Vec<usize> = (0..N).filter(|n| !logs.contains(&format!("\"processed {n}\""))).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lost after the crash: {missing:?}\n{logs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_on_a_crash_sqlite() {
+    let (_tmp, store) = sqlite_store();
+    nothing_accepted_is_lost_on_a_crash(&store).await;
+}
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_on_a_crash_postgres() {
+    let db = PgDatabase::create().await;
+    nothing_accepted_is_lost_on_a_crash(&db.url).await;
+}
