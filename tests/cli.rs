@@ -22,6 +22,8 @@ fn check_reports_every_error_with_file_line_col() {
         ("routes/e.yaml", "route: e\nroute: e2\nfrom: { schedule: { every: 5m } }\n"),
         ("routes/f.yaml", "route: f\nfrom: { schedule: { every: soon } }\n"),
         ("routes/g.yaml", "route: g\nfrom: { http: { method: POST, path: /g, auth: jwt } }\n"),
+        ("routes/h.yaml", "route: h\nfrom: { bus: { topic: t } }\nmax_in_flight: many\n"),
+        ("routes/i.yaml", "route: i\nfrom: { bus: { topic: t } }\nsteps:\n  - request: { connector: bus, topic: x }\n  - to: { connector: crm, method: FETCH }\n"),
         ("transforms/broken.rhai", "let x = 1;\nlet y = ;\nx\n"),
         ("schemas/bad.json", "{\"type\": 12}"),
     ]);
@@ -44,6 +46,9 @@ fn check_reports_every_error_with_file_line_col() {
         "routes/e.yaml:2:1: duplicate mapping key: route",
         "routes/f.yaml:2:28: `soon` is not a duration",
         "routes/g.yaml:2:47: unknown auth scheme `jwt`",
+        "routes/h.yaml:3:16: expected a whole number, 0 or more",
+        "routes/i.yaml:4:14: the bus has no request/reply; use `to` to publish",
+        "routes/i.yaml:5:9: connector `crm` has errors in junction.yaml",
     ];
     for line in expected {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");

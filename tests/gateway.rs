@@ -90,3 +90,25 @@ async fn sheds_load_beyond_max_in_flight() {
     problem(resp, 503, "overloaded").await;
     assert_eq!(first.await.expect("first request"), 200);
 }
+
+#[tokio::test]
+async fn schedules_fire_and_calls_carry_headers_from_expressions() {
+    let api = common::Stub::start(vec![(200, "")]);
+    let dir = project(&[
+        ("junction.yaml", &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{}\", headers: {{ x-static: yes }} }}\n", api.url)),
+        (
+            "routes/tick.yaml",
+            "route: tick\nfrom: { schedule: { every: 200ms, body: { kind: tick } } }\nsteps:\n  - set: { body: { n: \"42\" } }\n  - to: { connector: api, method: PUT, path: \"/ticks/${body.kind}\", headers: { x-kind: body.kind, x-n: body.n + 1 } }\n  - log: \"tick ${body.kind} sent\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    j.wait_for_log("tick tick sent", Duration::from_secs(5));
+    let first = api.heads.lock().expect("lock")[0].clone();
+    assert!(first.starts_with("PUT /ticks/tick HTTP/1.1"), "{first}");
+    let lower = first.to_ascii_lowercase();
+    for header in ["x-kind: tick", "x-n: 43", "x-static: yes", "content-type: application/json"] {
+        assert!(lower.contains(header), "missing {header} in:\n{first}");
+    }
+    assert_eq!(api.requests.lock().expect("lock")[0], r#"{"kind":"tick","n":42}"#);
+}

@@ -168,10 +168,9 @@ struct HttpCall {
 
 impl HttpCall {
     fn eval(&self, script: &Script, msg: &Message) -> Result<Value, ConnectorError> {
-        let meta = serde_json::to_value(&msg.meta).unwrap_or_default();
         let body = msg.body.to_json();
         self.scripts
-            .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &meta })
+            .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
             .map_err(|e| ConnectorError::fatal(e.to_string()))
     }
 

@@ -143,6 +143,8 @@ const DEAL: &str = r#"{"id":"D-100245","title":"Spring campaign 2027 / Romashka 
 pub struct Stub {
     pub url: String,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The request line and headers of each request.
+    pub heads: Arc<Mutex<Vec<String>>>,
     script: Arc<Mutex<Vec<(u16, &'static str)>>>,
 }
 
@@ -153,17 +155,18 @@ impl Stub {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stub");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
-        let (seen, plan) = (requests.clone(), script.clone());
+        let (seen, seen_heads, plan) = (requests.clone(), heads.clone(), script.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                let body = loop {
+                let (head, body) = loop {
                     let n = stream.read(&mut chunk).unwrap_or(0);
                     if n == 0 {
-                        break String::new();
+                        break (String::new(), String::new());
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -173,11 +176,12 @@ impl Stub {
                             .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
                             .unwrap_or(0);
                         if body.len() >= len {
-                            break body.to_owned();
+                            break (head.to_owned(), body.to_owned());
                         }
                     }
                 };
                 seen.lock().expect("lock").push(body);
+                seen_heads.lock().expect("lock").push(head);
                 let (status, header) = {
                     let mut plan = plan.lock().expect("lock");
                     if plan.len() > 1 { plan.remove(0) } else { plan[0] }
@@ -188,7 +192,7 @@ impl Stub {
                 let _ = stream.write_all(resp.as_bytes());
             }
         });
-        Self { url, requests, script }
+        Self { url, requests, heads, script }
     }
 
     /// From now on, answer every request with `status`.

@@ -48,7 +48,14 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     let text = text.trim();
     let text = text.rfind(" at line ").map_or(text, |i| &text[..i]);
     // Advice meant for the programmer embedding the parser, not for the config's author.
-    text.split(", set DuplicateKeyPolicy").next().unwrap_or(text).to_owned()
+    let text = text.split(", set DuplicateKeyPolicy").next().unwrap_or(text);
+    match text {
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => "expected a whole number, 0 or more".to_owned(),
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" | "invalid isize" => "expected a whole number".to_owned(),
+        "invalid f32" | "invalid f64" => "expected a number".to_owned(),
+        "invalid bool" => "expected true or false".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 impl Loader {

@@ -125,23 +125,23 @@ async fn accept(
     })
 }
 
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Problem> {
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Box<Problem>> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::new(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
             format!("the body exceeds {limit} bytes"),
-        )),
-        Err(e) => Err(Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Request body could not be read", e.to_string())),
+        ))),
+        Err(e) => Err(Box::new(Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Request body could not be read", e.to_string()))),
     }
 }
 
 /// JSON when the request says JSON, says nothing, or the route has a schema (then bad JSON is
 /// a 400); for other content types JSON if it parses, raw bytes otherwise.
-fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<Body, Problem> {
+fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<Body, Box<Problem>> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let is_json = expects_json || content_type.is_empty() || content_type.contains("json");
     if !is_json {
@@ -151,9 +151,11 @@ fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<B
         return Ok(Body::Json(Value::Null));
     }
     serde_json::from_slice(&bytes).map(Body::Json).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Request body is not valid JSON", format!("{e}"))
-            .with("line", json!(e.line()))
-            .with("column", json!(e.column()))
+        Box::new(
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Request body is not valid JSON", format!("{e}"))
+                .with("line", json!(e.line()))
+                .with("column", json!(e.column())),
+        )
     })
 }
 

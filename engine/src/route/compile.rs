@@ -90,7 +90,7 @@ impl<'a> CompileCx<'a> {
 
     /// Compiles an expression written in the route file (a filter, a `when`, a `set` value).
     pub fn expression(&mut self, text: &str, at: Pos) -> Option<Script> {
-        let name = format!("{}:{}", self.file.display(), at);
+        let name = format!("{}:{} (inline)", self.file.display(), at);
         match self.scripts.compile_expression(&name, text) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -102,7 +102,7 @@ impl<'a> CompileCx<'a> {
 
     /// Compiles a script written inline in the route file.
     pub fn inline_script(&mut self, text: &str, at: Pos) -> Option<Script> {
-        let name = format!("{}:{}", self.file.display(), at);
+        let name = format!("{}:{} (inline)", self.file.display(), at);
         match self.scripts.compile(&name, text) {
             Ok(s) => Some(s),
             Err(e) => {

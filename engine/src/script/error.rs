@@ -77,8 +77,7 @@ impl ScriptError {
 
     /// A run error. Errors inside script-defined functions are unwrapped so the kind and
     /// position are those of the failing statement, not of the outermost call.
-    pub(super) fn from_eval(script: &str, err: EvalAltResult) -> Self {
-        let mut err = err;
+    pub(super) fn from_eval(script: &str, mut err: EvalAltResult) -> Self {
         let mut outer_pos = Position::NONE;
         let mut function = None;
         while let EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) = err {
@@ -102,7 +101,8 @@ impl ScriptError {
             }
             ref other => (eval_kind(other), other.to_string()),
         };
-        if let Some(name) = function {
+        // A thrown value is the route author's own message; it stays exactly as thrown.
+        if let Some(name) = function.filter(|_| kind != ScriptErrorKind::Thrown) {
             message.push_str(&format!(" (in function '{name}')"));
         }
         Self::at(kind, script, message, pos)

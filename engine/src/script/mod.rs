@@ -5,6 +5,10 @@
 //! that each message then runs against. A run sees the message as three variables: `body`,
 //! `headers` and `meta` (read-only).
 //!
+//! A transform's new body is its last expression, or `body` as it left it when it ends in a
+//! statement: end with `body.x = 1;` (semicolon) rather than a call that returns something,
+//! such as `body.remove("x")`, whose result would become the body.
+//!
 //! # Layout
 //!
 //! - `sandbox`: [`ScriptLimits`] and the rhai engine configured to enforce them.
@@ -52,7 +56,9 @@ pub struct Script {
 pub struct ScriptInput<'a> {
     pub body: &'a Value,
     pub headers: &'a Map<String, Value>,
-    pub meta: &'a Value,
+    pub meta: &'a crate::message::Meta,
+    /// Further variables a step offers (`reply` in an enrich's merge script).
+    pub vars: &'a [(&'a str, &'a Value)],
 }
 
 /// What a transform produced: the new body and the headers as the script left them.
@@ -63,6 +69,7 @@ pub struct ScriptOutput {
 }
 
 impl ScriptEngine {
+    /// Build the sandboxed engine with its library. Costly enough to do once per process.
     pub fn new(limits: &ScriptLimits) -> Self {
         let (mut engine, budget) = sandbox::sandboxed_engine(limits);
         library::register(&mut engine);

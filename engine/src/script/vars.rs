@@ -60,6 +60,9 @@ pub(super) fn scope_for<'a>(
     if uses.meta {
         scope.push_constant_dynamic(META, to_rhai(script, META, input.meta)?);
     }
+    for (name, value) in input.vars {
+        scope.push_constant_dynamic(*name, to_rhai(script, name, value)?);
+    }
     Ok(scope)
 }
 

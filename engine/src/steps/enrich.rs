@@ -47,9 +47,8 @@ impl Step for Enrich {
         let body = msg.body.to_json();
         let merged = match &self.merge {
             Some(script) => {
-                let meta = serde_json::to_value(&msg.meta).unwrap_or_default();
                 let vars = [("reply", &reply)];
-                let out = self.engine.run(script, ScriptInput { body: &body, headers: &msg.headers, meta: &meta })?;
+                let out = self.engine.run(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &vars })?;
                 msg.headers = out.headers;
                 out.body
             }

@@ -7,12 +7,11 @@ use crate::message::{Body, Message};
 use crate::script::{Script, ScriptEngine, ScriptInput};
 
 fn with_input<T>(msg: &Message, f: impl FnOnce(ScriptInput<'_>) -> T) -> T {
-    let meta = serde_json::to_value(&msg.meta).unwrap_or_default();
     match &msg.body {
-        Body::Json(body) => f(ScriptInput { body, headers: &msg.headers, meta: &meta }),
+        Body::Json(body) => f(ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] }),
         Body::Bytes(_) => {
             let body = msg.body.to_json();
-            f(ScriptInput { body: &body, headers: &msg.headers, meta: &meta })
+            f(ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
         }
     }
 }

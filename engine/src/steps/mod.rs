@@ -59,6 +59,8 @@ pub trait Timed: Send + Sync {
 
 /// What a step made of a message.
 #[derive(Debug)]
+// `One` is by far the common case; boxing it would cost an allocation per step.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     One(Message),
     Many(Vec<Message>),

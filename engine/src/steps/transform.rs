@@ -53,12 +53,11 @@ struct Transform {
 #[async_trait]
 impl Step for Transform {
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
-        let meta = serde_json::to_value(&msg.meta).unwrap_or_default();
         let out = match &msg.body {
-            Body::Json(body) => self.engine.run(&self.script, ScriptInput { body, headers: &msg.headers, meta: &meta })?,
+            Body::Json(body) => self.engine.run(&self.script, ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?,
             Body::Bytes(_) => {
                 let body = msg.body.to_json();
-                self.engine.run(&self.script, ScriptInput { body: &body, headers: &msg.headers, meta: &meta })?
+                self.engine.run(&self.script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?
             }
         };
         msg.body = Body::Json(out.body);

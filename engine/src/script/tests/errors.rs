@@ -13,7 +13,7 @@ fn throw_rejects_the_message_with_the_thrown_value() {
     let err = failure("fn check(x) {\n  throw x;\n}\ncheck(\"no\")");
     assert_eq!(
         (err.kind, err.message.as_str()),
-        (ScriptErrorKind::Thrown, "no (in function 'check')")
+        (ScriptErrorKind::Thrown, "no")
     );
     assert_eq!(err.line, Some(2));
 }
@@ -26,7 +26,7 @@ fn syntax_errors_point_at_the_scripts_own_line() {
     let err = err.expect("the script does not parse");
     assert_eq!(err.kind, ScriptErrorKind::Syntax);
     assert_eq!((err.line, err.column), (Some(3), Some(9)));
-    assert_eq!(err.to_string(), format!("bad.rhai:3:9: {}", err.message));
+    assert_eq!(err.to_string(), "bad.rhai:3:9: Unexpected ';'");
 }
 
 #[test]
@@ -41,6 +41,16 @@ fn runtime_errors_carry_their_line() {
 
     let err = failure("let a = 1;\nnot_a_function(a)");
     assert_eq!((err.kind, err.line), (ScriptErrorKind::Runtime, Some(2)));
+}
+
+#[test]
+fn errors_inside_functions_point_into_the_function() {
+    let err = failure("fn first(items) {\n  items[5]\n}\nfirst([1])");
+    assert_eq!((err.kind, err.line), (ScriptErrorKind::Runtime, Some(2)));
+    assert_eq!(
+        err.message,
+        "Array index 5 out of bounds: only 1 element in array (in function 'first')"
+    );
 }
 
 #[test]
