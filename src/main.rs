@@ -15,7 +15,11 @@ use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
 #[derive(Parser)]
-#[command(name = "junction", version, about = "Junction: routes in YAML, transforms in Rhai, run as an integration engine")]
+#[command(
+    name = "junction",
+    version,
+    about = "Junction: routes in YAML, transforms in Rhai, run as an integration engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -156,7 +160,11 @@ fn with_project(dir: &Path, f: impl FnOnce(&junction_engine::config::Project)) -
 fn check(dir: &Path) -> ExitCode {
     with_project(dir, |p| {
         let named = p.connectors.len();
-        println!("ok: {} route{}, {named} connectors", p.routes.routes.len(), if p.routes.routes.len() == 1 { "" } else { "s" });
+        println!(
+            "ok: {} route{}, {named} connectors",
+            p.routes.routes.len(),
+            if p.routes.routes.len() == 1 { "" } else { "s" }
+        );
     })
 }
 
@@ -173,12 +181,17 @@ fn print_routes(p: &junction_engine::config::Project) {
 }
 
 async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
-    let runtime = match Runtime::start(dir, junction_connectors::registry(), junction_engine::config::process_env()).await {
-        Ok(r) => r,
-        Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
-        Err(e) => return Err(e.into()),
-    };
-    eprintln!("junction: serving on http://{} ({} routes); Ctrl-C to stop", runtime.local_addr(), runtime.routes().routes.len());
+    let runtime =
+        match Runtime::start(dir, junction_connectors::registry(), junction_engine::config::process_env()).await {
+            Ok(r) => r,
+            Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
+            Err(e) => return Err(e.into()),
+        };
+    eprintln!(
+        "junction: serving on http://{} ({} routes); Ctrl-C to stop",
+        runtime.local_addr(),
+        runtime.routes().routes.len()
+    );
     wait_for_signal().await;
     runtime.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -228,7 +241,9 @@ async fn test(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the project's store (and bus, for replays) as `run` would.
-async fn open_project(dir: &Path) -> anyhow::Result<Result<(junction_engine::config::Project, junction_engine::store::Store), Diagnostics>> {
+async fn open_project(
+    dir: &Path,
+) -> anyhow::Result<Result<(junction_engine::config::Project, junction_engine::store::Store), Diagnostics>> {
     let mut l = loader();
     let settings = match l.load(dir) {
         Ok(p) => p.settings,
@@ -247,14 +262,26 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(d) => return Ok(report(&d)),
             };
-            let filter = junction_engine::store::DeadLetterFilter { route, include_replayed: all, limit: Some(limit), before: None };
+            let filter = junction_engine::store::DeadLetterFilter {
+                route,
+                include_replayed: all,
+                limit: Some(limit),
+                before: None,
+            };
             let list = store.list_dead_letters(&filter).await?;
             for dl in &list {
                 if json {
                     println!("{}", serde_json::to_string(dl)?);
                 } else {
                     let replayed = if dl.replayed_at.is_some() { " (replayed)" } else { "" };
-                    println!("{}  {}  {}  {} attempt(s)  {}{replayed}", dl.id, dl.created_at.to_rfc3339(), dl.route, dl.attempts, dl.error);
+                    println!(
+                        "{}  {}  {}  {} attempt(s)  {}{replayed}",
+                        dl.id,
+                        dl.created_at.to_rfc3339(),
+                        dl.route,
+                        dl.attempts,
+                        dl.error
+                    );
                 }
             }
             eprintln!("{} dead letter{}", list.len(), if list.len() == 1 { "" } else { "s" });
@@ -266,7 +293,8 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
                 Err(d) => return Ok(report(&d)),
             };
             let dl = store.get_dead_letter(&id).await?.with_context(|| format!("no dead letter {id}"))?;
-            let route = project.routes.get(&dl.route).with_context(|| format!("route {} no longer exists", dl.route))?;
+            let route =
+                project.routes.get(&dl.route).with_context(|| format!("route {} no longer exists", dl.route))?;
             match junction_engine::runtime::deliver::deliver(route, dl.message.clone(), &store).await? {
                 junction_engine::runtime::deliver::Delivered::Done(_) => {
                     store.mark_dead_letter_replayed(&id).await?;
@@ -275,11 +303,13 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
                 }
                 junction_engine::runtime::deliver::Delivered::DeadLettered { failure, dead_letter_id } => {
                     store.mark_dead_letter_replayed(&id).await?;
-                    println!("replayed {id} through {}: failed again at {}: {} (new dead letter {dead_letter_id})", dl.route, failure.step, failure.error.message);
+                    println!(
+                        "replayed {id} through {}: failed again at {}: {} (new dead letter {dead_letter_id})",
+                        dl.route, failure.step, failure.error.message
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
     }
 }
-

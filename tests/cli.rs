@@ -14,8 +14,14 @@ fn the_masterdeal_project_checks_clean() {
 #[test]
 fn check_reports_every_error_with_file_line_col() {
     let dir = project(&[
-        ("junction.yaml", "listen: 127.0.0.1:0\nstore: ${NOPE_STORE_UNSET}\nconectors: {}\nconnectors:\n  api: { kind: htp, base_url: \"http://x\" }\n  crm: { kind: http, base_url: \"http://x\", timout: 5s }\n"),
-        ("routes/a.yaml", "route: a\nfrom:\n  http: { method: POST, path: /a, auth: none }\nsteps:\n  - transfrom: x.rhai\n  - transform: missing.rhai\n  - transform: broken.rhai\n  - to: { connector: crn }\n  - validate: bad.json\n"),
+        (
+            "junction.yaml",
+            "listen: 127.0.0.1:0\nstore: ${NOPE_STORE_UNSET}\nconectors: {}\nconnectors:\n  api: { kind: htp, base_url: \"http://x\" }\n  crm: { kind: http, base_url: \"http://x\", timout: 5s }\n",
+        ),
+        (
+            "routes/a.yaml",
+            "route: a\nfrom:\n  http: { method: POST, path: /a, auth: none }\nsteps:\n  - transfrom: x.rhai\n  - transform: missing.rhai\n  - transform: broken.rhai\n  - to: { connector: crn }\n  - validate: bad.json\n",
+        ),
         ("routes/b.yaml", "route: a\nfrom:\n  http: { method: POST, path: /b, auth: none }\n"),
         ("routes/c.yaml", "route: c\nfrom:\n  http: { method: GET, path: \"/c/{id}\", auth: none }\n"),
         ("routes/d.yaml", "route: d\nfrom:\n  http: { method: GET, path: \"/c/{key}\", auth: none }\n"),
@@ -23,7 +29,10 @@ fn check_reports_every_error_with_file_line_col() {
         ("routes/f.yaml", "route: f\nfrom: { schedule: { every: soon } }\n"),
         ("routes/g.yaml", "route: g\nfrom: { http: { method: POST, path: /g, auth: jwt } }\n"),
         ("routes/h.yaml", "route: h\nfrom: { bus: { topic: t } }\nmax_in_flight: many\n"),
-        ("routes/i.yaml", "route: i\nfrom: { bus: { topic: t } }\nsteps:\n  - request: { connector: bus, topic: x }\n  - to: { connector: crm, method: FETCH }\n"),
+        (
+            "routes/i.yaml",
+            "route: i\nfrom: { bus: { topic: t } }\nsteps:\n  - request: { connector: bus, topic: x }\n  - to: { connector: crm, method: FETCH }\n",
+        ),
         ("transforms/broken.rhai", "let x = 1;\nlet y = ;\nx\n"),
         ("schemas/bad.json", "{\"type\": 12}"),
     ]);
@@ -69,7 +78,10 @@ fn route_tests_pass_and_failures_show_a_diff() {
     let dir = project(&[
         ("junction.yaml", "routes: [routes/]\n"),
         ("routes/r.yaml", "route: r\nfrom: { bus: { topic: t } }\nsteps:\n  - transform: { script: \"body.n * 2\" }\n"),
-        ("route-tests/r.yaml", "route: r\ncases:\n  - name: doubles\n    input: { body: { n: 2 } }\n    expect: { output: [5] }\n"),
+        (
+            "route-tests/r.yaml",
+            "route: r\ncases:\n  - name: doubles\n    input: { body: { n: 2 } }\n    expect: { output: [5] }\n",
+        ),
     ]);
     let (code, out, _) = junction(&["test", dir.path().to_str().expect("utf-8 path")], &[]);
     assert_eq!(code, 1, "{out}");
@@ -102,7 +114,13 @@ fn routes_lists_ids_sources_and_versions() {
 
 #[test]
 fn help_is_everywhere() {
-    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"], &["test", "--help"], &["dead-letters", "list", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["test", "--help"],
+        &["dead-letters", "list", "--help"],
+    ] {
         let (code, out, _) = junction(args, &[]);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Usage:"), "{args:?}: {out}");

@@ -10,7 +10,10 @@ use common::{Junction, PgDatabase, Stub, junction, project, sqlite_store};
 
 fn forwarding_project(api: &str) -> tempfile::TempDir {
     project(&[
-        ("junction.yaml", &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{api}\", timeout: 2s }}\n")),
+        (
+            "junction.yaml",
+            &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{api}\", timeout: 2s }}\n"),
+        ),
         (
             "routes/forward.yaml",
             "route: forward\nfrom: { http: { method: POST, path: /forward, auth: none } }\nsteps:\n  - request: { connector: api, method: POST, path: /deals }\non_error:\n  retry: { attempts: 3, initial: 100ms, max: 2s }\n  dead_letter: { connector: bus, topic: dlq.forward }\n",
@@ -27,7 +30,11 @@ async fn retries_honour_retry_after_then_succeed() {
     let started = Instant::now();
     let resp = reqwest::Client::new().post(j.url("/forward")).body(r#"{"deal": 1}"#).send().await.expect("send");
     assert_eq!(resp.status(), 200, "{}", j.logs());
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 was not honoured ({:?})", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured ({:?})",
+        started.elapsed()
+    );
     assert_eq!(api.count(), 2);
 }
 
@@ -49,7 +56,8 @@ async fn failures_are_dead_lettered_listed_and_replayed() {
     let path = dir.path().to_str().expect("utf-8");
     let (code, out, err) = junction(&["dead-letters", "list", path, "--json"], &env);
     assert_eq!(code, 0, "{err}");
-    let listed: serde_json::Value = serde_json::from_str(out.lines().next().expect("one dead letter")).expect("json line");
+    let listed: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("one dead letter")).expect("json line");
     assert_eq!(listed["id"], id.as_str());
     assert_eq!(listed["route"], "forward");
     assert_eq!(listed["step"], "1:request");
@@ -71,7 +79,10 @@ async fn failures_are_dead_lettered_listed_and_replayed() {
 async fn nothing_accepted_is_lost_on_a_crash(store: &str) {
     let dir = project(&[
         ("junction.yaml", "routes: [routes/]\n"),
-        ("routes/accept.yaml", "route: accept\nfrom: { http: { method: POST, path: /work, auth: none, async: true } }\nmax_in_flight: 4\nsteps:\n  - delay: 300ms\n  - to: { connector: bus, topic: done }\n"),
+        (
+            "routes/accept.yaml",
+            "route: accept\nfrom: { http: { method: POST, path: /work, auth: none, async: true } }\nmax_in_flight: 4\nsteps:\n  - delay: 300ms\n  - to: { connector: bus, topic: done }\n",
+        ),
         ("routes/done.yaml", "route: done\nfrom: { bus: { topic: done } }\nsteps:\n  - log: \"processed ${body.n}\"\n"),
     ]);
     let env = [("JUNCTION_STORE", store)];

@@ -28,7 +28,14 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
     let j = Junction::start(&root(), &[("JUNCTION_STORE", &store)]);
     let c = client();
 
-    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").header("x-request-id", "req-42").body(deal()).send().await.expect("preview");
+    let resp = c
+        .post(j.url("/api/deals/preview"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "req-42")
+        .body(deal())
+        .send()
+        .await
+        .expect("preview");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "req-42");
     let body: Value = resp.json().await.expect("json");
@@ -40,17 +47,36 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
                "status":"signed","channels":["search","social","video","display","audio"],"source":"crm"})
     );
 
-    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body("{\"id\": ").send().await.expect("send");
+    let resp = c
+        .post(j.url("/api/deals/preview"))
+        .header("content-type", "application/json")
+        .body("{\"id\": ")
+        .send()
+        .await
+        .expect("send");
     let p = problem(resp, 400, "malformed-json").await;
     assert_eq!(p["line"], 1);
 
-    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body(r#"{"id": 5, "title": "t"}"#).send().await.expect("send");
+    let resp = c
+        .post(j.url("/api/deals/preview"))
+        .header("content-type", "application/json")
+        .body(r#"{"id": 5, "title": "t"}"#)
+        .send()
+        .await
+        .expect("send");
     let p = problem(resp, 422, "schema-violation").await;
-    let pointers: Vec<&str> = p["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
+    let pointers: Vec<&str> =
+        p["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
     assert!(pointers.contains(&"/id"), "{p}");
 
     let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
-    let resp = c.post(j.url("/api/deals/preview")).header("content-type", "application/json").body(big).send().await.expect("send");
+    let resp = c
+        .post(j.url("/api/deals/preview"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("send");
     problem(resp, 413, "body-too-large").await;
 
     let resp = c.get(j.url("/no/such/path")).send().await.expect("send");
@@ -61,7 +87,13 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
     problem(resp, 405, "method-not-allowed").await;
 
     // Accepted into the durable queue, then carried through two routes and the bus.
-    let resp = c.post(j.url("/webhooks/crm/deals")).header("content-type", "application/json").body(deal()).send().await.expect("webhook");
+    let resp = c
+        .post(j.url("/webhooks/crm/deals"))
+        .header("content-type", "application/json")
+        .body(deal())
+        .send()
+        .await
+        .expect("webhook");
     assert_eq!(resp.status(), 202);
     let accepted: Value = resp.json().await.expect("json");
     assert_eq!(accepted["status"], "accepted");
@@ -75,7 +107,10 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
 async fn sheds_load_beyond_max_in_flight() {
     let dir = project(&[
         ("junction.yaml", "routes: [routes/]\n"),
-        ("routes/slow.yaml", "route: slow\nfrom: { http: { method: POST, path: /slow, auth: none } }\nmax_in_flight: 1\nsteps:\n  - delay: 1s\n"),
+        (
+            "routes/slow.yaml",
+            "route: slow\nfrom: { http: { method: POST, path: /slow, auth: none } }\nmax_in_flight: 1\nsteps:\n  - delay: 1s\n",
+        ),
     ]);
     let (_tmp, store) = sqlite_store();
     let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
@@ -95,7 +130,13 @@ async fn sheds_load_beyond_max_in_flight() {
 async fn schedules_fire_and_calls_carry_headers_from_expressions() {
     let api = common::Stub::start(vec![(200, "")]);
     let dir = project(&[
-        ("junction.yaml", &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{}\", headers: {{ x-static: yes }} }}\n", api.url)),
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{}\", headers: {{ x-static: yes }} }}\n",
+                api.url
+            ),
+        ),
         (
             "routes/tick.yaml",
             "route: tick\nfrom: { schedule: { every: 200ms, body: { kind: tick } } }\nsteps:\n  - set: { body: { n: \"42\" } }\n  - to: { connector: api, method: PUT, path: \"/ticks/${body.kind}\", headers: { x-kind: body.kind, x-n: body.n + 1 } }\n  - log: \"tick ${body.kind} sent\"\n",

@@ -70,8 +70,10 @@ impl ConnectorKind for HttpKind {
         for (k, v) in &config.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| NodeError { message: format!("`{k}` is not a header name"), pos: Some(at("headers")) })?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| NodeError { message: format!("the value of `{k}` is not a valid header value"), pos: Some(at("headers")) })?;
+            let value = HeaderValue::from_str(v).map_err(|_| NodeError {
+                message: format!("the value of `{k}` is not a valid header value"),
+                pos: Some(at("headers")),
+            })?;
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -100,19 +102,26 @@ impl Connector for HttpConnector {
         let spec: CallSpec = options.parse()?;
         let default_method = if role == Role::Send { "POST" } else { "GET" };
         let method_text = spec.method.as_deref().unwrap_or(default_method).to_ascii_uppercase();
-        let method = reqwest::Method::from_bytes(method_text.as_bytes())
-            .map_err(|_| NodeError { message: format!("`{method_text}` is not an HTTP method"), pos: options.get("method").map(|n| n.pos) })?;
+        let method = reqwest::Method::from_bytes(method_text.as_bytes()).map_err(|_| NodeError {
+            message: format!("`{method_text}` is not an HTTP method"),
+            pos: options.get("method").map(|n| n.pos),
+        })?;
         let path = spec.path.unwrap_or_default();
         let path_pos = options.get("path").map_or(options.pos, |n| n.pos);
         let path = template(cx.scripts, &path, path_pos)?;
         let mut headers = Vec::new();
         if let Some(node) = &spec.headers {
             let junction_engine::config::node::NodeValue::Map(entries) = &node.value else {
-                return Err(NodeError { message: "headers is a mapping of names to expressions".into(), pos: Some(node.pos) });
+                return Err(NodeError {
+                    message: "headers is a mapping of names to expressions".into(),
+                    pos: Some(node.pos),
+                });
             };
             for (key, value) in entries {
-                let name = HeaderName::from_bytes(key.name.as_bytes())
-                    .map_err(|_| NodeError { message: format!("`{}` is not a header name", key.name), pos: Some(key.pos) })?;
+                let name = HeaderName::from_bytes(key.name.as_bytes()).map_err(|_| NodeError {
+                    message: format!("`{}` is not a header name", key.name),
+                    pos: Some(key.pos),
+                })?;
                 let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_json().to_string());
                 let script = cx
                     .scripts
@@ -139,7 +148,11 @@ impl Connector for HttpConnector {
 }
 
 /// A path with `${expr}` parts, compiled as a Rhai backtick string; none when empty.
-fn template(scripts: &ScriptEngine, text: &str, pos: junction_engine::config::node::Pos) -> Result<Option<Script>, NodeError> {
+fn template(
+    scripts: &ScriptEngine,
+    text: &str,
+    pos: junction_engine::config::node::Pos,
+) -> Result<Option<Script>, NodeError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -200,7 +213,8 @@ impl HttpCall {
                 Value::Null => continue,
                 other => other.to_string(),
             };
-            let value = HeaderValue::from_str(&value).map_err(|_| ConnectorError::fatal(format!("header {name} has an invalid value")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| ConnectorError::fatal(format!("header {name} has an invalid value")))?;
             req = req.header(name.clone(), value);
         }
         if let Some(id) = msg.meta.source.get("request_id").and_then(Value::as_str) {
@@ -212,10 +226,16 @@ impl HttpCall {
                 Body::Bytes(b) => req.body(b.clone()),
             };
         }
-        let resp = req.send().await.map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
         let status = resp.status();
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        let bytes = resp.bytes().await.map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?;
         if status.is_success() {
             let mut reply = Message::new(Body::from_bytes_lenient(bytes));
             reply.headers.insert("http_status".into(), Value::from(status.as_u16()));
@@ -224,7 +244,11 @@ impl HttpCall {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
         let message = format!("{} {} answered {status}: {text}", self.method, self.connector);
         let retryable = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
-        Err(if retryable { ConnectorError::retryable(message).with_retry_after(retry_after) } else { ConnectorError::fatal(message) })
+        Err(if retryable {
+            ConnectorError::retryable(message).with_retry_after(retry_after)
+        } else {
+            ConnectorError::fatal(message)
+        })
     }
 }
 

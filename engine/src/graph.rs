@@ -16,7 +16,9 @@ pub fn mermaid(table: &RouteTable) -> String {
         let r = id("route", &route.id);
         nodes.insert(format!("  {r}[[\"{}\"]]", escape(&route.id)));
         let (source, label) = match &route.source {
-            Source::Http(h) => (id("http", &format!("{} {}", h.method, h.path)), format!("([\"{} {}\"])", h.method, escape(&h.path))),
+            Source::Http(h) => {
+                (id("http", &format!("{} {}", h.method, h.path)), format!("([\"{} {}\"])", h.method, escape(&h.path)))
+            }
             Source::Schedule(s) => {
                 let when = match &s.trigger {
                     Trigger::Every(d) => format!("every {}ms", d.as_millis()),

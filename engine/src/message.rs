@@ -46,12 +46,7 @@ pub struct Meta {
 impl Message {
     /// A new message with a fresh time-ordered id.
     pub fn new(body: Body) -> Self {
-        Self {
-            id: uuid::Uuid::now_v7().to_string(),
-            headers: Headers::new(),
-            body,
-            meta: Meta::default(),
-        }
+        Self { id: uuid::Uuid::now_v7().to_string(), headers: Headers::new(), body, meta: Meta::default() }
     }
 
     pub fn json(body: Value) -> Self {
@@ -122,10 +117,7 @@ impl<'de> Deserialize<'de> for Body {
             && m.len() == 1
             && let Some(Value::String(b64)) = m.get("$bytes")
         {
-            return BASE64
-                .decode(b64)
-                .map(|b| Body::Bytes(Bytes::from(b)))
-                .map_err(serde::de::Error::custom);
+            return BASE64.decode(b64).map(|b| Body::Bytes(Bytes::from(b))).map_err(serde::de::Error::custom);
         }
         Ok(Body::Json(v))
     }

@@ -30,7 +30,8 @@ impl Schema {
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read schema {}: {e}", path.display()))?;
         let schema: Value = serde_json::from_str(&text)
             .map_err(|e| format!("schema {file} is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))?;
-        let root = std::fs::canonicalize(schemas_dir).map_err(|e| format!("cannot read {}: {e}", schemas_dir.display()))?;
+        let root =
+            std::fs::canonicalize(schemas_dir).map_err(|e| format!("cannot read {}: {e}", schemas_dir.display()))?;
         let base = format!("file://{}", root.join(file).display());
         let validator = jsonschema::options()
             .with_base_uri(base)
@@ -89,10 +90,13 @@ mod tests {
 
     #[test]
     fn reports_violations_with_pointers() {
-        let dir = dir_with(&[(
-            "deal.json",
-            r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"items":{"type":"array","items":{"$ref":"item.json"}}}}"#,
-        ), ("item.json", r#"{"type":"object","required":["budget"],"properties":{"budget":{"type":"number"}}}"#)]);
+        let dir = dir_with(&[
+            (
+                "deal.json",
+                r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"items":{"type":"array","items":{"$ref":"item.json"}}}}"#,
+            ),
+            ("item.json", r#"{"type":"object","required":["budget"],"properties":{"budget":{"type":"number"}}}"#),
+        ]);
         let schema = Schema::load(dir.path(), "deal.json").expect("schema compiles");
         assert!(schema.violations(&serde_json::json!({"id": "x", "items": [{"budget": 1}]})).is_empty());
         let v = schema.violations(&serde_json::json!({"id": 5, "items": [{"budget": "a lot"}]}));

@@ -13,14 +13,9 @@ pub(crate) fn is_date_time(s: &str) -> bool {
         return false;
     }
     let field = |range: std::ops::Range<usize>| number(&b[range]);
-    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
-        field(0..4),
-        field(5..7),
-        field(8..10),
-        field(11..13),
-        field(14..16),
-        field(17..19),
-    ) else {
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
+        (field(0..4), field(5..7), field(8..10), field(11..13), field(14..16), field(17..19))
+    else {
         return false;
     };
     let date_ok = (1..=12).contains(&month) && (1..=days_in_month(year, month)).contains(&day);
@@ -32,11 +27,7 @@ fn skip_fraction(rest: &[u8]) -> &[u8] {
     match rest {
         [b'.', fraction @ ..] => {
             let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-            if digits == 0 {
-                rest
-            } else {
-                &fraction[digits..]
-            }
+            if digits == 0 { rest } else { &fraction[digits..] }
         }
         _ => rest,
     }
@@ -56,9 +47,7 @@ fn is_offset(rest: &[u8]) -> bool {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -66,9 +55,7 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 }
 
 fn number(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-    })
+    digits.iter().try_fold(0, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
 }
 
 #[cfg(test)]

@@ -18,10 +18,7 @@ pub(crate) enum Rejection {
     /// JSON, but not a CRM deal (a field missing or of the wrong type): 422.
     Shape(serde_json::Error),
     /// A CRM deal whose field breaks a rule of the schema: 422.
-    Rule {
-        field: &'static str,
-        rule: &'static str,
-    },
+    Rule { field: &'static str, rule: &'static str },
 }
 
 impl Rejection {
@@ -45,13 +42,8 @@ impl fmt::Display for Rejection {
 
 /// Reads a CRM deal and returns its master deal as JSON bytes.
 pub(crate) fn preview(body: &[u8]) -> Result<Vec<u8>, Rejection> {
-    let deal: CrmDeal<'_> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            Rejection::Shape(e)
-        } else {
-            Rejection::Malformed(e)
-        }
-    })?;
+    let deal: CrmDeal<'_> = serde_json::from_slice(body)
+        .map_err(|e| if e.is_data() { Rejection::Shape(e) } else { Rejection::Malformed(e) })?;
     deal.check()?;
     let master = MasterDeal::from(&deal);
     Ok(serde_json::to_vec(&master).expect("a master deal always serializes"))
@@ -118,8 +110,7 @@ impl CrmDeal<'_> {
         let inn = &self.client.inn;
         let inn_ok = matches!(inn.len(), 10 | 12) && inn.bytes().all(|c| c.is_ascii_digit());
         rule(inn_ok, "/client/inn", "10 or 12 digits")?;
-        let currency_ok =
-            self.currency.len() == 3 && self.currency.bytes().all(|c| c.is_ascii_uppercase());
+        let currency_ok = self.currency.len() == 3 && self.currency.bytes().all(|c| c.is_ascii_uppercase());
         rule(currency_ok, "/currency", "3 uppercase letters")?;
         rule(!self.amount.is_negative(), "/amount", "≥ 0")?;
         let budgets_ok = self.items.iter().all(|item| !item.budget.is_negative());
@@ -130,11 +121,7 @@ impl CrmDeal<'_> {
 }
 
 fn rule(ok: bool, field: &'static str, rule: &'static str) -> Result<(), Rejection> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Rejection::Rule { field, rule })
-    }
+    if ok { Ok(()) } else { Err(Rejection::Rule { field, rule }) }
 }
 
 #[derive(Serialize)]
@@ -312,8 +299,7 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_rejected_with_the_right_status() {
-        let invalid =
-            |from: &str, to: &str| (DEAL.replace(from, to), StatusCode::UNPROCESSABLE_ENTITY);
+        let invalid = |from: &str, to: &str| (DEAL.replace(from, to), StatusCode::UNPROCESSABLE_ENTITY);
         let cases = [
             ("{not json".to_owned(), StatusCode::BAD_REQUEST),
             (r#"{"id":"1"}"#.to_owned(), StatusCode::UNPROCESSABLE_ENTITY),

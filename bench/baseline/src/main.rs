@@ -27,11 +27,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or(DEFAULT_ADDR)
-        .parse()?;
+    let addr: SocketAddr = std::env::args().nth(1).as_deref().unwrap_or(DEFAULT_ADDR).parse()?;
     let listener = TcpListener::bind(addr).await?;
     eprintln!("junction-bench-baseline listening on http://{addr}");
 
@@ -53,9 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let builder = builder.clone();
         tokio::spawn(async move {
             // A client hanging up mid-request is routine under load, not worth a log line.
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service_fn(handle))
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), service_fn(handle)).await;
         });
     }
 }
@@ -67,10 +61,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     let body = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => {
-            return Ok(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is over 1 MiB",
-            ));
+            return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 1 MiB"));
         }
         Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "the body could not be read")),
     };
@@ -88,8 +79,6 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 fn reply(status: StatusCode, json: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(json)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -68,9 +68,7 @@ impl AckTracker {
     fn outstanding(&self) -> std::sync::MutexGuard<'_, VecDeque<(i64, bool)>> {
         // The lock guards plain data updated in single steps; a panic elsewhere cannot
         // leave it half-changed, so a poisoned lock is still good to use.
-        self.outstanding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.outstanding.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

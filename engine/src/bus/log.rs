@@ -18,19 +18,12 @@ pub(super) struct Record {
 }
 
 /// Appends a message to a topic; returns its offset once it is committed.
-pub(super) async fn append(
-    store: &Store,
-    topic: &str,
-    message: &Message,
-) -> Result<i64, StoreError> {
-    let json = serde_json::to_string(message)
-        .expect("a Message always serializes: its maps have string keys");
-    let insert = sqlx::query(
-        "INSERT INTO bus_messages (topic, message, created_at) VALUES ($1, $2, $3) RETURNING seq",
-    )
-    .bind(topic)
-    .bind(json)
-    .bind(now_millis());
+pub(super) async fn append(store: &Store, topic: &str, message: &Message) -> Result<i64, StoreError> {
+    let json = serde_json::to_string(message).expect("a Message always serializes: its maps have string keys");
+    let insert = sqlx::query("INSERT INTO bus_messages (topic, message, created_at) VALUES ($1, $2, $3) RETURNING seq")
+        .bind(topic)
+        .bind(json)
+        .bind(now_millis());
     let failed = StoreError::query("bus publish");
 
     let row = match store.backend() {
@@ -45,25 +38,17 @@ pub(super) async fn append(
         // makes each topic's offsets visible in increasing order. Locks release only after
         // the commit is visible, so the next publisher's offset is always seen later.
         Backend::Postgres => {
-            let mut tx = store
-                .pool()
-                .begin()
-                .await
-                .map_err(StoreError::query("bus publish"))?;
+            let mut tx = store.pool().begin().await.map_err(StoreError::query("bus publish"))?;
             // count(*) because the lock function returns `void`, a type the Any driver
             // cannot carry.
-            sqlx::query(
-                "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS locked",
-            )
-            .bind(TOPIC_LOCK_CLASS)
-            .bind(topic)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("bus publish lock"))?;
-            let row = insert.fetch_one(&mut *tx).await.map_err(failed)?;
-            tx.commit()
+            sqlx::query("SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS locked")
+                .bind(TOPIC_LOCK_CLASS)
+                .bind(topic)
+                .execute(&mut *tx)
                 .await
-                .map_err(StoreError::query("bus publish commit"))?;
+                .map_err(StoreError::query("bus publish lock"))?;
+            let row = insert.fetch_one(&mut *tx).await.map_err(failed)?;
+            tx.commit().await.map_err(StoreError::query("bus publish commit"))?;
             row
         }
     };
@@ -75,12 +60,7 @@ pub(super) async fn append(
 }
 
 /// Up to `limit` messages of `topic` after offset `after`, in offset order.
-pub(super) async fn read_after(
-    store: &Store,
-    topic: &str,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<Record>, StoreError> {
+pub(super) async fn read_after(store: &Store, topic: &str, after: i64, limit: i64) -> Result<Vec<Record>, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, message FROM bus_messages WHERE topic = $1 AND seq > $2 \
          ORDER BY seq LIMIT $3",
@@ -96,10 +76,7 @@ pub(super) async fn read_after(
         .map(|row| {
             let corrupt = |reason: String| StoreError::Corrupt {
                 what: "bus message (table bus_messages, topic@seq)",
-                id: format!(
-                    "{topic}@{}",
-                    row.try_get::<i64, _>("seq").unwrap_or_default()
-                ),
+                id: format!("{topic}@{}", row.try_get::<i64, _>("seq").unwrap_or_default()),
                 reason,
             };
             let offset: i64 = row.try_get("seq").map_err(|e| corrupt(e.to_string()))?;
@@ -112,13 +89,12 @@ pub(super) async fn read_after(
 
 /// The group's committed offset on the topic; 0, before every message, for a new group.
 pub(super) async fn committed(store: &Store, group: &str, topic: &str) -> Result<i64, StoreError> {
-    let row =
-        sqlx::query("SELECT committed FROM bus_offsets WHERE consumer_group = $1 AND topic = $2")
-            .bind(group)
-            .bind(topic)
-            .fetch_optional(store.pool())
-            .await
-            .map_err(StoreError::query("bus committed offset"))?;
+    let row = sqlx::query("SELECT committed FROM bus_offsets WHERE consumer_group = $1 AND topic = $2")
+        .bind(group)
+        .bind(topic)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(StoreError::query("bus committed offset"))?;
     let Some(row) = row else { return Ok(0) };
     row.try_get("committed").map_err(|e| StoreError::Corrupt {
         what: "bus committed offset (table bus_offsets, group/topic)",
@@ -129,12 +105,7 @@ pub(super) async fn committed(store: &Store, group: &str, topic: &str) -> Result
 
 /// Moves the group's committed offset forward to `offset`, never back: commits from an
 /// older subscription or a late background flush may arrive after newer ones.
-pub(super) async fn commit(
-    store: &Store,
-    group: &str,
-    topic: &str,
-    offset: i64,
-) -> Result<(), StoreError> {
+pub(super) async fn commit(store: &Store, group: &str, topic: &str, offset: i64) -> Result<(), StoreError> {
     let _writer = store.write_guard().await;
     sqlx::query(
         "INSERT INTO bus_offsets (consumer_group, topic, committed, updated_at) \

@@ -47,10 +47,7 @@ pub struct EmbeddedBus {
 
 impl EmbeddedBus {
     pub fn new(store: Store) -> Self {
-        EmbeddedBus {
-            store,
-            signals: Arc::default(),
-        }
+        EmbeddedBus { store, signals: Arc::default() }
     }
 
     /// Appends `message` to `topic` and returns its offset once it is durable in the store.
@@ -64,12 +61,7 @@ impl EmbeddedBus {
     /// Subscribes `group` to `topic`, from the group's committed offset. At most
     /// `max_in_flight` deliveries are outstanding (unacked) at once; `recv` waits for an ack
     /// beyond that.
-    pub async fn subscribe(
-        &self,
-        group: &str,
-        topic: &str,
-        max_in_flight: usize,
-    ) -> Result<Subscription, BusError> {
+    pub async fn subscribe(&self, group: &str, topic: &str, max_in_flight: usize) -> Result<Subscription, BusError> {
         named("consumer group", group)?;
         named("topic", topic)?;
         if max_in_flight == 0 {

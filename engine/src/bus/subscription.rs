@@ -45,13 +45,7 @@ impl Subscription {
     ) -> Result<Subscription, BusError> {
         let committed = log::committed(&bus.store, group, topic).await?;
         let (tracker, acked_through) = AckTracker::new(group, topic, committed);
-        tokio::spawn(run_committer(
-            bus.store.clone(),
-            group.to_owned(),
-            topic.to_owned(),
-            acked_through,
-            committed,
-        ));
+        tokio::spawn(run_committer(bus.store.clone(), group.to_owned(), topic.to_owned(), acked_through, committed));
         Ok(Subscription {
             store: bus.store.clone(),
             signal: bus.signal(topic),
@@ -65,10 +59,8 @@ impl Subscription {
     /// The next message, waiting for one to be published and, while `max_in_flight`
     /// deliveries are unacked, for an ack. Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&mut self) -> Result<Delivery, BusError> {
-        let permit = Arc::clone(&self.in_flight)
-            .acquire_owned()
-            .await
-            .expect("the in-flight semaphore is never closed");
+        let permit =
+            Arc::clone(&self.in_flight).acquire_owned().await.expect("the in-flight semaphore is never closed");
         let record = self.next_record().await?;
         self.tracker.delivered(record.offset);
         Ok(Delivery {
@@ -88,13 +80,7 @@ impl Subscription {
     /// after this returns does not get them again.
     pub async fn flush(&self) -> Result<(), BusError> {
         let through = self.tracker.acked_through();
-        log::commit(
-            &self.store,
-            &self.tracker.group,
-            &self.tracker.topic,
-            through,
-        )
-        .await?;
+        log::commit(&self.store, &self.tracker.group, &self.tracker.topic, through).await?;
         Ok(())
     }
 
@@ -107,13 +93,7 @@ impl Subscription {
             // still wakes us.
             let mut published = pin!(self.signal.notified());
             published.as_mut().enable();
-            let batch = log::read_after(
-                &self.store,
-                &self.tracker.topic,
-                self.read_through,
-                READ_BATCH,
-            )
-            .await?;
+            let batch = log::read_after(&self.store, &self.tracker.topic, self.read_through, READ_BATCH).await?;
             if let Some(last) = batch.last() {
                 self.read_through = last.offset;
                 self.buffered.extend(batch);

@@ -34,20 +34,13 @@ async fn subscribe(bus: &EmbeddedBus, group: &str, topic: &str) -> Subscription 
 }
 
 async fn recv(sub: &mut Subscription) -> Delivery {
-    timeout(Duration::from_secs(5), sub.recv())
-        .await
-        .expect("a delivery within 5 s")
-        .expect("recv")
+    timeout(Duration::from_secs(5), sub.recv()).await.expect("a delivery within 5 s").expect("recv")
 }
 
 /// Nothing more to deliver: recv is still waiting after a while.
 async fn assert_nothing_more(sub: &mut Subscription) {
     let more = timeout(Duration::from_millis(100), sub.recv()).await;
-    assert!(
-        more.is_err(),
-        "unexpected delivery: {:?}",
-        more.map(|d| d.map(|d| d.offset))
-    );
+    assert!(more.is_err(), "unexpected delivery: {:?}", more.map(|d| d.map(|d| d.offset)));
 }
 
 async fn publish_then_recv_in_order(store: Store) {
@@ -64,10 +57,7 @@ async fn publish_then_recv_in_order(store: Store) {
     let mut sub = subscribe(&bus, "g", "deals").await;
     for (offset, message) in sent {
         let d = recv(&mut sub).await;
-        assert_eq!(
-            (d.offset, &d.topic, &d.message),
-            (offset, &"deals".to_owned(), &message)
-        );
+        assert_eq!((d.offset, &d.topic, &d.message), (offset, &"deals".to_owned(), &message));
         d.ack();
     }
     assert_nothing_more(&mut sub).await;
@@ -128,9 +118,7 @@ async fn acked_deliveries_are_not_redelivered(store: Store) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    timeout(Duration::from_secs(2), committed)
-        .await
-        .expect("committed within 2 s");
+    timeout(Duration::from_secs(2), committed).await.expect("committed within 2 s");
 
     let mut third = subscribe(&bus, "g", "t").await;
     assert_eq!(recv(&mut third).await.offset, o3);
@@ -138,12 +126,8 @@ async fn acked_deliveries_are_not_redelivered(store: Store) {
 
 async fn out_of_order_acks_commit_only_the_prefix(store: Store) {
     let bus = EmbeddedBus::new(store.clone());
-    let offsets: Vec<i64> = [
-        publish(&bus, "t", 1).await,
-        publish(&bus, "t", 2).await,
-        publish(&bus, "t", 3).await,
-    ]
-    .into();
+    let offsets: Vec<i64> =
+        [publish(&bus, "t", 1).await, publish(&bus, "t", 2).await, publish(&bus, "t", 3).await].into();
 
     let mut first = subscribe(&bus, "g", "t").await;
     let d1 = recv(&mut first).await;
@@ -164,16 +148,10 @@ async fn out_of_order_acks_commit_only_the_prefix(store: Store) {
     d3.ack();
     d1.ack();
     second.flush().await.expect("flush");
-    assert_eq!(
-        log::committed(&store, "g", "t").await.expect("committed"),
-        offsets[0]
-    );
+    assert_eq!(log::committed(&store, "g", "t").await.expect("committed"), offsets[0]);
     d2.ack();
     second.flush().await.expect("flush");
-    assert_eq!(
-        log::committed(&store, "g", "t").await.expect("committed"),
-        offsets[2]
-    );
+    assert_eq!(log::committed(&store, "g", "t").await.expect("committed"), offsets[2]);
 }
 
 async fn publish_wakes_a_waiting_consumer_at_once(store: Store) {
@@ -215,15 +193,9 @@ async fn max_in_flight_holds_recv_until_an_ack(store: Store) {
     let d1 = recv(&mut sub).await;
     let _d2 = recv(&mut sub).await;
     let full = timeout(Duration::from_millis(150), sub.recv()).await;
-    assert!(
-        full.is_err(),
-        "recv returned with 2 of 2 deliveries unacked"
-    );
+    assert!(full.is_err(), "recv returned with 2 of 2 deliveries unacked");
     d1.ack();
-    let d3 = timeout(Duration::from_millis(500), sub.recv())
-        .await
-        .expect("an ack frees a slot")
-        .expect("recv");
+    let d3 = timeout(Duration::from_millis(500), sub.recv()).await.expect("an ack frees a slot").expect("recv");
     assert_eq!(d3.message.body.to_json(), json!({ "n": 2 }));
 }
 
@@ -264,10 +236,7 @@ async fn concurrent_publishers_lose_nothing(store: Store) {
         .expect("all 200 consumed within 10 s of the last publish")
         .expect("consumer task")
         .expect("recv");
-    assert!(
-        seen.windows(2).all(|w| w[0].0 < w[1].0),
-        "offsets strictly increase"
-    );
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "offsets strictly increase");
     let seen_ids: HashSet<_> = seen.into_iter().map(|(_, id)| id).collect();
     assert_eq!(seen_ids.len(), 200);
     assert_eq!(seen_ids, published);

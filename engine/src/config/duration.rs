@@ -14,9 +14,8 @@ impl ConfigDuration {
         let text = text.trim();
         let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let n: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration; write e.g. 200ms, 30s, 5m, 1h"))?;
+        let n: f64 =
+            number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. 200ms, 30s, 5m, 1h"))?;
         let millis = match unit.trim() {
             "ms" | "" => 1.0,
             "s" => 1e3,
@@ -53,7 +52,9 @@ impl de::Visitor<'_> for DurationVisitor {
         Ok(ConfigDuration(Duration::from_millis(v)))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ConfigDuration, E> {
-        u64::try_from(v).map(|v| ConfigDuration(Duration::from_millis(v))).map_err(|_| E::custom("a duration cannot be negative"))
+        u64::try_from(v)
+            .map(|v| ConfigDuration(Duration::from_millis(v)))
+            .map_err(|_| E::custom("a duration cannot be negative"))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ConfigDuration, E> {
         ConfigDuration::parse(v).map_err(E::custom)

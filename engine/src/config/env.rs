@@ -66,7 +66,8 @@ fn reference(text: &str) -> Option<(&str, Option<&str>, usize)> {
         Some((n, d)) => (n, Some(d)),
         None => (body, None),
     };
-    let valid = name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic()) && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+    let valid = name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
     valid.then_some((name, default, close + 3))
 }
 
@@ -108,7 +109,8 @@ mod tests {
 
     #[test]
     fn reports_unset_at_the_value_and_retypes_whole_references() {
-        let mut node: Node = serde_saphyr::from_str("a: ${MISSING}\nb: ${PORT:-8080}\nc: \"x ${PORT:-1}\"\n").expect("parses");
+        let mut node: Node =
+            serde_saphyr::from_str("a: ${MISSING}\nb: ${PORT:-8080}\nc: \"x ${PORT:-1}\"\n").expect("parses");
         let mut unset = Vec::new();
         substitute(&mut node, &env(&[]), &mut unset);
         assert_eq!(unset, vec![Unset { name: "MISSING".into(), pos: Pos { line: 1, col: 4 } }]);

@@ -91,7 +91,8 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// Adds "did you mean" to serde's "unknown field/variant `x`, expected one of `a`, `b`".
 pub fn with_suggestion(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `")) else {
+    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))
+    else {
         return message.to_owned();
     };
     let Some((word, expected)) = rest.split_once('`') else {

@@ -50,8 +50,12 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     // Advice meant for the programmer embedding the parser, not for the config's author.
     let text = text.split(", set DuplicateKeyPolicy").next().unwrap_or(text);
     match text {
-        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => "expected a whole number, 0 or more".to_owned(),
-        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" | "invalid isize" => "expected a whole number".to_owned(),
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => {
+            "expected a whole number, 0 or more".to_owned()
+        }
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" | "invalid isize" => {
+            "expected a whole number".to_owned()
+        }
         "invalid f32" | "invalid f64" => "expected a number".to_owned(),
         "invalid bool" => "expected true or false".to_owned(),
         other => other.to_owned(),
@@ -74,11 +78,16 @@ impl Loader {
             diags.push(Diagnostic::new(
                 &shown_root,
                 Some(u.pos),
-                format!("environment variable `{}` is not set and has no default (write ${{{}:-default}})", u.name, u.name),
+                format!(
+                    "environment variable `{}` is not set and has no default (write ${{{}:-default}})",
+                    u.name, u.name
+                ),
             ));
         }
         for (key, pos) in unknown_keys(&mut root, super::node::struct_fields::<RootSpec>()) {
-            let hint = suggest(&key, super::node::struct_fields::<RootSpec>().iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            let hint = suggest(&key, super::node::struct_fields::<RootSpec>().iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
             diags.push(Diagnostic::new(&shown_root, Some(pos), format!("unknown field `{key}`{hint}")));
         }
         let spec: RootSpec = match root.parse() {
@@ -118,14 +127,26 @@ impl Loader {
         } else if store.starts_with("postgres://") || store.starts_with("postgresql://") || store.contains("${") {
             store.clone()
         } else {
-            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.store)), format!("unknown store `{store}`; use sqlite://PATH or postgres://…")));
+            diags.push(Diagnostic::new(
+                file,
+                Some(Pos::of(&spec.store)),
+                format!("unknown store `{store}`; use sqlite://PATH or postgres://…"),
+            ));
             store.clone()
         };
         if spec.cache.value != "memory" {
-            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.cache)), format!("unknown cache `{}`; only `memory` is available yet", spec.cache.value)));
+            diags.push(Diagnostic::new(
+                file,
+                Some(Pos::of(&spec.cache)),
+                format!("unknown cache `{}`; only `memory` is available yet", spec.cache.value),
+            ));
         }
         if spec.bus.value != "embedded" {
-            diags.push(Diagnostic::new(file, Some(Pos::of(&spec.bus)), format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value)));
+            diags.push(Diagnostic::new(
+                file,
+                Some(Pos::of(&spec.bus)),
+                format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value),
+            ));
         }
         Settings {
             listen: or_env(&spec.listen, "JUNCTION_LISTEN"),
@@ -163,9 +184,15 @@ impl Loader {
             };
             let kind_name = kind_node.as_str().unwrap_or_default();
             let Some(kind) = self.registry.get(kind_name) else {
-                let hint = suggest(kind_name, self.registry.names()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                let hint = suggest(kind_name, self.registry.names())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 let known: Vec<&str> = self.registry.names().collect();
-                diags.push(Diagnostic::new(file, Some(kind_node.pos), format!("unknown connector kind `{kind_name}`{hint}; known: {}", known.join(", "))));
+                diags.push(Diagnostic::new(
+                    file,
+                    Some(kind_node.pos),
+                    format!("unknown connector kind `{kind_name}`{hint}; known: {}", known.join(", ")),
+                ));
                 continue;
             };
             match kind.build(&name.name, &node.without(&["kind"]), build) {
@@ -179,10 +206,13 @@ impl Loader {
             }
         }
         if let Some(intercept) = &self.intercept {
-            out = out.into_iter().map(|(name, c)| {
-                let c = intercept(&name, c);
-                (name, c)
-            }).collect();
+            out = out
+                .into_iter()
+                .map(|(name, c)| {
+                    let c = intercept(&name, c);
+                    (name, c)
+                })
+                .collect();
         }
         out
     }
@@ -219,17 +249,27 @@ impl Loader {
             let id = spec.route.value.clone();
             let id_pos = Pos::of(&spec.route);
             if let Some((first_file, first_pos)) = defined.get(&id) {
-                diags.push(Diagnostic::new(&shown, Some(id_pos), format!("duplicate route id `{id}`; first defined at {}:{first_pos}", first_file.display())));
+                diags.push(Diagnostic::new(
+                    &shown,
+                    Some(id_pos),
+                    format!("duplicate route id `{id}`; first defined at {}:{first_pos}", first_file.display()),
+                ));
                 continue;
             }
             defined.insert(id.clone(), (shown.clone(), id_pos));
-            let mut cx = CompileCx::new(paths, &self.scripts, connectors, build, shown.clone(), id.clone(), diags, &mut schemas);
+            let mut cx =
+                CompileCx::new(paths, &self.scripts, connectors, build, shown.clone(), id.clone(), diags, &mut schemas);
             let Some(route) = route::compile(&spec, &text, defaults, &mut cx) else { continue };
             if let Source::Http(h) = &route.source {
-                let (router, owners) = endpoints.entry(h.method.clone()).or_insert_with(|| (matchit::Router::new(), Vec::new()));
+                let (router, owners) =
+                    endpoints.entry(h.method.clone()).or_insert_with(|| (matchit::Router::new(), Vec::new()));
                 if let Err(e) = router.insert(h.path.clone(), id.clone()) {
                     let other = conflicting_owner(&e, owners, &h.path);
-                    diags.push(Diagnostic::new(&shown, Some(h.pos), format!("{} {} is already served{other}: {e}", h.method, h.path)));
+                    diags.push(Diagnostic::new(
+                        &shown,
+                        Some(h.pos),
+                        format!("{} {} is already served{other}: {e}", h.method, h.path),
+                    ));
                     continue;
                 }
                 owners.push(format!("{}\u{0}{}", h.path, id));
@@ -277,12 +317,16 @@ fn route_files(paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut D
                     let mut found: Vec<PathBuf> = dir
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .filter(|p| {
+                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                        })
                         .collect();
                     found.sort();
                     out.extend(found);
                 }
-                Err(e) => diags.push(Diagnostic::new(file, Some(Pos::of(entry)), format!("cannot read {}: {e}", entry.value))),
+                Err(e) => {
+                    diags.push(Diagnostic::new(file, Some(Pos::of(entry)), format!("cannot read {}: {e}", entry.value)))
+                }
             }
         } else if path.is_file() {
             out.push(path);

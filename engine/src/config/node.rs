@@ -322,7 +322,9 @@ impl<'de> Deserializer<'de> for &'de Node {
         visitor: V,
     ) -> Result<V::Value, NodeError> {
         if name == SPANNED_NEWTYPE {
-            return visitor.visit_newtype_struct(SpannedValue { pos: self.pos, value: self }).map_err(|e| e.at(self.pos));
+            return visitor
+                .visit_newtype_struct(SpannedValue { pos: self.pos, value: self })
+                .map_err(|e| e.at(self.pos));
         }
         visitor.visit_newtype_struct(self).map_err(|e| e.at(self.pos))
     }
@@ -405,7 +407,11 @@ impl<'de> Deserializer<'de> for KeyDeserializer<'de> {
         visitor.visit_borrowed_str(&self.0.name)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, NodeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, NodeError> {
         if name == SPANNED_NEWTYPE {
             let value = de::value::BorrowedStrDeserializer::<NodeError>::new(&self.0.name);
             return visitor.visit_newtype_struct(SpannedValue { pos: self.0.pos, value });

@@ -89,7 +89,10 @@ impl Connector for Broken {
     }
 
     fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
-        Err(NodeError { message: format!("connector `{}` has errors in junction.yaml (listed there)", self.name), pos: Some(options.pos) })
+        Err(NodeError {
+            message: format!("connector `{}` has errors in junction.yaml (listed there)", self.name),
+            pos: Some(options.pos),
+        })
     }
 }
 

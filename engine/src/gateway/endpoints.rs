@@ -9,7 +9,10 @@ use crate::route::{Route, RouteTable, Source};
 
 /// Where a request goes.
 pub enum Lookup {
-    Found { route: Arc<Route>, params: Vec<(String, String)> },
+    Found {
+        route: Arc<Route>,
+        params: Vec<(String, String)>,
+    },
     /// The path exists, for other methods.
     MethodNotAllowed(Vec<Method>),
     NotFound,

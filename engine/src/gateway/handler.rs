@@ -86,9 +86,14 @@ async fn accept(
         let violations = schema.violations(&body.to_json());
         if !violations.is_empty() {
             let detail = format!("the body does not match {}", schema.file());
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-violation", "Request body does not match its schema", detail)
-                .with("errors", json!(violations))
-                .into_response(request_id));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema-violation",
+                "Request body does not match its schema",
+                detail,
+            )
+            .with("errors", json!(violations))
+            .into_response(request_id));
         }
     }
     let mut msg = Message::new(body);
@@ -104,8 +109,14 @@ async fn accept(
         Ok(Ok(Delivered::DeadLettered { failure, dead_letter_id })) => {
             let (status, kind, title) = match failure.error.kind {
                 ErrorKind::Rejected => (StatusCode::UNPROCESSABLE_ENTITY, "rejected", "The route rejected the message"),
-                ErrorKind::Retryable => (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable", "A dependency of the route is unavailable"),
-                ErrorKind::Fatal => (StatusCode::BAD_GATEWAY, "route-failed", "The route could not process the message"),
+                ErrorKind::Retryable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "dependency-unavailable",
+                    "A dependency of the route is unavailable",
+                ),
+                ErrorKind::Fatal => {
+                    (StatusCode::BAD_GATEWAY, "route-failed", "The route could not process the message")
+                }
             };
             let mut p = Problem::new(status, kind, title, failure.error.message.clone())
                 .with("route", json!(&*route.id))
@@ -116,12 +127,22 @@ async fn accept(
             }
             p.into_response(request_id)
         }
-        Ok(Err(e)) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "The store is unavailable", e.to_string())
-            .retry_after(5)
-            .into_response(request_id),
-        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The route took too long", format!("no answer within {} ms", source.timeout.as_millis()))
-            .retry_after(1)
-            .into_response(request_id),
+        Ok(Err(e)) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "The store is unavailable",
+            e.to_string(),
+        )
+        .retry_after(5)
+        .into_response(request_id),
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The route took too long",
+            format!("no answer within {} ms", source.timeout.as_millis()),
+        )
+        .retry_after(1)
+        .into_response(request_id),
     })
 }
 
@@ -135,7 +156,12 @@ async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Box<Problem>> {
             "Request body too large",
             format!("the body exceeds {limit} bytes"),
         ))),
-        Err(e) => Err(Box::new(Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Request body could not be read", e.to_string()))),
+        Err(e) => Err(Box::new(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "Request body could not be read",
+            e.to_string(),
+        ))),
     }
 }
 
@@ -194,9 +220,14 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
 async fn enqueue(state: &State, route: &Route, msg: &Message, request_id: &str) -> Response<Full<Bytes>> {
     match state.bus.publish(&crate::sources::http_topic(&route.id), msg).await {
         Ok(_) => json_response(StatusCode::ACCEPTED, &json!({ "id": msg.id, "status": "accepted" })),
-        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "The message could not be stored", e.to_string())
-            .retry_after(5)
-            .into_response(request_id),
+        Err(e) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "The message could not be stored",
+            e.to_string(),
+        )
+        .retry_after(5)
+        .into_response(request_id),
     }
 }
 

@@ -66,11 +66,21 @@ pub fn not_found(path: &str) -> Problem {
 
 pub fn method_not_allowed(method: &http::Method, allowed: &[http::Method]) -> Problem {
     let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", format!("{method} is not served here; use {}", list.join(", ")))
-        .with("allow", json!(list))
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not served here; use {}", list.join(", ")),
+    )
+    .with("allow", json!(list))
 }
 
 pub fn overloaded(route: &str) -> Problem {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Too many requests in flight", format!("route {route} is at its in-flight limit; try again shortly"))
-        .retry_after(1)
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Too many requests in flight",
+        format!("route {route} is at its in-flight limit; try again shortly"),
+    )
+    .retry_after(1)
 }

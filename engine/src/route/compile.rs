@@ -80,7 +80,20 @@ impl<'a> CompileCx<'a> {
         diags: &'a mut Diagnostics,
         schemas: &'a mut HashMap<String, Schema>,
     ) -> Self {
-        Self { paths, scripts, connectors, build, file, route, diags, top_level: true, inputs: Vec::new(), step_index: 0, links: Vec::new(), schemas }
+        Self {
+            paths,
+            scripts,
+            connectors,
+            build,
+            file,
+            route,
+            diags,
+            top_level: true,
+            inputs: Vec::new(),
+            step_index: 0,
+            links: Vec::new(),
+            schemas,
+        }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {

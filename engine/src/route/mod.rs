@@ -146,7 +146,10 @@ fn compile_source(spec: &SourceSpec, at: Pos, defaults: HttpDefaults, cx: &mut C
                 _ => None,
             };
             let Some(method) = method else {
-                cx.error(Pos::of(&h.method), format!("unsupported method `{}`; use GET, POST, PUT, PATCH or DELETE", h.method.value));
+                cx.error(
+                    Pos::of(&h.method),
+                    format!("unsupported method `{}`; use GET, POST, PUT, PATCH or DELETE", h.method.value),
+                );
                 return None;
             };
             if !h.path.value.starts_with('/') {

@@ -26,7 +26,12 @@ pub async fn deliver(route: &Route, msg: Message, store: &Store) -> Result<Deliv
 }
 
 /// Like [`deliver`], from step `start` on (what an aggregate's timeout releases).
-pub async fn deliver_from(route: &Route, start: usize, mut msg: Message, store: &Store) -> Result<Delivered, crate::store::StoreError> {
+pub async fn deliver_from(
+    route: &Route,
+    start: usize,
+    mut msg: Message,
+    store: &Store,
+) -> Result<Delivered, crate::store::StoreError> {
     msg.meta.route = route.id.to_string();
     let original = msg.clone();
     let cx = RunCx::new(route.id.clone(), route.retry.clone());
@@ -43,7 +48,12 @@ pub async fn deliver_from(route: &Route, start: usize, mut msg: Message, store: 
 /// Stores the dead letter (the replayable record), then sends it to the route's
 /// `dead_letter` endpoint if it has one. A failing endpoint is logged, not fatal: the stored
 /// record already keeps the message.
-async fn dead_letter(route: &Route, original: Message, failure: &Failure, store: &Store) -> Result<String, crate::store::StoreError> {
+async fn dead_letter(
+    route: &Route,
+    original: Message,
+    failure: &Failure,
+    store: &Store,
+) -> Result<String, crate::store::StoreError> {
     let record = NewDeadLetter {
         route: route.id.to_string(),
         step: Some(failure.step.clone()),

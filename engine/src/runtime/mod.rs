@@ -64,7 +64,8 @@ impl Runtime {
         let listener = gateway::bind(&settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
         let (stop, stop_rx) = watch::channel(false);
         let cx = SourceCx { store: store.clone(), bus: bus.clone(), stop: stop_rx.clone() };
         let sources = project.routes.iter().flat_map(|r| sources::start(r, &cx)).collect();
@@ -74,7 +75,15 @@ impl Runtime {
             tracing::info!(route = %route.id, version = %route.version, "route started");
         }
         tracing::info!(listen = %addr, routes = project.routes.routes.len(), "junction is running");
-        Ok(Self { addr, table: project.routes, store, stop, gateway, sources, shutdown_timeout: project.settings.shutdown_timeout })
+        Ok(Self {
+            addr,
+            table: project.routes,
+            store,
+            stop,
+            gateway,
+            sources,
+            shutdown_timeout: project.settings.shutdown_timeout,
+        })
     }
 
     /// The gateway's bound address (useful when listening on port 0).
@@ -106,7 +115,10 @@ impl Runtime {
             }
         };
         if tokio::time::timeout(self.shutdown_timeout, drain).await.is_err() {
-            tracing::warn!(timeout_ms = self.shutdown_timeout.as_millis() as u64, "in-flight messages did not finish in time; unacked ones will be redelivered");
+            tracing::warn!(
+                timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                "in-flight messages did not finish in time; unacked ones will be redelivered"
+            );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         tracing::info!("junction stopped");

@@ -50,23 +50,11 @@ impl fmt::Display for Location {
 impl ScriptError {
     /// An error with no position, e.g. a result that cannot be turned into JSON.
     pub(super) fn new(kind: ScriptErrorKind, script: &str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            script: script.to_owned(),
-            message: message.into(),
-            line: None,
-            column: None,
-        }
+        Self { kind, script: script.to_owned(), message: message.into(), line: None, column: None }
     }
 
     fn at(kind: ScriptErrorKind, script: &str, message: String, pos: Position) -> Self {
-        Self {
-            kind,
-            script: script.to_owned(),
-            message,
-            line: pos.line(),
-            column: pos.position(),
-        }
+        Self { kind, script: script.to_owned(), message, line: pos.line(), column: pos.position() }
     }
 
     /// A compile error. Limits checked by the parser (nesting, literal sizes) count as `Limit`.
@@ -96,9 +84,7 @@ impl ScriptError {
             EvalAltResult::ErrorRuntime(value, _) => (ScriptErrorKind::Thrown, value.to_string()),
             EvalAltResult::ErrorParsing(ref parse, _) => (parse_kind(parse), parse.to_string()),
             // The sandbox's deadline stops a run with its reason as the token.
-            EvalAltResult::ErrorTerminated(reason, _) => {
-                (ScriptErrorKind::Limit, reason.to_string())
-            }
+            EvalAltResult::ErrorTerminated(reason, _) => (ScriptErrorKind::Limit, reason.to_string()),
             ref other => (eval_kind(other), other.to_string()),
         };
         // A thrown value is the route author's own message; it stays exactly as thrown.

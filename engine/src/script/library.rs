@@ -70,14 +70,9 @@ fn parse_date(s: &str) -> FnResult<INT> {
         return Ok(date_time.timestamp_millis());
     }
     if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(date
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis());
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis());
     }
-    Err(fail(format!(
-        "parse_date: {s:?} is neither an RFC 3339 date-time nor a YYYY-MM-DD date"
-    )))
+    Err(fail(format!("parse_date: {s:?} is neither an RFC 3339 date-time nor a YYYY-MM-DD date")))
 }
 
 /// `parse_date(s, fmt) -> int`: milliseconds since the Unix epoch for `s` written in the
@@ -87,13 +82,8 @@ fn parse_date(s: &str) -> FnResult<INT> {
 fn parse_date_with(s: &str, fmt: &str) -> FnResult<INT> {
     let with_offset = DateTime::parse_from_str(s, fmt).map(|d| d.timestamp_millis());
     let utc = || NaiveDateTime::parse_from_str(s, fmt).map(|d| d.and_utc().timestamp_millis());
-    let date = || {
-        NaiveDate::parse_from_str(s, fmt).map(|d| {
-            d.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis()
-        })
-    };
+    let date =
+        || NaiveDate::parse_from_str(s, fmt).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis());
     // The first error is the most telling: it comes from the most complete reading.
     with_offset
         .or_else(|err| utc().or_else(|_| date()).map_err(|_| err))
@@ -108,11 +98,8 @@ fn format_date(ms: INT, fmt: &str) -> FnResult<String> {
         .ok_or_else(|| fail(format!("format_date: {ms} is out of the range of dates")))?;
     let mut out = String::new();
     // `to_string()` would panic on a bad format; `write!` reports it instead.
-    write!(out, "{}", date_time.format(fmt)).map_err(|_| {
-        fail(format!(
-            "format_date: {fmt:?} is not a valid strftime format"
-        ))
-    })?;
+    write!(out, "{}", date_time.format(fmt))
+        .map_err(|_| fail(format!("format_date: {fmt:?} is not a valid strftime format")))?;
     Ok(out)
 }
 
@@ -124,8 +111,7 @@ fn sha256(s: &str) -> String {
 /// `hmac_sha256(key, s) -> string`: the HMAC-SHA256 of `s` with `key` (both UTF-8), as
 /// lowercase hex; what most webhook signatures use.
 fn hmac_sha256(key: &str, s: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(s.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -138,18 +124,14 @@ fn base64_encode(s: &str) -> String {
 /// `base64_decode(s) -> string`: the text whose standard (padded) Base64 is `s`. An error if
 /// `s` is not Base64 or the decoded bytes are not UTF-8 text.
 fn base64_decode(s: &str) -> FnResult<String> {
-    let bytes = BASE64
-        .decode(s)
-        .map_err(|err| fail(format!("base64_decode: not valid Base64: {err}")))?;
-    String::from_utf8(bytes)
-        .map_err(|_| fail("base64_decode: the decoded bytes are not UTF-8 text".to_owned()))
+    let bytes = BASE64.decode(s).map_err(|err| fail(format!("base64_decode: not valid Base64: {err}")))?;
+    String::from_utf8(bytes).map_err(|_| fail("base64_decode: the decoded bytes are not UTF-8 text".to_owned()))
 }
 
 /// `json_parse(s) -> any`: the value written in the JSON text `s` (objects become maps,
 /// arrays arrays, whole numbers ints). An error, with line and column, if `s` is not JSON.
 fn json_parse(s: &str) -> FnResult<Dynamic> {
-    let value: serde_json::Value =
-        serde_json::from_str(s).map_err(|err| fail(format!("json_parse: {err}")))?;
+    let value: serde_json::Value = serde_json::from_str(s).map_err(|err| fail(format!("json_parse: {err}")))?;
     to_dynamic(value)
 }
 
@@ -158,12 +140,9 @@ fn json_parse(s: &str) -> FnResult<Dynamic> {
 fn json_stringify(value: Dynamic) -> FnResult<String> {
     let value = value.flatten();
     if nested_deeper_than(&value, MAX_JSON_DEPTH) {
-        return Err(fail(format!(
-            "json_stringify: the value is nested deeper than {MAX_JSON_DEPTH} levels"
-        )));
+        return Err(fail(format!("json_stringify: the value is nested deeper than {MAX_JSON_DEPTH} levels")));
     }
-    let value: serde_json::Value =
-        from_dynamic(&value).map_err(|err| fail(format!("json_stringify: {err}")))?;
+    let value: serde_json::Value = from_dynamic(&value).map_err(|err| fail(format!("json_stringify: {err}")))?;
     Ok(value.to_string())
 }
 
@@ -174,14 +153,8 @@ mod tests {
     #[test]
     fn dates_parse_in_both_default_shapes() {
         assert_eq!(parse_date("1970-01-02").ok(), Some(86_400_000));
-        assert_eq!(
-            parse_date("2025-03-01T09:30:00.250+01:00").ok(),
-            Some(1_740_817_800_250)
-        );
-        assert_eq!(
-            parse_date("2025-03-01T08:30:00.250Z").ok(),
-            Some(1_740_817_800_250)
-        );
+        assert_eq!(parse_date("2025-03-01T09:30:00.250+01:00").ok(), Some(1_740_817_800_250));
+        assert_eq!(parse_date("2025-03-01T08:30:00.250Z").ok(), Some(1_740_817_800_250));
     }
 
     #[test]
@@ -189,9 +162,7 @@ mod tests {
         let err = parse_date("01/03/2025").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some(
-                "parse_date: \"01/03/2025\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date"
-            )
+            Some("parse_date: \"01/03/2025\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date")
         );
         assert!(parse_date_with("2025-13-01", "%Y-%m-%d").is_err());
         assert!(parse_date_with("x", "%Y").is_err());
@@ -199,26 +170,15 @@ mod tests {
 
     #[test]
     fn dates_parse_with_a_format() {
-        assert_eq!(
-            parse_date_with("01/03/2025 09:30", "%d/%m/%Y %H:%M").ok(),
-            Some(1_740_821_400_000)
-        );
-        assert_eq!(
-            parse_date_with("01/03/2025 09:30 +0100", "%d/%m/%Y %H:%M %z").ok(),
-            Some(1_740_817_800_000)
-        );
-        assert_eq!(
-            parse_date_with("02.01.1970", "%d.%m.%Y").ok(),
-            Some(86_400_000)
-        );
+        assert_eq!(parse_date_with("01/03/2025 09:30", "%d/%m/%Y %H:%M").ok(), Some(1_740_821_400_000));
+        assert_eq!(parse_date_with("01/03/2025 09:30 +0100", "%d/%m/%Y %H:%M %z").ok(), Some(1_740_817_800_000));
+        assert_eq!(parse_date_with("02.01.1970", "%d.%m.%Y").ok(), Some(86_400_000));
     }
 
     #[test]
     fn dates_format_in_utc_and_reject_bad_formats() {
         assert_eq!(
-            format_date(1_740_817_800_250, "%Y-%m-%dT%H:%M:%S%.3fZ")
-                .ok()
-                .as_deref(),
+            format_date(1_740_817_800_250, "%Y-%m-%dT%H:%M:%S%.3fZ").ok().as_deref(),
             Some("2025-03-01T08:30:00.250Z")
         );
         assert!(format_date(0, "%Q").is_err());
@@ -243,10 +203,7 @@ mod tests {
 
     #[test]
     fn hashes_match_known_vectors() {
-        assert_eq!(
-            sha256("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         // RFC 4231 test case 2.
         assert_eq!(
             hmac_sha256("Jefe", "what do ya want for nothing?"),
@@ -261,24 +218,15 @@ mod tests {
         assert!(base64_decode("not base64!").is_err());
         // 0xFF 0xFE is valid Base64 but not UTF-8.
         let err = base64_decode("//4=").err().map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("base64_decode: the decoded bytes are not UTF-8 text")
-        );
+        assert_eq!(err.as_deref(), Some("base64_decode: the decoded bytes are not UTF-8 text"));
     }
 
     #[test]
     fn json_round_trips_keeping_ints_and_floats() {
         let parsed = json_parse(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#).unwrap_or_default();
         assert_eq!(parsed.clone().cast::<rhai::Map>()["a"].as_int(), Ok(1));
-        assert_eq!(
-            json_stringify(parsed).ok().as_deref(),
-            Some(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#)
-        );
+        assert_eq!(json_stringify(parsed).ok().as_deref(), Some(r#"{"a":1,"b":1.5,"c":[true,null,"x"]}"#));
         let err = json_parse("{").err().map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("json_parse: EOF while parsing an object at line 1 column 1")
-        );
+        assert_eq!(err.as_deref(), Some("json_parse: EOF while parsing an object at line 1 column 1"));
     }
 }

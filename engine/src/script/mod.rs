@@ -74,29 +74,20 @@ impl ScriptEngine {
         let (mut engine, budget) = sandbox::sandboxed_engine(limits);
         library::register(&mut engine);
         money::register(&mut engine);
-        Self {
-            engine: Arc::new(engine),
-            budget,
-        }
+        Self { engine: Arc::new(engine), budget }
     }
 
     /// Compile a whole script (a transform). `name` is the file name (e.g.
     /// "crm_deal_to_master_deal.rhai") or "inline"; errors carry it.
     pub fn compile(&self, name: &str, source: &str) -> Result<Script, ScriptError> {
-        let ast = self
-            .engine
-            .compile(source)
-            .map_err(|err| ScriptError::from_parse(name, err))?;
+        let ast = self.engine.compile(source).map_err(|err| ScriptError::from_parse(name, err))?;
         Ok(Script::new(name, source, ast))
     }
 
     /// Compile a single expression (filters, choices, `set`, idempotency keys), e.g.
     /// `body.amount > 1000`. Statements such as `let` or loops are syntax errors here.
     pub fn compile_expression(&self, name: &str, source: &str) -> Result<Script, ScriptError> {
-        let ast = self
-            .engine
-            .compile_expression(source)
-            .map_err(|err| ScriptError::from_parse(name, err))?;
+        let ast = self.engine.compile_expression(source).map_err(|err| ScriptError::from_parse(name, err))?;
         Ok(Script::new(name, source, ast))
     }
 
@@ -104,11 +95,7 @@ impl ScriptEngine {
     /// that value is the new body; otherwise (the script ends in a statement) the new body
     /// is `body` as the script left it. Headers are read back the same way, so scripts may
     /// set them (`headers.x = 1`).
-    pub fn run(
-        &self,
-        script: &Script,
-        input: ScriptInput<'_>,
-    ) -> Result<ScriptOutput, ScriptError> {
+    pub fn run(&self, script: &Script, input: ScriptInput<'_>) -> Result<ScriptOutput, ScriptError> {
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?;
         let body = if result.is_unit() {
@@ -135,20 +122,14 @@ impl ScriptEngine {
             ScriptError::new(
                 ScriptErrorKind::Runtime,
                 &script.name,
-                format!(
-                    "expected a bool (true or false), got {}",
-                    self.engine.map_type_name(type_name)
-                ),
+                format!("expected a bool (true or false), got {}", self.engine.map_type_name(type_name)),
             )
         })
     }
 
     fn evaluate(&self, script: &Script, scope: &mut Scope<'_>) -> Result<Dynamic, ScriptError> {
-        sandbox::within_budget(self.budget, || {
-            self.engine
-                .eval_ast_with_scope::<Dynamic>(scope, &script.ast)
-        })
-        .map_err(|err| ScriptError::from_eval(&script.name, *err))
+        sandbox::within_budget(self.budget, || self.engine.eval_ast_with_scope::<Dynamic>(scope, &script.ast))
+            .map_err(|err| ScriptError::from_eval(&script.name, *err))
     }
 }
 
@@ -156,11 +137,7 @@ impl Script {
     fn new(name: &str, source: &str, mut ast: AST) -> Self {
         // The source name shows in `debug` output and in rhai's own messages.
         ast.set_source(name);
-        Self {
-            ast: Arc::new(ast),
-            name: name.into(),
-            uses: vars::Uses::scan(source),
-        }
+        Self { ast: Arc::new(ast), name: name.into(), uses: vars::Uses::scan(source) }
     }
 
     /// The name given at compile: the file name, or "inline".
@@ -178,8 +155,6 @@ impl fmt::Debug for ScriptEngine {
 
 impl fmt::Debug for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Script")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Script").field("name", &self.name).finish_non_exhaustive()
     }
 }

@@ -30,14 +30,11 @@ fn money_round(x: Dynamic, scale: INT) -> FnResult<String> {
         .ok()
         .filter(|s| *s <= Decimal::MAX_SCALE)
         .ok_or_else(|| fail(format!("money_round: scale must be 0 to 28, got {scale}")))?;
-    let mut rounded = decimal("money_round", &x)?
-        .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    let mut rounded = decimal("money_round", &x)?.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
     // Rounding never adds decimals; rescaling pads "7" to "7.00".
     rounded.rescale(scale);
     if rounded.scale() != scale {
-        return Err(fail(format!(
-            "money_round: {x} is too large to write with {scale} decimals"
-        )));
+        return Err(fail(format!("money_round: {x} is too large to write with {scale} decimals")));
     }
     Ok(text(rounded))
 }
@@ -114,26 +111,11 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_amount() {
-        assert_eq!(
-            round("12,50", 2),
-            r#"error: money_round: "12,50" is not an amount"#
-        );
-        assert_eq!(
-            round(true, 2),
-            "error: money_round: expected an amount (int, float or decimal string), got bool"
-        );
-        assert_eq!(
-            round(1_i64, 29),
-            "error: money_round: scale must be 0 to 28, got 29"
-        );
-        assert_eq!(
-            round(1_i64, -1),
-            "error: money_round: scale must be 0 to 28, got -1"
-        );
-        assert_eq!(
-            round(f64::NAN, 2),
-            "error: money_round: NaN is not an amount"
-        );
+        assert_eq!(round("12,50", 2), r#"error: money_round: "12,50" is not an amount"#);
+        assert_eq!(round(true, 2), "error: money_round: expected an amount (int, float or decimal string), got bool");
+        assert_eq!(round(1_i64, 29), "error: money_round: scale must be 0 to 28, got 29");
+        assert_eq!(round(1_i64, -1), "error: money_round: scale must be 0 to 28, got -1");
+        assert_eq!(round(f64::NAN, 2), "error: money_round: NaN is not an amount");
         assert_eq!(
             round("79228162514264337593543950335", 2),
             "error: money_round: 79228162514264337593543950335 is too large to write with 2 decimals"
@@ -146,10 +128,7 @@ mod tests {
         assert_eq!(add(0.1_f64.into(), 0.2_f64.into()), "0.3");
         assert_eq!(add("1.50".into(), "2.50".into()), "4.00");
         assert_eq!(add(10_i64.into(), "-0.01".into()), "9.99");
-        assert_eq!(
-            add("x".into(), 1_i64.into()),
-            r#"money_add: "x" is not an amount"#
-        );
+        assert_eq!(add("x".into(), 1_i64.into()), r#"money_add: "x" is not an amount"#);
     }
 
     #[test]

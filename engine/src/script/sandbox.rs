@@ -88,10 +88,7 @@ pub(super) fn sandboxed_engine(limits: &ScriptLimits) -> (Engine, Option<Duratio
         let late = Dynamic::from(format!("ran longer than its time budget of {budget:?}"));
         engine.on_progress(move |operations| {
             let check = operations % CLOCK_EVERY == 0;
-            let late_now = check
-                && DEADLINE
-                    .get()
-                    .is_some_and(|deadline| Instant::now() > deadline);
+            let late_now = check && DEADLINE.get().is_some_and(|deadline| Instant::now() > deadline);
             late_now.then(|| late.clone())
         });
     }
@@ -114,9 +111,7 @@ pub(super) fn within_budget<T>(budget: Option<Duration>, run: impl FnOnce() -> T
 /// aborts. Where capturing is possible, anonymous functions are disabled altogether; named
 /// functions (`fn double(x) { x * 2 }`, `items.map(double)`) still work.
 fn closures_capture() -> bool {
-    Engine::new()
-        .eval::<INT>("let x = 1; let f = || x; f.call()")
-        .is_ok()
+    Engine::new().eval::<INT>("let x = 1; let f = || x; f.call()").is_ok()
 }
 
 fn log_debug(text: &str, source: Option<&str>, pos: Position) {

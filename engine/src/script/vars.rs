@@ -25,11 +25,7 @@ pub(super) struct Uses {
 
 impl Uses {
     pub(super) fn scan(source: &str) -> Self {
-        Self {
-            body: mentions(source, BODY),
-            headers: mentions(source, HEADERS),
-            meta: mentions(source, META),
-        }
+        Self { body: mentions(source, BODY), headers: mentions(source, HEADERS), meta: mentions(source, META) }
     }
 }
 
@@ -45,11 +41,7 @@ fn mentions(source: &str, word: &str) -> bool {
 
 /// A scope holding the message variables the script uses. `meta` is a constant: it describes
 /// the message's journey and is the runtime's to change, not the script's.
-pub(super) fn scope_for<'a>(
-    script: &str,
-    uses: Uses,
-    input: &ScriptInput<'_>,
-) -> Result<Scope<'a>, ScriptError> {
+pub(super) fn scope_for<'a>(script: &str, uses: Uses, input: &ScriptInput<'_>) -> Result<Scope<'a>, ScriptError> {
     let mut scope = Scope::with_capacity(3);
     if uses.body {
         scope.push_dynamic(BODY, to_rhai(script, BODY, input.body)?);
@@ -67,11 +59,7 @@ pub(super) fn scope_for<'a>(
 }
 
 /// The `body` the script left behind (or the input body, if the script never named it).
-pub(super) fn take_body(
-    script: &str,
-    scope: &mut Scope<'_>,
-    input: &Value,
-) -> Result<Value, ScriptError> {
+pub(super) fn take_body(script: &str, scope: &mut Scope<'_>, input: &Value) -> Result<Value, ScriptError> {
     match scope.remove::<Dynamic>(BODY) {
         Some(body) => to_json(script, BODY, body),
         None => Ok(input.clone()),
@@ -120,15 +108,9 @@ pub(super) fn to_json(script: &str, what: &str, value: Dynamic) -> Result<Value,
 /// `levels`, so the check itself is safe on any value.
 pub(super) fn nested_deeper_than(value: &Dynamic, levels: usize) -> bool {
     if let Ok(array) = value.as_array_ref() {
-        levels == 0
-            || array
-                .iter()
-                .any(|item| nested_deeper_than(item, levels - 1))
+        levels == 0 || array.iter().any(|item| nested_deeper_than(item, levels - 1))
     } else if let Ok(map) = value.as_map_ref() {
-        levels == 0
-            || map
-                .values()
-                .any(|item| nested_deeper_than(item, levels - 1))
+        levels == 0 || map.values().any(|item| nested_deeper_than(item, levels - 1))
     } else {
         false
     }
@@ -136,11 +118,7 @@ pub(super) fn nested_deeper_than(value: &Dynamic, levels: usize) -> bool {
 
 fn to_rhai(script: &str, what: &str, value: impl serde::Serialize) -> Result<Dynamic, ScriptError> {
     to_dynamic(value).map_err(|err| {
-        ScriptError::new(
-            ScriptErrorKind::Runtime,
-            script,
-            format!("`{what}` cannot be given to the script: {err}"),
-        )
+        ScriptError::new(ScriptErrorKind::Runtime, script, format!("`{what}` cannot be given to the script: {err}"))
     })
 }
 
@@ -171,22 +149,8 @@ mod tests {
     #[test]
     fn finds_whole_identifiers_only() {
         let uses = Uses::scan("body.amount > 1000 && metadata == 1 && my_headers");
-        assert_eq!(
-            uses,
-            Uses {
-                body: true,
-                headers: false,
-                meta: false
-            }
-        );
+        assert_eq!(uses, Uses { body: true, headers: false, meta: false });
         let uses = Uses::scan("headers.x = meta.route;");
-        assert_eq!(
-            uses,
-            Uses {
-                body: false,
-                headers: true,
-                meta: true
-            }
-        );
+        assert_eq!(uses, Uses { body: false, headers: true, meta: true });
     }
 }

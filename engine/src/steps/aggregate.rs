@@ -105,13 +105,15 @@ impl Step for Aggregate {
 
 impl Timed for Aggregate {
     fn period(&self) -> Duration {
-        self.timeout.map_or(Duration::from_secs(1), |t| (t / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+        self.timeout
+            .map_or(Duration::from_secs(1), |t| (t / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)))
     }
 
     fn expired(&self, now: Instant) -> Vec<Message> {
         let Some(timeout) = self.timeout else { return Vec::new() };
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        let due: Vec<String> = groups.iter().filter(|(_, g)| now.duration_since(g.started) >= timeout).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> =
+            groups.iter().filter(|(_, g)| now.duration_since(g.started) >= timeout).map(|(k, _)| k.clone()).collect();
         due.into_iter().filter_map(|k| groups.remove(&k).map(|g| Self::complete(k, g))).collect()
     }
 }

@@ -48,7 +48,9 @@ impl Step for Enrich {
         let merged = match &self.merge {
             Some(script) => {
                 let vars = [("reply", &reply)];
-                let out = self.engine.run(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &vars })?;
+                let out = self
+                    .engine
+                    .run(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &vars })?;
                 msg.headers = out.headers;
                 out.body
             }

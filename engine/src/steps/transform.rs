@@ -54,10 +54,13 @@ struct Transform {
 impl Step for Transform {
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         let out = match &msg.body {
-            Body::Json(body) => self.engine.run(&self.script, ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?,
+            Body::Json(body) => self
+                .engine
+                .run(&self.script, ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?,
             Body::Bytes(_) => {
                 let body = msg.body.to_json();
-                self.engine.run(&self.script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?
+                self.engine
+                    .run(&self.script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?
             }
         };
         msg.body = Body::Json(out.body);

@@ -40,7 +40,8 @@ impl Step for Validate {
         if violations.is_empty() {
             return Ok(Outcome::One(msg));
         }
-        let listed: Vec<String> = violations.iter().map(|v| format!("{}: {}", display_pointer(&v.pointer), v.message)).collect();
+        let listed: Vec<String> =
+            violations.iter().map(|v| format!("{}: {}", display_pointer(&v.pointer), v.message)).collect();
         Err(StepError::rejected(format!("body does not match {}: {}", self.schema.file(), listed.join("; "))))
     }
 }

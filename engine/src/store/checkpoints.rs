@@ -12,13 +12,11 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::query("checkpoint_get"))?;
-        row.map(|r| r.try_get("value"))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt {
-                what: "checkpoint",
-                id: key.to_owned(),
-                reason: e.to_string(),
-            })
+        row.map(|r| r.try_get("value")).transpose().map_err(|e| StoreError::Corrupt {
+            what: "checkpoint",
+            id: key.to_owned(),
+            reason: e.to_string(),
+        })
     }
 
     /// Sets `key` to `value`, replacing what was there.

@@ -57,8 +57,8 @@ impl Store {
     /// Stores a dead letter and returns its id.
     pub async fn put_dead_letter(&self, dl: &NewDeadLetter) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let message = serde_json::to_string(&dl.message)
-            .expect("a Message always serializes: its maps have string keys");
+        let message =
+            serde_json::to_string(&dl.message).expect("a Message always serializes: its maps have string keys");
         let _writer = self.write_guard().await;
         sqlx::query(
             "INSERT INTO dead_letters (id, route, step, error, attempts, message, created_at) \
@@ -78,10 +78,7 @@ impl Store {
     }
 
     /// Dead letters matching `filter`, newest first.
-    pub async fn list_dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
+    pub async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
         // One static statement with optional conditions rather than SQL built per filter:
         // a NULL parameter switches its condition off.
@@ -119,14 +116,12 @@ impl Store {
     /// such dead letter or it was already replayed, so two replays cannot both win.
     pub async fn mark_dead_letter_replayed(&self, id: &str) -> Result<bool, StoreError> {
         let _writer = self.write_guard().await;
-        let done = sqlx::query(
-            "UPDATE dead_letters SET replayed_at = $2 WHERE id = $1 AND replayed_at IS NULL",
-        )
-        .bind(id)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query("mark_dead_letter_replayed"))?;
+        let done = sqlx::query("UPDATE dead_letters SET replayed_at = $2 WHERE id = $1 AND replayed_at IS NULL")
+            .bind(id)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("mark_dead_letter_replayed"))?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -138,8 +133,7 @@ fn decode(row: &AnyRow) -> Result<DeadLetter, StoreError> {
     let created_at: i64 = column(row, "created_at", &id)?;
     let replayed_at: Option<i64> = column(row, "replayed_at", &id)?;
     let time = |millis: i64, name: &str| {
-        DateTime::from_timestamp_millis(millis)
-            .ok_or_else(|| corrupt(&id, format!("{name} {millis} is out of range")))
+        DateTime::from_timestamp_millis(millis).ok_or_else(|| corrupt(&id, format!("{name} {millis} is out of range")))
     };
     Ok(DeadLetter {
         route: column(row, "route", &id)?,
@@ -161,9 +155,5 @@ where
 }
 
 fn corrupt(id: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: "dead letter",
-        id: id.to_owned(),
-        reason: reason.to_string(),
-    }
+    StoreError::Corrupt { what: "dead letter", id: id.to_owned(), reason: reason.to_string() }
 }

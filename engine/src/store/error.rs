@@ -16,10 +16,7 @@ pub enum StoreError {
          check the path and its permissions",
         path.display()
     )]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
 
     #[error(
         "cannot connect to the store at `{url}`: {source}; check that the database server is \
@@ -31,26 +28,16 @@ pub enum StoreError {
         "cannot migrate the store at `{url}`: {source}; the database may have been migrated \
          by a newer Junction, or a migration was edited after it ran"
     )]
-    Migration {
-        url: String,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migration { url: String, source: sqlx::migrate::MigrateError },
 
     #[error("store query `{op}` failed: {source}; check that the database is reachable")]
-    Query {
-        op: &'static str,
-        source: sqlx::Error,
-    },
+    Query { op: &'static str, source: sqlx::Error },
 
     #[error(
         "stored {what} `{id}` does not decode: {reason}; the row was edited by hand or \
          written by an incompatible Junction: fix or delete it"
     )]
-    Corrupt {
-        what: &'static str,
-        id: String,
-        reason: String,
-    },
+    Corrupt { what: &'static str, id: String, reason: String },
 }
 
 impl StoreError {
@@ -83,9 +70,7 @@ fn redact_userinfo(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
-    let authority_end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
+    let authority_end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
     let authority = &url[start..authority_end];
     // The last `@` ends the user info: a password may itself contain `@`.
     let Some(at) = authority.rfind('@') else {
@@ -103,21 +88,12 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact("postgres://app:s3cr@t@db:5432/junction"),
-            "postgres://app:***@db:5432/junction"
-        );
+        assert_eq!(redact("postgres://app:s3cr@t@db:5432/junction"), "postgres://app:***@db:5432/junction");
         assert_eq!(
             redact("postgres://db/junction?user=app&password=s3cret&sslmode=require"),
             "postgres://db/junction?user=app&password=***&sslmode=require"
         );
-        assert_eq!(
-            redact("postgres://app@db/junction"),
-            "postgres://app@db/junction"
-        );
-        assert_eq!(
-            redact("sqlite://data/junction.db"),
-            "sqlite://data/junction.db"
-        );
+        assert_eq!(redact("postgres://app@db/junction"), "postgres://app@db/junction");
+        assert_eq!(redact("sqlite://data/junction.db"), "sqlite://data/junction.db");
     }
 }

@@ -43,11 +43,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let location = open::locate(url)?;
         let pool = open::connect(&location).await?;
-        Ok(Store {
-            pool,
-            backend: location.backend,
-            sqlite_writer: Arc::default(),
-        })
+        Ok(Store { pool, backend: location.backend, sqlite_writer: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -56,10 +52,7 @@ impl Store {
 
     /// Checks the database answers, for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("ping"))?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(StoreError::query("ping"))?;
         Ok(())
     }
 

@@ -57,12 +57,7 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
         });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Location {
-            backend: Backend::Postgres,
-            url: url.to_owned(),
-            shown: redact(url),
-            file: None,
-        });
+        return Ok(Location { backend: Backend::Postgres, url: url.to_owned(), shown: redact(url), file: None });
     }
     Err(unsupported())
 }
@@ -71,54 +66,34 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
 pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let shown = &location.shown;
-    let unreachable = |source| StoreError::Unreachable {
-        url: shown.clone(),
-        source,
-    };
+    let unreachable = |source| StoreError::Unreachable { url: shown.clone(), source };
 
     if let Some(dir) = location.file.as_ref().and_then(|f| f.parent())
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
     }
 
     // One plain connection first: the pool would retry a refused connection until its
     // acquire timeout and then only say "timed out", hiding the driver's own reason.
-    let mut probe = AnyConnection::connect(&location.url)
-        .await
-        .map_err(unreachable)?;
+    let mut probe = AnyConnection::connect(&location.url).await.map_err(unreachable)?;
     if location.backend == Backend::Sqlite {
         // WAL lets readers (bus consumers, the admin API) run while one writer commits. It
         // is a property of the file, so setting it once here covers every connection.
         // `synchronous` stays at SQLite's FULL: a publish that returned survives a power cut.
-        probe
-            .execute("PRAGMA journal_mode = WAL")
-            .await
-            .map_err(unreachable)?;
+        probe.execute("PRAGMA journal_mode = WAL").await.map_err(unreachable)?;
     }
     // The probe has done its job; a failure to say goodbye changes nothing.
     let _ = probe.close().await;
 
-    let pool = pool_options(location.backend)
-        .connect(&location.url)
-        .await
-        .map_err(unreachable)?;
+    let pool = pool_options(location.backend).connect(&location.url).await.map_err(unreachable)?;
 
     let mut migrator = match location.backend {
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
         Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator
-        .run(&pool)
-        .await
-        .map_err(|source| StoreError::Migration {
-            url: shown.clone(),
-            source,
-        })?;
+    migrator.run(&pool).await.map_err(|source| StoreError::Migration { url: shown.clone(), source })?;
     Ok(pool)
 }
 
@@ -126,20 +101,16 @@ fn pool_options(backend: Backend) -> AnyPoolOptions {
     match backend {
         // SQLite has one writer at a time whatever the pool size; a few connections are
         // enough for readers to proceed alongside it.
-        Backend::Sqlite => AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Set explicitly rather than trusting sqlx's default: concurrent writers
-                    // from other processes must wait, not fail with "database is locked".
-                    let pragma = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
-                    conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
-                    Ok(())
-                })
-            }),
-        Backend::Postgres => AnyPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10)),
+        Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+            Box::pin(async move {
+                // Set explicitly rather than trusting sqlx's default: concurrent writers
+                // from other processes must wait, not fail with "database is locked".
+                let pragma = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
+                conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+                Ok(())
+            })
+        }),
+        Backend::Postgres => AnyPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(10)),
     }
 }
 
@@ -160,12 +131,7 @@ mod tests {
 
     #[test]
     fn unsupported_urls_are_refused_with_the_forms_that_work() {
-        for url in [
-            "sqlite::memory:",
-            "sqlite://",
-            "mysql://x/y",
-            "data/junction.db",
-        ] {
+        for url in ["sqlite::memory:", "sqlite://", "mysql://x/y", "data/junction.db"] {
             let err = locate(url).expect_err(url).to_string();
             assert!(err.contains("sqlite://path/to/file.db"), "{err}");
         }

@@ -47,13 +47,8 @@ pub(crate) use on_both_backends;
 pub(crate) async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("the tests need a temp dir");
     let url = format!("sqlite://{}", dir.path().join("junction.db").display());
-    let store = Store::open(&url)
-        .await
-        .unwrap_or_else(|e| panic!("opening a fresh SQLite store: {e}"));
-    TestStore {
-        store,
-        _cleanup: Box::new(dir),
-    }
+    let store = Store::open(&url).await.unwrap_or_else(|e| panic!("opening a fresh SQLite store: {e}"));
+    TestStore { store, _cleanup: Box::new(dir) }
 }
 
 pub(crate) async fn postgres() -> TestStore {
@@ -71,26 +66,18 @@ pub(crate) async fn postgres() -> TestStore {
         .await
         .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
     let _ = conn.close().await;
-    let cleanup = DropDatabase {
-        admin: admin.clone(),
-        name: name.clone(),
-    };
+    let cleanup = DropDatabase { admin: admin.clone(), name: name.clone() };
     let store = Store::open(&with_database(&admin, &name))
         .await
         .unwrap_or_else(|e| panic!("opening the fresh Postgres store {name}: {e}"));
-    TestStore {
-        store,
-        _cleanup: Box::new(cleanup),
-    }
+    TestStore { store, _cleanup: Box::new(cleanup) }
 }
 
 /// The same server URL, pointing at another database.
 fn with_database(url: &str, database: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let query = url.find('?').map_or("", |i| &url[i..]);
-    let authority_end = url[authority_start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..].find(['/', '?']).map_or(url.len(), |i| authority_start + i);
     format!("{}/{database}{query}", &url[..authority_end])
 }
 
@@ -106,10 +93,7 @@ impl Drop for DropDatabase {
         let admin = self.admin.clone();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let outcome = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
             rt.block_on(async {
                 let mut conn = AnyConnection::connect(&admin).await?;
                 conn.execute(AssertSqlSafe(sql)).await?;
@@ -130,8 +114,5 @@ fn test_databases_live_on_the_same_server() {
         with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
         "postgres://postgres@127.0.0.1:5432/t1"
     );
-    assert_eq!(
-        with_database("postgres://u@h?sslmode=disable", "t1"),
-        "postgres://u@h/t1?sslmode=disable"
-    );
+    assert_eq!(with_database("postgres://u@h?sslmode=disable", "t1"), "postgres://u@h/t1?sslmode=disable");
 }

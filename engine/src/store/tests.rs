@@ -31,10 +31,7 @@ async fn put(store: &Store, dl: &NewDeadLetter) -> String {
 }
 
 async fn list(store: &Store, filter: DeadLetterFilter) -> Vec<DeadLetter> {
-    store
-        .list_dead_letters(&filter)
-        .await
-        .expect("list_dead_letters")
+    store.list_dead_letters(&filter).await.expect("list_dead_letters")
 }
 
 /// Every query is written with `$N`; SQLite must bind by the number, not by position.
@@ -54,19 +51,11 @@ async fn placeholders_bind_by_number(store: Store) {
 async fn dead_letter_round_trips(store: Store) {
     let mut message = Message::new(Body::Bytes(bytes::Bytes::from_static(&[0, 159, 1])));
     message.headers.insert("tenant".into(), json!("acme"));
-    let new = NewDeadLetter {
-        step: None,
-        message,
-        ..dead_letter("crm-deal-won", 5)
-    };
+    let new = NewDeadLetter { step: None, message, ..dead_letter("crm-deal-won", 5) };
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     let id = put(&store, &new).await;
 
-    let got = store
-        .get_dead_letter(&id)
-        .await
-        .expect("get")
-        .expect("found");
+    let got = store.get_dead_letter(&id).await.expect("get").expect("found");
     assert_eq!(got.id, id);
     assert_eq!(got.route, "crm-deal-won");
     assert_eq!(got.step, None);
@@ -89,30 +78,15 @@ async fn dead_letters_list_newest_first_and_filter(store: Store) {
     let all = list(&store, DeadLetterFilter::default()).await;
     assert_eq!(ids(all), [a3.clone(), b2.clone(), a1.clone()]);
 
-    let only_a = DeadLetterFilter {
-        route: Some("a".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        ids(list(&store, only_a.clone()).await),
-        [a3.clone(), a1.clone()]
-    );
+    let only_a = DeadLetterFilter { route: Some("a".into()), ..Default::default() };
+    assert_eq!(ids(list(&store, only_a.clone()).await), [a3.clone(), a1.clone()]);
 
     assert!(store.mark_dead_letter_replayed(&a3).await.expect("mark"));
-    assert_eq!(
-        ids(list(&store, only_a.clone()).await),
-        std::slice::from_ref(&a1)
-    );
-    let with_replayed = DeadLetterFilter {
-        include_replayed: true,
-        ..only_a
-    };
+    assert_eq!(ids(list(&store, only_a.clone()).await), std::slice::from_ref(&a1));
+    let with_replayed = DeadLetterFilter { include_replayed: true, ..only_a };
     assert_eq!(ids(list(&store, with_replayed).await), [a3, a1]);
 
-    let one = DeadLetterFilter {
-        limit: Some(1),
-        ..Default::default()
-    };
+    let one = DeadLetterFilter { limit: Some(1), ..Default::default() };
     assert_eq!(ids(list(&store, one).await), [b2]);
 }
 
@@ -125,15 +99,8 @@ async fn dead_letters_page_with_before(store: Store) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = list(
-            &store,
-            DeadLetterFilter {
-                limit: Some(2),
-                before: before.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+        let page =
+            list(&store, DeadLetterFilter { limit: Some(2), before: before.clone(), ..Default::default() }).await;
         let Some(last) = page.last() else { break };
         before = Some(last.id.clone());
         seen.extend(page.into_iter().map(|d| d.id));
@@ -144,37 +111,17 @@ async fn dead_letters_page_with_before(store: Store) {
 async fn replay_is_marked_once(store: Store) {
     let id = put(&store, &dead_letter("r", 1)).await;
     assert!(store.mark_dead_letter_replayed(&id).await.expect("mark"));
-    assert!(
-        !store
-            .mark_dead_letter_replayed(&id)
-            .await
-            .expect("mark again")
-    );
-    assert!(
-        !store
-            .mark_dead_letter_replayed("nope")
-            .await
-            .expect("mark unknown")
-    );
-    let got = store
-        .get_dead_letter(&id)
-        .await
-        .expect("get")
-        .expect("found");
+    assert!(!store.mark_dead_letter_replayed(&id).await.expect("mark again"));
+    assert!(!store.mark_dead_letter_replayed("nope").await.expect("mark unknown"));
+    let got = store.get_dead_letter(&id).await.expect("get").expect("found");
     assert!(got.replayed_at.is_some_and(|at| at >= got.created_at));
 }
 
 async fn checkpoints_keep_the_last_value(store: Store) {
     let key = "schedule:nightly-sync:last_fire";
     assert_eq!(store.checkpoint_get(key).await.expect("get"), None);
-    store
-        .checkpoint_put(key, "2025-01-01T00:00:00Z")
-        .await
-        .expect("put");
-    store
-        .checkpoint_put(key, "2025-01-02T00:00:00Z")
-        .await
-        .expect("overwrite");
+    store.checkpoint_put(key, "2025-01-01T00:00:00Z").await.expect("put");
+    store.checkpoint_put(key, "2025-01-02T00:00:00Z").await.expect("overwrite");
     store.checkpoint_put("other", "x").await.expect("put other");
     let got = store.checkpoint_get(key).await.expect("get");
     assert_eq!(got.as_deref(), Some("2025-01-02T00:00:00Z"));
@@ -188,28 +135,18 @@ async fn concurrent_writers_all_succeed(store: Store) {
             tokio::spawn(async move {
                 for n in 0..25 {
                     store.put_dead_letter(&dead_letter("load", n)).await?;
-                    store
-                        .checkpoint_put(&format!("k{t}"), &n.to_string())
-                        .await?;
+                    store.checkpoint_put(&format!("k{t}"), &n.to_string()).await?;
                 }
                 Ok::<_, StoreError>(())
             })
         })
         .collect();
     for task in tasks {
-        task.await
-            .expect("writer task")
-            .expect("every write succeeds");
+        task.await.expect("writer task").expect("every write succeeds");
     }
-    let all = DeadLetterFilter {
-        limit: Some(1000),
-        ..Default::default()
-    };
+    let all = DeadLetterFilter { limit: Some(1000), ..Default::default() };
     assert_eq!(list(&store, all).await.len(), 200);
-    assert_eq!(
-        store.checkpoint_get("k7").await.expect("get").as_deref(),
-        Some("24")
-    );
+    assert_eq!(store.checkpoint_get("k7").await.expect("get").as_deref(), Some("24"));
 }
 
 #[tokio::test]
@@ -221,31 +158,21 @@ async fn sqlite_creates_its_directory_and_uses_wal() {
     let store = Store::open(&url).await.expect("open");
     assert_eq!(store.backend(), Backend::Sqlite);
     store.checkpoint_put("k", "v").await.expect("put");
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
-        .await
-        .expect("pragma");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.expect("pragma");
     assert_eq!(mode, "wal");
     store.pool().close().await;
 
     // Reopening runs the migrations again (a no-op) and finds the data.
     let again = Store::open(&url).await.expect("reopen");
-    assert_eq!(
-        again.checkpoint_get("k").await.expect("get").as_deref(),
-        Some("v")
-    );
+    assert_eq!(again.checkpoint_get("k").await.expect("get").as_deref(), Some("v"));
 }
 
 #[tokio::test]
 async fn unreachable_postgres_is_named_without_its_password() {
-    let err = Store::open("postgres://junction:s3cret@127.0.0.1:1/junction")
-        .await
-        .expect_err("nothing listens on port 1");
+    let err =
+        Store::open("postgres://junction:s3cret@127.0.0.1:1/junction").await.expect_err("nothing listens on port 1");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{text}");
-    assert!(
-        text.contains("postgres://junction:***@127.0.0.1:1/junction"),
-        "{text}"
-    );
+    assert!(text.contains("postgres://junction:***@127.0.0.1:1/junction"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
 }

@@ -101,7 +101,11 @@ pub struct CaseResult {
 pub async fn run_all(dir: &Path, registry: &Registry) -> Result<Vec<CaseResult>, Diagnostics> {
     let folder = dir.join("route-tests");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
-        Ok(d) => d.filter_map(Result::ok).map(|e| e.path()).filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))).collect(),
+        Ok(d) => d
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
         Err(e) => return Err(Diagnostic::new(&folder, None, format!("cannot read route tests: {e}")).into()),
     };
     files.sort();
@@ -116,13 +120,24 @@ pub async fn run_all(dir: &Path, registry: &Registry) -> Result<Vec<CaseResult>,
     Ok(results)
 }
 
-async fn run_file(dir: &Path, shown: &Path, test: TestFile, registry: &Registry, scripts: &Arc<ScriptEngine>) -> Result<Vec<CaseResult>, Diagnostics> {
+async fn run_file(
+    dir: &Path,
+    shown: &Path,
+    test: TestFile,
+    registry: &Registry,
+    scripts: &Arc<ScriptEngine>,
+) -> Result<Vec<CaseResult>, Diagnostics> {
     let journal = Journal::default();
     let replies = Arc::new(test.connectors);
     let intercept = {
         let (journal, replies) = (journal.clone(), replies.clone());
         Arc::new(move |name: &str, real: Arc<dyn Connector>| -> Arc<dyn Connector> {
-            Arc::new(Recorder { name: name.to_owned(), real, replies: replies.get(name).cloned().unwrap_or_default(), journal: journal.clone() })
+            Arc::new(Recorder {
+                name: name.to_owned(),
+                real,
+                replies: replies.get(name).cloned().unwrap_or_default(),
+                journal: journal.clone(),
+            })
         })
     };
     let loader = Loader {
@@ -135,7 +150,9 @@ async fn run_file(dir: &Path, shown: &Path, test: TestFile, registry: &Registry,
     let project = loader.load(dir)?;
     let Some(route) = project.routes.get(&test.route).cloned() else {
         let known: Vec<&str> = project.routes.iter().map(|r| &*r.id).collect();
-        return Err(Diagnostic::new(shown, None, format!("no route `{}`; routes: {}", test.route, known.join(", "))).into());
+        return Err(
+            Diagnostic::new(shown, None, format!("no route `{}`; routes: {}", test.route, known.join(", "))).into()
+        );
     };
     // Retries keep their count but not their waiting: tests should be quick.
     let retry = RetryPolicy { initial: Duration::from_millis(1), max: Duration::from_millis(2), ..route.retry.clone() };
@@ -150,7 +167,9 @@ async fn run_file(dir: &Path, shown: &Path, test: TestFile, registry: &Registry,
         // Wire taps send in the background; give them their turn before reading the journal.
         tokio::time::sleep(Duration::from_millis(5)).await;
         if let (Err(failure), Some(dl)) = (&run, &route.dead_letter) {
-            let envelope = Message::json(serde_json::json!({ "route": &*route.id, "step": failure.step, "error": failure.error.message, "message": msg.body.to_json() }));
+            let envelope = Message::json(
+                serde_json::json!({ "route": &*route.id, "step": failure.step, "error": failure.error.message, "message": msg.body.to_json() }),
+            );
             let _ = dl.send(&envelope).await;
         }
         let problems = check(&case.expect, run, journal.take());
@@ -159,18 +178,27 @@ async fn run_file(dir: &Path, shown: &Path, test: TestFile, registry: &Registry,
     Ok(results)
 }
 
-fn check(expect: &Expect, run: Result<Vec<Message>, crate::route::pipeline::Failure>, sent: Vec<Map<String, Value>>) -> Vec<String> {
+fn check(
+    expect: &Expect,
+    run: Result<Vec<Message>, crate::route::pipeline::Failure>,
+    sent: Vec<Map<String, Value>>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     match (&run, &expect.error) {
         (Ok(out), None) => {
             if let Some(want) = &expect.output {
                 let got: Vec<Value> = out.iter().map(|m| m.body.to_json()).collect();
                 if &got != want {
-                    problems.push(format!("output differs:\n{}", diff::json(&Value::Array(want.clone()), &Value::Array(got))));
+                    problems.push(format!(
+                        "output differs:\n{}",
+                        diff::json(&Value::Array(want.clone()), &Value::Array(got))
+                    ));
                 }
             }
         }
-        (Ok(out), Some(_)) => problems.push(format!("expected the route to fail, but it produced {} message(s)", out.len())),
+        (Ok(out), Some(_)) => {
+            problems.push(format!("expected the route to fail, but it produced {} message(s)", out.len()))
+        }
         (Err(f), None) => problems.push(format!("the route failed at {}: {}", f.step, f.error.message)),
         (Err(f), Some(want)) => {
             if let Some(step) = &want.step
@@ -187,10 +215,12 @@ fn check(expect: &Expect, run: Result<Vec<Message>, crate::route::pipeline::Fail
     }
     if let Some(want) = &expect.sent {
         let got: Vec<Value> = sent.iter().map(|call| Value::Object(call.clone())).collect();
-        let matches = want.len() == sent.len() && want.iter().zip(&sent).all(|(w, g)| w.iter().all(|(k, v)| g.get(k) == Some(v)));
+        let matches =
+            want.len() == sent.len() && want.iter().zip(&sent).all(|(w, g)| w.iter().all(|(k, v)| g.get(k) == Some(v)));
         if !matches {
             let want: Vec<Value> = want.iter().map(|w| Value::Object(w.clone())).collect();
-            let shown: Vec<Value> = got.iter().enumerate().map(|(i, g)| want.get(i).map_or_else(|| g.clone(), |w| project(w, g))).collect();
+            let shown: Vec<Value> =
+                got.iter().enumerate().map(|(i, g)| want.get(i).map_or_else(|| g.clone(), |w| project(w, g))).collect();
             problems.push(format!("sent messages differ:\n{}", diff::json(&Value::Array(want), &Value::Array(shown))));
         }
     }
@@ -200,7 +230,13 @@ fn check(expect: &Expect, run: Result<Vec<Message>, crate::route::pipeline::Fail
 /// The keys of `got` that `want` mentions (so the diff shows only what the test checks).
 fn project(want: &Value, got: &Value) -> Value {
     match (want, got) {
-        (Value::Object(w), Value::Object(g)) => Value::Object(w.keys().filter_map(|k| g.get(k).map(|v| (k.clone(), v.clone()))).collect::<BTreeMap<_, _>>().into_iter().collect()),
+        (Value::Object(w), Value::Object(g)) => Value::Object(
+            w.keys()
+                .filter_map(|k| g.get(k).map(|v| (k.clone(), v.clone())))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        ),
         _ => got.clone(),
     }
 }

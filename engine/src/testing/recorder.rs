@@ -105,7 +105,11 @@ impl Recording {
         if let Some(fail) = &reply.fail
             && reply.times.is_none_or(|t| n <= t)
         {
-            return Err(if reply.retryable { ConnectorError::retryable(fail.clone()) } else { ConnectorError::fatal(fail.clone()) });
+            return Err(if reply.retryable {
+                ConnectorError::retryable(fail.clone())
+            } else {
+                ConnectorError::fatal(fail.clone())
+            });
         }
         Ok(match &reply.reply {
             Some(v) => msg.clone().with_body(Body::Json(v.clone())),

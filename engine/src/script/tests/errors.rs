@@ -11,18 +11,13 @@ fn throw_rejects_the_message_with_the_thrown_value() {
     assert_eq!(err.to_string(), "test.rhai:2:3: amount too large: 1250");
 
     let err = failure("fn check(x) {\n  throw x;\n}\ncheck(\"no\")");
-    assert_eq!(
-        (err.kind, err.message.as_str()),
-        (ScriptErrorKind::Thrown, "no")
-    );
+    assert_eq!((err.kind, err.message.as_str()), (ScriptErrorKind::Thrown, "no"));
     assert_eq!(err.line, Some(2));
 }
 
 #[test]
 fn syntax_errors_point_at_the_scripts_own_line() {
-    let err = engine()
-        .compile("bad.rhai", "let a = 1;\nlet b = 2;\nlet c = ;\n")
-        .err();
+    let err = engine().compile("bad.rhai", "let a = 1;\nlet b = 2;\nlet c = ;\n").err();
     let err = err.expect("the script does not parse");
     assert_eq!(err.kind, ScriptErrorKind::Syntax);
     assert_eq!((err.line, err.column), (Some(3), Some(9)));
@@ -34,10 +29,7 @@ fn runtime_errors_carry_their_line() {
     let err = failure("let a = [1];\nlet b = 2;\na[5] + b");
     assert_eq!(err.kind, ScriptErrorKind::Runtime);
     assert_eq!(err.line, Some(3));
-    assert_eq!(
-        err.message,
-        "Array index 5 out of bounds: only 1 element in array"
-    );
+    assert_eq!(err.message, "Array index 5 out of bounds: only 1 element in array");
 
     let err = failure("let a = 1;\nnot_a_function(a)");
     assert_eq!((err.kind, err.line), (ScriptErrorKind::Runtime, Some(2)));
@@ -47,10 +39,7 @@ fn runtime_errors_carry_their_line() {
 fn errors_inside_functions_point_into_the_function() {
     let err = failure("fn first(items) {\n  items[5]\n}\nfirst([1])");
     assert_eq!((err.kind, err.line), (ScriptErrorKind::Runtime, Some(2)));
-    assert_eq!(
-        err.message,
-        "Array index 5 out of bounds: only 1 element in array (in function 'first')"
-    );
+    assert_eq!(err.message, "Array index 5 out of bounds: only 1 element in array (in function 'first')");
 }
 
 #[test]

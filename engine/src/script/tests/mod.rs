@@ -32,12 +32,7 @@ impl Fixture {
     }
 
     fn input(&self) -> ScriptInput<'_> {
-        ScriptInput {
-            body: &self.body,
-            headers: &self.headers,
-            meta: &self.meta,
-            vars: &[],
-        }
+        ScriptInput { body: &self.body, headers: &self.headers, meta: &self.meta, vars: &[] }
     }
 }
 
@@ -63,10 +58,7 @@ fn failure(source: &str) -> ScriptError {
     let started = Instant::now();
     let result = run(source);
     let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "{source:?} took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(1), "{source:?} took {elapsed:?}");
     match result {
         Ok(output) => panic!("{source:?} succeeded with {:?}", output.body),
         Err(err) => err,
@@ -75,12 +67,8 @@ fn failure(source: &str) -> ScriptError {
 
 #[test]
 fn last_expression_replaces_the_body() -> Result<(), ScriptError> {
-    let output =
-        run("let total = body.amount * 2;\n#{ deal: body.id, total: total, rate: body.rate }")?;
-    assert_eq!(
-        output.body,
-        json!({ "deal": "D-1", "rate": 1.5, "total": 2500 })
-    );
+    let output = run("let total = body.amount * 2;\n#{ deal: body.id, total: total, rate: body.rate }")?;
+    assert_eq!(output.body, json!({ "deal": "D-1", "rate": 1.5, "total": 2500 }));
     assert_eq!(output.headers, Fixture::new().headers);
     Ok(())
 }
@@ -88,10 +76,7 @@ fn last_expression_replaces_the_body() -> Result<(), ScriptError> {
 #[test]
 fn a_script_ending_in_a_statement_keeps_the_modified_body() -> Result<(), ScriptError> {
     let output = run("body.amount += 1;\nbody.lines.push(3);\nbody.tag = `x${body.amount}`;")?;
-    assert_eq!(
-        output.body,
-        json!({ "amount": 1251, "id": "D-1", "lines": [1, 2, 3], "rate": 1.5, "tag": "x1251" })
-    );
+    assert_eq!(output.body, json!({ "amount": 1251, "id": "D-1", "lines": [1, 2, 3], "rate": 1.5, "tag": "x1251" }));
     // Ints stay ints and floats stay floats through the round trip.
     assert!(output.body["amount"].is_i64());
     assert!(output.body["rate"].is_f64());
@@ -101,10 +86,7 @@ fn a_script_ending_in_a_statement_keeps_the_modified_body() -> Result<(), Script
 #[test]
 fn headers_written_by_the_script_come_back() -> Result<(), ScriptError> {
     let output = run(r#"headers.priority = 1; headers["x-deal"] = body.id;"#)?;
-    assert_eq!(
-        Value::Object(output.headers),
-        json!({ "priority": 1, "source": "crm", "x-deal": "D-1" })
-    );
+    assert_eq!(Value::Object(output.headers), json!({ "priority": 1, "source": "crm", "x-deal": "D-1" }));
     Ok(())
 }
 
@@ -112,10 +94,7 @@ fn headers_written_by_the_script_come_back() -> Result<(), ScriptError> {
 fn headers_must_stay_a_map() {
     let err = failure("headers = 5;");
     assert_eq!(err.kind, ScriptErrorKind::Runtime);
-    assert_eq!(
-        err.message,
-        "`headers` must be an object map, but the script left a i64"
-    );
+    assert_eq!(err.message, "`headers` must be an object map, but the script left a i64");
 }
 
 #[test]
@@ -141,10 +120,7 @@ fn expressions_evaluate_to_json_and_bools() -> Result<(), ScriptError> {
     let err = engine.eval_bool(&amount, fixture.input()).err();
     assert_eq!(
         err.map(|e| (e.kind, e.to_string())),
-        Some((
-            ScriptErrorKind::Runtime,
-            "filter: expected a bool (true or false), got i64".to_owned()
-        ))
+        Some((ScriptErrorKind::Runtime, "filter: expected a bool (true or false), got i64".to_owned()))
     );
     Ok(())
 }
@@ -153,27 +129,15 @@ fn expressions_evaluate_to_json_and_bools() -> Result<(), ScriptError> {
 fn the_library_is_callable_from_scripts() -> Result<(), ScriptError> {
     assert_eq!(eval("money_round(1250000.505, 2)")?, json!("1250000.51"));
     assert_eq!(eval("money_sum([0.1, 0.2])")?, json!("0.3"));
-    assert_eq!(
-        eval("format_date(parse_date(\"2025-03-01\"), \"%d.%m.%Y\")")?,
-        json!("01.03.2025")
-    );
-    assert_eq!(
-        eval("json_parse(json_stringify(body)).lines")?,
-        json!([1, 2])
-    );
-    assert_eq!(
-        eval("base64_decode(base64_encode(sha256(\"\")))").map(|v| v.as_str().map(str::len))?,
-        Some(64)
-    );
+    assert_eq!(eval("format_date(parse_date(\"2025-03-01\"), \"%d.%m.%Y\")")?, json!("01.03.2025"));
+    assert_eq!(eval("json_parse(json_stringify(body)).lines")?, json!([1, 2]));
+    assert_eq!(eval("base64_decode(base64_encode(sha256(\"\")))").map(|v| v.as_str().map(str::len))?, Some(64));
     // Library errors are catchable, and reported as Runtime rather than Thrown.
     let output = run("let r = 0;\ntry { parse_date(\"soon\"); r = 1; } catch (e) { r = 2; }\nr")?;
     assert_eq!(output.body, json!(2));
     let err = failure("let x = 1;\nparse_date(\"soon\")");
     assert_eq!((err.kind, err.line), (ScriptErrorKind::Runtime, Some(2)));
-    assert_eq!(
-        err.message,
-        "parse_date: \"soon\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date"
-    );
+    assert_eq!(err.message, "parse_date: \"soon\" is neither an RFC 3339 date-time nor a YYYY-MM-DD date");
     Ok(())
 }
 
