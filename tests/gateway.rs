@@ -153,3 +153,24 @@ async fn schedules_fire_and_calls_carry_headers_from_expressions() {
     }
     assert_eq!(api.requests.lock().expect("lock")[0], r#"{"kind":"tick","n":42}"#);
 }
+
+#[tokio::test]
+async fn path_parameters_and_aggregate_timeouts() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        (
+            "routes/deal.yaml",
+            "route: deal\nfrom: { http: { method: GET, path: \"/deals/{id}/lines/{line}\", auth: none } }\nsteps:\n  - transform: { script: \"#{ id: meta.source.params.id, line: meta.source.params.line, q: meta.source.query.full }\" }\n",
+        ),
+        (
+            "routes/batch.yaml",
+            "route: batch\nfrom: { schedule: { every: 100ms, body: { n: 1 } } }\nsteps:\n  - aggregate: { key: '\"all\"', size: 1000, timeout: 350ms }\n  - log: \"batch of ${body.len()}\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let body: Value = client().get(j.url("/deals/D-7/lines/3?full=yes")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(body, json!({"id": "D-7", "line": "3", "q": "yes"}));
+    // The group never reaches its size: only the timeout can release it.
+    j.wait_for_log("batch of ", Duration::from_secs(5));
+}
