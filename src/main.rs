@@ -14,6 +14,11 @@ use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
+// Every message allocates (JSON values, script values); mimalloc handles that churn across
+// worker threads much better than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "junction",

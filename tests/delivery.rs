@@ -62,6 +62,9 @@ async fn failures_are_dead_lettered_listed_and_replayed() {
     assert_eq!(listed["route"], "forward");
     assert_eq!(listed["step"], "1:request");
     assert_eq!(listed["message"]["body"], serde_json::json!({"deal": 7}));
+    assert_eq!(listed["message"]["meta"]["source"]["method"], "POST");
+    assert_eq!(listed["message"]["meta"]["route"], "forward");
+    assert_eq!(listed["message"]["meta"]["source"]["request_id"], problem["request_id"]);
     assert!(listed["error"].as_str().expect("error").contains("400"), "{listed}");
 
     api.answer_always(200);

@@ -169,7 +169,8 @@ async fn path_parameters_and_aggregate_timeouts() {
     ]);
     let (_tmp, store) = sqlite_store();
     let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
-    let body: Value = client().get(j.url("/deals/D-7/lines/3?full=yes")).send().await.expect("send").json().await.expect("json");
+    let body: Value =
+        client().get(j.url("/deals/D-7/lines/3?full=yes")).send().await.expect("send").json().await.expect("json");
     assert_eq!(body, json!({"id": "D-7", "line": "3", "q": "yes"}));
     // The group never reaches its size: only the timeout can release it.
     j.wait_for_log("batch of ", Duration::from_secs(5));

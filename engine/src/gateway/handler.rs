@@ -13,7 +13,7 @@ use super::endpoints::Lookup;
 use super::problem::{self, Problem};
 use crate::message::{Body, Message};
 use crate::route::{HttpSource, Route, Source};
-use crate::runtime::deliver::{Delivered, deliver};
+use crate::runtime::deliver::{Delivered, deliver_with};
 use crate::steps::ErrorKind;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -81,7 +81,8 @@ async fn accept(
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         resp
     })?;
-    let body = parse_body(&parts.headers, bytes, source.schema.is_some()).map_err(|p| p.into_response(request_id))?;
+    let expects_json = source.schema.is_some();
+    let body = parse_body(&parts.headers, bytes.clone(), expects_json).map_err(|p| p.into_response(request_id))?;
     if let Some(schema) = &source.schema {
         let violations = schema.violations(&body.to_json());
         if !violations.is_empty() {
@@ -96,14 +97,18 @@ async fn accept(
             .into_response(request_id));
         }
     }
-    let mut msg = Message::new(body);
-    msg.headers = request_headers(&parts.headers);
-    msg.meta.route = route.id.to_string();
-    msg.meta.source = source_meta(&parts, params, request_id);
+    let msg = message(&parts, body, params.clone(), request_id, None);
     if source.is_async {
         return Ok(enqueue(state, route, &msg, request_id).await);
     }
-    let run = tokio::time::timeout(source.timeout, deliver(route, msg, &state.store)).await;
+    // Should the route fail, the original is read again from the request rather than copied
+    // up front: most requests never need it.
+    let (id, request) = (msg.id.clone(), request_id.to_owned());
+    let rebuild = move || {
+        let body = parse_body(&parts.headers, bytes, expects_json).unwrap_or_else(|_| Body::Json(Value::Null));
+        message(&parts, body, params, &request, Some(id))
+    };
+    let run = tokio::time::timeout(source.timeout, deliver_with(route, 0, msg, rebuild, &state.store)).await;
     Ok(match run {
         Ok(Ok(Delivered::Done(out))) => reply(out),
         Ok(Ok(Delivered::DeadLettered { failure, dead_letter_id })) => {
@@ -163,6 +168,23 @@ async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Box<Problem>> {
             e.to_string(),
         ))),
     }
+}
+
+/// A message from a request: headers without credentials, the request's facts in `meta.source`.
+fn message(
+    parts: &http::request::Parts,
+    body: Body,
+    params: Vec<(String, String)>,
+    request_id: &str,
+    id: Option<String>,
+) -> Message {
+    let mut msg = Message::new(body);
+    if let Some(id) = id {
+        msg.id = id;
+    }
+    msg.headers = request_headers(&parts.headers);
+    msg.meta.source = source_meta(parts, params, request_id);
+    msg
 }
 
 /// JSON when the request says JSON, says nothing, or the route has a schema (then bad JSON is

@@ -33,12 +33,26 @@ pub async fn deliver_from(
     store: &Store,
 ) -> Result<Delivered, crate::store::StoreError> {
     msg.meta.route = route.id.to_string();
-    let original = msg.clone();
+    let copy = msg.clone();
+    deliver_with(route, start, msg, move || copy, store).await
+}
+
+/// Like [`deliver_from`], for a source that can rebuild the original message should the
+/// route fail (the gateway re-reads the request), sparing a copy of every message.
+pub async fn deliver_with(
+    route: &Route,
+    start: usize,
+    msg: Message,
+    original: impl FnOnce() -> Message + Send,
+    store: &Store,
+) -> Result<Delivered, crate::store::StoreError> {
     let cx = RunCx::new(route.id.clone(), route.retry.clone());
     let failure = match route.pipeline.run_from(start, msg, &cx).await {
         Ok(out) => return Ok(Delivered::Done(out)),
         Err(f) => f,
     };
+    let mut original = original();
+    original.meta.route = route.id.to_string();
     cx.run_failure_hooks();
     tracing::warn!(route = %route.id, message_id = %original.id, step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
     let dead_letter_id = dead_letter(route, original, &failure, store).await?;

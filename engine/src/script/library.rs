@@ -30,7 +30,44 @@ pub(super) fn register(engine: &mut Engine) {
         .register_fn("base64_encode", base64_encode)
         .register_fn("base64_decode", base64_decode)
         .register_fn("json_parse", json_parse)
-        .register_fn("json_stringify", json_stringify);
+        .register_fn("json_stringify", json_stringify)
+        .register_fn("unique", unique);
+}
+
+/// `unique(array) -> array`: the array without repeated elements, first occurrences kept in
+/// order, e.g. `unique(["a", "b", "a"]) == ["a", "b"]`. Elements are equal when they have the
+/// same type and value (strings, numbers, booleans, chars, `()`); other values compare by
+/// their printed form. Linear for short arrays, so cheaper than `if x !in seen` in a loop.
+fn unique(items: rhai::Array) -> rhai::Array {
+    let mut out: rhai::Array = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.iter().any(|seen| same(seen, &item)) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn same(a: &Dynamic, b: &Dynamic) -> bool {
+    if a.type_id() != b.type_id() {
+        return false;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_immutable_string_ref(), b.as_immutable_string_ref()) {
+        return *x == *y;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) {
+        return x == y;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_float(), b.as_float()) {
+        return x == y;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_bool(), b.as_bool()) {
+        return x == y;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_char(), b.as_char()) {
+        return x == y;
+    }
+    a.is_unit() && b.is_unit() || a.to_string() == b.to_string()
 }
 
 /// A library function's failure, reported as a `Runtime` error that `try`/`catch` can catch.

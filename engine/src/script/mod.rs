@@ -17,6 +17,7 @@
 //!   arithmetic for amounts.
 //! - `error`: [`ScriptError`], sorted into [`ScriptErrorKind`]s.
 
+mod convert;
 mod error;
 mod library;
 mod money;

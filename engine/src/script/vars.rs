@@ -1,11 +1,11 @@
 //! The variables a script sees (`body`, `headers`, `meta`): converting them from JSON into a
 //! fresh scope for each run, and reading what the script left in them back into JSON.
 
-use rhai::serde::{from_dynamic, to_dynamic};
+use rhai::serde::to_dynamic;
 use rhai::{Dynamic, Scope};
 use serde_json::{Map, Value};
 
-use super::{ScriptError, ScriptErrorKind, ScriptInput};
+use super::{ScriptError, ScriptErrorKind, ScriptInput, convert};
 
 const BODY: &str = "body";
 const HEADERS: &str = "headers";
@@ -44,16 +44,16 @@ fn mentions(source: &str, word: &str) -> bool {
 pub(super) fn scope_for<'a>(script: &str, uses: Uses, input: &ScriptInput<'_>) -> Result<Scope<'a>, ScriptError> {
     let mut scope = Scope::with_capacity(3);
     if uses.body {
-        scope.push_dynamic(BODY, to_rhai(script, BODY, input.body)?);
+        scope.push_dynamic(BODY, convert::to_rhai(input.body));
     }
     if uses.headers {
-        scope.push_dynamic(HEADERS, to_rhai(script, HEADERS, input.headers)?);
+        scope.push_dynamic(HEADERS, convert::map_to_rhai(input.headers));
     }
     if uses.meta {
         scope.push_constant_dynamic(META, to_rhai(script, META, input.meta)?);
     }
     for (name, value) in input.vars {
-        scope.push_constant_dynamic(*name, to_rhai(script, name, value)?);
+        scope.push_constant_dynamic(*name, convert::to_rhai(value));
     }
     Ok(scope)
 }
@@ -92,16 +92,18 @@ pub(super) const MAX_JSON_DEPTH: usize = 128;
 
 /// A script's value as JSON; unit `()` becomes `null`.
 pub(super) fn to_json(script: &str, what: &str, value: Dynamic) -> Result<Value, ScriptError> {
-    // A variable captured by a closure is shared; JSON wants the plain value inside.
-    let value = value.flatten();
-    if nested_deeper_than(&value, MAX_JSON_DEPTH) {
-        return Err(ScriptError::new(
+    convert::to_json(value, 0).map_err(|e| match e {
+        convert::Unconvertible::TooDeep => ScriptError::new(
             ScriptErrorKind::Limit,
             script,
             format!("the script's `{what}` is nested deeper than {MAX_JSON_DEPTH} levels"),
-        ));
-    }
-    from_dynamic(&value).map_err(|err| unconvertible(script, what, &err))
+        ),
+        convert::Unconvertible::Other(reason) => ScriptError::new(
+            ScriptErrorKind::Runtime,
+            script,
+            format!("the script's `{what}` cannot be turned into JSON: {reason}"),
+        ),
+    })
 }
 
 /// Whether arrays and maps in `value` nest more than `levels` deep. Recursion stops at
@@ -120,14 +122,6 @@ fn to_rhai(script: &str, what: &str, value: impl serde::Serialize) -> Result<Dyn
     to_dynamic(value).map_err(|err| {
         ScriptError::new(ScriptErrorKind::Runtime, script, format!("`{what}` cannot be given to the script: {err}"))
     })
-}
-
-fn unconvertible(script: &str, what: &str, err: &rhai::EvalAltResult) -> ScriptError {
-    ScriptError::new(
-        ScriptErrorKind::Runtime,
-        script,
-        format!("the script's `{what}` cannot be turned into JSON: {err}"),
-    )
 }
 
 #[cfg(test)]

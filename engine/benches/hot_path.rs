@@ -1,0 +1,53 @@
+//! The per-request work of the benchmark route, piece by piece (`cargo bench -p junction-engine`):
+//! where a request's CPU time goes inside the engine, without the network. Each line is the
+//! mean of many runs; compare lines within one run, not across machines.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use junction_engine::Message;
+use junction_engine::schema::Schema;
+use junction_engine::script::{ScriptEngine, ScriptInput, ScriptLimits};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn time(label: &str, runs: u32, mut f: impl FnMut()) {
+    for _ in 0..runs / 10 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    let per = start.elapsed() / runs;
+    println!("{label:<40} {:>8.2} µs", per.as_secs_f64() * 1e6);
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let deal = std::fs::read(root.join("../shared/bench/deal.json")).expect("../shared/bench/deal.json");
+    let value: serde_json::Value = serde_json::from_slice(&deal).expect("deal.json is JSON");
+    let schema = Schema::load(&root.join("schemas"), "crm-deal.json").expect("schema");
+    let engine = ScriptEngine::new(&ScriptLimits::default());
+    let source = std::fs::read_to_string(root.join("transforms/crm_deal_to_master_deal.rhai")).expect("transform");
+    let script = engine.compile("crm_deal_to_master_deal.rhai", &source).expect("compiles");
+    let msg = Message::json(value.clone());
+    let input = || ScriptInput { body: &value, headers: &msg.headers, meta: &msg.meta, vars: &[] };
+    let out = engine.run(&script, input()).expect("runs").body;
+
+    let n = 20_000;
+    time("parse deal.json", n, || drop(black_box(serde_json::from_slice::<serde_json::Value>(&deal))));
+    time("validate against crm-deal.json", n, || drop(black_box(schema.violations(&value))));
+    time("clone the message", n, || drop(black_box(msg.clone())));
+    time("transform (Rhai, whole run)", n, || drop(black_box(engine.run(&script, input()))));
+    let empty = engine.compile("empty", "body").expect("compiles");
+    time("  of which: body in and out (`body`)", n, || drop(black_box(engine.run(&empty, input()))));
+    let constant = engine.compile("constant", "1").expect("compiles");
+    time("  of which: a run's fixed cost (`1`)", n, || drop(black_box(engine.run(&constant, input()))));
+    let items = engine.compile("items", "let s = 0; for i in body.items { s += i.budget } s").expect("compiles");
+    time("  a loop over the items", n, || drop(black_box(engine.eval(&items, input()))));
+    time("serialize the reply", n, || drop(black_box(serde_json::to_vec(&out))));
+    time("new message id (uuid v7)", n, || drop(black_box(Message::json(serde_json::Value::Null))));
+}

@@ -1,0 +1,95 @@
+//! JSON to rhai values and back, directly. The serde route (`to_dynamic`/`from_dynamic`) goes
+//! through a generic serializer and costs several times more; this runs on every message.
+
+use rhai::{Array, Dynamic, ImmutableString, Map as RhaiMap};
+use serde_json::{Map, Number, Value};
+
+use super::vars::MAX_JSON_DEPTH;
+
+/// Why a value could not be converted.
+pub(super) enum Unconvertible {
+    TooDeep,
+    Other(String),
+}
+
+pub(super) fn to_rhai(value: &Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_rhai).collect::<Array>()),
+        Value::Object(map) => map_to_rhai(map),
+    }
+}
+
+pub(super) fn map_to_rhai(map: &Map<String, Value>) -> Dynamic {
+    Dynamic::from_map(map.iter().map(|(k, v)| (k.as_str().into(), to_rhai(v))).collect::<RhaiMap>())
+}
+
+/// A script's value as JSON, moving out of it rather than copying; unit becomes null.
+pub(super) fn to_json(value: Dynamic, depth: usize) -> Result<Value, Unconvertible> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(Unconvertible::TooDeep);
+    }
+    // A variable captured by a closure is shared; JSON wants the plain value inside.
+    let value = value.flatten();
+    if value.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = value.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = value.as_float() {
+        return Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| Unconvertible::Other(format!("{f} is not a number JSON can hold")));
+    }
+    if value.is_string() {
+        return value.into_string().map(Value::String).map_err(|t| Unconvertible::Other(t.into()));
+    }
+    if let Ok(c) = value.as_char() {
+        return Ok(Value::String(c.to_string()));
+    }
+    if value.is_array() {
+        let items = value.into_array().map_err(|t| Unconvertible::Other(t.into()))?;
+        return items.into_iter().map(|v| to_json(v, depth + 1)).collect::<Result<Vec<_>, _>>().map(Value::Array);
+    }
+    if value.is_map() {
+        let map = value.cast::<RhaiMap>();
+        let mut out = Map::with_capacity(map.len());
+        for (k, v) in map {
+            out.insert(k.into(), to_json(v, depth + 1)?);
+        }
+        return Ok(Value::Object(out));
+    }
+    // Blobs, timestamps and other rare types: the generic route.
+    rhai::serde::from_dynamic(&value).map_err(|e| Unconvertible::Other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_json() {
+        let v = serde_json::json!({"a": [1, 2.5, "x", null, true, {"b": []}], "c": -7, "big": 1e300});
+        let back = to_json(to_rhai(&v), 0).ok().expect("converts back");
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn refuses_values_nested_too_deep() {
+        let mut d = Dynamic::from_int(1);
+        for _ in 0..=MAX_JSON_DEPTH + 1 {
+            d = Dynamic::from_array(vec![d]);
+        }
+        assert!(matches!(to_json(d, 0), Err(Unconvertible::TooDeep)));
+    }
+}

@@ -1,0 +1,49 @@
+//! The README's first route, exactly as written there, works.
+
+mod common;
+
+use common::{Junction, junction, project, sqlite_store};
+
+const ROUTE: &str = "route: greet\nfrom:\n  http: { method: POST, path: /greet, auth: none }\nsteps:\n  - filter: body.name != \"\"\n  - transform: greet.rhai\n  - log: \"greeted ${body.to}\"\n";
+const SCRIPT: &str = "#{ to: body.name, text: `Hello, ${body.name}!`, at: now() }\n";
+
+#[tokio::test]
+async fn the_first_route_in_five_minutes() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
+    assert!(readme.contains(ROUTE), "the README's route changed; update this test with it");
+    assert!(readme.contains(SCRIPT.trim_end()), "the README's script changed; update this test with it");
+
+    let dir = project(&[
+        ("junction.yaml", "listen: 127.0.0.1:8080\nroutes: [routes/]\n"),
+        ("routes/greet.yaml", ROUTE),
+        ("transforms/greet.rhai", SCRIPT),
+    ]);
+    let path = dir.path().to_str().expect("utf-8");
+    let (code, out, _) = junction(&["check", path], &[]);
+    assert_eq!((code, out.trim()), (0, "ok: 1 route, 2 connectors"));
+
+    std::fs::write(dir.path().join("junction.yaml"), "routes: [routes/]\n").expect("free port for the test");
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let resp = reqwest::Client::new()
+        .post(j.url("/greet"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"name": "Ada"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["text"], "Hello, Ada!");
+    assert_eq!(body["to"], "Ada");
+
+    std::fs::write(dir.path().join("routes/greet.yaml"), ROUTE.replace("  - transform:", "  - transfrom:"))
+        .expect("write");
+    let (code, _, err) = junction(&["check", path], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("routes/greet.yaml:6:5: unknown variant `transfrom`, expected one of `transform`, `validate`,"),
+        "{err}"
+    );
+    assert!(err.contains("(did you mean `transform`?)\n1 error found"), "{err}");
+}
