@@ -79,6 +79,14 @@ impl Body {
         }
     }
 
+    /// The body as JSON, borrowed when it already is JSON (validation reads, it need not copy).
+    pub fn json(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            Body::Json(v) => std::borrow::Cow::Borrowed(v),
+            Body::Bytes(_) => std::borrow::Cow::Owned(self.to_json()),
+        }
+    }
+
     /// The body as bytes to put on a wire.
     pub fn to_bytes(&self) -> Bytes {
         match self {

@@ -19,20 +19,20 @@ use crate::steps::ErrorKind;
 const REQUEST_ID: &str = "x-request-id";
 
 pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let mut resp = route_request(&state, req, &request_id).await;
+    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 200);
+    // A request without an id gets a fresh one, which its message then takes as its own id.
+    let (request_id, fresh) = match given {
+        Some(v) => (v.to_owned(), false),
+        None => (uuid::Uuid::now_v7().to_string(), true),
+    };
+    let mut resp = route_request(&state, req, &request_id, fresh).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
 
-async fn route_request(state: &State, req: Request<Incoming>, request_id: &str) -> Response<Full<Bytes>> {
+async fn route_request(state: &State, req: Request<Incoming>, request_id: &str, fresh: bool) -> Response<Full<Bytes>> {
     let endpoints = state.endpoints.load();
     let (route, params) = match endpoints.lookup(req.method(), req.uri().path()) {
         Lookup::Found { route, params } => (route, params),
@@ -60,7 +60,7 @@ async fn route_request(state: &State, req: Request<Incoming>, request_id: &str) 
             Err(_) => return problem::overloaded(&route.id).into_response(request_id),
         }
     };
-    match accept(state, &route, source, req, params, request_id).await {
+    match accept(state, &route, source, req, params, request_id, fresh).await {
         Ok(resp) | Err(resp) => resp,
     }
 }
@@ -73,6 +73,7 @@ async fn accept(
     req: Request<Incoming>,
     params: Vec<(String, String)>,
     request_id: &str,
+    fresh: bool,
 ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, source.max_body).await.map_err(|p| {
@@ -84,7 +85,7 @@ async fn accept(
     let expects_json = source.schema.is_some();
     let body = parse_body(&parts.headers, bytes.clone(), expects_json).map_err(|p| p.into_response(request_id))?;
     if let Some(schema) = &source.schema {
-        let violations = schema.violations(&body.to_json());
+        let violations = schema.violations(&body.json());
         if !violations.is_empty() {
             let detail = format!("the body does not match {}", schema.file());
             return Err(Problem::new(
@@ -97,7 +98,7 @@ async fn accept(
             .into_response(request_id));
         }
     }
-    let msg = message(&parts, body, params.clone(), request_id, None);
+    let msg = message(&parts, body, params.clone(), request_id, fresh.then(|| request_id.to_owned()));
     if source.is_async {
         return Ok(enqueue(state, route, &msg, request_id).await);
     }

@@ -36,7 +36,7 @@ struct Validate {
 #[async_trait]
 impl Step for Validate {
     async fn apply(&self, msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
-        let violations = self.schema.violations(&msg.body.to_json());
+        let violations = self.schema.violations(&msg.body.json());
         if violations.is_empty() {
             return Ok(Outcome::One(msg));
         }
