@@ -12,6 +12,7 @@ use junction_engine::config::error::Diagnostics;
 use junction_engine::connector::Resources;
 use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
+use junction_engine::runtime::replay::Replayed;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
 // Every message allocates (JSON values, script values); mimalloc handles that churn across
@@ -297,20 +298,15 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(d) => return Ok(report(&d)),
             };
-            let dl = store.get_dead_letter(&id).await?.with_context(|| format!("no dead letter {id}"))?;
-            let route =
-                project.routes.get(&dl.route).with_context(|| format!("route {} no longer exists", dl.route))?;
-            match junction_engine::runtime::deliver::deliver(route, dl.message.clone(), &store).await? {
-                junction_engine::runtime::deliver::Delivered::Done(_) => {
-                    store.mark_dead_letter_replayed(&id).await?;
-                    println!("replayed {id} through {}: done", dl.route);
+            match junction_engine::runtime::replay::replay(&project.routes, &store, &id).await? {
+                Replayed::Done => {
+                    println!("replayed {id}: done");
                     Ok(ExitCode::SUCCESS)
                 }
-                junction_engine::runtime::deliver::Delivered::DeadLettered { failure, dead_letter_id } => {
-                    store.mark_dead_letter_replayed(&id).await?;
+                Replayed::FailedAgain { failure, dead_letter_id } => {
                     println!(
-                        "replayed {id} through {}: failed again at {}: {} (new dead letter {dead_letter_id})",
-                        dl.route, failure.step, failure.error.message
+                        "replayed {id}: failed again at {}: {} (new dead letter {dead_letter_id})",
+                        failure.step, failure.error.message
                     );
                     Ok(ExitCode::FAILURE)
                 }

@@ -55,7 +55,7 @@ fn check_reports_every_error_with_file_line_col() {
         "routes/e.yaml:2:1: duplicate mapping key: route",
         "routes/f.yaml:2:28: `soon` is not a duration",
         "routes/g.yaml:2:47: unknown auth scheme `jwt`",
-        "routes/h.yaml:3:16: expected a whole number, 0 or more",
+        "routes/h.yaml:3:16: invalid type: string \"many\", expected usize",
         "routes/i.yaml:4:14: the bus has no request/reply; use `to` to publish",
         "routes/i.yaml:5:9: connector `crm` has errors in junction.yaml",
     ];

@@ -11,6 +11,10 @@ use common::{Junction, PgDatabase, Stub, junction, project, sqlite_store};
 fn forwarding_project(api: &str) -> tempfile::TempDir {
     project(&[
         (
+            "routes/dlq.yaml",
+            "route: dlq\nfrom: { bus: { topic: dlq.forward } }\nsteps:\n  - log: \"dead letter ${body.dead_letter_id} of ${body.route} at ${body.step} after ${body.attempts}: deal ${body.message.body.deal}\"\n",
+        ),
+        (
             "junction.yaml",
             &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{api}\", timeout: 2s }}\n"),
         ),
@@ -51,6 +55,8 @@ async fn failures_are_dead_lettered_listed_and_replayed() {
     assert_eq!(problem["type"], "https://junction.dev/problems/route-failed");
     let id = problem["dead_letter_id"].as_str().expect("a dead letter id").to_owned();
     assert_eq!(api.count(), 1, "a 400 is fatal: no retries");
+    // The route's dead_letter endpoint got the envelope: the failure and the original message.
+    j.wait_for_log(&format!("dead letter {id} of forward at 1:request after 1: deal 7"), Duration::from_secs(5));
     drop(j);
 
     let path = dir.path().to_str().expect("utf-8");
@@ -71,6 +77,10 @@ async fn failures_are_dead_lettered_listed_and_replayed() {
     let (code, out, err) = junction(&["dead-letters", "replay", &id, path], &env);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("done"), "{out}");
+    assert_eq!(api.count(), 2);
+    let (code, _, err) = junction(&["dead-letters", "replay", &id, path], &env);
+    assert_eq!(code, 1, "a second replay of the same dead letter must be refused");
+    assert!(err.contains("already replayed"), "{err}");
     assert_eq!(api.count(), 2);
     let (_, out, _) = junction(&["dead-letters", "list", path], &env);
     assert!(out.trim().is_empty(), "a replayed dead letter is no longer listed by default: {out}");

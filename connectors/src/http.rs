@@ -147,19 +147,45 @@ impl Connector for HttpConnector {
     }
 }
 
-/// A path with `${expr}` parts, compiled as a Rhai backtick string; none when empty.
+/// A path: literal text with `${expr}` parts. The values filled in are percent-encoded, so
+/// a value with `/`, `?` or `..` in it stays one path segment and cannot change the target.
+enum Part {
+    Text(String),
+    Value(Script),
+}
+
 fn template(
     scripts: &ScriptEngine,
     text: &str,
     pos: junction_engine::config::node::Pos,
-) -> Result<Option<Script>, NodeError> {
-    if text.is_empty() {
-        return Ok(None);
+) -> Result<Vec<Part>, NodeError> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .ok_or_else(|| NodeError { message: "`${` without its closing `}` in the path".into(), pos: Some(pos) })?;
+        parts.push(Part::Text(rest[..start].to_owned()));
+        let script = scripts
+            .compile_expression("path", &rest[start + 2..end])
+            .map_err(|e| NodeError { message: format!("Rhai: {}", e.message), pos: Some(pos) })?;
+        parts.push(Part::Value(script));
+        rest = &rest[end + 1..];
     }
-    scripts
-        .compile_expression("path", &format!("`{}`", text.replace('`', "\\`")))
-        .map(Some)
-        .map_err(|e| NodeError { message: format!("Rhai: {}", e.message), pos: Some(pos) })
+    parts.push(Part::Text(rest.to_owned()));
+    Ok(parts)
+}
+
+/// RFC 3986 unreserved characters stay; everything else becomes `%XX`.
+fn encode_segment(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 enum Auth {
@@ -173,7 +199,7 @@ struct HttpCall {
     base: reqwest::Url,
     auth: Option<Auth>,
     method: reqwest::Method,
-    path: Option<Script>,
+    path: Vec<Part>,
     headers: Vec<(HeaderName, Script)>,
     timeout: Option<Duration>,
     scripts: Arc<ScriptEngine>,
@@ -188,11 +214,19 @@ impl HttpCall {
     }
 
     fn url(&self, msg: &Message) -> Result<reqwest::Url, ConnectorError> {
-        let Some(path) = &self.path else { return Ok(self.base.clone()) };
-        let path = match self.eval(path, msg)? {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
+        let mut path = String::new();
+        for part in &self.path {
+            match part {
+                Part::Text(t) => path.push_str(t),
+                Part::Value(script) => match self.eval(script, msg)? {
+                    Value::String(s) => encode_segment(&s, &mut path),
+                    other => encode_segment(&other.to_string(), &mut path),
+                },
+            }
+        }
+        if path.is_empty() {
+            return Ok(self.base.clone());
+        }
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
         reqwest::Url::parse(&joined).map_err(|e| ConnectorError::fatal(format!("bad URL {joined}: {e}")))
     }
@@ -232,10 +266,7 @@ impl HttpCall {
             .map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
         let status = resp.status();
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?;
+        let bytes = read_limited(resp).await?;
         if status.is_success() {
             let mut reply = Message::new(Body::from_bytes_lenient(bytes));
             reply.headers.insert("http_status".into(), Value::from(status.as_u16()));
@@ -250,6 +281,25 @@ impl HttpCall {
             ConnectorError::fatal(message)
         })
     }
+}
+
+/// The largest reply body read; a bigger one is an error rather than a memory blow-up.
+const MAX_REPLY: usize = 16 << 20;
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<bytes::Bytes, ConnectorError> {
+    if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
+        return Err(ConnectorError::fatal(format!("the reply is larger than {MAX_REPLY} bytes")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        resp.chunk().await.map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY {
+            return Err(ConnectorError::fatal(format!("the reply is larger than {MAX_REPLY} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
 }
 
 /// Seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -299,5 +349,12 @@ mod tests {
         let d = parse_retry_after(&later).expect("a date parses");
         assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90), "{d:?}");
         assert!(parse_retry_after("soon").is_none());
+    }
+
+    #[test]
+    fn filled_in_values_stay_one_segment() {
+        let mut out = String::new();
+        encode_segment("a/../b?x=1#y é", &mut out);
+        assert_eq!(out, "a%2F..%2Fb%3Fx%3D1%23y%20%C3%A9");
     }
 }

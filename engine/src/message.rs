@@ -38,9 +38,17 @@ pub struct Meta {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The step this message entered its route at: 0, or the step after an aggregate for the
+    /// messages an aggregate made. A replay starts there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resume_at: usize,
     /// Source-specific facts (HTTP method and path parameters, bus topic and offset, ...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub source: Map<String, Value>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Message {

@@ -84,12 +84,7 @@ impl Loader {
                 ),
             ));
         }
-        for (key, pos) in unknown_keys(&mut root, super::node::struct_fields::<RootSpec>()) {
-            let hint = suggest(&key, super::node::struct_fields::<RootSpec>().iter().copied())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            diags.push(Diagnostic::new(&shown_root, Some(pos), format!("unknown field `{key}`{hint}")));
-        }
+        report_unknown_keys::<RootSpec>(&mut root, &shown_root, &mut diags);
         let spec: RootSpec = match root.parse() {
             Ok(s) => s,
             Err(e) => {
@@ -106,9 +101,6 @@ impl Loader {
             timeout: spec.gateway.timeout.map_or(Duration::from_secs(30), |t| t.0),
         };
         let routes = self.routes(&paths, &files, &connectors, &build, defaults, &mut diags);
-        let mut all_files = vec![root_file];
-        all_files.extend(files);
-        let settings = Settings { files: all_files, ..settings };
         diags.into_result(Project { paths, settings, routes, connectors, scripts: self.scripts.clone() })
     }
 
@@ -154,7 +146,6 @@ impl Loader {
             cache: spec.cache.value.clone(),
             bus: spec.bus.value.clone(),
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
-            files: Vec::new(),
         }
     }
 
@@ -228,8 +219,9 @@ impl Loader {
     ) -> RouteTable {
         let mut table = RouteTable::default();
         let mut defined: HashMap<String, (PathBuf, Pos)> = HashMap::new();
-        let mut endpoints: HashMap<http::Method, (matchit::Router<String>, Vec<String>)> = HashMap::new();
+        let mut endpoints: HashMap<http::Method, (matchit::Router<String>, HashMap<String, String>)> = HashMap::new();
         let mut schemas = HashMap::new();
+        let mut consumers: HashMap<(String, String), String> = HashMap::new();
         for path in files {
             let shown = paths.display(path);
             let text = match std::fs::read_to_string(path) {
@@ -239,10 +231,18 @@ impl Loader {
                     continue;
                 }
             };
-            let spec: RouteSpec = match parse_yaml(&shown, &text) {
-                Ok(s) => s,
+            let mut node: Node = match parse_yaml(&shown, &text) {
+                Ok(n) => n,
                 Err(d) => {
                     diags.push(d);
+                    continue;
+                }
+            };
+            report_unknown_keys::<RouteSpec>(&mut node, &shown, diags);
+            let spec: RouteSpec = match node.parse() {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(Diagnostic::from_node(&shown, e));
                     continue;
                 }
             };
@@ -261,10 +261,14 @@ impl Loader {
                 CompileCx::new(paths, &self.scripts, connectors, build, shown.clone(), id.clone(), diags, &mut schemas);
             let Some(route) = route::compile(&spec, &text, defaults, &mut cx) else { continue };
             if let Source::Http(h) = &route.source {
-                let (router, owners) =
-                    endpoints.entry(h.method.clone()).or_insert_with(|| (matchit::Router::new(), Vec::new()));
+                let (router, owners) = endpoints.entry(h.method.clone()).or_default();
                 if let Err(e) = router.insert(h.path.clone(), id.clone()) {
-                    let other = conflicting_owner(&e, owners, &h.path);
+                    let other = match &e {
+                        matchit::InsertError::Conflict { with } => {
+                            owners.get(with).map(|o| format!(" by route `{o}`")).unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    };
                     diags.push(Diagnostic::new(
                         &shown,
                         Some(h.pos),
@@ -272,7 +276,21 @@ impl Loader {
                     ));
                     continue;
                 }
-                owners.push(format!("{}\u{0}{}", h.path, id));
+                owners.insert(h.path.clone(), id.clone());
+            }
+            if let Source::Bus(b) = &route.source
+                && let Some(other) = consumers.insert((b.topic.clone(), b.group.clone()), id.clone())
+            {
+                // One group's offset can only follow one route: the two would skip each other's messages.
+                diags.push(Diagnostic::new(
+                    &shown,
+                    Some(id_pos),
+                    format!(
+                        "route `{other}` already consumes topic {} as group {}; give this route its own `group`",
+                        b.topic, b.group
+                    ),
+                ));
+                continue;
             }
             table.routes.insert(route.id.clone(), Arc::new(route));
         }
@@ -280,30 +298,20 @@ impl Loader {
     }
 }
 
-/// Removes the keys of a mapping that are not in `known`, returning them: reported all at
-/// once, while the rest of the mapping is still checked.
-fn unknown_keys(node: &mut Node, known: &[&str]) -> Vec<(String, Pos)> {
-    let NodeValue::Map(entries) = &mut node.value else { return Vec::new() };
-    let mut unknown = Vec::new();
+/// Reports every key of a file's top mapping that `T` does not have, and removes them so the
+/// rest is still checked: serde alone would stop at the first.
+fn report_unknown_keys<'de, T: serde::Deserialize<'de>>(node: &mut Node, file: &Path, diags: &mut Diagnostics) {
+    let known = super::node::struct_fields::<T>();
+    let NodeValue::Map(entries) = &mut node.value else { return };
     entries.retain(|(k, _)| {
         let ok = known.contains(&k.name.as_str());
         if !ok {
-            unknown.push((k.name.clone(), k.pos));
+            let hint =
+                suggest(&k.name, known.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            diags.push(Diagnostic::new(file, Some(k.pos), format!("unknown field `{}`{hint}", k.name)));
         }
         ok
     });
-    unknown
-}
-
-/// Names the route that already serves a conflicting path, when it can be told.
-fn conflicting_owner(e: &matchit::InsertError, owners: &[String], _path: &str) -> String {
-    let text = e.to_string();
-    owners
-        .iter()
-        .filter_map(|o| o.split_once('\u{0}'))
-        .find(|(p, _)| text.contains(p))
-        .map(|(_, id)| format!(" by route `{id}`"))
-        .unwrap_or_default()
 }
 
 /// The route files named by `routes:`: files as they are, folders' `*.yaml`/`*.yml` sorted.

@@ -10,7 +10,6 @@ pub mod node;
 mod root;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +37,6 @@ pub struct Settings {
     pub cache: String,
     pub bus: String,
     pub shutdown_timeout: Duration,
-    /// Files the project was read from, for the reload watcher.
-    pub files: Vec<PathBuf>,
 }
 
 /// The process environment as a map, for `${VAR}` substitution.

@@ -70,11 +70,6 @@ pub trait Endpoint: Send + Sync {
 
     /// A short description for `junction graph` and logs, e.g. `topic masterdeal.deal.upserted`.
     fn describe(&self) -> String;
-
-    /// The operation name, when the endpoint has one (recorders key canned replies on it).
-    fn operation(&self) -> Option<String> {
-        None
-    }
 }
 
 /// Stands in for a connector whose options have errors, so the routes that use it are not

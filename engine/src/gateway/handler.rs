@@ -50,16 +50,6 @@ async fn route_request(state: &State, req: Request<Incoming>, request_id: &str, 
     let Source::Http(source) = &route.source else {
         return problem::not_found(req.uri().path()).into_response(request_id);
     };
-    // A request/reply run holds a route permit while it runs; an async accept only stores the
-    // message (the durable queue is the buffer) and its consumer takes the permits.
-    let _permit = if source.is_async {
-        None
-    } else {
-        match route.permits.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => return problem::overloaded(&route.id).into_response(request_id),
-        }
-    };
     match accept(state, &route, source, req, params, request_id, fresh).await {
         Ok(resp) | Err(resp) => resp,
     }
@@ -102,6 +92,12 @@ async fn accept(
     if source.is_async {
         return Ok(enqueue(state, route, &msg, request_id).await);
     }
+    // A request/reply run holds a route permit while it runs (taken only now, so a slow
+    // upload does not hold one); an async accept only stores the message, and its consumer
+    // takes the permits.
+    let Ok(permit) = route.permits.clone().try_acquire_owned() else {
+        return Err(problem::overloaded(&route.id).into_response(request_id));
+    };
     // Should the route fail, the original is read again from the request rather than copied
     // up front: most requests never need it.
     let (id, request) = (msg.id.clone(), request_id.to_owned());
@@ -109,10 +105,35 @@ async fn accept(
         let body = parse_body(&parts.headers, bytes, expects_json).unwrap_or_else(|_| Body::Json(Value::Null));
         message(&parts, body, params, &request, Some(id))
     };
-    let run = tokio::time::timeout(source.timeout, deliver_with(route, 0, msg, rebuild, &state.store)).await;
-    Ok(match run {
-        Ok(Ok(Delivered::Done(out))) => reply(out),
-        Ok(Ok(Delivered::DeadLettered { failure, dead_letter_id })) => {
+    let message_id = msg.id.clone();
+    let mut run = {
+        let (route, store) = (route.clone(), state.store.clone());
+        Box::pin(async move {
+            let result = deliver_with(&route, 0, msg, rebuild, &store).await;
+            drop(permit);
+            result
+        })
+    };
+    let result = tokio::select! {
+        r = &mut run => r,
+        () = tokio::time::sleep(source.timeout) => {
+            // The caller stops waiting; the route does not: cancelling it halfway would lose
+            // the message. It finishes, or is dead-lettered, on its own.
+            tokio::spawn(run);
+            return Ok(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The route took too long",
+                format!("no answer within {} ms; the message is still being processed", source.timeout.as_millis()),
+            )
+            .with("message_id", json!(message_id))
+            .retry_after(1)
+            .into_response(request_id));
+        }
+    };
+    Ok(match result {
+        Ok(Delivered::Done(out)) => reply(out),
+        Ok(Delivered::DeadLettered { failure, dead_letter_id }) => {
             let (status, kind, title) = match failure.error.kind {
                 ErrorKind::Rejected => (StatusCode::UNPROCESSABLE_ENTITY, "rejected", "The route rejected the message"),
                 ErrorKind::Retryable => (
@@ -133,21 +154,13 @@ async fn accept(
             }
             p.into_response(request_id)
         }
-        Ok(Err(e)) => Problem::new(
+        Err(e) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",
             "The store is unavailable",
             e.to_string(),
         )
         .retry_after(5)
-        .into_response(request_id),
-        Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "The route took too long",
-            format!("no answer within {} ms", source.timeout.as_millis()),
-        )
-        .retry_after(1)
         .into_response(request_id),
     })
 }
@@ -199,23 +212,50 @@ fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<B
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Json(Value::Null));
     }
-    serde_json::from_slice(&bytes).map(Body::Json).map_err(|e| {
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         Box::new(
             Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Request body is not valid JSON", format!("{e}"))
                 .with("line", json!(e.line()))
                 .with("column", json!(e.column())),
         )
-    })
+    })?;
+    if nested_deeper_than(&value, MAX_BODY_DEPTH) {
+        return Err(Box::new(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "too-deeply-nested",
+            "Request body is nested too deeply",
+            format!("arrays and objects may nest at most {MAX_BODY_DEPTH} levels"),
+        )));
+    }
+    Ok(Body::Json(value))
 }
 
-/// Request headers as message headers, without credentials (they must never reach a log or
-/// a downstream system by accident).
+/// How deeply an accepted body may nest: well inside what the store can read back (serde_json
+/// stops at 128 levels, and a stored message wraps the body in two more).
+const MAX_BODY_DEPTH: usize = 100;
+
+fn nested_deeper_than(value: &Value, levels: usize) -> bool {
+    match value {
+        Value::Array(items) => levels == 0 || items.iter().any(|v| nested_deeper_than(v, levels - 1)),
+        Value::Object(map) => levels == 0 || map.values().any(|v| nested_deeper_than(v, levels - 1)),
+        _ => false,
+    }
+}
+
+/// Request headers as message headers, without credentials (they must never reach a log, the
+/// store or a downstream system by accident).
 fn request_headers(headers: &HeaderMap) -> Map<String, Value> {
     headers
         .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie" | "proxy-authorization"))
+        .filter(|(name, _)| !is_credential(name.as_str()))
         .filter_map(|(name, v)| v.to_str().ok().map(|v| (name.as_str().to_owned(), Value::String(v.to_owned()))))
         .collect()
+}
+
+/// Header names that carry secrets: the standard ones, and the usual custom spellings.
+fn is_credential(name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
+        || ["token", "secret", "password", "api-key", "apikey", "signature", "session"].iter().any(|w| name.contains(w))
 }
 
 fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, request_id: &str) -> Map<String, Value> {
@@ -227,7 +267,7 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), Value::String(v.to_owned()))
+            (percent_decode(k), Value::String(percent_decode(v)))
         })
         .collect();
     let mut m = Map::new();
@@ -237,6 +277,32 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
     m.insert("query".into(), Value::Object(query));
     m.insert("request_id".into(), Value::String(request_id.to_owned()));
     m
+}
+
+/// Decodes `%XX` escapes and `+` (a space in query strings); invalid escapes stay as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// `async: true`: the message is stored on the route's own topic, then acknowledged.
@@ -289,4 +355,36 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_escapes() {
+        assert_eq!(percent_decode("a%20b+c%2Fd"), "a b c/d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%C3%A9"), "%zzé");
+    }
+
+    #[test]
+    fn credentials_are_recognised() {
+        for h in ["authorization", "cookie", "x-api-key", "x-auth-token", "x-hub-signature-256", "x-client-secret"] {
+            assert!(is_credential(h), "{h}");
+        }
+        for h in ["content-type", "x-request-id", "user-agent"] {
+            assert!(!is_credential(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn limits_nesting() {
+        let mut v = json!(1);
+        for _ in 0..MAX_BODY_DEPTH {
+            v = json!([v]);
+        }
+        assert!(!nested_deeper_than(&v, MAX_BODY_DEPTH));
+        assert!(nested_deeper_than(&json!([v]), MAX_BODY_DEPTH));
+    }
 }

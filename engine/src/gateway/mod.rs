@@ -32,11 +32,6 @@ impl State {
     pub fn new(table: &RouteTable, store: Store, bus: EmbeddedBus) -> Self {
         Self { endpoints: ArcSwap::from_pointee(Endpoints::new(table)), store, bus }
     }
-
-    /// Serves `table` from the next request on.
-    pub fn swap(&self, table: &RouteTable) {
-        self.endpoints.store(Arc::new(Endpoints::new(table)));
-    }
 }
 
 /// Binds the gateway's listener (so a taken port fails start-up, not later).

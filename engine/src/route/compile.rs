@@ -61,8 +61,6 @@ pub struct CompileCx<'a> {
     pub top_level: bool,
     /// Files this route read, hashed into its version.
     pub(crate) inputs: Vec<(PathBuf, String)>,
-    /// The index of the step being compiled at the top level (an aggregate resumes after it).
-    pub step_index: usize,
     /// Every endpoint the route uses, for `junction graph`.
     pub(crate) links: Vec<Link>,
     schemas: &'a mut HashMap<String, Schema>,
@@ -90,7 +88,6 @@ impl<'a> CompileCx<'a> {
             diags,
             top_level: true,
             inputs: Vec::new(),
-            step_index: 0,
             links: Vec::new(),
             schemas,
         }
@@ -103,26 +100,22 @@ impl<'a> CompileCx<'a> {
 
     /// Compiles an expression written in the route file (a filter, a `when`, a `set` value).
     pub fn expression(&mut self, text: &str, at: Pos) -> Option<Script> {
-        let name = format!("{}:{} (inline)", self.file.display(), at);
-        match self.scripts.compile_expression(&name, text) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.inline_script_error(at, &e);
-                None
-            }
-        }
+        self.inline(text, at, ScriptEngine::compile_expression)
     }
 
     /// Compiles a script written inline in the route file.
     pub fn inline_script(&mut self, text: &str, at: Pos) -> Option<Script> {
+        self.inline(text, at, ScriptEngine::compile)
+    }
+
+    fn inline(
+        &mut self,
+        text: &str,
+        at: Pos,
+        compile: fn(&ScriptEngine, &str, &str) -> Result<Script, ScriptError>,
+    ) -> Option<Script> {
         let name = format!("{}:{} (inline)", self.file.display(), at);
-        match self.scripts.compile(&name, text) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.inline_script_error(at, &e);
-                None
-            }
-        }
+        compile(self.scripts, &name, text).map_err(|e| self.inline_script_error(at, &e)).ok()
     }
 
     /// Compiles a script file from `transforms/`; its errors point into that file.
@@ -207,14 +200,10 @@ impl<'a> CompileCx<'a> {
         let mut entries = Vec::with_capacity(steps.len());
         let mut ok = true;
         for (i, spec) in steps.iter().enumerate() {
-            if self.top_level {
-                self.step_index = i;
-            }
             match steps::build(spec, self) {
                 Some(step) => entries.push(StepEntry {
                     label: format!("{}:{}", i + 1, spec.value.name()),
-                    pos: Pos::of(spec),
-                    retryable: matches!(spec.value.name(), "to" | "request" | "enrich" | "wire_tap"),
+                    retryable: step.calls_out(),
                     step,
                 }),
                 None => ok = false,

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::node::Pos;
 use crate::message::Message;
 use crate::steps::{ErrorKind, Outcome, Step, StepError};
 
@@ -20,7 +19,6 @@ pub struct Pipeline {
 pub struct StepEntry {
     /// How errors and logs name the step: `2:transform`.
     pub label: String,
-    pub pos: Pos,
     pub step: Arc<dyn Step>,
     /// Only steps that call out can fail in a way that passes; the others are not retried,
     /// which also spares cloning every message just in case.
@@ -65,11 +63,23 @@ pub struct RunCx {
     pub route: Arc<str>,
     pub retry: RetryPolicy,
     on_failure: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// Set when a step made a new message to carry on with (an aggregate's output).
+    origin: Mutex<Option<(Message, usize)>>,
 }
 
 impl RunCx {
     pub fn new(route: Arc<str>, retry: RetryPolicy) -> Self {
-        Self { route, retry, on_failure: Mutex::new(Vec::new()) }
+        Self { route, retry, on_failure: Mutex::new(Vec::new()), origin: Mutex::new(None) }
+    }
+
+    fn begins(&self, msg: Message, at: usize) {
+        *self.origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((msg, at));
+    }
+
+    /// The message to dead-letter if the run failed after a step began a new one, and the
+    /// step to resume at.
+    pub fn take_origin(&self) -> Option<(Message, usize)> {
+        self.origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
     /// Registers an undo for when the run ends in failure (an idempotent step forgets its key
@@ -120,6 +130,10 @@ impl Pipeline {
             };
             match apply_with_retry(entry, msg, cx).await? {
                 Outcome::One(m) => work.push_front((index + 1, m)),
+                Outcome::Begins(m) => {
+                    cx.begins(m.clone(), index + 1);
+                    work.push_front((index + 1, m));
+                }
                 Outcome::Many(ms) => {
                     for m in ms.into_iter().rev() {
                         work.push_front((index + 1, m));

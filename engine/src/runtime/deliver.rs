@@ -51,8 +51,9 @@ pub async fn deliver_with(
         Ok(out) => return Ok(Delivered::Done(out)),
         Err(f) => f,
     };
-    let mut original = original();
+    let (mut original, resume_at) = cx.take_origin().unwrap_or_else(|| (original(), start));
     original.meta.route = route.id.to_string();
+    original.meta.resume_at = resume_at;
     cx.run_failure_hooks();
     tracing::warn!(route = %route.id, message_id = %original.id, step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
     let dead_letter_id = dead_letter(route, original, &failure, store).await?;
@@ -76,21 +77,26 @@ async fn dead_letter(
         message: original,
     };
     let id = store_with_retry(store, &record).await?;
-    if let Some(endpoint) = &route.dead_letter {
-        let mut envelope = Message::json(serde_json::json!({
-            "dead_letter_id": id,
-            "route": record.route,
-            "step": record.step,
-            "error": record.error,
-            "attempts": record.attempts,
-            "message": serde_json::to_value(&record.message).unwrap_or(Value::Null),
-        }));
-        envelope.meta.route = route.id.to_string();
-        if let Err(e) = endpoint.send(&envelope).await {
-            tracing::error!(route = %route.id, dead_letter_id = %id, error = %e, sink = %endpoint.describe(), "dead-letter sink failed; the message is kept in the store");
-        }
+    if let Some(endpoint) = &route.dead_letter
+        && let Err(e) = endpoint.send(&envelope(&route.id, Some(&id), failure, &record.message)).await
+    {
+        tracing::error!(route = %route.id, dead_letter_id = %id, error = %e, sink = %endpoint.describe(), "dead-letter sink failed; the message is kept in the store");
     }
     Ok(id)
+}
+
+/// What a route's `dead_letter` endpoint is sent: the failure, and the original message whole.
+pub fn envelope(route: &str, dead_letter_id: Option<&str>, failure: &Failure, original: &Message) -> Message {
+    let mut envelope = Message::json(serde_json::json!({
+        "dead_letter_id": dead_letter_id,
+        "route": route,
+        "step": failure.step,
+        "error": failure.error.message,
+        "attempts": failure.attempts,
+        "message": serde_json::to_value(original).unwrap_or(Value::Null),
+    }));
+    envelope.meta.route = route.to_owned();
+    envelope
 }
 
 /// A store that hiccups should not turn a failure into a loss: a few quick tries first.

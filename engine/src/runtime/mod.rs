@@ -2,6 +2,7 @@
 //! stop that lets in-flight messages finish.
 
 pub mod deliver;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Drives a stateful step's timer (an aggregate's timeout): what it releases continues down
-//! the route from the next step.
+//! the route from the next step. On stop, everything it still holds is released.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,7 @@ pub(super) async fn run(route: Arc<Route>, index: usize, mut cx: SourceCx) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = crate::runtime::stopped(&mut cx.stop) => return,
+            () = crate::runtime::stopped(&mut cx.stop) => break,
         }
         let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
         for msg in timed.expired(Instant::now()) {
@@ -24,5 +24,10 @@ pub(super) async fn run(route: Arc<Route>, index: usize, mut cx: SourceCx) {
                 drop(permit);
             });
         }
+    }
+    // Stopping: what is still held goes down the route now rather than vanish with the process.
+    let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
+    for msg in timed.drain() {
+        super::deliver_surely(&route, index + 1, msg, &cx.store).await;
     }
 }

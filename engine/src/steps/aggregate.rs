@@ -1,6 +1,7 @@
 //! `aggregate`: collects messages with the same correlation key into one, when `size` of them
-//! arrived or `timeout` passed since the first. Groups are held in memory: a crash loses the
-//! messages of incomplete groups (like Camel's default in-memory aggregation repository).
+//! arrived or `timeout` passed since the first. Groups are held in memory: a clean stop
+//! releases incomplete groups down the route, but a crash loses them (like Camel's default
+//! in-memory aggregation repository); a durable repository in the store is still to come.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -95,11 +96,11 @@ impl Step for Aggregate {
             return Ok(Outcome::Drop);
         }
         let group = groups.remove(&key).expect("the group was just filled");
-        Ok(Outcome::One(Self::complete(key, group)))
+        Ok(Outcome::Begins(Self::complete(key, group)))
     }
 
     fn timed(&self) -> Option<&dyn Timed> {
-        self.timeout.is_some().then_some(self as &dyn Timed)
+        Some(self)
     }
 }
 
@@ -115,5 +116,10 @@ impl Timed for Aggregate {
         let due: Vec<String> =
             groups.iter().filter(|(_, g)| now.duration_since(g.started) >= timeout).map(|(k, _)| k.clone()).collect();
         due.into_iter().filter_map(|k| groups.remove(&k).map(|g| Self::complete(k, g))).collect()
+    }
+
+    fn drain(&self) -> Vec<Message> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.drain().map(|(k, g)| Self::complete(k, g)).collect()
     }
 }

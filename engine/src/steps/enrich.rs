@@ -42,6 +42,10 @@ struct Enrich {
 
 #[async_trait]
 impl Step for Enrich {
+    fn calls_out(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         let reply = self.endpoint.request(&msg).await?.body.to_json();
         let body = msg.body.to_json();

@@ -42,6 +42,12 @@ pub use aggregate::Aggregate;
 pub trait Step: Send + Sync {
     async fn apply(&self, msg: Message, cx: &RunCx) -> Result<Outcome, StepError>;
 
+    /// Whether the step calls out through a connector, so it can fail in a way that passes
+    /// (and is worth retrying); pure steps are never retried.
+    fn calls_out(&self) -> bool {
+        false
+    }
+
     /// Steps that complete work on a timer (an aggregation's timeout) expose it here; the
     /// runtime polls it and sends what it returns down the rest of the route.
     fn timed(&self) -> Option<&dyn Timed> {
@@ -55,6 +61,8 @@ pub trait Timed: Send + Sync {
     fn period(&self) -> Duration;
     /// Messages whose time has come.
     fn expired(&self, now: Instant) -> Vec<Message>;
+    /// Everything still held, released at once (the process is stopping).
+    fn drain(&self) -> Vec<Message>;
 }
 
 /// What a step made of a message.
@@ -64,6 +72,9 @@ pub trait Timed: Send + Sync {
 pub enum Outcome {
     One(Message),
     Many(Vec<Message>),
+    /// A new message begins here (an aggregate's output): should what follows fail, this is
+    /// the message to dead-letter, and a replay resumes after this step.
+    Begins(Message),
     /// Filtered out, absorbed into an aggregate, or a duplicate: nothing goes on, and that is not an error.
     Drop,
 }

@@ -31,6 +31,10 @@ struct Request {
 
 #[async_trait]
 impl Step for Request {
+    fn calls_out(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         let reply = self.endpoint.request(&msg).await?;
         msg.body = reply.body;

@@ -31,6 +31,10 @@ struct To {
 
 #[async_trait]
 impl Step for To {
+    fn calls_out(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         self.endpoint.send(&msg).await?;
         Ok(Outcome::One(msg))

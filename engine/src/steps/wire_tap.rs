@@ -36,6 +36,10 @@ struct WireTap {
 
 #[async_trait]
 impl Step for WireTap {
+    fn calls_out(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, msg: Message, cx: &RunCx) -> Result<Outcome, StepError> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| StepError::fatal("wire tap closed"))?;
         let endpoint = self.endpoint.clone();

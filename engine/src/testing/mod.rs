@@ -167,10 +167,7 @@ async fn run_file(
         // Wire taps send in the background; give them their turn before reading the journal.
         tokio::time::sleep(Duration::from_millis(5)).await;
         if let (Err(failure), Some(dl)) = (&run, &route.dead_letter) {
-            let envelope = Message::json(
-                serde_json::json!({ "route": &*route.id, "step": failure.step, "error": failure.error.message, "message": msg.body.to_json() }),
-            );
-            let _ = dl.send(&envelope).await;
+            let _ = dl.send(&crate::runtime::deliver::envelope(&route.id, None, failure, &msg)).await;
         }
         let problems = check(&case.expect, run, journal.take());
         results.push(CaseResult { file: shown.to_path_buf(), name: case.name, problems });

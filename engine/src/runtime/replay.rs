@@ -1,0 +1,48 @@
+//! Replaying a dead letter: its original message through its route again, once.
+
+use super::deliver::{Delivered, deliver_from};
+use crate::route::RouteTable;
+use crate::route::pipeline::Failure;
+use crate::store::{Store, StoreError};
+
+/// How a replay ended.
+#[derive(Debug)]
+pub enum Replayed {
+    Done,
+    /// The route failed again; the message is a new dead letter.
+    FailedAgain {
+        failure: Failure,
+        dead_letter_id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no dead letter {0}; `junction dead-letters list --all` shows them")]
+    NotFound(String),
+    #[error("dead letter {0} was already replayed")]
+    AlreadyReplayed(String),
+    #[error("route {0} no longer exists, so its dead letters cannot be replayed")]
+    RouteGone(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Replays dead letter `id`. It is claimed before it is delivered, so two replays of one dead
+/// letter (twice in a row, or at once) cannot both send it. Replay starts where the message
+/// entered the route: the first step, or the step after the aggregate that made it.
+pub async fn replay(table: &RouteTable, store: &Store, id: &str) -> Result<Replayed, ReplayError> {
+    let dead = store.get_dead_letter(id).await?.ok_or_else(|| ReplayError::NotFound(id.to_owned()))?;
+    if dead.replayed_at.is_some() {
+        return Err(ReplayError::AlreadyReplayed(id.to_owned()));
+    }
+    let route = table.get(&dead.route).ok_or_else(|| ReplayError::RouteGone(dead.route.clone()))?;
+    if !store.mark_dead_letter_replayed(id).await? {
+        return Err(ReplayError::AlreadyReplayed(id.to_owned()));
+    }
+    let start = dead.message.meta.resume_at;
+    Ok(match deliver_from(route, start, dead.message, store).await? {
+        Delivered::Done(_) => Replayed::Done,
+        Delivered::DeadLettered { failure, dead_letter_id } => Replayed::FailedAgain { failure, dead_letter_id },
+    })
+}
