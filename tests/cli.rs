@@ -29,6 +29,8 @@ fn check_reports_every_error_with_file_line_col() {
         ("routes/f.yaml", "route: f\nfrom: { schedule: { every: soon } }\n"),
         ("routes/g.yaml", "route: g\nfrom: { http: { method: POST, path: /g, auth: jwt } }\n"),
         ("routes/h.yaml", "route: h\nfrom: { bus: { topic: t } }\nmax_in_flight: many\n"),
+        ("routes/j.yaml", "route: j\nfrom: { bus: { topic: t } }\nfrom_typo: 1\nmax_in_flite: 2\n"),
+        ("routes/k.yaml", "route: k\nfrom: { bus: { topic: t, group: j } }\n"),
         (
             "routes/i.yaml",
             "route: i\nfrom: { bus: { topic: t } }\nsteps:\n  - request: { connector: bus, topic: x }\n  - to: { connector: crm, method: FETCH }\n",
@@ -57,6 +59,9 @@ fn check_reports_every_error_with_file_line_col() {
         "routes/g.yaml:2:47: unknown auth scheme `jwt`",
         "routes/h.yaml:3:16: invalid type: string \"many\", expected usize",
         "routes/i.yaml:4:14: the bus has no request/reply; use `to` to publish",
+        "routes/j.yaml:3:1: unknown field `from_typo`",
+        "routes/j.yaml:4:1: unknown field `max_in_flite` (did you mean `max_in_flight`?)",
+        "routes/k.yaml:1:8: route `j` already consumes topic t as group j; give this route its own `group`",
         "routes/i.yaml:5:9: connector `crm` has errors in junction.yaml",
     ];
     for line in expected {

@@ -175,3 +175,31 @@ async fn path_parameters_and_aggregate_timeouts() {
     // The group never reaches its size: only the timeout can release it.
     j.wait_for_log("batch of ", Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_timeout_answers_but_the_route_finishes_and_a_stop_releases_held_groups() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        (
+            "routes/slow.yaml",
+            "route: slow\nfrom: { http: { method: POST, path: /slow, auth: none, timeout: 200ms } }\nsteps:\n  - delay: 600ms\n  - log: \"slow finished ${body.n}\"\n",
+        ),
+        (
+            "routes/batch.yaml",
+            "route: batch\nfrom: { schedule: { every: 50ms } }\nsteps:\n  - aggregate: { key: '\"all\"', size: 100000 }\n  - log: \"released ${body.len()} on stop\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let resp = client().post(j.url("/slow")).body(r#"{"n": 7}"#).send().await.expect("send");
+    let p = problem(resp, 503, "timeout").await;
+    assert!(p["message_id"].is_string(), "{p}");
+    j.wait_for_log("slow finished 7", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = j.logs();
+    assert!(!logs.contains("on stop"), "the group has no timeout and is far from full: {logs}");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    assert!(j.terminate_keeping_log(&log).success());
+    let logs = log.lock().expect("log").clone();
+    assert!(logs.contains("on stop\""), "a stop should release the held group down the route:\n{logs}");
+}

@@ -88,6 +88,16 @@ impl Junction {
         }
     }
 
+    /// SIGTERM like [`Junction::terminate`], copying the whole log (to the exit) into `into`.
+    pub fn terminate_keeping_log(self, into: &Arc<Mutex<String>>) -> std::process::ExitStatus {
+        let log = self.log.clone();
+        let status = self.terminate();
+        // The reader thread drains stderr until the pipe closes with the process.
+        std::thread::sleep(Duration::from_millis(100));
+        *into.lock().expect("log lock") = log.lock().expect("log lock").clone();
+        status
+    }
+
     /// SIGKILL: a crash, nothing gets to finish.
     pub fn crash(mut self) {
         let _ = self.child.kill();
@@ -135,12 +145,10 @@ pub fn sqlite_store() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
-/// The CRM deal the benchmark posts.
+/// The CRM deal the benchmark posts (a copy lives in examples/ for the README's curl lines).
 pub fn deal() -> String {
-    std::fs::read_to_string(root().join("../shared/bench/deal.json")).unwrap_or_else(|_| DEAL.to_owned())
+    std::fs::read_to_string(root().join("examples/crm-deal.json")).expect("examples/crm-deal.json")
 }
-
-const DEAL: &str = r#"{"id":"D-100245","title":"Spring campaign 2027 / Romashka LLC","client":{"inn":"7701234567","name":"Romashka LLC","kpp":"770101001"},"amount":1250000.5,"currency":"RUB","stage":"won","owner":"ivanov@agency.example","created_at":"2026-11-20T10:15:00Z","items":[{"channel":"search","platform":"yandex_direct","budget":400000},{"channel":"social","platform":"vk_ads","budget":300000},{"channel":"video","platform":"youtube","budget":250000},{"channel":"display","platform":"mytarget","budget":200000.5},{"channel":"audio","platform":"yandex_music","budget":100000}],"tags":["q2","priority","new-client"],"comment":"Client asked for a media plan with weekly flighting and brand safety filters; KPI: CPM under 350 RUB and CTR above 0.8%."}"#;
 
 /// A scripted HTTP server standing in for a third-party API: answers each request with the
 /// next scripted response (the last one repeats) and records the request bodies.
