@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use junction_engine::config::Loader;
 use junction_engine::config::error::Diagnostics;
 use junction_engine::connector::Resources;
 use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
-use junction_engine::runtime::replay::Replayed;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
+
+mod dead_letters;
+
+use dead_letters::DeadLetterCommand;
 
 // Every message allocates (JSON values, script values); mimalloc handles that churn across
 // worker threads much better than the system allocator.
@@ -66,33 +68,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum DeadLetterCommand {
-    /// List dead letters, newest first.
-    List {
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-        /// Only this route's.
-        #[arg(long)]
-        route: Option<String>,
-        /// Include dead letters that were already replayed.
-        #[arg(long)]
-        all: bool,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run a dead letter's original message through its route again.
-    Replay {
-        /// The dead letter's id (from `list`).
-        id: String,
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Run { .. }));
@@ -132,11 +107,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test { dir } => test(&dir).await,
         Command::Graph { dir } => Ok(with_project(&dir, |p| print!("{}", junction_engine::graph::mermaid(&p.routes)))),
         Command::Routes { dir } => Ok(with_project(&dir, print_routes)),
-        Command::DeadLetters { command } => dead_letters(command).await,
+        Command::DeadLetters { command } => dead_letters::run(command).await,
     }
 }
 
-fn loader() -> Loader {
+pub(crate) fn loader() -> Loader {
     Loader {
         registry: junction_connectors::registry(),
         resources: Resources::default(),
@@ -146,7 +121,7 @@ fn loader() -> Loader {
     }
 }
 
-fn report(diags: &Diagnostics) -> ExitCode {
+pub(crate) fn report(diags: &Diagnostics) -> ExitCode {
     eprint!("{diags}");
     let n = diags.len();
     eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
@@ -244,73 +219,4 @@ async fn test(dir: &Path) -> anyhow::Result<ExitCode> {
     }
     println!("{} passed, {failed} failed", results.len() - failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Opens the project's store (and bus, for replays) as `run` would.
-async fn open_project(
-    dir: &Path,
-) -> anyhow::Result<Result<(junction_engine::config::Project, junction_engine::store::Store), Diagnostics>> {
-    let mut l = loader();
-    let settings = match l.load(dir) {
-        Ok(p) => p.settings,
-        Err(d) => return Ok(Err(d)),
-    };
-    let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
-    let bus = junction_engine::bus::EmbeddedBus::new(store.clone());
-    l.resources = Resources { store: Some(store.clone()), bus: Some(bus) };
-    Ok(l.load(dir).map(|p| (p, store)))
-}
-
-async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        DeadLetterCommand::List { dir, route, all, limit, json } => {
-            let (_, store) = match open_project(&dir).await? {
-                Ok(p) => p,
-                Err(d) => return Ok(report(&d)),
-            };
-            let filter = junction_engine::store::DeadLetterFilter {
-                route,
-                include_replayed: all,
-                limit: Some(limit),
-                before: None,
-            };
-            let list = store.list_dead_letters(&filter).await?;
-            for dl in &list {
-                if json {
-                    println!("{}", serde_json::to_string(dl)?);
-                } else {
-                    let replayed = if dl.replayed_at.is_some() { " (replayed)" } else { "" };
-                    println!(
-                        "{}  {}  {}  {} attempt(s)  {}{replayed}",
-                        dl.id,
-                        dl.created_at.to_rfc3339(),
-                        dl.route,
-                        dl.attempts,
-                        dl.error
-                    );
-                }
-            }
-            eprintln!("{} dead letter{}", list.len(), if list.len() == 1 { "" } else { "s" });
-            Ok(ExitCode::SUCCESS)
-        }
-        DeadLetterCommand::Replay { id, dir } => {
-            let (project, store) = match open_project(&dir).await? {
-                Ok(p) => p,
-                Err(d) => return Ok(report(&d)),
-            };
-            match junction_engine::runtime::replay::replay(&project.routes, &store, &id).await? {
-                Replayed::Done => {
-                    println!("replayed {id}: done");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Replayed::FailedAgain { failure, dead_letter_id } => {
-                    println!(
-                        "replayed {id}: failed again at {}: {} (new dead letter {dead_letter_id})",
-                        failure.step, failure.error.message
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-    }
 }
