@@ -53,6 +53,8 @@ fn main() {
     time("transform (Rhai, whole run)", n, || drop(black_box(engine.run(&script, input()))));
     let empty = engine.compile("empty", "body").expect("compiles");
     time("  of which: body in and out (`body`)", n, || drop(black_box(engine.run(&empty, input()))));
+    let body_in = engine.compile("body in", "body.id").expect("compiles");
+    time("  of which: body in (`body.id`)", n, || drop(black_box(engine.run(&body_in, input()))));
     let constant = engine.compile("constant", "1").expect("compiles");
     time("  of which: a run's fixed cost (`1`)", n, || drop(black_box(engine.run(&constant, input()))));
     let items = engine.compile("items", "let s = 0; for i in body.items { s += i.budget } s").expect("compiles");

@@ -27,7 +27,13 @@ pub(super) fn to_rhai(value: &Value) -> Dynamic {
 }
 
 pub(super) fn map_to_rhai(map: &Map<String, Value>) -> Dynamic {
-    Dynamic::from_map(map.iter().map(|(k, v)| (k.as_str().into(), to_rhai(v))).collect::<RhaiMap>())
+    // Inserting one by one: `collect` would gather the pairs into a vector and sort it first,
+    // which costs more than the map itself for the small objects messages are made of.
+    let mut out = RhaiMap::new();
+    for (k, v) in map {
+        out.insert(k.as_str().into(), to_rhai(v));
+    }
+    Dynamic::from_map(out)
 }
 
 /// A script's value as JSON, moving out of it rather than copying; unit becomes null.
