@@ -106,20 +106,26 @@ async fn accept(
         message(&parts, body, params, &request, Some(id))
     };
     let message_id = msg.id.clone();
+    // The run is a task of its own: a caller that hangs up or stops waiting must not cancel
+    // it halfway (that would lose the message); it finishes, or is dead-lettered, regardless.
     let mut run = {
         let (route, store) = (route.clone(), state.store.clone());
-        Box::pin(async move {
+        tokio::spawn(async move {
             let result = deliver_with(&route, 0, msg, rebuild, &store).await;
             drop(permit);
             result
         })
     };
     let result = tokio::select! {
-        r = &mut run => r,
+        r = &mut run => match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(route = %route.id, message_id, error = %e, "a route run panicked");
+                return Ok(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", "the route failed unexpectedly; see the logs")
+                    .into_response(request_id));
+            }
+        },
         () = tokio::time::sleep(source.timeout) => {
-            // The caller stops waiting; the route does not: cancelling it halfway would lose
-            // the message. It finishes, or is dead-lettered, on its own.
-            tokio::spawn(run);
             return Ok(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
