@@ -207,7 +207,7 @@ struct HttpCall {
 
 impl HttpCall {
     fn eval(&self, script: &Script, msg: &Message) -> Result<Value, ConnectorError> {
-        let body = msg.body.to_json();
+        let body = msg.body.json();
         self.scripts
             .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
             .map_err(|e| ConnectorError::fatal(e.to_string()))

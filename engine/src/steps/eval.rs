@@ -3,17 +3,13 @@
 use serde_json::Value;
 
 use super::StepError;
-use crate::message::{Body, Message};
+use crate::message::Message;
 use crate::script::{Script, ScriptEngine, ScriptInput};
 
-fn with_input<T>(msg: &Message, f: impl FnOnce(ScriptInput<'_>) -> T) -> T {
-    match &msg.body {
-        Body::Json(body) => f(ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] }),
-        Body::Bytes(_) => {
-            let body = msg.body.to_json();
-            f(ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
-        }
-    }
+/// The message as a script sees it (a bytes body as a string, JSON borrowed).
+pub(super) fn with_input<T>(msg: &Message, f: impl FnOnce(ScriptInput<'_>) -> T) -> T {
+    let body = msg.body.json();
+    f(ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
 }
 
 pub(super) fn eval(engine: &ScriptEngine, script: &Script, msg: &Message) -> Result<Value, StepError> {

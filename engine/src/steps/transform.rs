@@ -10,7 +10,7 @@ use crate::config::node::{Node, NodeValue, Pos};
 use crate::message::{Body, Message};
 use crate::route::compile::CompileCx;
 use crate::route::pipeline::RunCx;
-use crate::script::{Script, ScriptEngine, ScriptInput};
+use crate::script::{Script, ScriptEngine};
 
 /// `transform: crm_deal_to_master_deal.rhai` (a file in `transforms/`), or inline:
 /// `transform: { script: "body.total = body.items.len(); body" }`.
@@ -53,16 +53,7 @@ struct Transform {
 #[async_trait]
 impl Step for Transform {
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
-        let out = match &msg.body {
-            Body::Json(body) => self
-                .engine
-                .run(&self.script, ScriptInput { body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?,
-            Body::Bytes(_) => {
-                let body = msg.body.to_json();
-                self.engine
-                    .run(&self.script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })?
-            }
-        };
+        let out = super::eval::with_input(&msg, |input| self.engine.run(&self.script, input))?;
         msg.body = Body::Json(out.body);
         msg.headers = out.headers;
         Ok(Outcome::One(msg))
