@@ -54,7 +54,12 @@ fn is_zero(n: &usize) -> bool {
 impl Message {
     /// A new message with a fresh time-ordered id.
     pub fn new(body: Body) -> Self {
-        Self { id: uuid::Uuid::now_v7().to_string(), headers: Headers::new(), body, meta: Meta::default() }
+        Self::with_id(uuid::Uuid::now_v7().to_string(), body)
+    }
+
+    /// A new message under an id the caller already has (an HTTP request's id, say).
+    pub fn with_id(id: String, body: Body) -> Self {
+        Self { id, headers: Headers::new(), body, meta: Meta::default() }
     }
 
     pub fn json(body: Value) -> Self {

@@ -14,6 +14,7 @@ use super::problem::{self, Problem};
 use crate::message::{Body, Message};
 use crate::route::{HttpSource, Route, Source};
 use crate::runtime::deliver::{Delivered, deliver_with};
+use crate::runtime::detach::detach_on_drop;
 use crate::steps::ErrorKind;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -106,11 +107,11 @@ async fn accept(
         message(&parts, body, params, &request, Some(id))
     };
     let message_id = msg.id.clone();
-    // The run is a task of its own: a caller that hangs up or stops waiting must not cancel
-    // it halfway (that would lose the message); it finishes, or is dead-lettered, regardless.
+    // A caller that hangs up or stops waiting must not cancel the run halfway (that would
+    // lose the message); it finishes, or is dead-lettered, regardless.
     let mut run = {
         let (route, store) = (route.clone(), state.store.clone());
-        tokio::spawn(async move {
+        detach_on_drop(async move {
             let result = deliver_with(&route, 0, msg, rebuild, &store).await;
             drop(permit);
             result
@@ -119,8 +120,9 @@ async fn accept(
     let result = tokio::select! {
         r = &mut run => match r {
             Ok(r) => r,
-            Err(e) => {
-                tracing::error!(route = %route.id, message_id, error = %e, "a route run panicked");
+            Err(panic) => {
+                let error = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("a panic");
+                tracing::error!(route = %route.id, message_id, error, "a route run panicked");
                 return Ok(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", "the route failed unexpectedly; see the logs")
                     .into_response(request_id));
             }
@@ -198,10 +200,10 @@ fn message(
     request_id: &str,
     id: Option<String>,
 ) -> Message {
-    let mut msg = Message::new(body);
-    if let Some(id) = id {
-        msg.id = id;
-    }
+    let mut msg = match id {
+        Some(id) => Message::with_id(id, body),
+        None => Message::new(body),
+    };
     msg.headers = request_headers(&parts.headers);
     msg.meta.source = source_meta(parts, params, request_id);
     msg

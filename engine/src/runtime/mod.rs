@@ -2,6 +2,7 @@
 //! stop that lets in-flight messages finish.
 
 pub mod deliver;
+pub mod detach;
 pub mod replay;
 
 use std::collections::HashMap;

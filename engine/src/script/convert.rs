@@ -36,18 +36,28 @@ pub(super) fn map_to_rhai(map: &Map<String, Value>) -> Dynamic {
     Dynamic::from_map(out)
 }
 
-/// A script's value as JSON, moving out of it rather than copying; unit becomes null.
+/// A script's value as JSON, moving out of it where it can; unit becomes null.
 pub(super) fn to_json(value: Dynamic, depth: usize) -> Result<Value, Unconvertible> {
     if depth > MAX_JSON_DEPTH {
         return Err(Unconvertible::TooDeep);
     }
     // A variable captured by a closure is shared; JSON wants the plain value inside.
     let value = value.flatten();
-    if value.is_unit() {
-        return Ok(Value::Null);
+    // The common types first; `try_cast` rather than `cast`, which names the type up front
+    // for a panic message it never needs.
+    if value.is_map() {
+        let map = value.try_cast::<RhaiMap>().unwrap_or_default();
+        let mut out = Map::with_capacity(map.len());
+        for (k, v) in map {
+            out.insert(k.into(), to_json(v, depth + 1)?);
+        }
+        return Ok(Value::Object(out));
     }
-    if let Ok(b) = value.as_bool() {
-        return Ok(Value::Bool(b));
+    if value.is_string() {
+        // Copied from the text: most strings a script returns are shared with its input, and
+        // taking one out of its shared box would copy it twice.
+        let s = value.into_immutable_string().unwrap_or_default();
+        return Ok(Value::String(s.as_str().to_owned()));
     }
     if let Ok(i) = value.as_int() {
         return Ok(Value::from(i));
@@ -57,23 +67,22 @@ pub(super) fn to_json(value: Dynamic, depth: usize) -> Result<Value, Unconvertib
             .map(Value::Number)
             .ok_or_else(|| Unconvertible::Other(format!("{f} is not a number JSON can hold")));
     }
-    if value.is_string() {
-        return value.into_string().map(Value::String).map_err(|t| Unconvertible::Other(t.into()));
+    if value.is_array() {
+        let items = value.try_cast::<Array>().unwrap_or_default();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(to_json(item, depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if value.is_unit() {
+        return Ok(Value::Null);
     }
     if let Ok(c) = value.as_char() {
         return Ok(Value::String(c.to_string()));
-    }
-    if value.is_array() {
-        let items = value.into_array().map_err(|t| Unconvertible::Other(t.into()))?;
-        return items.into_iter().map(|v| to_json(v, depth + 1)).collect::<Result<Vec<_>, _>>().map(Value::Array);
-    }
-    if value.is_map() {
-        let map = value.cast::<RhaiMap>();
-        let mut out = Map::with_capacity(map.len());
-        for (k, v) in map {
-            out.insert(k.into(), to_json(v, depth + 1)?);
-        }
-        return Ok(Value::Object(out));
     }
     // Blobs, timestamps and other rare types: the generic route.
     rhai::serde::from_dynamic(&value).map_err(|e| Unconvertible::Other(e.to_string()))
