@@ -87,9 +87,22 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
     problem(resp, 405, "method-not-allowed").await;
 
     // Accepted into the durable queue, then carried through two routes and the bus.
+    // Unsigned, it is refused; signed by the CRM, it is accepted.
     let resp = c
         .post(j.url("/webhooks/crm/deals"))
         .header("content-type", "application/json")
+        .body(deal())
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(resp.status(), 401);
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs().to_string();
+    let signature = junction_engine::gateway::auth::sign_webhook(b"dev-crm-webhook-secret", &ts, deal().as_bytes());
+    let resp = c
+        .post(j.url("/webhooks/crm/deals"))
+        .header("content-type", "application/json")
+        .header("x-timestamp", &ts)
+        .header("x-signature", signature)
         .body(deal())
         .send()
         .await

@@ -47,3 +47,23 @@ async fn the_first_route_in_five_minutes() {
     );
     assert!(err.contains("(did you mean `transform`?)\n1 error found"), "{err}");
 }
+
+/// The README's signed webhook call, run by a shell as written there (against a test port).
+#[tokio::test]
+async fn the_signed_webhook_curl_lines_work() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
+    let start = readme.find("ts=$(date +%s)").expect("the README signs the webhook call");
+    let end = start + readme[start..].find("# → 202").expect("the webhook call ends with its answer");
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store)]);
+    let script = readme[start..end]
+        .replace("localhost:8080", &j.addr)
+        .replace("curl -s", "curl -s -o /dev/null -w '%{http_code}'");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(common::root())
+        .output()
+        .expect("bash runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -16,6 +16,7 @@
 //! - [`store`]: the engine's own tables (SQLite by default, Postgres when configured).
 
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod connector;
 pub mod gateway;

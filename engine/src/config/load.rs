@@ -1,6 +1,6 @@
 //! Loads a project directory; collects every error before giving up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use super::node::{Node, NodeValue, Pos};
 use super::root::RootSpec;
 use super::{Project, Settings};
 use crate::connector::{BuildCx, Connector, Registry, Resources};
+use crate::gateway::auth::{Authenticator, SchemeSpec};
 use crate::route::compile::{CompileCx, Connectors, ProjectPaths};
 use crate::route::spec::RouteSpec;
 use crate::route::{self, HttpDefaults, RouteTable, Source};
@@ -99,8 +100,12 @@ impl Loader {
         let defaults = HttpDefaults {
             max_body: spec.gateway.max_body.map_or(1 << 20, |b| b.0),
             timeout: spec.gateway.timeout.map_or(Duration::from_secs(30), |t| t.0),
+            auth: BTreeMap::new(),
+            broken_auth: Default::default(),
         };
-        let routes = self.routes(&paths, &files, &connectors, &build, defaults, &mut diags);
+        let mut defaults = defaults;
+        (defaults.auth, defaults.broken_auth) = auth_schemes(&paths, &spec, &shown_root, &mut diags);
+        let routes = self.routes(&paths, &files, &connectors, &build, &defaults, &mut diags);
         diags.into_result(Project { paths, settings, routes, connectors, scripts: self.scripts.clone() })
     }
 
@@ -126,11 +131,12 @@ impl Loader {
             ));
             store.clone()
         };
-        if spec.cache.value != "memory" {
+        let cache = or_env(&spec.cache, "JUNCTION_CACHE");
+        if !(cache == "memory" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
             diags.push(Diagnostic::new(
                 file,
                 Some(Pos::of(&spec.cache)),
-                format!("unknown cache `{}`; only `memory` is available yet", spec.cache.value),
+                format!("unknown cache `{cache}`; use `memory` or redis://host:6379"),
             ));
         }
         if spec.bus.value != "embedded" {
@@ -143,9 +149,11 @@ impl Loader {
         Settings {
             listen: or_env(&spec.listen, "JUNCTION_LISTEN"),
             store,
-            cache: spec.cache.value.clone(),
+            cache,
             bus: spec.bus.value.clone(),
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            audit_mode: spec.audit.http,
+            audit_retention: spec.audit.retention.map(|d| d.0),
         }
     }
 
@@ -214,7 +222,7 @@ impl Loader {
         files: &[PathBuf],
         connectors: &Connectors,
         build: &BuildCx<'_>,
-        defaults: HttpDefaults,
+        defaults: &HttpDefaults,
         diags: &mut Diagnostics,
     ) -> RouteTable {
         let mut table = RouteTable::default();
@@ -296,6 +304,55 @@ impl Loader {
         }
         table
     }
+}
+
+/// The `auth:` section's schemes, each checked where it is written.
+/// The `auth:` section's schemes, each checked where it is written; and the names of those
+/// that failed.
+fn auth_schemes(
+    paths: &ProjectPaths,
+    spec: &RootSpec,
+    file: &Path,
+    diags: &mut Diagnostics,
+) -> (BTreeMap<String, Arc<Authenticator>>, BTreeSet<String>) {
+    let (mut out, mut broken) = (BTreeMap::new(), BTreeSet::new());
+    let entries = match spec.auth.as_ref().map(|n| &n.value) {
+        None | Some(NodeValue::Null) => return (out, broken),
+        Some(NodeValue::Map(entries)) => entries,
+        Some(_) => {
+            let pos = spec.auth.as_ref().map(|n| n.pos);
+            diags.push(Diagnostic::new(
+                file,
+                pos,
+                "`auth` is a mapping of names to `{ api_key | jwt | hmac | basic: {…} }`",
+            ));
+            return (out, broken);
+        }
+    };
+    for (name, node) in entries {
+        if name.name == "none" {
+            diags.push(Diagnostic::new(file, Some(name.pos), "`none` is reserved: it is what an open endpoint says"));
+            continue;
+        }
+        let scheme: SchemeSpec = match node.parse() {
+            Ok(s) => s,
+            Err(e) => {
+                diags.push(Diagnostic::from_node(file, e));
+                broken.insert(name.name.clone());
+                continue;
+            }
+        };
+        match Authenticator::new(&scheme, &paths.root) {
+            Ok(a) => {
+                out.insert(name.name.clone(), a);
+            }
+            Err(e) => {
+                diags.push(Diagnostic::new(file, Some(node.pos), format!("auth scheme `{}`: {e}", name.name)));
+                broken.insert(name.name.clone());
+            }
+        }
+    }
+    (out, broken)
 }
 
 /// Reports every key of a file's top mapping that `T` does not have, and removes them so the

@@ -37,6 +37,8 @@ pub struct Settings {
     pub cache: String,
     pub bus: String,
     pub shutdown_timeout: Duration,
+    pub audit_mode: crate::gateway::AuditMode,
+    pub audit_retention: Option<Duration>,
 }
 
 /// The process environment as a map, for `${VAR}` substitution.

@@ -5,6 +5,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::duration::{ByteSize, ConfigDuration};
 use super::node::Node;
+use crate::gateway::AuditMode;
 
 /// The root config of a project.
 #[derive(Debug, Deserialize)]
@@ -17,7 +18,8 @@ pub struct RootSpec {
     /// Left out: `$JUNCTION_STORE`, then `sqlite://data/junction.db`.
     #[serde(default = "default_store")]
     pub store: Spanned<String>,
-    /// `memory` (Redis arrives with the scale-out work).
+    /// `memory`, or `redis://…` so rate limits and idempotency keys hold across instances.
+    /// Left out: `$JUNCTION_CACHE`, then `memory`.
     #[serde(default = "default_cache")]
     pub cache: Spanned<String>,
     /// `embedded` (Kafka and RabbitMQ arrive with their connectors).
@@ -26,14 +28,33 @@ pub struct RootSpec {
     /// Route files, or folders of them (`*.yaml`, `*.yml`), relative to the project.
     #[serde(default = "default_routes")]
     pub routes: Vec<Spanned<String>>,
+    /// Named auth schemes routes refer to: `name: { api_key: {…} }`, or `jwt`, `hmac`, `basic`.
+    #[serde(default)]
+    pub auth: Option<Node>,
     /// Named connectors: `name: { kind: http, …options of the kind }`.
     #[serde(default)]
     pub connectors: Option<Node>,
     #[serde(default)]
     pub gateway: GatewaySpec,
+    /// What the audit log keeps, and for how long.
+    #[serde(default)]
+    pub audit: AuditSpec,
     /// How long `SIGTERM`/Ctrl-C waits for in-flight messages before exiting (default 30s).
     #[serde(default)]
     pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+/// `audit: { http: authenticated, retention: 90d }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// Which gateway requests are recorded: `authenticated` (default: requests to endpoints
+    /// with an auth scheme), `all`, or `off`. Admin API calls are always recorded.
+    #[serde(default)]
+    pub http: AuditMode,
+    /// How long records are kept (default: forever).
+    #[serde(default)]
+    pub retention: Option<ConfigDuration>,
 }
 
 /// Defaults for every http route.

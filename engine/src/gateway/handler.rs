@@ -1,16 +1,23 @@
-//! One HTTP request: find its route, read and check the body, run the route, answer.
+//! One HTTP request: find its endpoint, run it through the endpoint's layers, answer; and,
+//! innermost, the route itself: read and check the body, run the route.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
+use tower::{Service, ServiceExt};
 
-use super::State;
 use super::endpoints::Lookup;
 use super::problem::{self, Problem};
+use super::{GatewayRequest, GatewayResponse, RequestCx, Shared, State};
 use crate::message::{Body, Message};
 use crate::route::{HttpSource, Route, Source};
 use crate::runtime::deliver::{Delivered, deliver_with};
@@ -19,53 +26,119 @@ use crate::steps::ErrorKind;
 
 const REQUEST_ID: &str = "x-request-id";
 
-pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 200);
     // A request without an id gets a fresh one, which its message then takes as its own id.
-    let (request_id, fresh) = match given {
-        Some(v) => (v.to_owned(), false),
-        None => (uuid::Uuid::now_v7().to_string(), true),
+    let (request_id, fresh_id): (Arc<str>, bool) = match given {
+        Some(v) => (v.into(), false),
+        None => (uuid::Uuid::now_v7().to_string().into(), true),
     };
-    let mut resp = route_request(&state, req, &request_id, fresh).await;
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = route_request(
+        &state,
+        req,
+        RequestCx { request_id: request_id.clone(), fresh_id, peer, params: Vec::new() },
+        origin,
+    )
+    .await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
 
-async fn route_request(state: &State, req: Request<Incoming>, request_id: &str, fresh: bool) -> Response<Full<Bytes>> {
+async fn route_request(
+    state: &State,
+    req: Request<Incoming>,
+    mut cx: RequestCx,
+    origin: Option<HeaderValue>,
+) -> Response<Full<Bytes>> {
     let endpoints = state.endpoints.load();
-    let (route, params) = match endpoints.lookup(req.method(), req.uri().path()) {
-        Lookup::Found { route, params } => (route, params),
+    let (endpoint, params) = match endpoints.lookup(req.method(), req.uri().path()) {
+        Lookup::Found { endpoint, params } => (endpoint, params),
         Lookup::MethodNotAllowed(allowed) => {
-            let mut resp = problem::method_not_allowed(req.method(), &allowed).into_response(request_id);
+            if let Some(origin) = &origin
+                && req.method() == http::Method::OPTIONS
+                && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+            {
+                let cors = endpoints.cors_at(req.uri().path());
+                let cors: Vec<&super::cors::Cors> = cors.iter().map(Arc::as_ref).collect();
+                return super::cors::preflight(origin, &cors).unwrap_or_else(|| {
+                    Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "cors-origin-not-allowed",
+                        "Origin not allowed",
+                        "this origin may not call this endpoint",
+                    )
+                    .into_response(&cx.request_id)
+                });
+            }
+            let mut resp = problem::method_not_allowed(req.method(), &allowed).into_response(&cx.request_id);
             let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
             return resp;
         }
-        Lookup::NotFound => return problem::not_found(req.uri().path()).into_response(request_id),
+        Lookup::NotFound => return problem::not_found(req.uri().path()).into_response(&cx.request_id),
     };
     drop(endpoints);
-    let Source::Http(source) = &route.source else {
-        return problem::not_found(req.uri().path()).into_response(request_id);
-    };
-    match accept(state, &route, source, req, params, request_id, fresh).await {
-        Ok(resp) | Err(resp) => resp,
+    cx.params = params;
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(cx);
+    let req = Request::from_parts(parts, Either::Left(body));
+    let Ok(mut resp) = endpoint.service.clone().oneshot(req).await;
+    if let (Some(origin), Some(cors)) = (origin, endpoint.source().and_then(|s| s.cors.as_ref())) {
+        cors.decorate(&origin, resp.headers_mut());
+    }
+    resp
+}
+
+/// The innermost service of every endpoint: the route itself.
+#[derive(Clone)]
+pub(super) struct RouteService {
+    route: Arc<Route>,
+    shared: Arc<Shared>,
+}
+
+impl RouteService {
+    pub(super) fn new(route: Arc<Route>, shared: Arc<Shared>) -> Self {
+        Self { route, shared }
+    }
+}
+
+impl Service<GatewayRequest> for RouteService {
+    type Response = GatewayResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+        let (route, shared) = (self.route.clone(), self.shared.clone());
+        Box::pin(async move {
+            let Source::Http(source) = &route.source else {
+                return Ok(problem::not_found(req.uri().path()).into_response(""));
+            };
+            let cx = req.extensions().get::<RequestCx>().cloned().expect("the gateway sets RequestCx on every request");
+            Ok(match accept(&shared, &route, source, req, &cx).await {
+                Ok(resp) | Err(resp) => resp,
+            })
+        })
     }
 }
 
 /// Reads the request into a message and runs it; `Err` is an early problem answer.
 async fn accept(
-    state: &State,
+    shared: &Shared,
     route: &Arc<Route>,
     source: &HttpSource,
-    req: Request<Incoming>,
-    params: Vec<(String, String)>,
-    request_id: &str,
-    fresh: bool,
+    req: GatewayRequest,
+    cx: &RequestCx,
 ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+    let (request_id, fresh, params) = (&*cx.request_id, cx.fresh_id, cx.params.clone());
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, source.max_body).await.map_err(|p| {
         // The rest of the body is unread: this connection cannot carry another request.
@@ -91,7 +164,7 @@ async fn accept(
     }
     let msg = message(&parts, body, params.clone(), request_id, fresh.then(|| request_id.to_owned()));
     if source.is_async {
-        return Ok(enqueue(state, route, &msg, request_id).await);
+        return Ok(enqueue(shared, route, &msg, request_id).await);
     }
     // A request/reply run holds a route permit while it runs (taken only now, so a slow
     // upload does not hold one); an async accept only stores the message, and its consumer
@@ -110,7 +183,7 @@ async fn accept(
     // A caller that hangs up or stops waiting must not cancel the run halfway (that would
     // lose the message); it finishes, or is dead-lettered, regardless.
     let mut run = {
-        let (route, store) = (route.clone(), state.store.clone());
+        let (route, store) = (route.clone(), shared.store.clone());
         detach_on_drop(async move {
             let result = deliver_with(&route, 0, msg, rebuild, &store).await;
             drop(permit);
@@ -173,7 +246,12 @@ async fn accept(
     })
 }
 
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Box<Problem>> {
+/// The body, up to `limit` bytes (413 beyond).
+pub(super) async fn read_body<B>(body: B, limit: u64) -> Result<Bytes, Box<Problem>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -314,8 +392,8 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// `async: true`: the message is stored on the route's own topic, then acknowledged.
-async fn enqueue(state: &State, route: &Route, msg: &Message, request_id: &str) -> Response<Full<Bytes>> {
-    match state.bus.publish(&crate::sources::http_topic(&route.id), msg).await {
+async fn enqueue(shared: &Shared, route: &Route, msg: &Message, request_id: &str) -> Response<Full<Bytes>> {
+    match shared.bus.publish(&crate::sources::http_topic(&route.id), msg).await {
         Ok(_) => json_response(StatusCode::ACCEPTED, &json!({ "id": msg.id, "status": "accepted" })),
         Err(e) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

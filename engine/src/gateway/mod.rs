@@ -1,36 +1,83 @@
 //! The gateway: one hyper server for every `from: http` route. Routes are looked up per
 //! request in an atomically swapped index, so a reload never pauses serving.
+//!
+//! Each endpoint is a tower stack built once per route table, with only the layers its route
+//! asks for: [`audit`] → [`authenticate`] → [`rate_limit`] → the route itself ([`handler`]).
 
+mod audit;
+pub mod auth;
+mod authenticate;
+pub mod cors;
 mod endpoints;
 mod handler;
 pub mod problem;
+mod rate_limit;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
 
 use crate::bus::EmbeddedBus;
+use crate::cache::Cache;
 use crate::route::RouteTable;
 use crate::store::Store;
+pub use audit::{AuditMode, AuditSink};
 pub use endpoints::Endpoints;
+
+/// A request as the endpoint stacks see it: the body as it arrived, or already read (a
+/// signature check needs the raw body first).
+pub type GatewayRequest = Request<Either<Incoming, Full<Bytes>>>;
+pub type GatewayResponse = Response<Full<Bytes>>;
+/// One endpoint's stack of layers over its route.
+pub type EndpointService = BoxCloneSyncService<GatewayRequest, GatewayResponse, Infallible>;
+
+/// What the gateway knows of a request before any layer runs (a request extension).
+#[derive(Debug, Clone)]
+pub struct RequestCx {
+    /// The caller's `X-Request-Id`, or a fresh one.
+    pub request_id: Arc<str>,
+    /// Whether the id was made here (then the message takes it as its own id).
+    pub fresh_id: bool,
+    pub peer: SocketAddr,
+    /// The path's `{name}` parameters.
+    pub params: Vec<(String, String)>,
+}
+
+/// What every endpoint shares: where messages and audit records go, and the cache.
+pub struct Shared {
+    pub store: Store,
+    pub bus: EmbeddedBus,
+    pub cache: Cache,
+    pub audit: AuditSink,
+}
 
 /// What every request handler shares.
 pub struct State {
     pub endpoints: ArcSwap<Endpoints>,
-    pub store: Store,
-    pub bus: EmbeddedBus,
+    pub shared: Arc<Shared>,
 }
 
 impl State {
-    pub fn new(table: &RouteTable, store: Store, bus: EmbeddedBus) -> Self {
-        Self { endpoints: ArcSwap::from_pointee(Endpoints::new(table)), store, bus }
+    pub fn new(table: &RouteTable, shared: Arc<Shared>) -> Self {
+        Self { endpoints: ArcSwap::from_pointee(Endpoints::new(table, &shared)), shared }
+    }
+
+    /// Serves `table` from the next request on; requests already in flight finish on the old one.
+    pub fn swap(&self, table: &RouteTable) {
+        self.endpoints.store(Arc::new(Endpoints::new(table, &self.shared)));
     }
 }
 
@@ -60,7 +107,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler::handle(state, req).await) }
+            async move { Ok::<_, Infallible>(handler::handle(state, req, peer).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);

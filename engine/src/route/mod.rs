@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config::error::suggest;
 use crate::config::node::Pos;
 use crate::connector::{Endpoint, Role};
+use crate::gateway::auth::Authenticator;
+use crate::gateway::cors::Cors;
 use crate::schema::Schema;
 use compile::CompileCx;
 use pipeline::{Pipeline, RetryPolicy};
-use spec::{Backoff, RouteSpec, SourceSpec};
+use spec::{Backoff, HttpSourceSpec, LimitPer, RouteSpec, SourceSpec};
 
 /// A route ready to run. Immutable: a reload builds new ones.
 pub struct Route {
@@ -48,6 +51,12 @@ pub enum Source {
 pub struct HttpSource {
     pub method: http::Method,
     pub path: String,
+    /// The scheme callers authenticate with; `None` for `auth: none`.
+    pub auth: Option<Arc<Authenticator>>,
+    /// The scheme's name as written, or `none`.
+    pub auth_name: String,
+    pub rate_limit: Option<RateLimit>,
+    pub cors: Option<Arc<Cors>>,
     pub schema: Option<Schema>,
     pub is_async: bool,
     pub max_body: u64,
@@ -70,17 +79,28 @@ pub struct BusSource {
     pub group: String,
 }
 
-/// Defaults for http sources that do not set their own.
-#[derive(Debug, Clone, Copy)]
+/// A compiled `rate_limit:`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+    pub per: LimitPer,
+}
+
+/// What http sources share: defaults for what they leave out, and the project's auth schemes.
+#[derive(Clone)]
 pub struct HttpDefaults {
     pub max_body: u64,
     pub timeout: Duration,
+    pub auth: BTreeMap<String, Arc<Authenticator>>,
+    /// Schemes that failed to load (already reported): routes naming them add no error.
+    pub broken_auth: std::collections::BTreeSet<String>,
 }
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Compiles one route file's spec. Errors go to `cx.diags`; `None` when there were any.
-pub fn compile(spec: &RouteSpec, text: &str, defaults: HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Route> {
+pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Route> {
     let source = compile_source(&spec.from.value, Pos::of(&spec.from), defaults, cx);
     let mut steps = Vec::with_capacity(spec.steps.len());
     let mut steps_ok = true;
@@ -138,44 +158,9 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: HttpDefaults, cx: &mut Co
     })
 }
 
-fn compile_source(spec: &SourceSpec, at: Pos, defaults: HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Source> {
+fn compile_source(spec: &SourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Source> {
     match spec {
-        SourceSpec::Http(h) => {
-            let method = match h.method.value.to_ascii_uppercase().as_str() {
-                m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => http::Method::from_bytes(m.as_bytes()).ok(),
-                _ => None,
-            };
-            let Some(method) = method else {
-                cx.error(
-                    Pos::of(&h.method),
-                    format!("unsupported method `{}`; use GET, POST, PUT, PATCH or DELETE", h.method.value),
-                );
-                return None;
-            };
-            if !h.path.value.starts_with('/') {
-                cx.error(Pos::of(&h.path), "a path starts with `/`");
-                return None;
-            }
-            if let Some(auth) = &h.auth
-                && auth.value != "none"
-            {
-                cx.error(Pos::of(auth), format!("unknown auth scheme `{}`; only `none` is available yet", auth.value));
-                return None;
-            }
-            let schema = match &h.schema {
-                Some(file) => Some(cx.schema(&file.value, Pos::of(file))?),
-                None => None,
-            };
-            Some(Source::Http(HttpSource {
-                method,
-                path: h.path.value.clone(),
-                schema,
-                is_async: h.is_async,
-                max_body: h.max_body.map_or(defaults.max_body, |b| b.0),
-                timeout: h.timeout.map_or(defaults.timeout, |t| t.0),
-                pos: Pos::of(&h.path),
-            }))
-        }
+        SourceSpec::Http(h) => compile_http(h, at, defaults, cx).map(Source::Http),
         SourceSpec::Schedule(s) => {
             let trigger = match (&s.every, &s.cron) {
                 (Some(every), None) if !every.value.0.is_zero() => Trigger::Every(every.value.0),
@@ -198,6 +183,99 @@ fn compile_source(spec: &SourceSpec, at: Pos, defaults: HttpDefaults, cx: &mut C
             topic: b.topic.value.clone(),
             group: b.group.clone().unwrap_or_else(|| cx.route.clone()),
         })),
+    }
+}
+
+fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<HttpSource> {
+    let method = match h.method.value.to_ascii_uppercase().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => http::Method::from_bytes(m.as_bytes()).ok(),
+        _ => None,
+    };
+    let Some(method) = method else {
+        cx.error(
+            Pos::of(&h.method),
+            format!("unsupported method `{}`; use GET, POST, PUT, PATCH or DELETE", h.method.value),
+        );
+        return None;
+    };
+    if !h.path.value.starts_with('/') {
+        cx.error(Pos::of(&h.path), "a path starts with `/`");
+        return None;
+    }
+    let (auth, auth_name) = compile_auth(h, at, defaults, cx)?;
+    let rate_limit = match &h.rate_limit {
+        None => None,
+        Some(r) => {
+            if !(r.value.per_second.is_finite() && r.value.per_second > 0.0) {
+                cx.error(Pos::of(r), "`per_second` must be above 0");
+                return None;
+            }
+            // A burst below one request could never let anything through.
+            let burst = r.value.burst.unwrap_or(r.value.per_second.ceil() as u32).max(1);
+            Some(RateLimit { per_second: r.value.per_second, burst, per: r.value.per })
+        }
+    };
+    let cors = match &h.cors {
+        None => None,
+        Some(c) => match Cors::new(c, &method, auth.as_deref().map(Authenticator::header)) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                cx.error(at, e);
+                return None;
+            }
+        },
+    };
+    let schema = match &h.schema {
+        Some(file) => Some(cx.schema(&file.value, Pos::of(file))?),
+        None => None,
+    };
+    Some(HttpSource {
+        method,
+        path: h.path.value.clone(),
+        auth,
+        auth_name,
+        rate_limit,
+        cors,
+        schema,
+        is_async: h.is_async,
+        max_body: h.max_body.map_or(defaults.max_body, |b| b.0),
+        timeout: h.timeout.map_or(defaults.timeout, |t| t.0),
+        pos: Pos::of(&h.path),
+    })
+}
+
+/// Deny by default: an endpoint names its scheme, or says `none`.
+fn compile_auth(
+    h: &HttpSourceSpec,
+    at: Pos,
+    defaults: &HttpDefaults,
+    cx: &mut CompileCx<'_>,
+) -> Option<(Option<Arc<Authenticator>>, String)> {
+    let Some(name) = &h.auth else {
+        cx.error(
+            at,
+            "an http endpoint needs `auth:`: the name of a scheme from junction.yaml's `auth:` section, or `none` to leave it open",
+        );
+        return None;
+    };
+    if name.value == "none" {
+        return Some((None, "none".into()));
+    }
+    match defaults.auth.get(&name.value) {
+        Some(a) => Some((Some(a.clone()), name.value.clone())),
+        None if defaults.broken_auth.contains(&name.value) => None,
+        None => {
+            let mut known: Vec<&str> =
+                defaults.auth.keys().chain(defaults.broken_auth.iter()).map(String::as_str).collect();
+            known.sort_unstable();
+            let hint = suggest(&name.value, known.iter().copied().chain(["none"]))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            let known =
+                if known.is_empty() { "none are defined".to_owned() } else { format!("defined: {}", known.join(", ")) };
+            cx.error(Pos::of(name), format!("unknown auth scheme `{}`{hint}; {known}", name.value));
+            None
+        }
     }
 }
 

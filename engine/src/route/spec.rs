@@ -32,7 +32,7 @@ pub struct RouteSpec {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceSpec {
-    Http(HttpSourceSpec),
+    Http(Box<HttpSourceSpec>),
     Schedule(ScheduleSpec),
     Bus(BusSourceSpec),
 }
@@ -45,9 +45,16 @@ pub struct HttpSourceSpec {
     pub method: Spanned<String>,
     /// The path; `{name}` segments become `meta.source.params.name`.
     pub path: Spanned<String>,
-    /// How callers authenticate: `none` for now (#3 adds api_key, jwt, hmac and basic).
+    /// Who may call: the name of a scheme in junction.yaml's `auth:` section, or `none` to
+    /// leave the endpoint open on purpose. Required: an endpoint is never open by omission.
     #[serde(default)]
     pub auth: Option<Spanned<String>>,
+    /// A token bucket: requests per second, per client (default) or for the whole endpoint.
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RateLimitSpec>>,
+    /// Browser origins allowed to call (CORS); none when left out.
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
     /// A JSON Schema in `schemas/` the request body must satisfy (422 otherwise).
     #[serde(default)]
     pub schema: Option<Spanned<String>>,
@@ -60,6 +67,47 @@ pub struct HttpSourceSpec {
     /// How long a request/reply run may take before the caller gets 503; default from `gateway.timeout`.
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
+}
+
+/// `rate_limit: { per_second: 50, burst: 100, per: client }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Tokens added per second (fractions allowed: 0.5 is one request every two seconds).
+    pub per_second: f64,
+    /// The most requests at once after a quiet spell (default: `per_second`, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// `client` (default): a bucket per authenticated caller, or per IP on open endpoints;
+    /// `endpoint`: one bucket for everyone.
+    #[serde(default)]
+    pub per: LimitPer,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPer {
+    #[default]
+    Client,
+    Endpoint,
+}
+
+/// `cors: { origins: [https://app.example], headers: [x-api-key], max_age: 10m }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Allowed origins, exactly as browsers send them (`https://app.example`), or `*`.
+    pub origins: Vec<String>,
+    /// Request headers a browser may send besides the simple ones (default: content-type
+    /// and the endpoint's credential header).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// How long browsers may cache a preflight answer (default 10m).
+    #[serde(default)]
+    pub max_age: Option<ConfigDuration>,
+    /// Whether cookies and credentials may accompany requests (never with origin `*`).
+    #[serde(default)]
+    pub credentials: bool,
 }
 
 /// `from: { schedule: { every: 5m } }` or `{ cron: "0 */5 * * * *" }`

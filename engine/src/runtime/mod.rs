@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bus::EmbeddedBus;
+use crate::cache::Cache;
 use crate::config::error::Diagnostics;
 use crate::config::{Loader, Project};
 use crate::connector::{Registry, Resources};
@@ -31,6 +32,8 @@ pub enum StartError {
     Config(Diagnostics),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot open the cache: {0}")]
+    Cache(crate::cache::CacheError),
     #[error("cannot listen on {addr}: {source} (is another process using the port? set JUNCTION_LISTEN)")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -71,7 +74,10 @@ impl Runtime {
         let (stop, stop_rx) = watch::channel(false);
         let cx = SourceCx { store: store.clone(), bus: bus.clone(), stop: stop_rx.clone() };
         let sources = project.routes.iter().flat_map(|r| sources::start(r, &cx)).collect();
-        let state = Arc::new(gateway::State::new(&project.routes, store.clone(), bus));
+        let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
+        let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
+        let shared = Arc::new(gateway::Shared { store: store.clone(), bus, cache, audit });
+        let state = Arc::new(gateway::State::new(&project.routes, shared));
         let gateway = tokio::spawn(gateway::serve(listener, state, stop_rx));
         for route in project.routes.iter() {
             tracing::info!(route = %route.id, version = %route.version, "route started");

@@ -4,6 +4,7 @@
 //! `$N` placeholders, JSON as TEXT, times as BIGINT unix milliseconds. Each backend has its
 //! own migrations in `engine/migrations/<backend>/`, run by [`Store::open`].
 
+mod audit;
 mod checkpoints;
 mod dead_letters;
 mod error;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter};
 pub use error::StoreError;
 

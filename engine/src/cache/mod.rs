@@ -1,0 +1,226 @@
+//! The cache several instances of a project share: rate-limit buckets now, idempotency claims
+//! later. In-process by default (`cache: memory`); Redis when `cache: redis://…`.
+
+#[cfg(test)]
+mod contract;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use self::redis::RedisCache;
+pub use memory::MemoryCache;
+
+/// The longest a claim is kept. Bounds the memory backend's deadlines (an `Instant` plus an
+/// absurd TTL would overflow) and keeps both backends' answers the same.
+const MAX_CLAIM_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The cache a project runs with: in-process, or Redis shared by every instance.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+/// A token bucket's shape: refilled at `per_second` tokens a second, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// What a take from a token bucket decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// A token was taken; `remaining` whole tokens are left.
+    Allowed { remaining: u32 },
+    /// The bucket is empty; a token is back after `retry_after` (at least 1 ms, rounded up).
+    Limited { retry_after: Duration },
+}
+
+/// An error from the cache. URLs in messages never carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache setting `{setting}` is not supported: use `memory` or `redis://host:6379/0`")]
+    UnsupportedSetting { setting: String },
+
+    #[error("cache URL `{url}` is invalid: {source}; the form is `redis://[user:password@]host[:port][/db]`")]
+    InvalidUrl { url: String, source: ::redis::RedisError },
+
+    #[error(
+        "cannot connect to the Redis cache at `{url}`: {source}; check that Redis is running and \
+         reachable from here, and that the `cache:` URL (host, port, password) is right"
+    )]
+    Unreachable { url: String, source: ::redis::RedisError },
+
+    #[error(
+        "the Redis cache at `{url}` did not answer within {}s; check that Redis is running and \
+         that no firewall drops the connection",
+        after.as_secs()
+    )]
+    Timeout { url: String, after: Duration },
+
+    #[error(
+        "Redis command `{op}` on `{url}` failed: {source}; check that Redis is reachable (the \
+         connection is re-established on its own once it is)"
+    )]
+    Command { op: &'static str, url: String, source: ::redis::RedisError },
+
+    #[error(
+        "rate limit of {per_second} per second with a burst of {burst} is invalid: the rate must \
+         be a positive number and the burst at least 1"
+    )]
+    InvalidRate { per_second: f64, burst: u32 },
+}
+
+impl Cache {
+    /// `memory`, or a `redis://` / `rediss://` URL. Fails within a few seconds, naming the URL
+    /// (password masked), when Redis is unreachable.
+    pub async fn open(setting: &str) -> Result<Cache, CacheError> {
+        match setting.trim() {
+            "memory" => Ok(Cache::Memory(MemoryCache::new())),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(Cache::Redis(RedisCache::open(url).await?))
+            }
+            other => Err(CacheError::UnsupportedSetting { setting: mask(other) }),
+        }
+    }
+
+    /// Takes one token from bucket `key` (a new bucket starts full). Allowed → the tokens
+    /// left; refused → how long until a token is back (for `Retry-After`).
+    pub async fn take(&self, key: &str, rate: Rate) -> Result<Decision, CacheError> {
+        rate.check()?;
+        match self {
+            Cache::Memory(memory) => Ok(memory.take(key, rate)),
+            Cache::Redis(redis) => redis.take(key, rate).await,
+        }
+    }
+
+    /// Remembers `key` for `ttl` (at least 1 ms, at most a year); true if it was not there
+    /// yet: the first claim wins. For idempotency keys.
+    pub async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let ttl = ttl.clamp(Duration::from_millis(1), MAX_CLAIM_TTL);
+        match self {
+            Cache::Memory(memory) => Ok(memory.claim(key, ttl)),
+            Cache::Redis(redis) => redis.claim(key, ttl).await,
+        }
+    }
+
+    /// Forgets a claim, so the message that made it and then failed can be retried.
+    pub async fn release(&self, key: &str) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(memory) => {
+                memory.release(key);
+                Ok(())
+            }
+            Cache::Redis(redis) => redis.release(key).await,
+        }
+    }
+
+    /// Checks the cache answers, for readiness probes.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(_) => Ok(()),
+            Cache::Redis(redis) => redis.ping().await,
+        }
+    }
+
+    /// `memory`, or the Redis URL with any password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Cache::Memory(_) => "memory".to_owned(),
+            Cache::Redis(redis) => redis.url().to_owned(),
+        }
+    }
+}
+
+impl Rate {
+    fn check(self) -> Result<(), CacheError> {
+        if self.per_second.is_finite() && self.per_second > 0.0 && self.burst >= 1 {
+            Ok(())
+        } else {
+            Err(CacheError::InvalidRate { per_second: self.per_second, burst: self.burst })
+        }
+    }
+}
+
+impl Decision {
+    /// The decision for a bucket left holding `tokens` after a take. Both backends come through
+    /// here so they round alike: remaining tokens down, the wait up to the next millisecond, and
+    /// never a zero wait, which would invite a retry that is sure to fail.
+    fn after_take(allowed: bool, tokens: f64, rate: Rate) -> Decision {
+        if allowed {
+            // `as` saturates, and `tokens` never exceeds `burst`, a u32.
+            Decision::Allowed { remaining: tokens.floor() as u32 }
+        } else {
+            // `as` saturates (NaN gives 0): an absurdly slow rate makes a long wait, not a panic.
+            let millis = ((1.0 - tokens) * 1000.0 / rate.per_second).ceil() as u64;
+            Decision::Limited { retry_after: Duration::from_millis(millis.max(1)) }
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`: `redis://user:secret@host` → `redis://user:***@host`.
+/// Errs towards masking too much: a password may hold `@`, `/` or `?`, so the user info runs to
+/// the last `@`, wherever it is.
+fn mask(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
+        return url.to_owned();
+    };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(mask("redis://:s3cret@cache:6379/0"), "redis://:***@cache:6379/0");
+        assert_eq!(mask("rediss://app:s3/cr@t@cache:6379"), "rediss://app:***@cache:6379");
+        assert_eq!(mask("redis:/:s3cret@cache"), "redis:***@cache");
+        assert_eq!(mask("redis://app@cache:6379/0"), "redis://app@cache:6379/0");
+        assert_eq!(mask("redis://cache:6379/0"), "redis://cache:6379/0");
+        assert_eq!(mask("memory"), "memory");
+    }
+
+    #[tokio::test]
+    async fn unknown_settings_are_refused_without_their_password() {
+        let err = Cache::open("memcached://app:s3cret@cache").await.expect_err("memcached is not a cache backend");
+        let message = err.to_string();
+        assert!(message.contains("memcached://app:***@cache"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn impossible_rates_are_refused() {
+        let cache = Cache::open("memory").await.expect("memory always opens");
+        for rate in [
+            Rate { per_second: 0.0, burst: 1 },
+            Rate { per_second: -1.0, burst: 1 },
+            Rate { per_second: f64::NAN, burst: 1 },
+            Rate { per_second: 1.0, burst: 0 },
+        ] {
+            let err = cache.take("k", rate).await.expect_err("an impossible rate");
+            assert!(matches!(err, CacheError::InvalidRate { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn waits_round_up_and_are_never_zero() {
+        let rate = Rate { per_second: 3.0, burst: 1 };
+        assert_eq!(
+            Decision::after_take(false, 0.0, rate),
+            Decision::Limited { retry_after: Duration::from_millis(334) }
+        );
+        assert_eq!(
+            Decision::after_take(false, 0.999_999_9, rate),
+            Decision::Limited { retry_after: Duration::from_millis(1) }
+        );
+        assert_eq!(Decision::after_take(true, 2.7, rate), Decision::Allowed { remaining: 2 });
+    }
+}

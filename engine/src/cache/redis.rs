@@ -1,0 +1,198 @@
+//! The Redis cache, shared by every instance: each token bucket is updated by one Lua script
+//! on the server's clock, each claim is a `SET NX PX`.
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+
+use super::{CacheError, Decision, Rate, mask};
+
+/// How long `open` waits for Redis before giving up, so a wrong URL fails startup quickly.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Per connection attempt and per command. Short, because a rate limit sits on the request
+/// path: a stalled Redis must fail a check quickly rather than hold every request.
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reconnection attempts per lost connection; each later command starts a new round, so a
+/// few is enough and keeps a command's wait short while Redis is down.
+const RECONNECT_RETRIES: usize = 2;
+
+const BUCKET_PREFIX: &str = "junction:rl:";
+const CLAIM_PREFIX: &str = "junction:claim:";
+
+/// Refills bucket `KEYS[1]` (ARGV: tokens per second, burst) and takes a token if one is
+/// there; returns `{taken (0 or 1), tokens left as a string}`. Time comes from the server
+/// (`TIME`, microseconds, exact in a double) so instances whose clocks disagree still share
+/// one bucket; a clock that steps back refills nothing rather than going negative. The key
+/// lives about as long as the bucket takes to refill, after which a new full one is the same.
+const TAKE_LUA: &str = r"
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate / 1000000)
+  at = now
+end
+local taken = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', at)
+redis.call('PEXPIRE', KEYS[1], math.min(math.ceil((burst - tokens) * 1000 / rate) + 1000, 2147483647))
+return {taken, tostring(tokens)}
+";
+
+/// Hashed once; `invoke_async` sends EVALSHA and falls back to loading the script.
+static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
+
+/// A handle on Redis; cheap to clone, all clones share one self-healing connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    /// The URL, password masked, for messages.
+    url: String,
+}
+
+impl RedisCache {
+    pub(super) async fn open(url: &str) -> Result<RedisCache, CacheError> {
+        let shown = mask(url);
+        let client = Client::open(url).map_err(|source| CacheError::InvalidUrl { url: shown.clone(), source })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(IO_TIMEOUT);
+        let connect = async {
+            let mut connection = ConnectionManager::new_with_config(client, config).await?;
+            // Connecting alone can succeed against a server that refuses every command
+            // (protected mode, a missing AUTH): ask it something.
+            redis::cmd("PING").query_async::<()>(&mut connection).await?;
+            Ok(connection)
+        };
+        let connection = match tokio::time::timeout(OPEN_TIMEOUT, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(source)) => return Err(CacheError::Unreachable { url: shown, source }),
+            Err(_) => return Err(CacheError::Timeout { url: shown, after: OPEN_TIMEOUT }),
+        };
+        tracing::info!(cache = %shown, "connected to the Redis cache");
+        Ok(RedisCache { connection, url: shown })
+    }
+
+    pub(super) async fn take(&self, key: &str, rate: Rate) -> Result<Decision, CacheError> {
+        let (taken, tokens): (i64, f64) = TAKE
+            .key(format!("{BUCKET_PREFIX}{key}"))
+            .arg(rate.per_second)
+            .arg(rate.burst)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("EVALSHA"))?;
+        Ok(Decision::after_take(taken == 1, tokens, rate))
+    }
+
+    pub(super) async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        // `Cache::claim` keeps the TTL within a year, far inside u64 milliseconds.
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{CLAIM_PREFIX}{key}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("SET"))?;
+        Ok(set.is_some())
+    }
+
+    pub(super) async fn release(&self, key: &str) -> Result<(), CacheError> {
+        redis::cmd("DEL")
+            .arg(format!("{CLAIM_PREFIX}{key}"))
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("DEL"))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), CacheError> {
+        redis::cmd("PING").query_async::<()>(&mut self.connection.clone()).await.map_err(self.failed("PING"))
+    }
+
+    /// The URL, password masked.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn failed(&self, op: &'static str) -> impl FnOnce(RedisError) -> CacheError + '_ {
+        move |source| CacheError::Command { op, url: self.url.clone(), source }
+    }
+}
+
+/// Not derived: the connection's own `Debug` is not ours to vouch for as password-free.
+impl fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCache").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::cache::Cache;
+    use crate::cache::contract::{redis_url, test_redis, unique};
+
+    #[tokio::test]
+    async fn two_instances_on_one_url_share_a_bucket() {
+        let (a, b) = (test_redis().await, test_redis().await);
+        let key = unique("shared");
+        let rate = Rate { per_second: 0.01, burst: 2 };
+        assert_eq!(a.take(&key, rate).await.expect("take"), Decision::Allowed { remaining: 1 });
+        assert_eq!(b.take(&key, rate).await.expect("take"), Decision::Allowed { remaining: 0 });
+        assert!(matches!(a.take(&key, rate).await.expect("take"), Decision::Limited { .. }));
+        assert!(a.claim(&key, Duration::from_secs(10)).await.expect("claim"));
+        assert!(!b.claim(&key, Duration::from_secs(10)).await.expect("claim"), "b sees a's claim");
+    }
+
+    #[tokio::test]
+    async fn buckets_are_prefixed_and_expire_once_refilled() {
+        let cache = test_redis().await;
+        let key = unique("expiry");
+        // Empty after one take: 2 tokens to refill at 1/s, plus a second of slack.
+        cache.take(&key, Rate { per_second: 1.0, burst: 2 }).await.expect("take");
+        cache.take(&key, Rate { per_second: 1.0, burst: 2 }).await.expect("take");
+        let client = Client::open(redis_url()).expect("the test URL parses");
+        let mut raw = client.get_multiplexed_async_connection().await.expect("Redis answered a moment ago");
+        let ttl: i64 = redis::cmd("PTTL").arg(format!("junction:rl:{key}")).query_async(&mut raw).await.expect("PTTL");
+        assert!((2_500..=3_000).contains(&ttl), "PTTL {ttl}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_fails_fast_naming_the_url() {
+        let started = Instant::now();
+        let err = Cache::open("redis://127.0.0.1:1").await.expect_err("nothing listens on port 1");
+        assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+        assert!(err.to_string().contains("redis://127.0.0.1:1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn passwords_never_show() {
+        let err = Cache::open("redis://app:hunter2@127.0.0.1:1/0").await.expect_err("nothing listens on port 1");
+        let message = format!("{err} {err:?}");
+        assert!(message.contains("redis://app:***@127.0.0.1:1/0") && !message.contains("hunter2"), "{message}");
+
+        // Redis's `default` user takes any password unless one was configured.
+        let with_password = redis_url().replacen("redis://", "redis://default:hunter2@", 1);
+        let cache = Cache::open(&with_password).await.expect("the default user accepts any password");
+        let shown = format!("{} {cache:?}", cache.describe());
+        assert!(shown.contains("default:***@") && !shown.contains("hunter2"), "{shown}");
+    }
+}

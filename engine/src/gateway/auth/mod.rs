@@ -1,0 +1,139 @@
+//! How callers of http routes prove who they are: the schemes a project names in its
+//! `auth:` section, and what a route's `auth:` refers to. Deny by default: an http route
+//! says which scheme it uses, or `none` to be open on purpose.
+
+mod api_key;
+mod basic;
+mod hmac;
+pub mod jwt;
+
+pub use hmac::sign as sign_webhook;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use serde::Deserialize;
+
+/// One named scheme of the `auth:` section: `name: { api_key: {…} }` and so on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemeSpec {
+    /// A key in a header, checked against the SHA-256 hashes of the issued keys.
+    ApiKey(api_key::ApiKeySpec),
+    /// A bearer JWT (HS256, RS256 or ES256) checked for signature, expiry, issuer and audience.
+    Jwt(jwt::JwtSpec),
+    /// A webhook signature: HMAC-SHA256 over a timestamp and the raw body.
+    Hmac(hmac::HmacSpec),
+    /// HTTP Basic, against the SHA-256 hashes of the users' passwords.
+    Basic(basic::BasicSpec),
+}
+
+/// Who made a request, as far as its route's scheme could tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key id, JWT subject, user name or signing scheme; `anonymous` for open routes.
+    pub id: String,
+    /// `api_key`, `jwt`, `hmac`, `basic` or `none`.
+    pub kind: &'static str,
+}
+
+impl Principal {
+    pub fn anonymous() -> Self {
+        Self { id: "anonymous".into(), kind: "none" }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No credentials or wrong ones: 401. The message says what was wrong, never the secret.
+    Unauthorized(String),
+    /// The means to check were unavailable (a JWKS URL down): 503.
+    Unavailable(String),
+}
+
+/// A compiled scheme, shared by every route that names it.
+pub enum Authenticator {
+    ApiKey(api_key::ApiKeys),
+    Jwt(jwt::JwtVerifier),
+    Hmac(hmac::HmacVerifier),
+    Basic(basic::BasicUsers),
+}
+
+impl Authenticator {
+    /// Checks a scheme's settings; the error is a sentence for the config's author.
+    pub fn new(spec: &SchemeSpec, project_dir: &Path) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(match spec {
+            SchemeSpec::ApiKey(s) => Self::ApiKey(api_key::ApiKeys::new(s)?),
+            SchemeSpec::Jwt(s) => Self::Jwt(jwt::JwtVerifier::new(s, project_dir)?),
+            SchemeSpec::Hmac(s) => Self::Hmac(hmac::HmacVerifier::new(s)?),
+            SchemeSpec::Basic(s) => Self::Basic(basic::BasicUsers::new(s)?),
+        }))
+    }
+
+    /// Whether the scheme signs the body, so the body must be read before the check.
+    pub fn needs_body(&self) -> bool {
+        matches!(self, Self::Hmac(_))
+    }
+
+    /// Checks a request: its headers, and its raw body when [`Self::needs_body`].
+    pub async fn check(&self, parts: &Parts, body: Option<&Bytes>) -> Result<Principal, Denied> {
+        match self {
+            Self::ApiKey(keys) => keys.check(&parts.headers),
+            Self::Basic(users) => users.check(&parts.headers),
+            Self::Hmac(verifier) => verifier.check(&parts.headers, body.map_or(&[][..], |b| &b[..])),
+            Self::Jwt(verifier) => {
+                let token = bearer(&parts.headers).ok_or_else(|| {
+                    Denied::Unauthorized("an `Authorization: Bearer <token>` header is required".into())
+                })?;
+                let claims = verifier.verify(token).await.map_err(|e| match e {
+                    jwt::JwtError::Invalid(m) => Denied::Unauthorized(m),
+                    jwt::JwtError::KeysUnavailable(m) => Denied::Unavailable(m),
+                })?;
+                let subject = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("unknown");
+                Ok(Principal { id: subject.to_owned(), kind: "jwt" })
+            }
+        }
+    }
+
+    /// The scheme's kind as written in config (`api_key`, …), for the OpenAPI document.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiKey(_) => "api_key",
+            Self::Jwt(_) => "jwt",
+            Self::Hmac(_) => "hmac",
+            Self::Basic(_) => "basic",
+        }
+    }
+
+    /// The header the credentials travel in (for the OpenAPI document).
+    pub fn header(&self) -> &str {
+        match self {
+            Self::ApiKey(keys) => keys.header(),
+            Self::Hmac(verifier) => verifier.header(),
+            Self::Jwt(_) | Self::Basic(_) => "authorization",
+        }
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// A SHA-256 as written in config: 64 hex digits.
+fn parse_sha256(hex_digest: &str, what: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest.trim(), &mut out).map_err(|_| {
+        format!("{what}: `sha256` must be 64 hex digits (the SHA-256 of the secret, e.g. from `printf %s SECRET | sha256sum`)")
+    })?;
+    Ok(out)
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}

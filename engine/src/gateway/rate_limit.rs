@@ -1,0 +1,88 @@
+//! The rate-limit layer: a token bucket per client (or per endpoint) in the project's cache,
+//! so with `cache: redis://…` the limit holds across instances. Over the limit: 429 with
+//! `Retry-After`. Should the cache be unreachable, requests pass (and it is logged): a rate
+//! limiter that fails closed would turn a Redis outage into a full outage.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::StatusCode;
+use tower::{Service, ServiceExt};
+
+use super::auth::Principal;
+use super::problem::Problem;
+use super::{EndpointService, GatewayRequest, GatewayResponse, RequestCx};
+use crate::cache::{Cache, Decision, Rate};
+use crate::route::RateLimit;
+use crate::route::spec::LimitPer;
+
+#[derive(Clone)]
+pub(super) struct RateLimited {
+    inner: EndpointService,
+    route: Arc<str>,
+    limit: RateLimit,
+    cache: Cache,
+}
+
+impl RateLimited {
+    pub(super) fn new(inner: EndpointService, route: &Arc<str>, limit: RateLimit, cache: Cache) -> Self {
+        Self { inner, route: route.clone(), limit, cache }
+    }
+
+    fn bucket(&self, req: &GatewayRequest) -> String {
+        match self.limit.per {
+            LimitPer::Endpoint => format!("{}", self.route),
+            // The authenticated caller when there is one: many clients may share an IP (NAT),
+            // and one client may come from many.
+            LimitPer::Client => match (req.extensions().get::<Principal>(), req.extensions().get::<RequestCx>()) {
+                (Some(p), _) if p.kind != "none" => format!("{}:{}:{}", self.route, p.kind, p.id),
+                (_, Some(cx)) => format!("{}:ip:{}", self.route, cx.peer.ip()),
+                _ => format!("{}", self.route),
+            },
+        }
+    }
+}
+
+impl Service<GatewayRequest> for RateLimited {
+    type Response = GatewayResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+        let bucket = self.bucket(&req);
+        let (inner, cache, route) = (self.inner.clone(), self.cache.clone(), self.route.clone());
+        let rate = Rate { per_second: self.limit.per_second, burst: self.limit.burst };
+        Box::pin(async move {
+            match cache.take(&bucket, rate).await {
+                Ok(Decision::Allowed { .. }) => {}
+                Ok(Decision::Limited { retry_after }) => {
+                    let request_id =
+                        req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
+                    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                    return Ok(Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate-limited",
+                        "Too many requests",
+                        format!(
+                            "route {route} allows {} requests per second; try again in {seconds}s",
+                            rate.per_second
+                        ),
+                    )
+                    .retry_after(seconds)
+                    .into_response(&request_id));
+                }
+                Err(e) => {
+                    tracing::warn!(route = %route, error = %e, "rate limit not checked: the cache is unreachable")
+                }
+            }
+            inner.oneshot(req).await
+        })
+    }
+}
