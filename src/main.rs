@@ -13,6 +13,7 @@ use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
+mod admin;
 mod dead_letters;
 
 use dead_letters::DeadLetterCommand;
@@ -66,6 +67,8 @@ enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// Talk to a running Junction's admin API: routes, reload, pause, dead letters, audit.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Graph { dir } => Ok(with_project(&dir, |p| print!("{}", junction_engine::graph::mermaid(&p.routes)))),
         Command::Routes { dir } => Ok(with_project(&dir, print_routes)),
         Command::DeadLetters { command } => dead_letters::run(command).await,
+        Command::Admin(args) => admin::run(args).await,
     }
 }
 
@@ -162,20 +166,43 @@ fn print_routes(p: &junction_engine::config::Project) {
 }
 
 async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+    junction_engine::telemetry::install();
     let runtime =
         match Runtime::start(dir, junction_connectors::registry(), junction_engine::config::process_env()).await {
             Ok(r) => r,
             Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
             Err(e) => return Err(e.into()),
         };
+    if let Some(admin) = runtime.settings().admin.clone() {
+        match junction_engine::admin::start(runtime.clone(), &admin.listen, &admin.token).await {
+            Ok(a) => eprintln!("junction: admin API on http://{}", a.addr),
+            Err(e) => {
+                runtime.shutdown().await;
+                anyhow::bail!("cannot listen on {} for the admin API: {e} (set JUNCTION_ADMIN_LISTEN)", admin.listen);
+            }
+        }
+    }
     eprintln!(
         "junction: serving on http://{} ({} routes); Ctrl-C to stop",
         runtime.local_addr(),
         runtime.routes().routes.len()
     );
+    reload_on_sighup(runtime.clone());
     wait_for_signal().await;
     runtime.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the project, as a file change or `POST /admin/reload` does.
+fn reload_on_sighup(runtime: Runtime) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let _ = runtime.reload(false).await;
+        }
+    });
 }
 
 async fn wait_for_signal() {

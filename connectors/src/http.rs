@@ -2,13 +2,14 @@
 //! pooled client; each step says the method, path and headers (expressions over the message).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
 use junction_engine::script::{Script, ScriptEngine, ScriptInput};
+use junction_engine::telemetry::ConnectorMetrics;
 use junction_engine::{Body, Message};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
@@ -82,7 +83,8 @@ impl ConnectorKind for HttpKind {
             .default_headers(headers)
             .build()
             .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
-        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth }))
+        let metrics = ConnectorMetrics::new(name);
+        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth, metrics }))
     }
 }
 
@@ -91,6 +93,7 @@ struct HttpConnector {
     base: reqwest::Url,
     client: reqwest::Client,
     auth: Option<AuthConfig>,
+    metrics: ConnectorMetrics,
 }
 
 impl Connector for HttpConnector {
@@ -132,6 +135,7 @@ impl Connector for HttpConnector {
         }
         Ok(Arc::new(HttpCall {
             connector: self.name.clone(),
+            metrics: self.metrics.clone(),
             client: self.client.clone(),
             base: self.base.clone(),
             auth: self.auth.as_ref().map(|a| match a {
@@ -203,6 +207,8 @@ struct HttpCall {
     headers: Vec<(HeaderName, Script)>,
     timeout: Option<Duration>,
     scripts: Arc<ScriptEngine>,
+    /// Shared by every call to the connector, whichever route makes it.
+    metrics: ConnectorMetrics,
 }
 
 impl HttpCall {
@@ -229,6 +235,14 @@ impl HttpCall {
         }
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
         reqwest::Url::parse(&joined).map_err(|e| ConnectorError::fatal(format!("bad URL {joined}: {e}")))
+    }
+
+    /// One call, counted and timed under the connector's name.
+    async fn measured(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        let started = Instant::now();
+        let result = self.call(msg).await;
+        self.metrics.record(result.is_ok(), started.elapsed());
+        result
     }
 
     async fn call(&self, msg: &Message) -> Result<Message, ConnectorError> {
@@ -325,11 +339,11 @@ fn describe(e: &reqwest::Error) -> String {
 #[async_trait]
 impl Endpoint for HttpCall {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
-        self.call(msg).await.map(|_| ())
+        self.measured(msg).await.map(|_| ())
     }
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        self.call(msg).await
+        self.measured(msg).await
     }
 
     fn describe(&self) -> String {

@@ -11,10 +11,13 @@
 //! - [`runtime`]: a running project; delivery with retries and dead letters.
 //! - [`connector`]: the traits connector kinds implement, and their registry.
 //! - [`sources`]: bus consumers, schedules and step timers (HTTP comes through [`gateway`]).
-//! - [`gateway`]: the one hyper server every `from: http` route is served by.
+//! - [`gateway`]: the one hyper server every `from: http` route is served by, and its layers.
+//! - [`admin`]: the admin API on its own listener: routes, reload, pause, dead letters, audit.
 //! - [`bus`]: the embedded, durable event bus kept in the store.
 //! - [`store`]: the engine's own tables (SQLite by default, Postgres when configured).
+//! - [`telemetry`]: Prometheus metrics of routes, steps, connectors, the gateway and reloads.
 
+pub mod admin;
 pub mod bus;
 pub mod cache;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod script;
 pub mod sources;
 pub mod steps;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 
 pub use message::{Body, Headers, Message, Meta};

@@ -2,17 +2,21 @@
 //! project's `schemas/` folder: nothing is fetched over the network (no SSRF, no surprise
 //! latency at load).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use jsonschema::{Retrieve, Uri, Validator};
 use serde_json::Value;
 
-/// A compiled schema and the file it came from.
+/// A compiled schema, the file it came from, and its JSON (for the OpenAPI document).
 #[derive(Clone)]
 pub struct Schema {
     file: String,
     validator: Arc<Validator>,
+    document: Arc<Value>,
+    /// The other files its `$ref`s reached, by path below `schemas/`.
+    referenced: Arc<BTreeMap<String, Value>>,
 }
 
 /// One way an instance fails its schema, with the JSON pointer of the offending value.
@@ -33,13 +37,30 @@ impl Schema {
         let root =
             std::fs::canonicalize(schemas_dir).map_err(|e| format!("cannot read {}: {e}", schemas_dir.display()))?;
         let base = format!("file://{}", root.join(file).display());
+        let loaded = Arc::new(Mutex::new(BTreeMap::new()));
         let validator = jsonschema::options()
             .with_base_uri(base)
-            .with_retriever(LocalRetriever { root })
+            .with_retriever(LocalRetriever { root, loaded: loaded.clone() })
             .should_validate_formats(true)
             .build(&schema)
             .map_err(|e| format!("schema {file} is not a valid JSON Schema: {e}"))?;
-        Ok(Self { file: file.to_owned(), validator: Arc::new(validator) })
+        let referenced = std::mem::take(&mut *loaded.lock().unwrap_or_else(PoisonError::into_inner));
+        Ok(Self {
+            file: file.to_owned(),
+            validator: Arc::new(validator),
+            document: Arc::new(schema),
+            referenced: Arc::new(referenced),
+        })
+    }
+
+    /// The schema's JSON as written.
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// The files its `$ref`s reached, by path below `schemas/` (`/`-separated).
+    pub fn referenced(&self) -> &BTreeMap<String, Value> {
+        &self.referenced
     }
 
     pub fn file(&self) -> &str {
@@ -58,9 +79,11 @@ impl Schema {
     }
 }
 
-/// Serves `file://` references below the schemas folder, refuses everything else.
+/// Serves `file://` references below the schemas folder, refuses everything else, and keeps
+/// what it served.
 struct LocalRetriever {
     root: PathBuf,
+    loaded: Arc<Mutex<BTreeMap<String, Value>>>,
 }
 
 impl Retrieve for LocalRetriever {
@@ -69,10 +92,13 @@ impl Retrieve for LocalRetriever {
             return Err(format!("only references inside schemas/ are allowed, not {uri}").into());
         }
         let path = std::fs::canonicalize(uri.path().as_str())?;
-        if !path.starts_with(&self.root) {
+        let Ok(relative) = path.strip_prefix(&self.root) else {
             return Err(format!("{} is outside schemas/", path.display()).into());
-        }
-        Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+        };
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(name, value.clone());
+        Ok(value)
     }
 }
 
@@ -103,6 +129,9 @@ mod tests {
         let pointers: Vec<&str> = v.iter().map(|v| v.pointer.as_str()).collect();
         assert!(pointers.contains(&"/id"), "{v:?}");
         assert!(pointers.contains(&"/items/0/budget"), "{v:?}");
+        assert_eq!(schema.document()["required"], serde_json::json!(["id"]));
+        let referenced: Vec<&String> = schema.referenced().keys().collect();
+        assert_eq!(referenced, ["item.json"]);
     }
 
     #[test]

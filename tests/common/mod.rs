@@ -18,6 +18,8 @@ pub fn root() -> PathBuf {
 pub struct Junction {
     child: Child,
     pub addr: String,
+    /// The admin API's address, when the project has one.
+    pub admin: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -25,7 +27,11 @@ impl Junction {
     /// Starts `junction run DIR` on a free port with `env`; waits until it serves.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.arg("run").arg(dir).env("JUNCTION_LISTEN", "127.0.0.1:0").env("JUNCTION_LOG", "info");
+        cmd.arg("run")
+            .arg(dir)
+            .env("JUNCTION_LISTEN", "127.0.0.1:0")
+            .env("JUNCTION_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("JUNCTION_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -34,8 +40,13 @@ impl Junction {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_slot = admin.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("junction: admin API on http://") {
+                    *admin_slot.lock().expect("admin lock") = Some(rest.trim().to_owned());
+                }
                 if let Some(rest) = line.strip_prefix("junction: serving on http://") {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
@@ -52,7 +63,13 @@ impl Junction {
                 panic!("junction did not start serving within 30 s; its log:\n{}", log.lock().expect("log lock"));
             }
         };
-        Self { child, addr, log }
+        let admin = admin.lock().expect("admin lock").clone();
+        Self { child, addr, admin, log }
+    }
+
+    /// A URL on the admin API.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.as_deref().expect("the project has an admin API"))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -154,6 +154,19 @@ impl Loader {
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             audit_mode: spec.audit.http,
             audit_retention: spec.audit.retention.map(|d| d.0),
+            admin: spec.admin.as_ref().and_then(|a| {
+                if a.token.value.len() < 12 {
+                    diags.push(Diagnostic::new(
+                        file,
+                        Some(Pos::of(&a.token)),
+                        "the admin token must be 12 characters or more",
+                    ));
+                    return None;
+                }
+                let listen = self.env.get("JUNCTION_ADMIN_LISTEN").cloned().unwrap_or_else(|| a.listen.value.clone());
+                Some(super::AdminSettings { listen, token: a.token.value.clone() })
+            }),
+            watch: spec.reload.watch,
         }
     }
 

@@ -39,6 +39,22 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub audit_mode: crate::gateway::AuditMode,
     pub audit_retention: Option<Duration>,
+    pub admin: Option<AdminSettings>,
+    pub watch: bool,
+}
+
+/// Where the admin API listens and the token it wants.
+#[derive(Clone, PartialEq)]
+pub struct AdminSettings {
+    pub listen: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    // The token stays out of every debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings").field("listen", &self.listen).finish_non_exhaustive()
+    }
 }
 
 /// The process environment as a map, for `${VAR}` substitution.

@@ -36,12 +36,48 @@ pub struct RootSpec {
     pub connectors: Option<Node>,
     #[serde(default)]
     pub gateway: GatewaySpec,
+    /// The admin API: its own listener, every call needing the token. Left out: no admin API.
+    #[serde(default)]
+    pub admin: Option<AdminSpec>,
+    /// Whether the project reloads itself when its files change.
+    #[serde(default)]
+    pub reload: ReloadSpec,
     /// What the audit log keeps, and for how long.
     #[serde(default)]
     pub audit: AuditSpec,
     /// How long `SIGTERM`/Ctrl-C waits for in-flight messages before exiting (default 30s).
     #[serde(default)]
     pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+/// `admin: { listen: 127.0.0.1:9090, token: ${JUNCTION_ADMIN_TOKEN} }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Where the admin API listens (`$JUNCTION_ADMIN_LISTEN` overrides it). Keep it private.
+    pub listen: Spanned<String>,
+    /// The bearer token every admin call carries (12 characters or more).
+    pub token: Spanned<String>,
+}
+
+/// `reload: { watch: true }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSpec {
+    /// Reload when route files, transforms, schemas or junction.yaml change (default true).
+    /// SIGHUP and `POST /admin/reload` reload either way.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+impl Default for ReloadSpec {
+    fn default() -> Self {
+        Self { watch: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `audit: { http: authenticated, retention: 90d }`

@@ -153,7 +153,7 @@ impl Service<GatewayRequest> for Audit {
 }
 
 /// A status as the audit's outcome.
-pub(crate) fn outcome(status: u16) -> &'static str {
+pub fn outcome(status: u16) -> &'static str {
     match status {
         200..=399 => "ok",
         401 | 403 => "denied",

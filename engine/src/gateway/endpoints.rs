@@ -2,8 +2,9 @@
 //! built once per route table.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use http::Method;
 use tower::util::BoxCloneSyncService;
 
@@ -14,20 +15,27 @@ use super::handler::RouteService;
 use super::rate_limit::RateLimited;
 use super::{EndpointService, Shared};
 use crate::route::{HttpSource, Route, RouteTable, Source};
+use crate::telemetry::GatewayMetrics;
 
 /// An http route and the stack serving it.
 #[derive(Clone)]
 pub struct Endpoint {
     pub route: Arc<Route>,
     pub service: EndpointService,
+    /// Counted per answer; its layers count their own early answers (429, 503) too.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 impl Endpoint {
     fn new(route: &Arc<Route>, source: &HttpSource, shared: &Arc<Shared>) -> Self {
-        let mut service: EndpointService = BoxCloneSyncService::new(RouteService::new(route.clone(), shared.clone()));
+        let metrics = Arc::new(GatewayMetrics::new(&route.id));
+        let mut service: EndpointService =
+            BoxCloneSyncService::new(RouteService::new(route.clone(), shared.clone(), metrics.shed.clone()));
         // Innermost first: the limit applies to callers auth let in, and audit sees everything.
         if let Some(limit) = source.rate_limit {
-            service = BoxCloneSyncService::new(RateLimited::new(service, &route.id, limit, shared.cache.clone()));
+            let limited = metrics.rate_limited.clone();
+            service =
+                BoxCloneSyncService::new(RateLimited::new(service, &route.id, limit, shared.cache.clone(), limited));
         }
         if let Some(auth) = &source.auth {
             service = BoxCloneSyncService::new(Authenticate::new(service, auth.clone(), source.max_body));
@@ -36,7 +44,7 @@ impl Endpoint {
             let action = format!("{} {}", source.method, source.path);
             service = BoxCloneSyncService::new(Audit::new(service, shared.audit.clone(), action, route.id.clone()));
         }
-        Self { route: route.clone(), service }
+        Self { route: route.clone(), service, metrics }
     }
 
     pub fn source(&self) -> Option<&HttpSource> {
@@ -62,6 +70,8 @@ pub enum Lookup {
 pub struct Endpoints {
     by_method: HashMap<Method, matchit::Router<Endpoint>>,
     all: Vec<Endpoint>,
+    /// The OpenAPI document of these endpoints, built on its first request.
+    pub(super) openapi: OnceLock<Bytes>,
 }
 
 impl Endpoints {
@@ -79,7 +89,7 @@ impl Endpoints {
                 }
             }
         }
-        Self { by_method, all }
+        Self { by_method, all, openapi: OnceLock::new() }
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup {

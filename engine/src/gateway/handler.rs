@@ -12,10 +12,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use metrics::Counter;
 use serde_json::{Map, Value, json};
 use tower::{Service, ServiceExt};
 
-use super::endpoints::Lookup;
+use super::endpoints::{Endpoint, Lookup};
 use super::problem::{self, Problem};
 use super::{GatewayRequest, GatewayResponse, RequestCx, Shared, State};
 use crate::message::{Body, Message};
@@ -34,25 +35,27 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Sock
         None => (uuid::Uuid::now_v7().to_string().into(), true),
     };
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let mut resp = route_request(
+    let (mut resp, endpoint) = route_request(
         &state,
         req,
         RequestCx { request_id: request_id.clone(), fresh_id, peer, params: Vec::new() },
         origin,
     )
     .await;
+    endpoint.as_ref().map_or(&state.unmatched, |e| &*e.metrics).answered(resp.status());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
 
+/// The answer, and the endpoint that gave it (`None` when no route matched).
 async fn route_request(
     state: &State,
     req: Request<Incoming>,
     mut cx: RequestCx,
     origin: Option<HeaderValue>,
-) -> Response<Full<Bytes>> {
+) -> (Response<Full<Bytes>>, Option<Endpoint>) {
     let endpoints = state.endpoints.load();
     let (endpoint, params) = match endpoints.lookup(req.method(), req.uri().path()) {
         Lookup::Found { endpoint, params } => (endpoint, params),
@@ -63,7 +66,7 @@ async fn route_request(
             {
                 let cors = endpoints.cors_at(req.uri().path());
                 let cors: Vec<&super::cors::Cors> = cors.iter().map(Arc::as_ref).collect();
-                return super::cors::preflight(origin, &cors).unwrap_or_else(|| {
+                let resp = super::cors::preflight(origin, &cors).unwrap_or_else(|| {
                     Problem::new(
                         StatusCode::FORBIDDEN,
                         "cors-origin-not-allowed",
@@ -72,15 +75,17 @@ async fn route_request(
                     )
                     .into_response(&cx.request_id)
                 });
+                return (resp, None);
             }
             let mut resp = problem::method_not_allowed(req.method(), &allowed).into_response(&cx.request_id);
             let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
-            return resp;
+            return (resp, None);
         }
-        Lookup::NotFound => return problem::not_found(req.uri().path()).into_response(&cx.request_id),
+        Lookup::NotFound if super::openapi::wanted(&req) => return (super::openapi::response(&endpoints), None),
+        Lookup::NotFound => return (problem::not_found(req.uri().path()).into_response(&cx.request_id), None),
     };
     drop(endpoints);
     cx.params = params;
@@ -91,7 +96,7 @@ async fn route_request(
     if let (Some(origin), Some(cors)) = (origin, endpoint.source().and_then(|s| s.cors.as_ref())) {
         cors.decorate(&origin, resp.headers_mut());
     }
-    resp
+    (resp, Some(endpoint))
 }
 
 /// The innermost service of every endpoint: the route itself.
@@ -99,11 +104,13 @@ async fn route_request(
 pub(super) struct RouteService {
     route: Arc<Route>,
     shared: Arc<Shared>,
+    /// Counts requests turned away because the route is at `max_in_flight`.
+    shed: Counter,
 }
 
 impl RouteService {
-    pub(super) fn new(route: Arc<Route>, shared: Arc<Shared>) -> Self {
-        Self { route, shared }
+    pub(super) fn new(route: Arc<Route>, shared: Arc<Shared>, shed: Counter) -> Self {
+        Self { route, shared, shed }
     }
 }
 
@@ -117,13 +124,23 @@ impl Service<GatewayRequest> for RouteService {
     }
 
     fn call(&mut self, req: GatewayRequest) -> Self::Future {
-        let (route, shared) = (self.route.clone(), self.shared.clone());
+        let (route, shared, shed) = (self.route.clone(), self.shared.clone(), self.shed.clone());
         Box::pin(async move {
             let Source::Http(source) = &route.source else {
                 return Ok(problem::not_found(req.uri().path()).into_response(""));
             };
             let cx = req.extensions().get::<RequestCx>().cloned().expect("the gateway sets RequestCx on every request");
-            Ok(match accept(&shared, &route, source, req, &cx).await {
+            if shared.paused.is(&route.id) {
+                return Ok(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "route-paused",
+                    "The route is paused",
+                    format!("route {} is paused by an admin; try again later", route.id),
+                )
+                .retry_after(5)
+                .into_response(&cx.request_id));
+            }
+            Ok(match accept(&shared, &route, source, req, &cx, &shed).await {
                 Ok(resp) | Err(resp) => resp,
             })
         })
@@ -137,6 +154,7 @@ async fn accept(
     source: &HttpSource,
     req: GatewayRequest,
     cx: &RequestCx,
+    shed: &Counter,
 ) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
     let (request_id, fresh, params) = (&*cx.request_id, cx.fresh_id, cx.params.clone());
     let (parts, body) = req.into_parts();
@@ -170,6 +188,7 @@ async fn accept(
     // upload does not hold one); an async accept only stores the message, and its consumer
     // takes the permits.
     let Ok(permit) = route.permits.clone().try_acquire_owned() else {
+        shed.increment(1);
         return Err(problem::overloaded(&route.id).into_response(request_id));
     };
     // Should the route fail, the original is read again from the request rather than copied
@@ -366,7 +385,7 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
 }
 
 /// Decodes `%XX` escapes and `+` (a space in query strings); invalid escapes stay as written.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

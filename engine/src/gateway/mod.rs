@@ -10,6 +10,7 @@ mod authenticate;
 pub mod cors;
 mod endpoints;
 mod handler;
+pub mod openapi;
 pub mod problem;
 mod rate_limit;
 
@@ -34,8 +35,9 @@ use crate::bus::EmbeddedBus;
 use crate::cache::Cache;
 use crate::route::RouteTable;
 use crate::store::Store;
-pub use audit::{AuditMode, AuditSink};
+pub use audit::{AuditMode, AuditSink, outcome};
 pub use endpoints::Endpoints;
+pub(crate) use handler::percent_decode;
 
 /// A request as the endpoint stacks see it: the body as it arrived, or already read (a
 /// signature check needs the raw body first).
@@ -62,17 +64,25 @@ pub struct Shared {
     pub bus: EmbeddedBus,
     pub cache: Cache,
     pub audit: AuditSink,
+    /// Routes an admin paused: their endpoints answer 503 meanwhile.
+    pub paused: crate::runtime::Paused,
 }
 
 /// What every request handler shares.
 pub struct State {
     pub endpoints: ArcSwap<Endpoints>,
     pub shared: Arc<Shared>,
+    /// Answers no route matched (404, 405) are counted under route `none`.
+    pub unmatched: crate::telemetry::GatewayMetrics,
 }
 
 impl State {
     pub fn new(table: &RouteTable, shared: Arc<Shared>) -> Self {
-        Self { endpoints: ArcSwap::from_pointee(Endpoints::new(table, &shared)), shared }
+        Self {
+            endpoints: ArcSwap::from_pointee(Endpoints::new(table, &shared)),
+            shared,
+            unmatched: crate::telemetry::GatewayMetrics::unmatched(),
+        }
     }
 
     /// Serves `table` from the next request on; requests already in flight finish on the old one.

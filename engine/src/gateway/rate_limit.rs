@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::StatusCode;
+use metrics::Counter;
 use tower::{Service, ServiceExt};
 
 use super::auth::Principal;
@@ -25,11 +26,19 @@ pub(super) struct RateLimited {
     route: Arc<str>,
     limit: RateLimit,
     cache: Cache,
+    /// Counts the 429 answers.
+    limited: Counter,
 }
 
 impl RateLimited {
-    pub(super) fn new(inner: EndpointService, route: &Arc<str>, limit: RateLimit, cache: Cache) -> Self {
-        Self { inner, route: route.clone(), limit, cache }
+    pub(super) fn new(
+        inner: EndpointService,
+        route: &Arc<str>,
+        limit: RateLimit,
+        cache: Cache,
+        limited: Counter,
+    ) -> Self {
+        Self { inner, route: route.clone(), limit, cache, limited }
     }
 
     fn bucket(&self, req: &GatewayRequest) -> String {
@@ -57,12 +66,14 @@ impl Service<GatewayRequest> for RateLimited {
 
     fn call(&mut self, req: GatewayRequest) -> Self::Future {
         let bucket = self.bucket(&req);
-        let (inner, cache, route) = (self.inner.clone(), self.cache.clone(), self.route.clone());
+        let (inner, cache, route, limited) =
+            (self.inner.clone(), self.cache.clone(), self.route.clone(), self.limited.clone());
         let rate = Rate { per_second: self.limit.per_second, burst: self.limit.burst };
         Box::pin(async move {
             match cache.take(&bucket, rate).await {
                 Ok(Decision::Allowed { .. }) => {}
                 Ok(Decision::Limited { retry_after }) => {
+                    limited.increment(1);
                     let request_id =
                         req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
                     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;

@@ -16,6 +16,7 @@ use crate::connector::{BuildCx, Connector, Endpoint, Role};
 use crate::schema::Schema;
 use crate::script::{Script, ScriptEngine, ScriptError};
 use crate::steps::{self, StepSpec};
+use crate::telemetry::StepMetrics;
 
 /// Where a project keeps its files.
 #[derive(Debug, Clone)]
@@ -201,11 +202,15 @@ impl<'a> CompileCx<'a> {
         let mut ok = true;
         for (i, spec) in steps.iter().enumerate() {
             match steps::build(spec, self) {
-                Some(step) => entries.push(StepEntry {
-                    label: format!("{}:{}", i + 1, spec.value.name()),
-                    retryable: step.calls_out(),
-                    step,
-                }),
+                Some(step) => {
+                    let label = format!("{}:{}", i + 1, spec.value.name());
+                    entries.push(StepEntry {
+                        metrics: StepMetrics::new(&self.route, &label),
+                        label,
+                        retryable: step.calls_out(),
+                        step,
+                    });
+                }
                 None => ok = false,
             }
         }

@@ -1,6 +1,7 @@
 //! Routes compiled from their specs, and the immutable table the runtime serves from.
 
 pub mod compile;
+pub mod counters;
 pub mod pipeline;
 pub mod spec;
 
@@ -40,6 +41,10 @@ pub struct Route {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// The connectors the route's steps use (`junction graph`).
     pub links: Vec<compile::Link>,
+    /// Messages received, completed and dead-lettered by this version.
+    pub counters: counters::RouteCounters,
+    /// The route's Prometheus series, registered once per compile.
+    pub metrics: crate::telemetry::RouteMetrics,
 }
 
 pub enum Source {
@@ -155,6 +160,8 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut C
         max_in_flight,
         permits: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
         links: std::mem::take(&mut cx.links),
+        counters: Default::default(),
+        metrics: crate::telemetry::RouteMetrics::new(&spec.route.value),
     })
 }
 

@@ -8,6 +8,7 @@ use rand::Rng;
 
 use crate::message::Message;
 use crate::steps::{ErrorKind, Outcome, Step, StepError};
+use crate::telemetry::StepMetrics;
 
 /// Steps in order, compiled once.
 #[derive(Clone, Default)]
@@ -23,6 +24,7 @@ pub struct StepEntry {
     /// Only steps that call out can fail in a way that passes; the others are not retried,
     /// which also spares cloning every message just in case.
     pub retryable: bool,
+    pub metrics: StepMetrics,
 }
 
 /// How a failing step is retried before the message is dead-lettered.
@@ -152,17 +154,27 @@ async fn apply_with_retry(entry: &StepEntry, mut msg: Message, cx: &RunCx) -> Re
         msg.meta.attempt = attempt;
         let retry_left = entry.retryable && attempt < cx.retry.attempts;
         let spare = retry_left.then(|| msg.clone());
-        match entry.step.apply(msg, cx).await {
-            Ok(outcome) => return Ok(outcome),
+        let started = std::time::Instant::now();
+        let result = entry.step.apply(msg, cx).await;
+        entry.metrics.duration.record(started.elapsed());
+        match result {
+            Ok(outcome) => {
+                entry.metrics.ok.increment(1);
+                return Ok(outcome);
+            }
             Err(error) => match spare {
                 Some(original) if error.kind == ErrorKind::Retryable => {
+                    entry.metrics.retried.increment(1);
                     let wait = cx.retry.delay(attempt, error.retry_after);
                     tracing::warn!(route = %cx.route, step = %entry.label, attempt, error = %error.message, wait_ms = wait.as_millis() as u64, "step failed, retrying");
                     tokio::time::sleep(wait).await;
                     msg = original;
                     attempt += 1;
                 }
-                _ => return Err(Failure { step: entry.label.clone(), error, attempts: attempt }),
+                _ => {
+                    entry.metrics.failed.increment(1);
+                    return Err(Failure { step: entry.label.clone(), error, attempts: attempt });
+                }
             },
         }
     }

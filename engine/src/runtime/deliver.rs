@@ -47,16 +47,28 @@ pub async fn deliver_with(
     store: &Store,
 ) -> Result<Delivered, crate::store::StoreError> {
     let cx = RunCx::new(route.id.clone(), route.retry.clone());
-    let failure = match route.pipeline.run_from(start, msg, &cx).await {
-        Ok(out) => return Ok(Delivered::Done(out)),
+    route.counters.received();
+    route.metrics.received.increment(1);
+    let started = std::time::Instant::now();
+    let run = route.pipeline.run_from(start, msg, &cx).await;
+    route.metrics.duration.record(started.elapsed());
+    let failure = match run {
+        Ok(out) => {
+            route.counters.completed();
+            route.metrics.completed.increment(1);
+            return Ok(Delivered::Done(out));
+        }
         Err(f) => f,
     };
+    route.metrics.failed.increment(1);
     let (mut original, resume_at) = cx.take_origin().unwrap_or_else(|| (original(), start));
     original.meta.route = route.id.to_string();
     original.meta.resume_at = resume_at;
     cx.run_failure_hooks();
     tracing::warn!(route = %route.id, message_id = %original.id, step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
     let dead_letter_id = dead_letter(route, original, &failure, store).await?;
+    route.counters.dead_lettered();
+    route.metrics.dead_lettered.increment(1);
     Ok(Delivered::DeadLettered { failure, dead_letter_id })
 }
 

@@ -1,29 +1,35 @@
-//! A running project: the store opened, sources started, the gateway serving; and a clean
-//! stop that lets in-flight messages finish.
+//! A running project: the store opened, sources started, the gateway serving; reloads that
+//! swap routes without losing a message; and a clean stop that lets in-flight messages finish.
 
+pub mod control;
 pub mod deliver;
 pub mod detach;
+mod reload;
 pub mod replay;
+mod watch_files;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use arc_swap::ArcSwap;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::bus::EmbeddedBus;
 use crate::cache::Cache;
 use crate::config::error::Diagnostics;
-use crate::config::{Loader, Project};
+use crate::config::{Loader, Project, Settings};
 use crate::connector::{Registry, Resources};
 use crate::gateway;
-use crate::route::RouteTable;
+use crate::route::{Route, RouteTable};
 use crate::script::{ScriptEngine, ScriptLimits};
 use crate::sources::{self, SourceCx};
 use crate::store::{Store, StoreError};
+pub use control::Paused;
+pub use reload::{ReloadError, ReloadReport};
 
 /// Why a project could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +49,37 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// A started project.
+/// A started project. Cheap to clone: every clone is the same running project.
+#[derive(Clone)]
 pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    loader: Loader,
+    settings: Settings,
     addr: SocketAddr,
-    table: RouteTable,
     store: Store,
+    bus: EmbeddedBus,
+    cache: Cache,
+    paused: Paused,
+    gateway_state: Arc<gateway::State>,
+    /// The table being served, for readers (admin API).
+    table: ArcSwap<RouteTable>,
+    /// The routes' running sources; held while a reload or stop changes them.
+    live: Mutex<BTreeMap<Arc<str>, Running>>,
     stop: watch::Sender<bool>,
-    gateway: JoinHandle<()>,
-    sources: Vec<JoinHandle<()>>,
-    shutdown_timeout: Duration,
+    gateway: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The hash of junction.yaml the running routes were built from.
+    root_version: std::sync::Mutex<String>,
+}
+
+/// One route version and the tasks feeding it.
+struct Running {
+    route: Arc<Route>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -71,64 +99,142 @@ impl Runtime {
             .map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
-        let (stop, stop_rx) = watch::channel(false);
-        let cx = SourceCx { store: store.clone(), bus: bus.clone(), stop: stop_rx.clone() };
-        let sources = project.routes.iter().flat_map(|r| sources::start(r, &cx)).collect();
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
         let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
-        let shared = Arc::new(gateway::Shared { store: store.clone(), bus, cache, audit });
-        let state = Arc::new(gateway::State::new(&project.routes, shared));
-        let gateway = tokio::spawn(gateway::serve(listener, state, stop_rx));
-        for route in project.routes.iter() {
-            tracing::info!(route = %route.id, version = %route.version, "route started");
+        let paused = Paused::default();
+        let shared = Arc::new(gateway::Shared {
+            store: store.clone(),
+            bus: bus.clone(),
+            cache: cache.clone(),
+            audit,
+            paused: paused.clone(),
+        });
+        let gateway_state = Arc::new(gateway::State::new(&project.routes, shared));
+        let (stop, stop_rx) = watch::channel(false);
+        let runtime = Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                loader,
+                settings: project.settings.clone(),
+                addr,
+                store,
+                bus,
+                cache,
+                paused,
+                gateway_state: gateway_state.clone(),
+                table: ArcSwap::from_pointee(project.routes.clone()),
+                live: Mutex::new(BTreeMap::new()),
+                stop,
+                gateway: std::sync::Mutex::new(None),
+                root_version: std::sync::Mutex::new(String::new()),
+            }),
+        };
+        *runtime.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = runtime.root_version();
+        {
+            let mut live = runtime.inner.live.lock().await;
+            for route in project.routes.iter() {
+                live.insert(route.id.clone(), runtime.launch(route));
+                tracing::info!(route = %route.id, version = %route.version, "route started");
+            }
+        }
+        let handle = tokio::spawn(gateway::serve(listener, gateway_state, stop_rx));
+        *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
+        if project.settings.watch {
+            watch_files::spawn(runtime.clone());
         }
         tracing::info!(listen = %addr, routes = project.routes.routes.len(), "junction is running");
-        Ok(Self {
-            addr,
-            table: project.routes,
-            store,
-            stop,
-            gateway,
-            sources,
-            shutdown_timeout: project.settings.shutdown_timeout,
-        })
+        Ok(runtime)
+    }
+
+    /// Starts the tasks feeding one route version.
+    fn launch(&self, route: &Arc<Route>) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let cx = SourceCx {
+            store: self.inner.store.clone(),
+            bus: self.inner.bus.clone(),
+            stop: stop_rx,
+            paused: self.inner.paused.clone(),
+        };
+        Running { route: route.clone(), stop, tasks: sources::start(route, &cx) }
     }
 
     /// The gateway's bound address (useful when listening on port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr
     }
 
-    pub fn routes(&self) -> &RouteTable {
-        &self.table
+    /// The routes being served now.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.inner.table.load_full()
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.inner.store
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn paused(&self) -> &Paused {
+        &self.inner.paused
+    }
+
+    pub fn project_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Records an audit entry (admin calls; the gateway's layer records requests).
+    pub async fn audit(&self, entry: crate::store::AuditEntry) {
+        self.inner.gateway_state.shared.audit.record(entry).await;
     }
 
     /// Stops taking new messages, waits (up to the shutdown timeout) for those in flight to
     /// finish and be acked.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let aborts: Vec<_> = self.sources.iter().map(JoinHandle::abort_handle).collect();
+        let _ = self.inner.stop.send(true);
+        let timeout = self.inner.settings.shutdown_timeout;
+        let mut live = self.inner.live.lock().await;
+        let running: Vec<Running> = std::mem::take(&mut *live).into_values().collect();
+        let aborts: Vec<_> = running.iter().flat_map(|r| r.tasks.iter().map(JoinHandle::abort_handle)).collect();
+        let gateway = self.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        for r in &running {
+            let _ = r.stop.send(true);
+        }
         let drain = async {
-            let _ = self.gateway.await;
-            for task in self.sources {
-                let _ = task.await;
+            if let Some(g) = gateway {
+                let _ = g.await;
             }
-            for route in self.table.iter() {
-                let n = u32::try_from(route.max_in_flight).unwrap_or(u32::MAX);
-                let _ = route.permits.acquire_many(n).await;
+            for r in running {
+                stop_running(r).await;
             }
         };
-        if tokio::time::timeout(self.shutdown_timeout, drain).await.is_err() {
+        if tokio::time::timeout(timeout, drain).await.is_err() {
             tracing::warn!(
-                timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
                 "in-flight messages did not finish in time; unacked ones will be redelivered"
             );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         tracing::info!("junction stopped");
     }
+}
+
+/// Stops one route version's sources and waits for its messages in flight.
+async fn stop_running(r: Running) {
+    let _ = r.stop.send(true);
+    for task in r.tasks {
+        let _ = task.await;
+    }
+    let n = u32::try_from(r.route.max_in_flight).unwrap_or(u32::MAX);
+    let _ = r.route.permits.acquire_many(n).await;
+}
+
+/// How long a stop or a reload waits for old versions to drain before giving up on them.
+fn drain_timeout(settings: &Settings) -> Duration {
+    settings.shutdown_timeout
 }

@@ -20,6 +20,9 @@ pub(super) async fn consume(route: Arc<Route>, topic: String, group: String, mut
         }
     };
     loop {
+        if !cx.paused.wait_while_paused(&route.id, &mut cx.stop).await {
+            break;
+        }
         let delivery = tokio::select! {
             d = subscription.recv() => d,
             () = crate::runtime::stopped(&mut cx.stop) => break,

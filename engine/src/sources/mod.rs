@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::EmbeddedBus;
 use crate::route::{Route, Source};
+use crate::runtime::control::Paused;
 use crate::store::Store;
 
 /// The topic an `async: true` http route stores its accepted requests on.
@@ -28,6 +29,8 @@ pub struct SourceCx {
     pub bus: EmbeddedBus,
     /// Turns true when the source should stop taking new messages.
     pub stop: watch::Receiver<bool>,
+    /// Routes an admin paused: their sources take nothing new meanwhile.
+    pub paused: Paused,
 }
 
 /// Starts the tasks that feed `route`; synchronous http routes need none.

@@ -36,6 +36,10 @@ pub(super) async fn run(route: Arc<Route>, mut cx: SourceCx) {
         if let Err(e) = cx.store.checkpoint_put(&key, &next.to_rfc3339()).await {
             tracing::warn!(route = %route.id, error = %e, "cannot store the schedule's checkpoint");
         }
+        if cx.paused.is(&route.id) {
+            tracing::info!(route = %route.id, "route paused; skipping this tick");
+            continue;
+        }
         // A tick that finds the route still full is skipped, not queued: schedules must not pile up.
         let Ok(permit) = route.permits.clone().try_acquire_owned() else {
             tracing::warn!(route = %route.id, "previous runs still in flight; skipping this tick");

@@ -79,6 +79,11 @@ impl HmacVerifier {
         self.header.as_str()
     }
 
+    /// The header with the signing time (for the OpenAPI document).
+    pub fn timestamp_header(&self) -> &str {
+        self.timestamp_header.as_str()
+    }
+
     pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<Principal, Denied> {
         let text = |name: &http::HeaderName| {
             headers

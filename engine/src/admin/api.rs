@@ -1,0 +1,179 @@
+//! The admin API's calls: routes and their state, reload, pause and resume, dead letters and
+//! their replay, the audit log.
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use http::request::Parts;
+use serde_json::{Value, json};
+
+use super::Answer;
+use crate::route::{Route, Source};
+use crate::runtime::Runtime;
+use crate::runtime::replay::{ReplayError, Replayed};
+use crate::store::{AuditFilter, DeadLetterFilter};
+
+pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Answer {
+    let query = query(parts.uri.query().unwrap_or(""));
+    let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
+    match (parts.method.as_str(), segments.as_slice()) {
+        ("GET", ["admin", "routes"]) => {
+            let table = runtime.routes();
+            Answer::ok(Value::Array(table.iter().map(|r| describe(runtime, r)).collect()))
+        }
+        ("GET", ["admin", "routes", id]) => match runtime.routes().get(id) {
+            Some(r) => Answer::ok(describe(runtime, r)).on(*id),
+            None => no_route(id),
+        },
+        ("POST", ["admin", "routes", id, action @ ("pause" | "resume")]) => {
+            if runtime.routes().get(id).is_none() {
+                return no_route(id);
+            }
+            let pause = *action == "pause";
+            let changed = runtime.paused().set(id, pause);
+            tracing::info!(route = %id, paused = pause, "route {}", if pause { "paused" } else { "resumed" });
+            Answer::ok(json!({ "route": id, "state": state(pause), "changed": changed })).on(*id)
+        }
+        ("POST", ["admin", "reload"]) => {
+            let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+            match runtime.reload(dry_run).await {
+                Ok(report) => Answer::ok(json!(report)),
+                Err(e) => {
+                    let crate::runtime::ReloadError::Invalid(diags) = &e;
+                    let errors: Vec<String> = diags.to_string().lines().map(str::to_owned).collect();
+                    let mut a = Answer::problem(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid-config",
+                        "The project does not validate",
+                        "the running routes are unchanged",
+                    );
+                    a.body["errors"] = json!(errors);
+                    a
+                }
+            }
+        }
+        ("GET", ["admin", "dead-letters"]) => {
+            let filter = DeadLetterFilter {
+                route: query.get("route").cloned(),
+                include_replayed: query.get("all").is_some_and(|v| v == "true"),
+                limit: query.get("limit").and_then(|l| l.parse().ok()),
+                before: query.get("before").cloned(),
+            };
+            match runtime.store().list_dead_letters(&filter).await {
+                Ok(list) => {
+                    let next = list.last().map(|d| d.id.clone());
+                    Answer::ok(json!({ "items": list, "next_before": next }))
+                }
+                Err(e) => store_down(&e),
+            }
+        }
+        ("POST", ["admin", "dead-letters", id, "replay"]) => {
+            let table = runtime.routes();
+            match crate::runtime::replay::replay(&table, runtime.store(), id).await {
+                Ok(Replayed::Done) => Answer::ok(json!({ "id": id, "outcome": "done" })).on(*id),
+                Ok(Replayed::FailedAgain { failure, dead_letter_id }) => Answer::ok(json!({
+                    "id": id, "outcome": "failed_again", "error": failure.error.message, "dead_letter_id": dead_letter_id,
+                }))
+                .on(*id),
+                Err(e @ ReplayError::NotFound(_)) => {
+                    Answer::problem(StatusCode::NOT_FOUND, "not-found", "No such dead letter", e.to_string()).on(*id)
+                }
+                Err(e @ (ReplayError::AlreadyReplayed(_) | ReplayError::RouteGone(_))) => {
+                    Answer::problem(StatusCode::CONFLICT, "cannot-replay", "The dead letter cannot be replayed", e.to_string())
+                        .on(*id)
+                }
+                Err(ReplayError::Store(e)) => store_down(&e).on(*id),
+            }
+        }
+        ("GET", ["admin", "audit"]) => {
+            let time = |k: &str| {
+                query
+                    .get(k)
+                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            };
+            let filter = AuditFilter {
+                actor: query.get("actor").cloned(),
+                action: query.get("action").cloned(),
+                outcome: query.get("outcome").cloned(),
+                since: time("since"),
+                until: time("until"),
+                before_id: query.get("before_id").and_then(|v| v.parse().ok()),
+                limit: query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(0),
+            };
+            match runtime.store().audit_list(&filter).await {
+                Ok(list) => {
+                    let next = list.last().map(|r| r.id);
+                    Answer::ok(json!({ "items": list, "next_before_id": next }))
+                }
+                Err(e) => store_down(&e),
+            }
+        }
+        _ => Answer::problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such admin call",
+            format!("{} {}", parts.method, parts.uri.path()),
+        ),
+    }
+}
+
+/// `/readyz`: the store (and with it the embedded bus) and the cache answer.
+pub(super) async fn readiness(runtime: &Runtime) -> (StatusCode, Value) {
+    let store = runtime.store().ping().await.map_err(|e| e.to_string());
+    let cache = runtime.cache().ping().await.map_err(|e| e.to_string());
+    let check = |r: &Result<(), String>| {
+        r.as_ref().map_or_else(|e| json!({ "ok": false, "error": e }), |()| json!({ "ok": true }))
+    };
+    let ready = store.is_ok() && cache.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": { "store": check(&store), "bus": check(&store), "cache": check(&cache) },
+    });
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+}
+
+fn describe(runtime: &Runtime, r: &Route) -> Value {
+    let paused = runtime.paused().is(&r.id);
+    let source = match &r.source {
+        Source::Http(h) => {
+            json!({ "http": { "method": h.method.as_str(), "path": h.path, "auth": h.auth_name, "async": h.is_async } })
+        }
+        Source::Schedule(_) => json!({ "schedule": {} }),
+        Source::Bus(b) => json!({ "bus": { "topic": b.topic, "group": b.group } }),
+    };
+    json!({
+        "id": &*r.id,
+        "version": r.version,
+        "state": state(paused),
+        "description": r.description,
+        "file": r.file.display().to_string(),
+        "source": source,
+        "steps": r.pipeline.len(),
+        "in_flight": r.max_in_flight - r.permits.available_permits().min(r.max_in_flight),
+        "max_in_flight": r.max_in_flight,
+        "counters": r.counters.snapshot(),
+    })
+}
+
+fn state(paused: bool) -> &'static str {
+    if paused { "paused" } else { "running" }
+}
+
+fn no_route(id: &str) -> Answer {
+    Answer::problem(StatusCode::NOT_FOUND, "not-found", "No such route", format!("no route `{id}` is loaded")).on(id)
+}
+
+fn store_down(e: &crate::store::StoreError) -> Answer {
+    Answer::problem(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "The store is unavailable", e.to_string())
+}
+
+fn query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (crate::gateway::percent_decode(k), crate::gateway::percent_decode(v))
+        })
+        .collect()
+}

@@ -1,0 +1,147 @@
+//! Reload: load and validate the project again, diff it with what runs by route id and
+//! version, and swap — unchanged routes keep running untouched, changed and removed ones
+//! drain. A project that fails validation never replaces the running one.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Runtime, drain_timeout, stop_running};
+use crate::config::error::Diagnostics;
+use crate::route::RouteTable;
+
+/// What a reload changed (or, dry, would change).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    pub dry_run: bool,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+    /// Settings that changed but only take effect on a restart (listen, store, cache, …).
+    pub restart_needed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The project on disk does not validate; the running routes stay as they are.
+    #[error("the project does not validate; the running routes are unchanged:\n{0}")]
+    Invalid(Diagnostics),
+}
+
+impl Runtime {
+    /// Reloads the project from its directory (file watch, SIGHUP and the admin API all come
+    /// here). Reloads run one at a time.
+    pub async fn reload(&self, dry_run: bool) -> Result<ReloadReport, ReloadError> {
+        let mut live = self.inner.live.lock().await;
+        let result = self.reload_locked(&mut live, dry_run).await;
+        if !dry_run {
+            crate::telemetry::reload_finished(result.is_ok());
+        }
+        match &result {
+            Ok(r) if !dry_run => tracing::info!(
+                added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged,
+                "reloaded"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reload refused"),
+        }
+        result
+    }
+
+    async fn reload_locked(
+        &self,
+        live: &mut std::collections::BTreeMap<Arc<str>, super::Running>,
+        dry_run: bool,
+    ) -> Result<ReloadReport, ReloadError> {
+        let project = self.inner.loader.load(&self.inner.dir).map_err(ReloadError::Invalid)?;
+        let old = self.inner.table.load_full();
+        let mut report = ReloadReport {
+            dry_run,
+            restart_needed: restart_needed(&self.inner.settings, &project.settings),
+            ..Default::default()
+        };
+        // The root config holds the connectors and auth schemes routes use: when it changes,
+        // every route is rebuilt rather than guessing which ones it touched.
+        let root_changed =
+            self.root_version() != *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = RouteTable::default();
+        for (id, route) in &project.routes.routes {
+            match old.get(id) {
+                Some(o) if o.version == route.version && !root_changed => {
+                    report.unchanged += 1;
+                    table.routes.insert(id.clone(), o.clone());
+                }
+                Some(_) => {
+                    report.changed.push(id.to_string());
+                    table.routes.insert(id.clone(), route.clone());
+                }
+                None => {
+                    report.added.push(id.to_string());
+                    table.routes.insert(id.clone(), route.clone());
+                }
+            }
+        }
+        report.removed =
+            old.routes.keys().filter(|id| !table.routes.contains_key(*id)).map(|id| id.to_string()).collect();
+        if dry_run {
+            return Ok(report);
+        }
+        // Old sources stop first (a bus consumer commits its acks), so old and new versions
+        // never consume one group at once; the bus holds what arrives in between.
+        let going: BTreeSet<&str> = report.changed.iter().chain(&report.removed).map(String::as_str).collect();
+        let mut old_versions = Vec::new();
+        for id in &going {
+            if let Some(r) = live.remove(*id) {
+                let _ = r.stop.send(true);
+                old_versions.push(r);
+            }
+        }
+        for r in &mut old_versions {
+            for task in std::mem::take(&mut r.tasks) {
+                let _ = task.await;
+            }
+        }
+        for id in report.added.iter().chain(&report.changed) {
+            if let Some(route) = table.routes.get(id.as_str()) {
+                live.insert(route.id.clone(), self.launch(route));
+            }
+        }
+        // The swap: the next request finds the new routes; those in flight finish on the old.
+        self.inner.gateway_state.swap(&table);
+        self.inner.table.store(Arc::new(table));
+        *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.root_version();
+        let drain = async {
+            for r in old_versions {
+                stop_running(r).await;
+            }
+        };
+        if tokio::time::timeout(drain_timeout(&self.inner.settings), drain).await.is_err() {
+            tracing::warn!("old route versions still have messages in flight; they finish in the background");
+        }
+        Ok(report)
+    }
+
+    /// A hash of the root config's text.
+    pub(super) fn root_version(&self) -> String {
+        let text = std::fs::read(self.inner.dir.join("junction.yaml")).unwrap_or_default();
+        crate::route::compile::version(&String::from_utf8_lossy(&text), &[])
+    }
+}
+
+fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_owned());
+        }
+    };
+    check("listen", now.listen != new.listen);
+    check("store", now.store != new.store);
+    check("cache", now.cache != new.cache);
+    check("bus", now.bus != new.bus);
+    check("audit", now.audit_mode != new.audit_mode || now.audit_retention != new.audit_retention);
+    check("admin", now.admin != new.admin);
+    out
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics: the process-wide recorder, its text rendering for `GET /metrics`, and
+//! handles registered once per route, step, connector and endpoint so the hot path only bumps
+//! atomics.
+//!
+//! Handles made before [`install`] are no-ops (that is how the `metrics` crate works), so
+//! `junction run` installs the recorder before the project loads.
+
+mod gateway;
+mod handles;
+#[cfg(test)]
+mod tests;
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use gateway::GatewayMetrics;
+pub use handles::{ConnectorMetrics, RouteMetrics, StepMetrics};
+
+/// Latency buckets from 0.5 ms (an in-process step) to 30 s (a slow partner API at its
+/// timeout), roughly ×2–2.5 apart.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// How often recorded histogram samples are folded into their buckets when nobody scrapes;
+/// without it they would pile up in memory.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+const RELOADS: &str = "junction_reloads_total";
+const RELOAD_LAST_SUCCESS: &str = "junction_reload_last_success_timestamp_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once; later calls return the same handle. Should another
+/// recorder already be installed, the returned handle renders nothing.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        match metrics::set_global_recorder(recorder) {
+            Ok(()) => {
+                describe();
+                upkeep(handle.clone());
+                handle
+            }
+            Err(_) => {
+                tracing::warn!("another metrics recorder is already installed; Junction's metrics stay empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// The metrics in the Prometheus text format; empty when [`install`] was never called.
+pub fn render() -> String {
+    HANDLE.get().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Counts a finished reload (not a dry run) and, on success, stamps when it happened.
+pub fn reload_finished(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics::counter!(RELOADS, "outcome" => outcome).increment(1);
+    if ok {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!(RELOAD_LAST_SUCCESS).set(now);
+    }
+}
+
+/// The recorder's settings: every `…_seconds` histogram gets the latency buckets.
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .expect("the latency buckets are not empty")
+}
+
+fn upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only when scraped");
+    }
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(handles::ROUTE_RECEIVED, "Messages a route started to run.");
+    describe_counter!(handles::ROUTE_COMPLETED, "Messages that went through a route to its end.");
+    describe_counter!(handles::ROUTE_FAILED, "Messages a route gave up on after its retries.");
+    describe_counter!(handles::ROUTE_DEAD_LETTERED, "Failed messages stored as dead letters.");
+    describe_histogram!(handles::ROUTE_DURATION, metrics::Unit::Seconds, "Time to run a message through a route.");
+    describe_counter!(handles::STEP_MESSAGES, "Step attempts by outcome: ok, failed (given up), retried.");
+    describe_histogram!(handles::STEP_DURATION, metrics::Unit::Seconds, "Time of one attempt of a step.");
+    describe_counter!(handles::CONNECTOR_CALLS, "Outbound connector calls by outcome: ok or error.");
+    describe_histogram!(handles::CONNECTOR_DURATION, metrics::Unit::Seconds, "Time of one outbound connector call.");
+    describe_counter!(gateway::REQUESTS, "Gateway answers by route (`none` when no route matched) and status.");
+    describe_counter!(gateway::RATE_LIMITED, "Requests answered 429 by a route's rate limit.");
+    describe_counter!(gateway::SHED, "Requests answered 503 because the route was at max_in_flight.");
+    describe_counter!(RELOADS, "Reloads by outcome: ok or failed.");
+    describe_gauge!(RELOAD_LAST_SUCCESS, metrics::Unit::Seconds, "Unix time of the last successful reload.");
+}
