@@ -6,3 +6,8 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+-- The layered run ($API_KEY set) authenticates like a partner would.
+local key = os.getenv("API_KEY")
+if key then
+    wrk.headers["x-api-key"] = key
+end

@@ -28,6 +28,8 @@ export DEAL=$deal
 
 baseline_addr=127.0.0.1:18081
 junction_addr=127.0.0.1:18080
+layered_addr=127.0.0.1:18082
+min_layered_ratio=0.80
 path=/api/deals/preview
 max_p99_ms=5
 min_ratio=0.50
@@ -79,7 +81,7 @@ start() {
 check() {
     local code
     code=$(curl -sS -o "$work/$1.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-        --data-binary @"$deal" "$2") || die "$1: curl failed on $2"
+        ${API_KEY:+-H "x-api-key: $API_KEY"} --data-binary @"$deal" "$2") || die "$1: curl failed on $2"
     [[ $code == 200 ]] || die "$1 answered $code on $2: $(head -c 500 "$work/$1.json")"
     python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/$1.json" ||
         die "$1 did not answer JSON: $(head -c 500 "$work/$1.json")"
@@ -137,16 +139,35 @@ baseline_pid=$started_pid
 check baseline "http://$baseline_addr$path"
 if ! ((only_baseline)); then
     start junction "$junction_addr" "$work/junction.log" env JUNCTION_LISTEN="$junction_addr" \
-        JUNCTION_STORE="sqlite://$work/bench.db" target/release/junction run .
+        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/bench.db" target/release/junction run .
     junction_pid=$started_pid
     check junction "http://$junction_addr$path"
     same_json "$work/baseline.json" "$work/junction.json" ||
         die "Junction and the baseline answer deal.json differently"
+    # The same route behind the gateway's layers: an api_key, a rate limit that never
+    # triggers, and every request audited.
+    layered=$work/layered
+    mkdir -p "$layered"
+    cp -r junction.yaml routes transforms schemas "$layered/"
+    key_hash=$(printf %s bench-api-key-0123 | sha256sum | cut -d' ' -f1)
+    sed -i "s/^auth:$/auth:\n  bench:\n    api_key: { keys: [{ id: bench, sha256: \"$key_hash\" }] }/" "$layered/junction.yaml"
+    sed -i 's/^    auth: none$/    auth: bench\n    rate_limit: { per_second: 10000000, burst: 10000000 }/' "$layered/routes/crm-deal-preview.yaml"
+    start layered "$layered_addr" "$work/layered.log" env JUNCTION_LISTEN="$layered_addr" \
+        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/layered.db" target/release/junction run "$layered"
+    layered_pid=$started_pid
+    API_KEY=bench-api-key-0123 check layered "http://$layered_addr$path"
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$deal" "http://$layered_addr$path") == 401 ]] ||
+        die "the layered route answers without its api key"
 fi
 
 echo "wrk -t1 -c$connections -d$duration, $(nproc) cores, deal: $deal"
 measure baseline "http://$baseline_addr$path"
-((only_baseline)) || measure junction "http://$junction_addr$path"
+if ! ((only_baseline)); then
+    measure junction "http://$junction_addr$path"
+    export API_KEY=bench-api-key-0123
+    measure layered "http://$layered_addr$path"
+    unset API_KEY
+fi
 
 row() { printf '%-10s %12s %10s %10s %8s %10s\n' "$@"; }
 row_of() { # row_of NAME PID
@@ -159,6 +180,7 @@ if ((only_baseline)); then
     exit 0
 fi
 row_of junction "$junction_pid"
+row_of layered "$layered_pid"
 
 verdict=PASS
 judge() { # judge LABEL OK
@@ -172,5 +194,9 @@ judge "throughput junction/baseline = $(awk -v j="$jrps" -v b="$brps" 'BEGIN { p
 judge "junction p99 = $jp99 ms (target < $max_p99_ms ms)" \
     "$(awk -v p="$jp99" -v m="$max_p99_ms" 'BEGIN { print (p < m) }')"
 judge "junction errors, non-2xx and socket = $jerrors (target 0)" "$((jerrors == 0))"
+lrps=${result[layered.rps]} lerrors=${result[layered.errors]}
+judge "with api_key + rate limit + audit: layered/junction = $(awk -v l="$lrps" -v j="$jrps" 'BEGIN { printf "%.2f", l / j }') (target ≥ $min_layered_ratio)" \
+    "$(awk -v l="$lrps" -v j="$jrps" -v m="$min_layered_ratio" 'BEGIN { print (l / j >= m) }')"
+judge "layered errors, non-2xx and socket = $lerrors (target 0)" "$((lerrors == 0))"
 echo "$verdict"
 [[ $verdict == PASS ]]

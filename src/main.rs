@@ -183,7 +183,8 @@ async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!(
-        "junction: serving on http://{} ({} routes); Ctrl-C to stop",
+        "junction: serving on {}://{} ({} routes); Ctrl-C to stop",
+        if runtime.settings().tls.is_some() { "https" } else { "http" },
         runtime.local_addr(),
         runtime.routes().routes.len()
     );

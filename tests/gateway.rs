@@ -216,3 +216,40 @@ async fn a_timeout_answers_but_the_route_finishes_and_a_stop_releases_held_group
     let logs = log.lock().expect("log").clone();
     assert!(logs.contains("on stop\""), "a stop should release the held group down the route:\n{logs}");
 }
+
+#[tokio::test]
+async fn the_callers_trace_and_request_id_travel_to_logs_and_outbound_calls() {
+    let api = common::Stub::start(vec![(200, "")]);
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!("routes: [routes/]\nconnectors:\n  api: {{ kind: http, base_url: \"{}\" }}\n", api.url),
+        ),
+        (
+            "routes/relay.yaml",
+            "route: relay\nfrom: { http: { method: POST, path: /relay, auth: none } }\nsteps:\n  - log: relaying\n  - request: { connector: api, method: POST, path: /in }\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = client()
+        .post(j.url("/relay"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "req-trace-1")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+    let head = api.heads.lock().expect("lock")[0].to_ascii_lowercase();
+    assert!(head.contains(&format!("traceparent: 00-{trace}-")), "{head}");
+    assert!(!head.contains("00f067aa0ba902b7"), "the outbound call is a span of its own: {head}");
+    assert!(head.contains("x-request-id: req-trace-1"), "{head}");
+    let line = j.logs().lines().find(|l| l.contains("\"message\":\"relaying\"")).map(str::to_owned).expect("logged");
+    assert!(
+        line.contains(&format!("\"trace_id\":\"{trace}\"")) && line.contains("\"request_id\":\"req-trace-1\""),
+        "{line}"
+    );
+}

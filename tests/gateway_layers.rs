@@ -251,3 +251,43 @@ fn an_http_route_without_auth_fails_check() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_serves_https_when_given_a_certificate() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\ngateway:\n  tls: { cert: certs/gateway.pem, key: certs/gateway.key }\n"),
+        (
+            "routes/hi.yaml",
+            "route: hi\nfrom: { http: { method: GET, path: /hi, auth: none } }\nsteps:\n  - transform: { script: \"#{ hi: true }\" }\n",
+        ),
+    ]);
+    std::fs::create_dir_all(dir.path().join("certs")).expect("mkdir");
+    // A test CA and a gateway certificate it signs (webpki refuses a CA as the end entity).
+    let script = "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout gateway.key -out gateway.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf
+        openssl x509 -req -in gateway.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out gateway.pem";
+    let made = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path().join("certs"))
+        .output()
+        .expect("openssl runs (it makes the test certificates)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let cert = std::fs::read(dir.path().join("certs/ca.pem")).expect("the test CA");
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("pem"))
+        .build()
+        .expect("client");
+    let body: Value = c.get(format!("https://{}/hi", j.addr)).send().await.expect("https").json().await.expect("json");
+    assert_eq!(body, json!({ "hi": true }));
+    assert!(reqwest::get(format!("http://{}/hi", j.addr)).await.is_err(), "plain HTTP must not be served");
+    // A key that is not a key is a config error at its line, not a failure at the first handshake.
+    std::fs::write(dir.path().join("certs/gateway.key"), "not a key").expect("write");
+    let (code, _, err) = junction(&["check", &dir.path().display().to_string()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("junction.yaml:3:") && err.contains("private key"), "{err}");
+}

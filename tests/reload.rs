@@ -276,6 +276,15 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     admin(reqwest::Method::POST, "/admin/routes/ping/resume").send().await.expect("resume");
     assert_eq!(c.post(j.url("/ping")).body("{}").send().await.expect("ping").status(), 200);
 
+    // The CLI speaks the same API.
+    let url = format!("http://{}", j.admin.as_deref().expect("admin"));
+    let (code, out, err) = common::junction(&["admin", "--url", &url, "routes"], &[("JUNCTION_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"id\": \"ping\"") && out.contains("\"state\": \"running\""), "{out}");
+    let (code, out, _) = common::junction(&["admin", "--url", &url, "--token", "wrong-token-0000", "routes"], &[]);
+    assert_ne!(code, 0);
+    assert!(out.contains("unauthorized"), "{out}");
+
     // Every admin call is in the audit, the refused ones too.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let audit: Value =
@@ -292,5 +301,6 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     assert!(has("admin", "POST /admin/reload", "ok"), "{audit}");
     assert!(has("admin", "POST /admin/reload", "rejected"), "{audit}");
     assert!(has("admin", "POST /admin/routes/ping/pause", "ok"), "{audit}");
+    assert!(has("admin", "GET /admin/routes", "ok"), "{audit}");
     assert!(!audit.to_string().contains(TOKEN), "the token must never be recorded");
 }

@@ -268,6 +268,9 @@ impl HttpCall {
         if let Some(id) = msg.meta.source.get("request_id").and_then(Value::as_str) {
             req = req.header("x-request-id", id);
         }
+        if let Some(trace) = &msg.meta.trace_id {
+            req = req.header("traceparent", junction_engine::trace::traceparent(trace));
+        }
         if !matches!(self.method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::DELETE) {
             req = match &msg.body {
                 Body::Json(v) => req.json(v),

@@ -34,5 +34,6 @@ pub mod steps;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod trace;
 
 pub use message::{Body, Headers, Message, Meta};

@@ -47,7 +47,8 @@ impl Junction {
                 if let Some(rest) = line.strip_prefix("junction: admin API on http://") {
                     *admin_slot.lock().expect("admin lock") = Some(rest.trim().to_owned());
                 }
-                if let Some(rest) = line.strip_prefix("junction: serving on http://") {
+                let serving = line.strip_prefix("junction: serving on http://");
+                if let Some(rest) = serving.or_else(|| line.strip_prefix("junction: serving on https://")) {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }

@@ -167,6 +167,16 @@ impl Loader {
                 Some(super::AdminSettings { listen, token: a.token.value.clone() })
             }),
             watch: spec.reload.watch,
+            tls: spec.gateway.tls.as_ref().and_then(|t| {
+                let (cert, key) = (paths.root.join(&t.cert.value), paths.root.join(&t.key.value));
+                match crate::gateway::tls::acceptor(&cert, &key) {
+                    Ok(_) => Some((cert, key)),
+                    Err(e) => {
+                        diags.push(Diagnostic::new(file, Some(Pos::of(&t.cert)), e));
+                        None
+                    }
+                }
+            }),
         }
     }
 

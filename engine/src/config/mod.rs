@@ -41,6 +41,8 @@ pub struct Settings {
     pub audit_retention: Option<Duration>,
     pub admin: Option<AdminSettings>,
     pub watch: bool,
+    /// The gateway's certificate chain and key (PEM), when it serves HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Where the admin API listens and the token it wants.

@@ -103,6 +103,17 @@ pub struct GatewaySpec {
     /// How long a request/reply may take before 503 (default 30s); a route may set its own.
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
+    /// Serve HTTPS: PEM files of the certificate chain and its private key, relative to the project.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+}
+
+/// `tls: { cert: certs/gateway.pem, key: certs/gateway.key }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 fn unplaced(s: &str) -> Spanned<String> {

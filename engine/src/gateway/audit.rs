@@ -36,19 +36,34 @@ const QUEUE: usize = 10_000;
 const SEND_WAIT: Duration = Duration::from_secs(1);
 const BATCH: usize = 500;
 
+/// How long the writer waits after a first record for more to join its batch: one commit
+/// per batch is what a busy gateway's audit costs.
+const LINGER: Duration = Duration::from_millis(20);
+
 /// Where audit records go. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
     mode: AuditMode,
     tx: mpsc::Sender<AuditEntry>,
+    /// Records queued and not yet written, so a stop can wait for them.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AuditSink {
     /// Starts the writer; it stops once every sink clone is dropped and the queue is written.
     pub fn start(store: Store, mode: AuditMode, retention: Option<Duration>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write(store, rx, retention));
-        Self { mode, tx }
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(write(store, rx, retention, pending.clone()));
+        Self { mode, tx, pending }
+    }
+
+    /// Waits (up to `within`) until every record queued so far is in the store.
+    pub async fn flush(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending.load(std::sync::atomic::Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn covers(&self, source: &HttpSource) -> bool {
@@ -62,18 +77,28 @@ impl AuditSink {
     /// Queues a record. Should the store fall far behind, a record that finds no room within
     /// a second is dropped and logged, rather than stalling every request behind it.
     pub async fn record(&self, entry: AuditEntry) {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let entry = match self.tx.try_send(entry) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(e)) => e,
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                return;
+            }
         };
         if tokio::time::timeout(SEND_WAIT, self.tx.send(entry)).await.is_err() {
+            self.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             tracing::error!("audit record dropped: the store is not keeping up");
         }
     }
 }
 
-async fn write(store: Store, mut rx: mpsc::Receiver<AuditEntry>, retention: Option<Duration>) {
+async fn write(
+    store: Store,
+    mut rx: mpsc::Receiver<AuditEntry>,
+    retention: Option<Duration>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -82,6 +107,13 @@ async fn write(store: Store, mut rx: mpsc::Receiver<AuditEntry>, retention: Opti
                 if n == 0 {
                     return;
                 }
+                if batch.len() < BATCH {
+                    tokio::time::sleep(LINGER).await;
+                    while batch.len() < BATCH {
+                        let Ok(entry) = rx.try_recv() else { break };
+                        batch.push(entry);
+                    }
+                }
                 // A store that is down gets a few tries; the records wait in memory meanwhile.
                 let mut wait = Duration::from_millis(100);
                 while let Err(e) = store.audit_append_many(&batch).await {
@@ -89,6 +121,7 @@ async fn write(store: Store, mut rx: mpsc::Receiver<AuditEntry>, retention: Opti
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
+                pending.fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
                 batch.clear();
             }
             _ = purge.tick(), if retention.is_some() => {

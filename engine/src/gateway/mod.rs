@@ -13,6 +13,7 @@ mod handler;
 pub mod openapi;
 pub mod problem;
 mod rate_limit;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -97,7 +98,12 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until `shutdown` turns true; then stops accepting and lets open requests finish.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -119,10 +125,26 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
             let state = state.clone();
             async move { Ok::<_, Infallible>(handler::handle(state, req, peer).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let Some(tls) = &tls else {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's own task: a slow client cannot hold up accepting.
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });

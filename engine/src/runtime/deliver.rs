@@ -65,7 +65,7 @@ pub async fn deliver_with(
     original.meta.route = route.id.to_string();
     original.meta.resume_at = resume_at;
     cx.run_failure_hooks();
-    tracing::warn!(route = %route.id, message_id = %original.id, step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
+    tracing::warn!(route = %route.id, message_id = %original.id, trace_id = original.meta.trace_id.as_deref(), step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
     let dead_letter_id = dead_letter(route, original, &failure, store).await?;
     route.counters.dead_lettered();
     route.metrics.dead_lettered.increment(1);

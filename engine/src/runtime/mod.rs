@@ -40,6 +40,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot open the cache: {0}")]
     Cache(crate::cache::CacheError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source} (is another process using the port? set JUNCTION_LISTEN)")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -137,7 +139,11 @@ impl Runtime {
                 tracing::info!(route = %route.id, version = %route.version, "route started");
             }
         }
-        let handle = tokio::spawn(gateway::serve(listener, gateway_state, stop_rx));
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
+            None => None,
+        };
+        let handle = tokio::spawn(gateway::serve(listener, gateway_state, tls, stop_rx));
         *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         if project.settings.watch {
             watch_files::spawn(runtime.clone());
@@ -220,6 +226,8 @@ impl Runtime {
             );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
+        // The audit of the last requests is written before the process goes.
+        self.inner.gateway_state.shared.audit.flush(Duration::from_secs(5)).await;
         tracing::info!("junction stopped");
     }
 }

@@ -72,11 +72,14 @@ impl Step for Log {
             other => other.to_string(),
         };
         let (route, id) = (&*cx.route, &msg.id);
+        // Absent ids are left out of the line rather than logged empty.
+        let request_id = msg.meta.source.get("request_id").and_then(serde_json::Value::as_str);
+        let trace_id = msg.meta.trace_id.as_deref();
         match self.level {
-            Level::Debug => tracing::debug!(route, message_id = %id, "{line}"),
-            Level::Info => tracing::info!(route, message_id = %id, "{line}"),
-            Level::Warn => tracing::warn!(route, message_id = %id, "{line}"),
-            Level::Error => tracing::error!(route, message_id = %id, "{line}"),
+            Level::Debug => tracing::debug!(route, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Info => tracing::info!(route, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Warn => tracing::warn!(route, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Error => tracing::error!(route, message_id = %id, request_id, trace_id, "{line}"),
         }
         Ok(Outcome::One(msg))
     }

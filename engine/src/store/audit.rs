@@ -19,9 +19,11 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Parameters each row binds, in [`bind_entry`]'s order.
 const PARAMS_PER_ROW: usize = 9;
-/// Rows per INSERT in a batch: 900 parameters stays under the 999 per statement that
-/// older SQLite builds allow, while a batch of 500 still takes only five round trips.
-const ROWS_PER_INSERT: usize = 100;
+/// Rows per INSERT in a batch. Small on purpose: SQLite looks bound parameters up by name in
+/// a list, so binding costs grow with the square of a statement's parameters (at 100 rows
+/// that lookup and re-preparing were most of the writer's time). With 16, the few statement
+/// sizes a batch can need all stay prepared.
+const ROWS_PER_INSERT: usize = 16;
 
 /// What happened, as the gateway or the admin API reports it; the store adds the id and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +102,7 @@ impl Store {
         let _writer = self.write_guard().await;
         let mut tx = self.pool.begin().await.map_err(err())?;
         for chunk in entries.chunks(ROWS_PER_INSERT) {
-            // Not kept prepared: a batch's last chunk can have any size, and caching each
-            // size would crowd the statements that are reused out of the connection's cache.
-            let query = sqlx::query(AssertSqlSafe(insert_sql(chunk.len()))).persistent(false);
+            let query = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
             let query = chunk.iter().fold(query, |query, entry| bind_entry(query, entry, at));
             query.execute(&mut *tx).await.map_err(err())?;
         }
