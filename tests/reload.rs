@@ -206,6 +206,9 @@ async fn twenty_changes_under_load_lose_and_fail_nothing() {
     let metrics = c.get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("junction_reloads_total{outcome=\"failed\"} 1"), "{metrics}");
     assert!(metrics.contains("junction_reloads_total{outcome=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("junction_gateway_requests_total{route=\"ping\",status=\"200\"}"), "{metrics}");
+    assert!(metrics.contains("junction_route_messages_completed_total{route=\"sink\"}"), "{metrics}");
+    assert!(metrics.contains("junction_step_duration_seconds_bucket{route=\"ping\",step=\"1:transform\""), "{metrics}");
 }
 
 #[tokio::test]
@@ -213,6 +216,7 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     let dir = project(&[
         ("junction.yaml", &format!("{}reload: {{ watch: false }}\n", root_config())),
         ("routes/ping.yaml", &ping(1)),
+        ("routes/sink.yaml", &sink(1)),
     ]);
     let (_tmp, store) = sqlite_store();
     let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
@@ -253,6 +257,11 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     assert_eq!(done["dry_run"], false, "{done}");
     let v: Value = c.post(j.url("/ping")).body("{}").send().await.expect("ping").json().await.expect("json");
     assert_eq!(v["v"], 2);
+    assert_eq!(done["unchanged"], 1, "{done}");
+    // The unchanged bus consumer kept running: it was started once, the changed route twice.
+    let started =
+        |route: &str| j.logs().matches(&format!("\"message\":\"route started\",\"route\":\"{route}\"")).count();
+    assert_eq!((started("sink"), started("ping"), started("extra-7")), (1, 2, 1), "{}", j.logs());
 
     // An invalid project is refused with its errors, and the routes keep serving.
     put(dir.path(), "routes/ping.yaml", "route: ping\nfrom: { http: { method: POST, path: /ping } }\n");

@@ -10,7 +10,8 @@ use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
 use junction_engine::script::{Script, ScriptEngine, ScriptInput};
 use junction_engine::telemetry::ConnectorMetrics;
-use junction_engine::{Body, Message};
+use junction_engine::telemetry::otlp::{Kind, Span};
+use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::Value;
@@ -237,16 +238,34 @@ impl HttpCall {
         reqwest::Url::parse(&joined).map_err(|e| ConnectorError::fatal(format!("bad URL {joined}: {e}")))
     }
 
-    /// One call, counted and timed under the connector's name.
+    /// One call, counted and timed under the connector's name, and traced.
     async fn measured(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let started = Instant::now();
-        let result = self.call(msg).await;
+        let mut span = self.span(msg);
+        let result = self.call(msg, &mut span).await;
         self.metrics.record(result.is_ok(), started.elapsed());
+        if let Some(span) = span {
+            span.end(result.as_ref().err().map(|e| e.message.as_str()));
+        }
         result
     }
 
-    async fn call(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        let mut req = self.client.request(self.method.clone(), self.url(msg)?);
+    /// The CLIENT span of one call when spans are exported, under the step making it.
+    fn span(&self, msg: &Message) -> Option<Span> {
+        let trace = msg.meta.trace_id.as_deref()?;
+        let parent = msg.meta.parent_span_id.as_deref();
+        let mut span = Span::start(trace, parent, Kind::Client, format_args!("{} {}", self.method, self.connector))?;
+        span.set("http.request.method", self.method.as_str());
+        span.set("junction.connector", self.connector.as_str());
+        Some(span)
+    }
+
+    async fn call(&self, msg: &Message, span: &mut Option<Span>) -> Result<Message, ConnectorError> {
+        let url = self.url(msg)?;
+        if let Some(span) = span {
+            span.set("url.full", shown_url(&url));
+        }
+        let mut req = self.client.request(self.method.clone(), url);
         if let Some(t) = self.timeout {
             req = req.timeout(t);
         }
@@ -269,7 +288,10 @@ impl HttpCall {
             req = req.header("x-request-id", id);
         }
         if let Some(trace) = &msg.meta.trace_id {
-            req = req.header("traceparent", junction_engine::trace::traceparent(trace));
+            // The called system's spans nest under this call's span; untraced, the call is
+            // still a span of its own, as the W3C spec asks.
+            let span_id = span.as_ref().map_or_else(trace::new_span_id, |s| s.id().to_owned());
+            req = req.header("traceparent", trace::traceparent(trace, &span_id));
         }
         if !matches!(self.method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::DELETE) {
             req = match &msg.body {
@@ -282,6 +304,9 @@ impl HttpCall {
             .await
             .map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
         let status = resp.status();
+        if let Some(span) = span {
+            span.set("http.response.status_code", status.as_u16());
+        }
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         let bytes = read_limited(resp).await?;
         if status.is_success() {
@@ -298,6 +323,17 @@ impl HttpCall {
             ConnectorError::fatal(message)
         })
     }
+}
+
+/// A URL as a span shows it: without credentials, query or fragment, which may hold secrets.
+fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    // Only URLs that cannot have credentials refuse these, and those have none to hide.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.into()
 }
 
 /// The largest reply body read; a bigger one is an error rather than a memory blow-up.
@@ -366,6 +402,12 @@ mod tests {
         let d = parse_retry_after(&later).expect("a date parses");
         assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90), "{d:?}");
         assert!(parse_retry_after("soon").is_none());
+    }
+
+    #[test]
+    fn spans_show_urls_without_credentials_or_query() {
+        let url = reqwest::Url::parse("https://me:pw@crm.example/deals/7?token=x#top").expect("a URL");
+        assert_eq!(shown_url(&url), "https://crm.example/deals/7");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`admin`]: the admin API on its own listener: routes, reload, pause, dead letters, audit.
 //! - [`bus`]: the embedded, durable event bus kept in the store.
 //! - [`store`]: the engine's own tables (SQLite by default, Postgres when configured).
-//! - [`telemetry`]: Prometheus metrics of routes, steps, connectors, the gateway and reloads.
+//! - [`telemetry`]: Prometheus metrics of routes, steps, connectors, the gateway and reloads;
+//!   OpenTelemetry spans of the same over OTLP, when configured.
 
 pub mod admin;
 pub mod bus;
@@ -25,6 +26,7 @@ pub mod connector;
 pub mod gateway;
 pub mod graph;
 pub mod message;
+pub mod redact;
 pub mod route;
 pub mod runtime;
 pub mod schema;

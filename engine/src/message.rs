@@ -38,6 +38,10 @@ pub struct Meta {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The span work on this message nests under: the caller's (from its `traceparent`) when
+    /// it arrives; while a step runs, that step's, so the calls the step makes are its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
     /// The step this message entered its route at: 0, or the step after an aggregate for the
     /// messages an aggregate made. A replay starts there.
     #[serde(default, skip_serializing_if = "is_zero")]

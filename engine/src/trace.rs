@@ -1,12 +1,13 @@
 //! W3C Trace Context: a `traceparent` header on an incoming request puts its message in the
-//! caller's trace (`meta.trace_id`); calls the message makes carry the trace on with a span
-//! id of their own. A request without one starts a new trace.
+//! caller's trace (`meta.trace_id`, under the caller's span `meta.parent_span_id`); calls the
+//! message makes carry the trace on with a span id of their own. A request without one starts
+//! a new trace.
 
 use rand::RngCore;
 
-/// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` otherwise,
-/// as the spec asks of a malformed or all-zero one.
-pub fn trace_id_of(traceparent: &str) -> Option<String> {
+/// The trace id and the caller's span id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2
+/// hex>`); `None` otherwise, as the spec asks of a malformed or all-zero one.
+pub fn ids_of(traceparent: &str) -> Option<(String, String)> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex =
@@ -19,7 +20,7 @@ pub fn trace_id_of(traceparent: &str) -> Option<String> {
         && hex(flags, 2)
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
-    valid.then(|| trace.to_owned())
+    valid.then(|| (trace.to_owned(), parent.to_owned()))
 }
 
 /// A fresh trace id.
@@ -29,11 +30,17 @@ pub fn new_trace_id() -> String {
     hex::encode(bytes)
 }
 
-/// The `traceparent` for an outgoing call in trace `trace_id`, as a new span (sampled).
-pub fn traceparent(trace_id: &str) -> String {
-    let mut span = [0u8; 8];
-    rand::rng().fill_bytes(&mut span);
-    format!("00-{trace_id}-{}-01", hex::encode(span))
+/// A fresh span id.
+pub fn new_span_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The `traceparent` for an outgoing call in trace `trace_id`, made as span `span_id` (sampled),
+/// so the called system's spans nest under that span.
+pub fn traceparent(trace_id: &str, span_id: &str) -> String {
+    format!("00-{trace_id}-{span_id}-01")
 }
 
 #[cfg(test)]
@@ -43,7 +50,8 @@ mod tests {
     #[test]
     fn reads_valid_traceparents_only() {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
+        let ids = ids_of(&format!("00-{id}-00f067aa0ba902b7-01"));
+        assert_eq!(ids, Some((id.to_owned(), "00f067aa0ba902b7".to_owned())));
         for bad in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -53,15 +61,14 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            assert_eq!(trace_id_of(bad), None, "{bad}");
+            assert_eq!(ids_of(bad), None, "{bad}");
         }
     }
 
     #[test]
-    fn outgoing_calls_keep_the_trace_with_a_new_span() {
-        let id = new_trace_id();
-        let header = traceparent(&id);
-        assert_eq!(trace_id_of(&header).as_deref(), Some(id.as_str()));
-        assert_ne!(traceparent(&id), header);
+    fn outgoing_calls_keep_the_trace_under_their_own_span() {
+        let (id, span) = (new_trace_id(), new_span_id());
+        assert_eq!(ids_of(&traceparent(&id, &span)), Some((id, span.clone())));
+        assert_ne!(new_span_id(), span);
     }
 }

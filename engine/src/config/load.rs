@@ -94,7 +94,8 @@ impl Loader {
             }
         };
         let settings = self.settings(&paths, &spec, &shown_root, &mut diags);
-        let build = BuildCx { scripts: &self.scripts, resources: &self.resources };
+        let redact = crate::redact::Redact::new(&spec.logging.redact);
+        let build = BuildCx { scripts: &self.scripts, resources: &self.resources, redact: &redact };
         let connectors = self.connectors(&spec, &shown_root, &build, &mut diags);
         let files = route_files(&paths, &spec, &shown_root, &mut diags);
         let defaults = HttpDefaults {
@@ -177,7 +178,30 @@ impl Loader {
                     }
                 }
             }),
+            tracing: self.tracing(spec, file, diags),
         }
+    }
+
+    /// The OTLP endpoint (`$JUNCTION_OTLP` first), checked to be an http(s) URL.
+    fn tracing(&self, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Option<super::TracingSettings> {
+        let from_env = self.env.get("JUNCTION_OTLP").filter(|v| !v.is_empty());
+        let written = spec.tracing.otlp.as_ref();
+        let endpoint = from_env.or(written.map(|o| &o.value))?;
+        let scheme = reqwest::Url::parse(endpoint).map(|u| u.scheme().to_owned());
+        if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+            let (pos, source) = match from_env {
+                Some(_) => (None, "$JUNCTION_OTLP"),
+                None => (written.map(Pos::of), "tracing.otlp"),
+            };
+            diags.push(Diagnostic::new(
+                file,
+                pos,
+                format!("{source} `{endpoint}` is not an http(s) URL; write e.g. http://collector:4318"),
+            ));
+            return None;
+        }
+        let service_name = spec.tracing.service_name.clone().unwrap_or_else(|| "junction".to_owned());
+        Some(super::TracingSettings { endpoint: endpoint.trim_end_matches('/').to_owned(), service_name })
     }
 
     fn connectors(&self, spec: &RootSpec, file: &Path, build: &BuildCx<'_>, diags: &mut Diagnostics) -> Connectors {

@@ -43,6 +43,15 @@ pub struct Settings {
     pub watch: bool,
     /// The gateway's certificate chain and key (PEM), when it serves HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Where spans are exported, when they are.
+    pub tracing: Option<TracingSettings>,
+}
+
+/// The OTLP/HTTP collector spans go to, and the service they are reported under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    pub endpoint: String,
+    pub service_name: String,
 }
 
 /// Where the admin API listens and the token it wants.

@@ -42,12 +42,31 @@ pub struct RootSpec {
     /// Whether the project reloads itself when its files change.
     #[serde(default)]
     pub reload: ReloadSpec,
+    /// What the log must never show.
+    #[serde(default)]
+    pub logging: LoggingSpec,
     /// What the audit log keeps, and for how long.
     #[serde(default)]
     pub audit: AuditSpec,
     /// How long `SIGTERM`/Ctrl-C waits for in-flight messages before exiting (default 30s).
     #[serde(default)]
     pub shutdown_timeout: Option<ConfigDuration>,
+    /// Where spans of routes, steps and connector calls are sent. Left out: none are made.
+    #[serde(default)]
+    pub tracing: TracingSpec,
+}
+
+/// `tracing: { otlp: http://collector:4318, service_name: junction }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSpec {
+    /// An OpenTelemetry collector's OTLP/HTTP address; spans are POSTed as JSON to
+    /// `<otlp>/v1/traces`. `$JUNCTION_OTLP` overrides it. Left out: no spans are exported.
+    #[serde(default)]
+    pub otlp: Option<Spanned<String>>,
+    /// The `service.name` the spans are reported under (default `junction`).
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 /// `admin: { listen: 127.0.0.1:9090, token: ${JUNCTION_ADMIN_TOKEN} }`
@@ -78,6 +97,17 @@ impl Default for ReloadSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// `logging: { redact: [inn, passport] }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSpec {
+    /// Field names whose values are masked (`***`) wherever a message is written to the log,
+    /// at any depth, ignoring case — besides password, secret, token, api_key, card_number
+    /// and the like, which always are.
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// `audit: { http: authenticated, retention: 90d }`

@@ -87,14 +87,15 @@ impl ConnectorKind for LogKind {
         "log"
     }
 
-    fn build(&self, name: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
+    fn build(&self, name: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
         let _: NoOptions = options.parse()?;
-        Ok(Arc::new(LogConnector { name: name.to_owned() }))
+        Ok(Arc::new(LogConnector { name: name.to_owned(), redact: cx.redact.clone() }))
     }
 }
 
 struct LogConnector {
     name: String,
+    redact: crate::redact::Redact,
 }
 
 impl Connector for LogConnector {
@@ -104,18 +105,20 @@ impl Connector for LogConnector {
 
     fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
         let _: NoOptions = options.parse()?;
-        Ok(Arc::new(LogEndpoint { name: self.name.clone() }))
+        Ok(Arc::new(LogEndpoint { name: self.name.clone(), redact: self.redact.clone() }))
     }
 }
 
 struct LogEndpoint {
     name: String,
+    redact: crate::redact::Redact,
 }
 
 #[async_trait]
 impl Endpoint for LogEndpoint {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
-        tracing::info!(connector = %self.name, message_id = %msg.id, body = %msg.body.to_json(), "message");
+        let body = msg.body.to_json();
+        tracing::info!(connector = %self.name, message_id = %msg.id, body = %self.redact.value(&body), "message");
         Ok(())
     }
 

@@ -33,6 +33,8 @@ pub enum Role {
 pub struct BuildCx<'a> {
     pub scripts: &'a Arc<ScriptEngine>,
     pub resources: &'a Resources,
+    /// Fields masked wherever a message is written to the log.
+    pub redact: &'a crate::redact::Redact,
 }
 
 /// The running engine's shared resources; empty while only checking a project.

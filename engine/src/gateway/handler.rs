@@ -303,9 +303,13 @@ fn message(
     };
     msg.headers = request_headers(&parts.headers);
     msg.meta.source = source_meta(parts, params, request_id);
-    let caller_trace =
-        parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::trace::trace_id_of);
-    msg.meta.trace_id = Some(caller_trace.unwrap_or_else(crate::trace::new_trace_id));
+    let caller = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::trace::ids_of);
+    let (trace_id, parent_span_id) = match caller {
+        Some((trace, span)) => (trace, Some(span)),
+        None => (crate::trace::new_trace_id(), None),
+    };
+    msg.meta.trace_id = Some(trace_id);
+    msg.meta.parent_span_id = parent_span_id;
     msg
 }
 

@@ -9,6 +9,7 @@ use rand::Rng;
 use crate::message::Message;
 use crate::steps::{ErrorKind, Outcome, Step, StepError};
 use crate::telemetry::StepMetrics;
+use crate::telemetry::otlp::{Kind, Span};
 
 /// Steps in order, compiled once.
 #[derive(Clone, Default)]
@@ -64,6 +65,8 @@ impl RetryPolicy {
 pub struct RunCx {
     pub route: Arc<str>,
     pub retry: RetryPolicy,
+    /// The run's span, which step spans nest under; `None` when spans are not exported.
+    pub span: Option<String>,
     on_failure: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// Set when a step made a new message to carry on with (an aggregate's output).
     origin: Mutex<Option<(Message, usize)>>,
@@ -71,7 +74,7 @@ pub struct RunCx {
 
 impl RunCx {
     pub fn new(route: Arc<str>, retry: RetryPolicy) -> Self {
-        Self { route, retry, on_failure: Mutex::new(Vec::new()), origin: Mutex::new(None) }
+        Self { route, retry, span: None, on_failure: Mutex::new(Vec::new()), origin: Mutex::new(None) }
     }
 
     fn begins(&self, msg: Message, at: usize) {
@@ -154,9 +157,13 @@ async fn apply_with_retry(entry: &StepEntry, mut msg: Message, cx: &RunCx) -> Re
         msg.meta.attempt = attempt;
         let retry_left = entry.retryable && attempt < cx.retry.attempts;
         let spare = retry_left.then(|| msg.clone());
+        let span = step_span(entry, &mut msg, cx);
         let started = std::time::Instant::now();
         let result = entry.step.apply(msg, cx).await;
         entry.metrics.duration.record(started.elapsed());
+        if let Some(span) = span {
+            span.end(result.as_ref().err().map(|e| e.message.as_str()));
+        }
         match result {
             Ok(outcome) => {
                 entry.metrics.ok.increment(1);
@@ -178,6 +185,18 @@ async fn apply_with_retry(entry: &StepEntry, mut msg: Message, cx: &RunCx) -> Re
             },
         }
     }
+}
+
+/// The span of one attempt when spans are exported; the message carries its id meanwhile, so
+/// the calls the step makes nest under it.
+fn step_span(entry: &StepEntry, msg: &mut Message, cx: &RunCx) -> Option<Span> {
+    let trace = msg.meta.trace_id.as_deref()?;
+    let mut span = Span::start(trace, cx.span.as_deref(), Kind::Internal, format_args!("step {}", entry.label))?;
+    span.set("junction.route", &*cx.route);
+    span.set("junction.step", entry.label.as_str());
+    span.set("junction.attempt", msg.meta.attempt);
+    msg.meta.parent_span_id = Some(span.id().to_owned());
+    Some(span)
 }
 
 #[cfg(test)]

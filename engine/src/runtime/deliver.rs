@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::message::Message;
-use crate::route::Route;
 use crate::route::pipeline::{Failure, RunCx};
+use crate::route::{Route, Source};
 use crate::store::{NewDeadLetter, Store};
+use crate::telemetry::otlp::{self, Kind, Span};
 
 /// How a delivered message ended.
 #[derive(Debug)]
@@ -42,11 +43,13 @@ pub async fn deliver_from(
 pub async fn deliver_with(
     route: &Route,
     start: usize,
-    msg: Message,
+    mut msg: Message,
     original: impl FnOnce() -> Message + Send,
     store: &Store,
 ) -> Result<Delivered, crate::store::StoreError> {
-    let cx = RunCx::new(route.id.clone(), route.retry.clone());
+    let span = route_span(route, &mut msg);
+    let mut cx = RunCx::new(route.id.clone(), route.retry.clone());
+    cx.span = span.as_ref().map(|s| s.id().to_owned());
     route.counters.received();
     route.metrics.received.increment(1);
     let started = std::time::Instant::now();
@@ -56,6 +59,7 @@ pub async fn deliver_with(
         Ok(out) => {
             route.counters.completed();
             route.metrics.completed.increment(1);
+            end_span(span, "completed", None);
             return Ok(Delivered::Done(out));
         }
         Err(f) => f,
@@ -66,10 +70,33 @@ pub async fn deliver_with(
     original.meta.resume_at = resume_at;
     cx.run_failure_hooks();
     tracing::warn!(route = %route.id, message_id = %original.id, trace_id = original.meta.trace_id.as_deref(), step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
-    let dead_letter_id = dead_letter(route, original, &failure, store).await?;
+    let stored = dead_letter(route, original, &failure, store).await;
+    end_span(span, if stored.is_ok() { "dead_lettered" } else { "failed" }, Some(&failure.error.message));
+    let dead_letter_id = stored?;
     route.counters.dead_lettered();
     route.metrics.dead_lettered.increment(1);
     Ok(Delivered::DeadLettered { failure, dead_letter_id })
+}
+
+/// The span of this run when spans are exported: in the message's trace (a new one if it has
+/// none, which the calls it makes then carry on), under the span it came with.
+fn route_span(route: &Route, msg: &mut Message) -> Option<Span> {
+    if !otlp::enabled() {
+        return None;
+    }
+    let trace = msg.meta.trace_id.get_or_insert_with(crate::trace::new_trace_id);
+    let kind = if matches!(route.source, Source::Http(_)) { Kind::Server } else { Kind::Internal };
+    let mut span = Span::start(trace, msg.meta.parent_span_id.as_deref(), kind, format_args!("route {}", route.id))?;
+    span.set("junction.route", &*route.id);
+    span.set("junction.message_id", msg.id.as_str());
+    Some(span)
+}
+
+fn end_span(span: Option<Span>, outcome: &'static str, error: Option<&str>) {
+    if let Some(mut span) = span {
+        span.set("junction.outcome", outcome);
+        span.end(error);
+    }
 }
 
 /// Stores the dead letter (the replayable record), then sends it to the route's

@@ -91,6 +91,9 @@ impl Runtime {
         // A first, pure load validates everything and tells where the store is.
         let mut loader = Loader { registry, resources: Resources::default(), env, scripts, intercept: None };
         let settings = loader.load(dir).map_err(StartError::Config)?.settings;
+        if let Some(t) = &settings.tracing {
+            crate::telemetry::otlp::install(&t.endpoint, &t.service_name);
+        }
         let store = Store::open(&settings.store).await?;
         let bus = EmbeddedBus::new(store.clone());
         loader.resources = Resources { store: Some(store.clone()), bus: Some(bus.clone()) };
@@ -136,7 +139,6 @@ impl Runtime {
             let mut live = runtime.inner.live.lock().await;
             for route in project.routes.iter() {
                 live.insert(route.id.clone(), runtime.launch(route));
-                tracing::info!(route = %route.id, version = %route.version, "route started");
             }
         }
         let tls = match &settings.tls {
@@ -161,6 +163,7 @@ impl Runtime {
             stop: stop_rx,
             paused: self.inner.paused.clone(),
         };
+        tracing::info!(route = %route.id, version = %route.version, "route started");
         Running { route: route.clone(), stop, tasks: sources::start(route, &cx) }
     }
 
@@ -226,8 +229,9 @@ impl Runtime {
             );
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
-        // The audit of the last requests is written before the process goes.
+        // The audit of the last requests, and their spans, go out before the process does.
         self.inner.gateway_state.shared.audit.flush(Duration::from_secs(5)).await;
+        crate::telemetry::otlp::flush(Duration::from_secs(5)).await;
         tracing::info!("junction stopped");
     }
 }

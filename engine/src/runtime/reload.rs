@@ -143,5 +143,6 @@ fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) 
     check("bus", now.bus != new.bus);
     check("audit", now.audit_mode != new.audit_mode || now.audit_retention != new.audit_retention);
     check("admin", now.admin != new.admin);
+    check("tracing", now.tracing != new.tracing);
     out
 }

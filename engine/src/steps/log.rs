@@ -54,7 +54,7 @@ impl BuildStep for LogSpec {
         // A Rhai backtick string fills in `${expr}` itself.
         let template = format!("`{}`", text.replace('`', "\\`"));
         let script = cx.expression(&template, pos)?;
-        Some(Arc::new(Log { engine: cx.scripts.clone(), script, level }))
+        Some(Arc::new(Log { engine: cx.scripts.clone(), script, level, redact: cx.build.redact.clone() }))
     }
 }
 
@@ -62,12 +62,14 @@ struct Log {
     engine: Arc<ScriptEngine>,
     script: Script,
     level: Level,
+    redact: crate::redact::Redact,
 }
 
 #[async_trait]
 impl Step for Log {
     async fn apply(&self, msg: Message, cx: &RunCx) -> Result<Outcome, StepError> {
-        let line = match super::eval::eval(&self.engine, &self.script, &msg)? {
+        // The line is made from the message with its sensitive fields masked.
+        let line = match super::eval::eval(&self.engine, &self.script, &self.redact.message(&msg))? {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };

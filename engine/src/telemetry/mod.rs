@@ -3,10 +3,11 @@
 //! atomics.
 //!
 //! Handles made before [`install`] are no-ops (that is how the `metrics` crate works), so
-//! `junction run` installs the recorder before the project loads.
+//! `junction run` installs the recorder before the project loads. Traces are in [`otlp`].
 
 mod gateway;
 mod handles;
+pub mod otlp;
 #[cfg(test)]
 mod tests;
 
@@ -103,4 +104,5 @@ fn describe() {
     describe_counter!(gateway::SHED, "Requests answered 503 because the route was at max_in_flight.");
     describe_counter!(RELOADS, "Reloads by outcome: ok or failed.");
     describe_gauge!(RELOAD_LAST_SUCCESS, metrics::Unit::Seconds, "Unix time of the last successful reload.");
+    describe_counter!(otlp::SPANS_DROPPED, "Spans not exported: queue_full (the collector is slow) or export_failed.");
 }
