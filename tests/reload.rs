@@ -271,6 +271,16 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     assert!(p["errors"][0].as_str().unwrap_or_default().contains("routes/ping.yaml:2:"), "{p}");
     assert_eq!(c.post(j.url("/ping")).body("{}").send().await.expect("ping").status(), 200);
 
+    // SIGHUP reloads too (the files are not watched here).
+    put(dir.path(), "routes/ping.yaml", &ping(3));
+    j.signal("HUP");
+    let url = j.url("/ping");
+    served_within(Duration::from_secs(2), "ping v3 after SIGHUP", async || {
+        let Ok(r) = c.post(&url).body("{}").send().await else { return false };
+        r.json::<Value>().await.ok().and_then(|v| v["v"].as_u64()) == Some(3)
+    })
+    .await;
+
     // Pause: 503 with Retry-After; resume: served again.
     let paused: Value = admin(reqwest::Method::POST, "/admin/routes/ping/pause")
         .send()

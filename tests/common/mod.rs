@@ -116,6 +116,11 @@ impl Junction {
         status
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) without waiting.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+    }
+
     /// SIGKILL: a crash, nothing gets to finish.
     pub fn crash(mut self) {
         let _ = self.child.kill();
