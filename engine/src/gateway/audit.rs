@@ -2,19 +2,15 @@
 //! the store's append-only `audit` table — never the secret or the body. Records are written
 //! in batches by one task, off the request path.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::auth::Principal;
-use super::{EndpointService, GatewayRequest, GatewayResponse, RequestCx};
+use super::{EndpointLayer, EndpointService, GatewayRequest, GatewayResponse, RequestCx};
 use crate::route::HttpSource;
 use crate::store::{AuditEntry, Store};
 
@@ -152,36 +148,27 @@ impl Audit {
     }
 }
 
-impl Service<GatewayRequest> for Audit {
-    type Response = GatewayResponse;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+impl EndpointLayer for Audit {
+    async fn serve(self, req: GatewayRequest) -> GatewayResponse {
         let (inner, sink, action, route) =
             (self.inner.clone(), self.sink.clone(), self.action.clone(), self.route.clone());
-        Box::pin(async move {
-            let request_id = req.extensions().get::<RequestCx>().map(|cx| cx.request_id.to_string());
-            let Ok(resp) = inner.oneshot(req).await;
-            let who = resp.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::anonymous);
-            let status = resp.status().as_u16();
-            sink.record(AuditEntry {
-                actor: who.id,
-                actor_kind: who.kind.to_owned(),
-                action: action.to_string(),
-                target: Some(route.to_string()),
-                outcome: outcome(status).to_owned(),
-                status: Some(status),
-                request_id,
-                detail: None,
-            })
-            .await;
-            Ok(resp)
+
+        let request_id = req.extensions().get::<RequestCx>().map(|cx| cx.request_id.to_string());
+        let Ok(resp) = inner.oneshot(req).await;
+        let who = resp.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::anonymous);
+        let status = resp.status().as_u16();
+        sink.record(AuditEntry {
+            actor: who.id,
+            actor_kind: who.kind.to_owned(),
+            action: action.to_string(),
+            target: Some(route.to_string()),
+            outcome: outcome(status).to_owned(),
+            status: Some(status),
+            request_id,
+            detail: None,
         })
+        .await;
+        resp
     }
 }
 

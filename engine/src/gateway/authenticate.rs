@@ -1,20 +1,16 @@
 //! The auth layer: a request passes with its caller's [`Principal`] attached, or is answered
 //! 401 (503 when the means to check are down) before its route sees it.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{Either, Full};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::auth::{Authenticator, Denied, Principal};
 use super::handler::read_body;
 use super::problem::Problem;
-use super::{EndpointService, GatewayRequest, GatewayResponse, RequestCx};
+use super::{EndpointLayer, EndpointService, GatewayRequest, GatewayResponse, RequestCx};
 
 #[derive(Clone)]
 pub(super) struct Authenticate {
@@ -29,41 +25,32 @@ impl Authenticate {
     }
 }
 
-impl Service<GatewayRequest> for Authenticate {
-    type Response = GatewayResponse;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+impl EndpointLayer for Authenticate {
+    async fn serve(self, req: GatewayRequest) -> GatewayResponse {
         let (inner, auth, max_body) = (self.inner.clone(), self.auth.clone(), self.max_body);
-        Box::pin(async move {
-            let request_id = req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
-            let (parts, body) = req.into_parts();
-            // A signature covers the raw body, so it is read (within the route's limit) first.
-            let (checked, body) = if auth.needs_body() {
-                let bytes = match read_body(body, max_body).await {
-                    Ok(b) => b,
-                    Err(p) => return Ok(p.into_response(&request_id)),
-                };
-                (auth.check(&parts, Some(&bytes)).await, Either::Right(Full::new(bytes)))
-            } else {
-                (auth.check(&parts, None).await, body)
+
+        let request_id = req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
+        let (parts, body) = req.into_parts();
+        // A signature covers the raw body, so it is read (within the route's limit) first.
+        let (checked, body) = if auth.needs_body() {
+            let bytes = match read_body(body, max_body).await {
+                Ok(b) => b,
+                Err(p) => return p.into_response(&request_id),
             };
-            let principal = match checked {
-                Ok(p) => p,
-                Err(denied) => return Ok(refuse(&auth, denied, &request_id)),
-            };
-            let mut req = Request::from_parts(parts, body);
-            req.extensions_mut().insert(principal.clone());
-            let Ok(mut resp) = inner.oneshot(req).await;
-            // The audit layer outside reads who it was from the response.
-            resp.extensions_mut().insert(principal);
-            Ok(resp)
-        })
+            (auth.check(&parts, Some(&bytes)).await, Either::Right(Full::new(bytes)))
+        } else {
+            (auth.check(&parts, None).await, body)
+        };
+        let principal = match checked {
+            Ok(p) => p,
+            Err(denied) => return refuse(&auth, denied, &request_id),
+        };
+        let mut req = Request::from_parts(parts, body);
+        req.extensions_mut().insert(principal.clone());
+        let Ok(mut resp) = inner.oneshot(req).await;
+        // The audit layer outside reads who it was from the response.
+        resp.extensions_mut().insert(principal);
+        resp
     }
 }
 

@@ -13,7 +13,7 @@ use super::authenticate::Authenticate;
 use super::cors::Cors;
 use super::handler::RouteService;
 use super::rate_limit::RateLimited;
-use super::{EndpointService, Shared};
+use super::{EndpointService, Shared, Stage};
 use crate::route::{HttpSource, Route, RouteTable, Source};
 use crate::telemetry::GatewayMetrics;
 
@@ -30,19 +30,25 @@ impl Endpoint {
     fn new(route: &Arc<Route>, source: &HttpSource, shared: &Arc<Shared>) -> Self {
         let metrics = Arc::new(GatewayMetrics::new(&route.id));
         let mut service: EndpointService =
-            BoxCloneSyncService::new(RouteService::new(route.clone(), shared.clone(), metrics.shed.clone()));
+            BoxCloneSyncService::new(Stage(RouteService::new(route.clone(), shared.clone(), metrics.shed.clone())));
         // Innermost first: the limit applies to callers auth let in, and audit sees everything.
         if let Some(limit) = source.rate_limit {
             let limited = metrics.rate_limited.clone();
-            service =
-                BoxCloneSyncService::new(RateLimited::new(service, &route.id, limit, shared.cache.clone(), limited));
+            service = BoxCloneSyncService::new(Stage(RateLimited::new(
+                service,
+                &route.id,
+                limit,
+                shared.cache.clone(),
+                limited,
+            )));
         }
         if let Some(auth) = &source.auth {
-            service = BoxCloneSyncService::new(Authenticate::new(service, auth.clone(), source.max_body));
+            service = BoxCloneSyncService::new(Stage(Authenticate::new(service, auth.clone(), source.max_body)));
         }
         if shared.audit.covers(source) {
             let action = format!("{} {}", source.method, source.path);
-            service = BoxCloneSyncService::new(Audit::new(service, shared.audit.clone(), action, route.id.clone()));
+            service =
+                BoxCloneSyncService::new(Stage(Audit::new(service, shared.audit.clone(), action, route.id.clone())));
         }
         Self { route: route.clone(), service, metrics }
     }

@@ -1,12 +1,8 @@
 //! One HTTP request: find its endpoint, run it through the endpoint's layers, answer; and,
 //! innermost, the route itself: read and check the body, run the route.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -14,11 +10,11 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use metrics::Counter;
 use serde_json::{Map, Value, json};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::endpoints::{Endpoint, Lookup};
 use super::problem::{self, Problem};
-use super::{GatewayRequest, GatewayResponse, RequestCx, Shared, State};
+use super::{EndpointLayer, GatewayRequest, GatewayResponse, RequestCx, Shared, State};
 use crate::message::{Body, Message};
 use crate::route::{HttpSource, Route, Source};
 use crate::runtime::deliver::{Delivered, deliver_with};
@@ -114,36 +110,27 @@ impl RouteService {
     }
 }
 
-impl Service<GatewayRequest> for RouteService {
-    type Response = GatewayResponse;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+impl EndpointLayer for RouteService {
+    async fn serve(self, req: GatewayRequest) -> GatewayResponse {
         let (route, shared, shed) = (self.route.clone(), self.shared.clone(), self.shed.clone());
-        Box::pin(async move {
-            let Source::Http(source) = &route.source else {
-                return Ok(problem::not_found(req.uri().path()).into_response(""));
-            };
-            let cx = req.extensions().get::<RequestCx>().cloned().expect("the gateway sets RequestCx on every request");
-            if shared.paused.is(&route.id) {
-                return Ok(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "route-paused",
-                    "The route is paused",
-                    format!("route {} is paused by an admin; try again later", route.id),
-                )
-                .retry_after(5)
-                .into_response(&cx.request_id));
-            }
-            Ok(match accept(&shared, &route, source, req, &cx, &shed).await {
-                Ok(resp) | Err(resp) => resp,
-            })
-        })
+
+        let Source::Http(source) = &route.source else {
+            return problem::not_found(req.uri().path()).into_response("");
+        };
+        let cx = req.extensions().get::<RequestCx>().cloned().expect("the gateway sets RequestCx on every request");
+        if shared.paused.is(&route.id) {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "route-paused",
+                "The route is paused",
+                format!("route {} is paused by an admin; try again later", route.id),
+            )
+            .retry_after(5)
+            .into_response(&cx.request_id);
+        }
+        match accept(&shared, &route, source, req, &cx, &shed).await {
+            Ok(resp) | Err(resp) => resp,
+        }
     }
 }
 

@@ -16,8 +16,11 @@ mod rate_limit;
 pub mod tls;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -57,6 +60,31 @@ pub struct RequestCx {
     pub peer: SocketAddr,
     /// The path's `{name}` parameters.
     pub params: Vec<(String, String)>,
+}
+
+/// One stage of an endpoint's stack: what it does with a request. [`Stage`] makes it a tower
+/// `Service`, so every stage is written as one `async fn`.
+pub(crate) trait EndpointLayer: Clone + Send + Sync + 'static {
+    fn serve(self, req: GatewayRequest) -> impl Future<Output = GatewayResponse> + Send;
+}
+
+/// An [`EndpointLayer`] as a tower `Service` (always ready; never fails: problems are answers).
+#[derive(Clone)]
+pub(crate) struct Stage<L>(pub L);
+
+impl<L: EndpointLayer> tower::Service<GatewayRequest> for Stage<L> {
+    type Response = GatewayResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+        let layer = self.0.clone();
+        Box::pin(async move { Ok(layer.serve(req).await) })
+    }
 }
 
 /// What every endpoint shares: where messages and audit records go, and the cache.

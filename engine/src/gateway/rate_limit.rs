@@ -3,19 +3,15 @@
 //! `Retry-After`. Should the cache be unreachable, requests pass (and it is logged): a rate
 //! limiter that fails closed would turn a Redis outage into a full outage.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::StatusCode;
 use metrics::Counter;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::auth::Principal;
 use super::problem::Problem;
-use super::{EndpointService, GatewayRequest, GatewayResponse, RequestCx};
+use super::{EndpointLayer, EndpointService, GatewayRequest, GatewayResponse, RequestCx};
 use crate::cache::{Cache, Decision, Rate};
 use crate::route::RateLimit;
 use crate::route::spec::LimitPer;
@@ -55,45 +51,34 @@ impl RateLimited {
     }
 }
 
-impl Service<GatewayRequest> for RateLimited {
-    type Response = GatewayResponse;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<GatewayResponse, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: GatewayRequest) -> Self::Future {
+impl EndpointLayer for RateLimited {
+    async fn serve(self, req: GatewayRequest) -> GatewayResponse {
         let bucket = self.bucket(&req);
         let (inner, cache, route, limited) =
             (self.inner.clone(), self.cache.clone(), self.route.clone(), self.limited.clone());
         let rate = Rate { per_second: self.limit.per_second, burst: self.limit.burst };
-        Box::pin(async move {
-            match cache.take(&bucket, rate).await {
-                Ok(Decision::Allowed { .. }) => {}
-                Ok(Decision::Limited { retry_after }) => {
-                    limited.increment(1);
-                    let request_id =
-                        req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
-                    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    return Ok(Problem::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate-limited",
-                        "Too many requests",
-                        format!(
-                            "route {route} allows {} requests per second; try again in {seconds}s",
-                            rate.per_second
-                        ),
-                    )
-                    .retry_after(seconds)
-                    .into_response(&request_id));
-                }
-                Err(e) => {
-                    tracing::warn!(route = %route, error = %e, "rate limit not checked: the cache is unreachable")
-                }
+
+        match cache.take(&bucket, rate).await {
+            Ok(Decision::Allowed { .. }) => {}
+            Ok(Decision::Limited { retry_after }) => {
+                limited.increment(1);
+                let request_id =
+                    req.extensions().get::<RequestCx>().map(|cx| cx.request_id.clone()).unwrap_or_default();
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                return Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!("route {route} allows {} requests per second; try again in {seconds}s", rate.per_second),
+                )
+                .retry_after(seconds)
+                .into_response(&request_id);
             }
-            inner.oneshot(req).await
-        })
+            Err(e) => {
+                tracing::warn!(route = %route, error = %e, "rate limit not checked: the cache is unreachable")
+            }
+        }
+        let Ok(resp) = inner.oneshot(req).await;
+        resp
     }
 }
