@@ -252,6 +252,9 @@ async fn the_callers_trace_and_request_id_travel_to_logs_and_outbound_calls() {
         line.contains(&format!("\"trace_id\":\"{trace}\"")) && line.contains("\"request_id\":\"req-trace-1\""),
         "{line}"
     );
+    for field in ["\"route\":\"relay\"", "\"step\":\"1:log\"", "\"message_id\":"] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
 }
 
 #[tokio::test]

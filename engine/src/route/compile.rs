@@ -58,6 +58,8 @@ pub struct CompileCx<'a> {
     pub file: PathBuf,
     pub route: String,
     pub diags: &'a mut Diagnostics,
+    /// The label of the step being compiled (`2:log`), for steps that name themselves in logs.
+    pub step: String,
     /// Nested step lists (a choice's branches) may not hold steps that keep state across messages.
     pub top_level: bool,
     /// Files this route read, hashed into its version.
@@ -87,6 +89,7 @@ impl<'a> CompileCx<'a> {
             file,
             route,
             diags,
+            step: String::new(),
             top_level: true,
             inputs: Vec::new(),
             links: Vec::new(),
@@ -201,9 +204,10 @@ impl<'a> CompileCx<'a> {
         let mut entries = Vec::with_capacity(steps.len());
         let mut ok = true;
         for (i, spec) in steps.iter().enumerate() {
+            let label = format!("{}:{}", i + 1, spec.value.name());
+            self.step.clone_from(&label);
             match steps::build(spec, self) {
                 Some(step) => {
-                    let label = format!("{}:{}", i + 1, spec.value.name());
                     entries.push(StepEntry {
                         metrics: StepMetrics::new(&self.route, &label),
                         label,

@@ -54,7 +54,13 @@ impl BuildStep for LogSpec {
         // A Rhai backtick string fills in `${expr}` itself.
         let template = format!("`{}`", text.replace('`', "\\`"));
         let script = cx.expression(&template, pos)?;
-        Some(Arc::new(Log { engine: cx.scripts.clone(), script, level, redact: cx.build.redact.clone() }))
+        Some(Arc::new(Log {
+            engine: cx.scripts.clone(),
+            script,
+            level,
+            redact: cx.build.redact.clone(),
+            step: cx.step.clone(),
+        }))
     }
 }
 
@@ -63,6 +69,8 @@ struct Log {
     script: Script,
     level: Level,
     redact: crate::redact::Redact,
+    /// Its own label (`2:log`), written with each line.
+    step: String,
 }
 
 #[async_trait]
@@ -73,15 +81,15 @@ impl Step for Log {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };
-        let (route, id) = (&*cx.route, &msg.id);
+        let (route, id, step) = (&*cx.route, &msg.id, self.step.as_str());
         // Absent ids are left out of the line rather than logged empty.
         let request_id = msg.meta.source.get("request_id").and_then(serde_json::Value::as_str);
         let trace_id = msg.meta.trace_id.as_deref();
         match self.level {
-            Level::Debug => tracing::debug!(route, message_id = %id, request_id, trace_id, "{line}"),
-            Level::Info => tracing::info!(route, message_id = %id, request_id, trace_id, "{line}"),
-            Level::Warn => tracing::warn!(route, message_id = %id, request_id, trace_id, "{line}"),
-            Level::Error => tracing::error!(route, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Debug => tracing::debug!(route, step, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Info => tracing::info!(route, step, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Warn => tracing::warn!(route, step, message_id = %id, request_id, trace_id, "{line}"),
+            Level::Error => tracing::error!(route, step, message_id = %id, request_id, trace_id, "{line}"),
         }
         Ok(Outcome::One(msg))
     }
