@@ -1,4 +1,11 @@
-//! The MasterDeal domain: master deals, media plans, proposals, contracts and campaigns,
-//! their migrations, the `masterdeal` connector and the REST and GraphQL APIs.
+//! The MasterDeal domain: master deals, media plans, proposals, contracts and campaigns.
 //!
-//! Empty until the domain's own issue: the engine it plugs into comes first.
+//! # Layout
+//!
+//! - `domain`: the rules in pure Rust — aggregates, status lifecycles, money, INN/KPP and
+//!   the invariants between them; no I/O.
+//! - `store`: persistence of what `domain` accepts, and the migrations.
+//! - Still to come: the `masterdeal` connector and the REST and GraphQL APIs.
+
+pub mod domain;
+pub mod store;

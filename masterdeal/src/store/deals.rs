@@ -1,0 +1,199 @@
+//! The `master_deal` repository: upsert by CRM id, reads with keyset paging, and status
+//! changes guarded by the row's version. Every write appends its outbox event in the same
+//! transaction, so an event exists exactly when its change does.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use junction_engine::store::Store;
+use rust_decimal::Decimal;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AssertSqlSafe};
+use uuid::Uuid;
+
+pub use super::deal_row::DealRow;
+use super::deal_row::{DEAL_COLUMNS, decode};
+use super::{MasterDealStoreError, begin, money, now_millis, outbox};
+
+const AGGREGATE: &str = "master_deal";
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// A deal as the CRM sends it: everything but the id, version and times, which the store
+/// keeps.
+#[derive(Debug, Clone)]
+pub struct NewDeal {
+    pub crm_id: String,
+    pub external_ids: BTreeMap<String, String>,
+    pub advertiser_name: String,
+    pub advertiser_inn: String,
+    pub advertiser_kpp: Option<String>,
+    pub owner: String,
+    pub title: String,
+    pub budget: Decimal,
+    pub currency: String,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub status: String,
+}
+
+/// Which deals [`list`] returns, in id order (creation order).
+#[derive(Debug, Clone, Default)]
+pub struct DealFilter {
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    /// Only deals after this id: pass the last id of a page to get the next page.
+    pub after_id: Option<Uuid>,
+    /// At most this many: 100 when unset, never more than 1000.
+    pub limit: Option<u32>,
+}
+
+/// Creates the deal with this CRM id (version 1, event `masterdeal.deal.created`) or
+/// overwrites it (version + 1, `masterdeal.deal.updated`). `true` when it was created.
+pub async fn upsert_by_crm_id(store: &Store, deal: NewDeal) -> Result<(DealRow, bool), MasterDealStoreError> {
+    const OP: &str = "upsert_by_crm_id";
+    let mut tx = begin(store, OP).await?;
+    let now = now_millis();
+    // Update first, insert when there was nothing to update. On Postgres a concurrent
+    // insert of the same CRM id makes ours do nothing; the second update then finds it.
+    for _ in 0..2 {
+        let update = format!(
+            "UPDATE master_deal SET external_ids = $2, advertiser_name = $3, advertiser_inn = $4, \
+             advertiser_kpp = $5, owner = $6, title = $7, budget = {}, currency = $9, \
+             period_from = $10, period_to = $11, status = $12, version = version + 1, \
+             updated_at = $13 WHERE crm_id = $1 RETURNING {DEAL_COLUMNS}",
+            money(store, 8)
+        );
+        if let Some(row) = bind_deal(sqlx::query(AssertSqlSafe(update)), &deal, now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(MasterDealStoreError::query(OP))?
+        {
+            let row = decode(&row)?;
+            outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.updated", &row).await?;
+            tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
+            return Ok((row, false));
+        }
+        let insert = format!(
+            "INSERT INTO master_deal (crm_id, external_ids, advertiser_name, advertiser_inn, \
+             advertiser_kpp, owner, title, budget, currency, period_from, period_to, status, \
+             updated_at, created_at, id, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, $12, $13, $13, $14, 1) \
+             ON CONFLICT (crm_id) DO NOTHING RETURNING {DEAL_COLUMNS}",
+            money(store, 8)
+        );
+        if let Some(row) = bind_deal(sqlx::query(AssertSqlSafe(insert)), &deal, now)
+            .bind(Uuid::now_v7().to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(MasterDealStoreError::query(OP))?
+        {
+            let row = decode(&row)?;
+            outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.created", &row).await?;
+            tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
+            return Ok((row, true));
+        }
+    }
+    Err(MasterDealStoreError::Raced { crm_id: deal.crm_id })
+}
+
+/// Binds `$1`…`$13`: the deal's fields in table order, then the time of the write.
+fn bind_deal<'q>(query: Query<'q, Any, AnyArguments>, deal: &NewDeal, now: i64) -> Query<'q, Any, AnyArguments> {
+    let external_ids = serde_json::to_string(&deal.external_ids).expect("a map of strings always serializes to JSON");
+    query
+        .bind(deal.crm_id.clone())
+        .bind(external_ids)
+        .bind(deal.advertiser_name.clone())
+        .bind(deal.advertiser_inn.clone())
+        .bind(deal.advertiser_kpp.clone())
+        .bind(deal.owner.clone())
+        .bind(deal.title.clone())
+        .bind(deal.budget.to_string())
+        .bind(deal.currency.clone())
+        .bind(deal.period_from.to_string())
+        .bind(deal.period_to.to_string())
+        .bind(deal.status.clone())
+        .bind(now)
+}
+
+pub async fn get(store: &Store, id: Uuid) -> Result<Option<DealRow>, MasterDealStoreError> {
+    let sql = format!("SELECT {DEAL_COLUMNS} FROM master_deal WHERE id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(store.pool())
+        .await
+        .map_err(MasterDealStoreError::query("get"))?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Deals matching `filter`, in id order.
+pub async fn list(store: &Store, filter: &DealFilter) -> Result<Vec<DealRow>, MasterDealStoreError> {
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    // One statement with optional conditions rather than SQL built per filter: a NULL
+    // parameter switches its condition off.
+    let sql = format!(
+        "SELECT {DEAL_COLUMNS} FROM master_deal \
+         WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR owner = $2) \
+           AND ($3 IS NULL OR id > $3) \
+         ORDER BY id LIMIT $4"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(filter.status.clone())
+        .bind(filter.owner.clone())
+        .bind(filter.after_id.map(|id| id.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(store.pool())
+        .await
+        .map_err(MasterDealStoreError::query("list"))?;
+    rows.iter().map(decode).collect()
+}
+
+/// Sets the deal's status if it is still at `expected_version`; [`MasterDealStoreError::Conflict`]
+/// when someone wrote it since, so two concurrent changes cannot both win.
+pub async fn update_status(
+    store: &Store,
+    id: Uuid,
+    expected_version: i64,
+    new_status: &str,
+) -> Result<DealRow, MasterDealStoreError> {
+    const OP: &str = "update_status";
+    let mut tx = begin(store, OP).await?;
+    let sql = format!(
+        "UPDATE master_deal SET status = $3, version = version + 1, updated_at = $4 \
+         WHERE id = $1 AND version = $2 RETURNING {DEAL_COLUMNS}"
+    );
+    let updated = sqlx::query(AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .bind(expected_version)
+        .bind(new_status.to_owned())
+        .bind(now_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(MasterDealStoreError::query(OP))?;
+    let Some(row) = updated else {
+        return Err(why_not_updated(&mut tx, id, expected_version).await?);
+    };
+    let row = decode(&row)?;
+    outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.status_changed", &row).await?;
+    tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
+    Ok(row)
+}
+
+/// Tells a missing deal from one whose version moved on.
+async fn why_not_updated(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    expected: i64,
+) -> Result<MasterDealStoreError, MasterDealStoreError> {
+    let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM master_deal WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(MasterDealStoreError::query("update_status"))?;
+    let id = id.to_string();
+    Ok(match actual {
+        Some(actual) => MasterDealStoreError::Conflict { id, expected, actual },
+        None => MasterDealStoreError::NotFound { id },
+    })
+}

@@ -1,0 +1,58 @@
+//! MasterDeal's tables in the engine's store: their migrations, the `master_deal`
+//! repository and the transactional outbox its writes append to.
+//!
+//! Queries go through the engine's `Any` pool in SQL both backends read, like the engine's
+//! own store; the one difference, money as NUMERIC on Postgres, is confined to [`money`].
+
+mod deal_row;
+mod deals;
+mod error;
+mod outbox;
+#[cfg(test)]
+mod test_db;
+#[cfg(test)]
+mod tests;
+
+use junction_engine::store::{Backend, Store};
+use sqlx::{Any, Transaction};
+
+pub use deals::{DealFilter, DealRow, NewDeal, get, list, update_status, upsert_by_crm_id};
+pub use error::MasterDealStoreError;
+pub use outbox::{OutboxEvent, mark_published, pending, relay_once};
+
+/// Runs MasterDeal's migrations (versions from 1001). Call after [`Store::open`].
+pub async fn migrate(store: &Store) -> Result<(), MasterDealStoreError> {
+    let mut migrator = match store.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    // sqlx's migrations table may also hold other crates' rows; they are not ours to miss.
+    migrator.set_ignore_missing(true);
+    migrator.run(store.pool()).await.map_err(|source| MasterDealStoreError::Migration { source })
+}
+
+/// Starts a write transaction. On SQLite it takes the write lock up front (`IMMEDIATE`):
+/// a deferred transaction that reads and then writes fails with "database is locked" when
+/// another writer got in between, instead of waiting its turn.
+async fn begin(store: &Store, op: &'static str) -> Result<Transaction<'static, Any>, MasterDealStoreError> {
+    let statement = match store.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    };
+    store.pool().begin_with(statement).await.map_err(MasterDealStoreError::query(op))
+}
+
+/// The placeholder `$n` for a money value bound as decimal text. The `Any` driver sends
+/// text, which Postgres will not put in a NUMERIC column without a cast; SQLite keeps the
+/// text as it is (a cast there would turn it into a float).
+fn money(store: &Store, n: u8) -> String {
+    match store.backend() {
+        Backend::Sqlite => format!("${n}"),
+        Backend::Postgres => format!("CAST(${n} AS NUMERIC)"),
+    }
+}
+
+/// Now, as stored: unix milliseconds.
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
