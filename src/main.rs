@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use junction_engine::config::Loader;
 use junction_engine::config::error::Diagnostics;
-use junction_engine::connector::Resources;
+use junction_engine::connector::{Registry, Resources};
 use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
@@ -115,9 +115,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Every connector kind this binary knows: the connectors crate's and MasterDeal's.
+pub(crate) fn registry() -> Registry {
+    let mut r = junction_connectors::registry();
+    r.register(junction_masterdeal::connector::MasterDealKind);
+    r
+}
+
 pub(crate) fn loader() -> Loader {
     Loader {
-        registry: junction_connectors::registry(),
+        registry: registry(),
         resources: Resources::default(),
         env: junction_engine::config::process_env(),
         scripts: Arc::new(ScriptEngine::new(&ScriptLimits::default())),
@@ -167,12 +174,11 @@ fn print_routes(p: &junction_engine::config::Project) {
 
 async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     junction_engine::telemetry::install();
-    let runtime =
-        match Runtime::start(dir, junction_connectors::registry(), junction_engine::config::process_env()).await {
-            Ok(r) => r,
-            Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
-            Err(e) => return Err(e.into()),
-        };
+    let runtime = match Runtime::start(dir, registry(), junction_engine::config::process_env()).await {
+        Ok(r) => r,
+        Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),
+        Err(e) => return Err(e.into()),
+    };
     if let Some(admin) = runtime.settings().admin.clone() {
         match junction_engine::admin::start(runtime.clone(), &admin.listen, &admin.token).await {
             Ok(a) => eprintln!("junction: admin API on http://{}", a.addr),
@@ -227,7 +233,7 @@ async fn wait_for_signal() {
 }
 
 async fn test(dir: &Path) -> anyhow::Result<ExitCode> {
-    let results = match junction_engine::testing::run_all(dir, &junction_connectors::registry()).await {
+    let results = match junction_engine::testing::run_all(dir, &registry()).await {
         Ok(r) => r,
         Err(d) => return Ok(report(&d)),
     };

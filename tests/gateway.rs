@@ -247,6 +247,7 @@ async fn the_callers_trace_and_request_id_travel_to_logs_and_outbound_calls() {
     assert!(head.contains(&format!("traceparent: 00-{trace}-")), "{head}");
     assert!(!head.contains("00f067aa0ba902b7"), "the outbound call is a span of its own: {head}");
     assert!(head.contains("x-request-id: req-trace-1"), "{head}");
+    j.wait_for_log("\"message\":\"relaying\"", Duration::from_secs(5));
     let line = j.logs().lines().find(|l| l.contains("\"message\":\"relaying\"")).map(str::to_owned).expect("logged");
     assert!(
         line.contains(&format!("\"trace_id\":\"{trace}\"")) && line.contains("\"request_id\":\"req-trace-1\""),

@@ -261,6 +261,11 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     // The unchanged bus consumer kept running: it was started once, the changed route twice.
     let started =
         |route: &str| j.logs().matches(&format!("\"message\":\"route started\",\"route\":\"{route}\"")).count();
+    // The log is read from the process's stderr as it comes: give the last lines a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while started("ping") < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!((started("sink"), started("ping"), started("extra-7")), (1, 2, 1), "{}", j.logs());
 
     // An invalid project is refused with its errors, and the routes keep serving.

@@ -5,7 +5,10 @@
 //! - `domain`: the rules in pure Rust — aggregates, status lifecycles, money, INN/KPP and
 //!   the invariants between them; no I/O.
 //! - `store`: persistence of what `domain` accepts, and the migrations.
-//! - Still to come: the `masterdeal` connector and the REST and GraphQL APIs.
+//! - `connector`: `kind: masterdeal`, the store's operations for routes, and the outbox
+//!   relay that publishes its events to the bus.
+//! - Still to come: the REST and GraphQL APIs.
 
+pub mod connector;
 pub mod domain;
 pub mod store;

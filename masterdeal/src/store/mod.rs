@@ -9,7 +9,7 @@ mod deals;
 mod error;
 mod outbox;
 #[cfg(test)]
-mod test_db;
+pub(crate) mod test_db;
 #[cfg(test)]
 mod tests;
 

@@ -11,8 +11,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A store that cleans up after itself when dropped.
-pub(super) struct TestStore {
-    pub(super) store: Store,
+pub(crate) struct TestStore {
+    pub(crate) store: Store,
     /// Held only to be dropped with the store: the temp dir, or the Postgres database.
     _cleanup: Box<dyn Send>,
 }
@@ -40,16 +40,16 @@ macro_rules! on_both_backends {
         }
     };
 }
-pub(super) use on_both_backends;
+pub(crate) use on_both_backends;
 
-pub(super) async fn sqlite() -> TestStore {
+pub(crate) async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("the tests need a temp dir");
     let url = format!("sqlite://{}", dir.path().join("junction.db").display());
     let store = Store::open(&url).await.unwrap_or_else(|e| panic!("opening a fresh SQLite store: {e}"));
     migrated(TestStore { store, _cleanup: Box::new(dir) }).await
 }
 
-pub(super) async fn postgres() -> TestStore {
+pub(crate) async fn postgres() -> TestStore {
     let admin = std::env::var("JUNCTION_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned());
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&admin)

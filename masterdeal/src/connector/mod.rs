@@ -1,0 +1,153 @@
+//! `kind: masterdeal`: the MasterDeal store as a connector. Each step names one operation
+//! (`op: upsert_deal_by_external_id`, `get_deal`, `list_deals`, `transition`); the message
+//! body is its input and the reply body its result.
+//!
+//! Building it does no I/O, so `junction check` accepts it without a store. When the engine
+//! runs with a store and a bus, building it also starts the outbox relay (see [`relay`]).
+
+mod ops;
+mod relay;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use junction_engine::Message;
+use junction_engine::config::node::{Node, NodeError};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
+use junction_engine::store::Store;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::store::{self, MasterDealStoreError};
+
+pub struct MasterDealKind;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+/// What a step asks: `request: { connector: masterdeal, op: get_deal }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpSpec {
+    /// One of [`Op::ALL`].
+    op: String,
+}
+
+impl ConnectorKind for MasterDealKind {
+    fn name(&self) -> &'static str {
+        "masterdeal"
+    }
+
+    fn build(&self, _name: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
+        let _: NoOptions = options.parse()?;
+        let migrated = Arc::new(OnceCell::new());
+        if let (Some(store), Some(bus)) = (&cx.resources.store, &cx.resources.bus) {
+            relay::start_once(store.clone(), bus.clone(), migrated.clone());
+        }
+        Ok(Arc::new(MasterDealConnector { store: cx.resources.store.clone(), migrated }))
+    }
+}
+
+struct MasterDealConnector {
+    /// `None` under `junction check`.
+    store: Option<Store>,
+    /// Set once the migrations have run in this process.
+    migrated: Arc<OnceCell<()>>,
+}
+
+/// The operations a step can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    UpsertDealByExternalId,
+    GetDeal,
+    ListDeals,
+    Transition,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::UpsertDealByExternalId, Op::GetDeal, Op::ListDeals, Op::Transition];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::UpsertDealByExternalId => "upsert_deal_by_external_id",
+            Op::GetDeal => "get_deal",
+            Op::ListDeals => "list_deals",
+            Op::Transition => "transition",
+        }
+    }
+
+    fn parse(options: &Node) -> Result<Op, NodeError> {
+        let spec: OpSpec = options.parse()?;
+        Op::ALL.into_iter().find(|op| op.as_str() == spec.op).ok_or_else(|| {
+            let known: Vec<_> = Op::ALL.iter().map(|op| op.as_str()).collect();
+            NodeError {
+                message: format!("unknown masterdeal op `{}`; known ops: {}", spec.op, known.join(", ")),
+                pos: Some(options.get("op").map_or(options.pos, |n| n.pos)),
+            }
+        })
+    }
+}
+
+impl Connector for MasterDealConnector {
+    fn kind(&self) -> &'static str {
+        "masterdeal"
+    }
+
+    fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        let op = Op::parse(options)?;
+        Ok(Arc::new(MasterDealEndpoint { op, store: self.store.clone(), migrated: self.migrated.clone() }))
+    }
+}
+
+struct MasterDealEndpoint {
+    op: Op,
+    store: Option<Store>,
+    migrated: Arc<OnceCell<()>>,
+}
+
+impl MasterDealEndpoint {
+    async fn store(&self) -> Result<&Store, ConnectorError> {
+        let store = self.store.as_ref().ok_or_else(|| ConnectorError::fatal("masterdeal needs the engine's store"))?;
+        self.migrated.get_or_try_init(|| store::migrate(store)).await.map_err(store_error)?;
+        Ok(store)
+    }
+}
+
+#[async_trait]
+impl Endpoint for MasterDealEndpoint {
+    async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
+        self.request(msg).await.map(|_| ())
+    }
+
+    async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        let store = self.store().await?;
+        let input = msg.body.json();
+        let output = match self.op {
+            Op::UpsertDealByExternalId => ops::upsert(store, &input).await?,
+            Op::GetDeal => ops::get(store, &input).await?,
+            Op::ListDeals => ops::list(store, &input).await?,
+            Op::Transition => ops::transition(store, &input).await?,
+        };
+        Ok(msg.clone().with_body(junction_engine::Body::Json(output)))
+    }
+
+    fn describe(&self) -> String {
+        format!("masterdeal {}", self.op.as_str())
+    }
+}
+
+/// A lost connection may come back; anything else will fail the same way again.
+fn store_error(e: MasterDealStoreError) -> ConnectorError {
+    use sqlx::Error as E;
+    let transient = match &e {
+        MasterDealStoreError::Query { source, .. } => {
+            matches!(source, E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_))
+        }
+        MasterDealStoreError::Raced { .. } => true,
+        _ => false,
+    };
+    if transient { ConnectorError::retryable(e.to_string()) } else { ConnectorError::fatal(e.to_string()) }
+}

@@ -1,0 +1,42 @@
+//! The `masterdeal` connector through the running binary: an HTTP route upserts a master
+//! deal, and the outbox relay publishes its creation to a bus route exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Junction, project, sqlite_store};
+
+const DEAL: &str = r#"{"external_id": "crm:D-7", "name": "Spring campaign",
+  "advertiser": {"name": "Romashka LLC", "inn": "7707083893", "kpp": "770701001"},
+  "owner": "anna", "amount": 1250000.5, "currency": "RUB", "budget": 1250000.5,
+  "status": "signed", "channels": ["search"], "source": "crm"}"#;
+
+#[tokio::test]
+async fn upserts_a_deal_and_relays_its_creation_once() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\nconnectors:\n  masterdeal: { kind: masterdeal }\n"),
+        (
+            "routes/deals.yaml",
+            "route: deals\nfrom: { http: { method: POST, path: /deals, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: upsert_deal_by_external_id }\n",
+        ),
+        (
+            "routes/created.yaml",
+            "route: created\nfrom: { bus: { topic: masterdeal.deal.created } }\nsteps:\n  - log: \"created ${body.crm_id}\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let client = reqwest::Client::new();
+    for expected in [true, false] {
+        let resp = client.post(j.url("/deals")).body(DEAL).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{}", j.logs());
+        let reply: serde_json::Value = resp.json().await.expect("a JSON reply");
+        assert_eq!(reply["created"], expected, "{reply}");
+        assert_eq!(reply["crm_id"], "D-7");
+    }
+    j.wait_for_log("created D-7", Duration::from_secs(10));
+    // Several relay ticks: a second publish of the same event would show by now.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(j.logs().matches("created D-7").count(), 1, "{}", j.logs());
+}
