@@ -21,6 +21,10 @@ async fn upserts_a_deal_and_relays_its_creation_once() {
             "route: deals\nfrom: { http: { method: POST, path: /deals, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: upsert_deal_by_external_id }\n",
         ),
         (
+            "routes/transition.yaml",
+            "route: transition\nfrom: { http: { method: POST, path: /deals/transition, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: transition }\n",
+        ),
+        (
             "routes/created.yaml",
             "route: created\nfrom: { bus: { topic: masterdeal.deal.created } }\nsteps:\n  - log: \"created ${body.crm_id}\"\n",
         ),
@@ -35,6 +39,22 @@ async fn upserts_a_deal_and_relays_its_creation_once() {
         assert_eq!(reply["created"], expected, "{reply}");
         assert_eq!(reply["crm_id"], "D-7");
     }
+    // A move the lifecycle forbids is the caller's mistake: 422 naming the allowed moves,
+    // not a 502 as for a broken dependency.
+    let deal: serde_json::Value =
+        client.post(j.url("/deals")).body(DEAL).send().await.expect("send").json().await.expect("json");
+    let resp = client
+        .post(j.url("/deals/transition"))
+        .body(
+            serde_json::json!({ "id": deal["id"], "to": "completed", "expected_version": deal["version"] }).to_string(),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 422);
+    let problem: serde_json::Value = resp.json().await.expect("problem");
+    assert_eq!(problem["type"], "https://junction.dev/problems/rejected", "{problem}");
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("in_flight, cancelled"), "{problem}");
     j.wait_for_log("created D-7", Duration::from_secs(10));
     // Several relay ticks: a second publish of the same event would show by now.
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -98,6 +98,9 @@ impl Connector for Broken {
 #[error("{message}")]
 pub struct ConnectorError {
     pub retryable: bool,
+    /// The other side refused this message for what it says (not found, a forbidden change,
+    /// a stale version): the caller is told so (422), it is not an outage.
+    pub rejected: bool,
     pub message: String,
     /// The other side asked us to wait this long (HTTP `Retry-After`).
     pub retry_after: Option<Duration>,
@@ -106,12 +109,17 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// The call may succeed later: a timeout, a refused connection, a 5xx, a 429.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { retryable: true, message: message.into(), retry_after: None }
+        Self { retryable: true, rejected: false, message: message.into(), retry_after: None }
     }
 
     /// The call will not succeed as it is: a 4xx, a payload the other side rejects.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { retryable: false, message: message.into(), retry_after: None }
+        Self { retryable: false, rejected: false, message: message.into(), retry_after: None }
+    }
+
+    /// The other side refused the message itself (never retried; 422 to an HTTP caller).
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self { retryable: false, rejected: true, message: message.into(), retry_after: None }
     }
 
     #[must_use]

@@ -125,7 +125,11 @@ impl From<ScriptError> for StepError {
 
 impl From<crate::connector::ConnectorError> for StepError {
     fn from(e: crate::connector::ConnectorError) -> Self {
-        let kind = if e.retryable { ErrorKind::Retryable } else { ErrorKind::Fatal };
+        let kind = match (e.retryable, e.rejected) {
+            (true, _) => ErrorKind::Retryable,
+            (false, true) => ErrorKind::Rejected,
+            (false, false) => ErrorKind::Fatal,
+        };
         Self { kind, message: e.message, retry_after: e.retry_after }
     }
 }

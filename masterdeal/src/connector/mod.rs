@@ -149,5 +149,12 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
         MasterDealStoreError::Raced { .. } => true,
         _ => false,
     };
-    if transient { ConnectorError::retryable(e.to_string()) } else { ConnectorError::fatal(e.to_string()) }
+    match e {
+        _ if transient => ConnectorError::retryable(e.to_string()),
+        // What the message asked for cannot be done as it is: the caller is told, not paged.
+        MasterDealStoreError::NotFound { .. } | MasterDealStoreError::Conflict { .. } => {
+            ConnectorError::rejected(e.to_string())
+        }
+        _ => ConnectorError::fatal(e.to_string()),
+    }
 }

@@ -77,7 +77,7 @@ struct TransitionIn {
 }
 
 fn rejected(reason: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::fatal(format!("masterdeal rejected the request: {reason}"))
+    ConnectorError::rejected(format!("masterdeal rejected the request: {reason}"))
 }
 
 fn input<T: DeserializeOwned>(body: &Value) -> Result<T, ConnectorError> {
