@@ -9,8 +9,8 @@ mod checkpoints;
 mod dead_letters;
 mod error;
 mod open;
-#[cfg(test)]
-pub(crate) mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 #[cfg(test)]
 mod tests;
 

@@ -13,13 +13,14 @@ use super::error::redact;
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A store that cleans up after itself when dropped.
-pub(crate) struct TestStore {
-    pub(crate) store: Store,
+pub struct TestStore {
+    pub store: Store,
     /// Held only to be dropped with the store: the temp dir, or the Postgres database.
     _cleanup: Box<dyn Send>,
 }
 
 /// Runs each named `async fn(Store)` as two tests: `sqlite::<name>` and `postgres::<name>`.
+#[cfg(test)]
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -42,16 +43,17 @@ macro_rules! on_both_backends {
         }
     };
 }
+#[cfg(test)]
 pub(crate) use on_both_backends;
 
-pub(crate) async fn sqlite() -> TestStore {
+pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("the tests need a temp dir");
     let url = format!("sqlite://{}", dir.path().join("junction.db").display());
     let store = Store::open(&url).await.unwrap_or_else(|e| panic!("opening a fresh SQLite store: {e}"));
     TestStore { store, _cleanup: Box::new(dir) }
 }
 
-pub(crate) async fn postgres() -> TestStore {
+pub async fn postgres() -> TestStore {
     let admin = std::env::var("JUNCTION_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned());
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&admin).await.unwrap_or_else(|e| {
