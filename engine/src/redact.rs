@@ -1,5 +1,6 @@
-//! Sensitive fields kept out of the log: wherever a message is written to the log (the `log`
-//! step, the `log` connector), the values of fields with these names are masked, at any depth.
+//! Secrets kept out of the log: wherever a message is written to the log (the `log` step,
+//! the `log` connector), the values of sensitive fields are masked, at any depth; and the
+//! passwords in connection URLs are masked wherever a URL is shown.
 
 use std::borrow::Cow;
 
@@ -105,9 +106,50 @@ impl Redact {
     }
 }
 
+/// A connection URL with any password replaced by `***`, fit for errors and logs: the user
+/// info's password (which may itself hold `@` or `/`) and a `password=` query parameter.
+pub fn url(url: &str) -> String {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let start = head.find("://").map_or(0, |i| i + 3);
+    // The last `@` ends the user info.
+    let head = match head[start..].rfind('@').map(|i| start + i) {
+        Some(at) => match head[start..at].find(':') {
+            Some(colon) => format!("{}:***{}", &head[..start + colon], &head[at..]),
+            None => head.to_owned(),
+        },
+        None => head.to_owned(),
+    };
+    let Some(query) = query else { return head };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", query.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(url("postgres://app:s3cr@t@db:5432/junction"), "postgres://app:***@db:5432/junction");
+        assert_eq!(
+            url("postgres://db/junction?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/junction?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(url("postgres://app@db/junction"), "postgres://app@db/junction");
+        assert_eq!(url("sqlite://data/junction.db"), "sqlite://data/junction.db");
+        assert_eq!(url("redis://:s3cret@cache:6379/0"), "redis://:***@cache:6379/0");
+        assert_eq!(url("rediss://app:s3/cr@t@cache:6379"), "rediss://app:***@cache:6379");
+        assert_eq!(url("redis:/:s3cret@cache"), "redis:***@cache");
+        assert_eq!(url("redis://app@cache:6379/0"), "redis://app@cache:6379/0");
+        assert_eq!(url("redis://cache:6379/0"), "redis://cache:6379/0");
+        assert_eq!(url("memory"), "memory");
+    }
 
     use super::*;
 

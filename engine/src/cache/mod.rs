@@ -82,7 +82,7 @@ impl Cache {
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(Cache::Redis(RedisCache::open(url).await?))
             }
-            other => Err(CacheError::UnsupportedSetting { setting: mask(other) }),
+            other => Err(CacheError::UnsupportedSetting { setting: crate::redact::url(other) }),
         }
     }
 
@@ -160,33 +160,9 @@ impl Decision {
     }
 }
 
-/// The URL with any password replaced by `***`: `redis://user:secret@host` → `redis://user:***@host`.
-/// Errs towards masking too much: a password may hold `@`, `/` or `?`, so the user info runs to
-/// the last `@`, wherever it is.
-fn mask(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
-        return url.to_owned();
-    };
-    match url[start..at].find(':') {
-        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(mask("redis://:s3cret@cache:6379/0"), "redis://:***@cache:6379/0");
-        assert_eq!(mask("rediss://app:s3/cr@t@cache:6379"), "rediss://app:***@cache:6379");
-        assert_eq!(mask("redis:/:s3cret@cache"), "redis:***@cache");
-        assert_eq!(mask("redis://app@cache:6379/0"), "redis://app@cache:6379/0");
-        assert_eq!(mask("redis://cache:6379/0"), "redis://cache:6379/0");
-        assert_eq!(mask("memory"), "memory");
-    }
 
     #[tokio::test]
     async fn unknown_settings_are_refused_without_their_password() {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
-use super::{CacheError, Decision, Rate, mask};
+use super::{CacheError, Decision, Rate};
+use crate::redact;
 
 /// How long `open` waits for Redis before giving up, so a wrong URL fails startup quickly.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -64,7 +65,7 @@ pub struct RedisCache {
 
 impl RedisCache {
     pub(super) async fn open(url: &str) -> Result<RedisCache, CacheError> {
-        let shown = mask(url);
+        let shown = redact::url(url);
         let client = Client::open(url).map_err(|source| CacheError::InvalidUrl { url: shown.clone(), source })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(IO_TIMEOUT))

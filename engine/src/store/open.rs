@@ -8,8 +8,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Connection, Executor};
 
-use super::error::redact;
 use super::{Backend, StoreError};
+use crate::redact::url as redact;
 
 /// Where the engine records which of its migrations ran. Not sqlx's default table, so the
 /// domain crates can run their own migrators on the same database without either one

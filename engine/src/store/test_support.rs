@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::Store;
-use super::error::redact;
+use crate::redact::url as redact;
 
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
