@@ -49,7 +49,7 @@ async fn open_project(
     };
     let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
     let bus = junction_engine::bus::EmbeddedBus::new(store.clone());
-    l.resources = Resources { store: Some(store.clone()), bus: Some(bus) };
+    l.resources = Resources { store: Some(store.clone()), bus: Some(bus), cache: None };
     Ok(l.load(dir).map(|p| (p, store)))
 }
 

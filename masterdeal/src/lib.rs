@@ -7,8 +7,11 @@
 //! - `store`: persistence of what `domain` accepts, and the migrations.
 //! - `connector`: `kind: masterdeal`, the store's operations for routes, and the outbox
 //!   relay that publishes its events to the bus.
-//! - Still to come: the REST and GraphQL APIs.
+//! - `api`: the REST and GraphQL APIs the connector serves on the gateway (`api:`).
+//! - `cache`: media plans read through the project's cache.
 
+pub mod api;
+pub mod cache;
 pub mod connector;
 pub mod domain;
 pub mod store;

@@ -37,6 +37,7 @@ on_both_backends!(
     fractional_rates_and_bursts_of_one_work,
     the_first_claim_wins_until_released_or_expired,
     concurrent_takes_allow_exactly_the_burst,
+    values_are_kept_replaced_removed_and_expire,
 );
 
 pub(super) fn redis_url() -> String {
@@ -123,4 +124,18 @@ async fn concurrent_takes_allow_exactly_the_burst(cache: Cache) {
     let allowed = takes.join_all().await.iter().filter(|d| matches!(d, Decision::Allowed { .. })).count();
     assert_eq!(allowed, 10);
     cache.ping().await.expect("ping");
+}
+
+async fn values_are_kept_replaced_removed_and_expire(cache: Cache) {
+    let key = unique("value");
+    assert_eq!(cache.get(&key).await.expect("get"), None);
+    cache.put(&key, b"one", Duration::from_secs(10)).await.expect("put");
+    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some(&b"one"[..]));
+    cache.put(&key, b"two", Duration::from_secs(10)).await.expect("put");
+    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some(&b"two"[..]), "replaced");
+    cache.remove(&key).await.expect("remove");
+    assert_eq!(cache.get(&key).await.expect("get"), None, "removed");
+    cache.put(&key, b"brief", Duration::from_millis(50)).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(cache.get(&key).await.expect("get"), None, "expired");
 }

@@ -21,8 +21,13 @@ struct Inner {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Each claim's deadline.
     claims: Mutex<HashMap<String, Instant>>,
+    /// Stored values and their deadlines.
+    values: Mutex<HashMap<String, Stored>>,
     max_keys: usize,
 }
+
+/// A value and its deadline.
+type Stored = (Instant, Arc<[u8]>);
 
 struct Bucket {
     tokens: f64,
@@ -38,7 +43,7 @@ impl MemoryCache {
     }
 
     fn with_max_keys(max_keys: usize) -> MemoryCache {
-        let inner = Inner { buckets: Mutex::default(), claims: Mutex::default(), max_keys };
+        let inner = Inner { buckets: Mutex::default(), claims: Mutex::default(), values: Mutex::default(), max_keys };
         MemoryCache { inner: Arc::new(inner) }
     }
 
@@ -52,6 +57,31 @@ impl MemoryCache {
 
     pub(super) fn release(&self, key: &str) {
         lock(&self.inner.claims).remove(key);
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.get_at(key, Instant::now())
+    }
+
+    pub(super) fn put(&self, key: &str, value: &[u8], ttl: Duration) {
+        self.put_at(key, value, ttl, Instant::now());
+    }
+
+    pub(super) fn remove(&self, key: &str) {
+        lock(&self.inner.values).remove(key);
+    }
+
+    fn get_at(&self, key: &str, now: Instant) -> Option<Vec<u8>> {
+        let values = lock(&self.inner.values);
+        values.get(key).filter(|(deadline, _)| *deadline > now).map(|(_, v)| v.to_vec())
+    }
+
+    fn put_at(&self, key: &str, value: &[u8], ttl: Duration, now: Instant) {
+        let mut values = lock(&self.inner.values);
+        if !values.contains_key(key) {
+            make_room(&mut values, self.inner.max_keys, |(deadline, _)| *deadline <= now, |(deadline, _)| *deadline);
+        }
+        values.insert(key.to_owned(), (now + ttl, Arc::from(value)));
     }
 
     /// Takes at a given time, so tests need not sleep.
@@ -186,6 +216,19 @@ mod tests {
             assert!(lock(&cache.inner.claims).len() <= 100);
         }
         assert!(!cache.claim_at("key-999", hour, start + Duration::from_secs(1)), "the newest claims are kept");
+    }
+
+    #[test]
+    fn values_expire_and_their_map_stays_bounded() {
+        let cache = MemoryCache::with_max_keys(8);
+        let (start, second) = (Instant::now(), Duration::from_secs(1));
+        cache.put_at("plan", b"v1", second, start);
+        assert_eq!(cache.get_at("plan", start + second / 2).as_deref(), Some(&b"v1"[..]));
+        assert_eq!(cache.get_at("plan", start + second), None, "expired at its deadline");
+        for n in 0..100 {
+            cache.put_at(&format!("k{n}"), b"x", second * 10, start + Duration::from_millis(n));
+            assert!(lock(&cache.inner.values).len() <= 8);
+        }
     }
 
     #[test]

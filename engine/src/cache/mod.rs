@@ -1,5 +1,5 @@
-//! The cache several instances of a project share: rate-limit buckets now, idempotency claims
-//! later. In-process by default (`cache: memory`); Redis when `cache: redis://…`.
+//! The cache several instances of a project share: rate-limit buckets, idempotency claims,
+//! and values with a time to live (read-through caches such as MasterDeal's media plans). In-process by default (`cache: memory`); Redis when `cache: redis://…`.
 
 #[cfg(test)]
 mod contract;
@@ -114,6 +114,37 @@ impl Cache {
                 Ok(())
             }
             Cache::Redis(redis) => redis.release(key).await,
+        }
+    }
+
+    /// The value stored under `key`, if it is there and has not expired.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        match self {
+            Cache::Memory(memory) => Ok(memory.get(key)),
+            Cache::Redis(redis) => redis.get(key).await,
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl` (at least 1 ms, at most a year), replacing any.
+    pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        let ttl = ttl.clamp(Duration::from_millis(1), MAX_CLAIM_TTL);
+        match self {
+            Cache::Memory(memory) => {
+                memory.put(key, value, ttl);
+                Ok(())
+            }
+            Cache::Redis(redis) => redis.put(key, value, ttl).await,
+        }
+    }
+
+    /// Forgets the value under `key`.
+    pub async fn remove(&self, key: &str) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(memory) => {
+                memory.remove(key);
+                Ok(())
+            }
+            Cache::Redis(redis) => redis.remove(key).await,
         }
     }
 

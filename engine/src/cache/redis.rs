@@ -24,6 +24,7 @@ const RECONNECT_RETRIES: usize = 2;
 
 const BUCKET_PREFIX: &str = "junction:rl:";
 const CLAIM_PREFIX: &str = "junction:claim:";
+const VALUE_PREFIX: &str = "junction:kv:";
 
 /// Refills bucket `KEYS[1]` (ARGV: tokens per second, burst) and takes a token if one is
 /// there; returns `{taken (0 or 1), tokens left as a string}`. Time comes from the server
@@ -117,6 +118,34 @@ impl RedisCache {
     pub(super) async fn release(&self, key: &str) -> Result<(), CacheError> {
         redis::cmd("DEL")
             .arg(format!("{CLAIM_PREFIX}{key}"))
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("DEL"))
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        redis::cmd("GET")
+            .arg(format!("{VALUE_PREFIX}{key}"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("GET"))
+    }
+
+    pub(super) async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("SET")
+            .arg(format!("{VALUE_PREFIX}{key}"))
+            .arg(value)
+            .arg("PX")
+            .arg(millis)
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(self.failed("SET"))
+    }
+
+    pub(super) async fn remove(&self, key: &str) -> Result<(), CacheError> {
+        redis::cmd("DEL")
+            .arg(format!("{VALUE_PREFIX}{key}"))
             .query_async::<()>(&mut self.connection.clone())
             .await
             .map_err(self.failed("DEL"))

@@ -13,9 +13,10 @@ use super::node::{Node, NodeValue, Pos};
 use super::root::RootSpec;
 use super::{Project, Settings};
 use crate::connector::{BuildCx, Connector, Registry, Resources};
+use crate::gateway::Mount;
 use crate::gateway::auth::{Authenticator, SchemeSpec};
 use crate::route::compile::{CompileCx, Connectors, ProjectPaths};
-use crate::route::spec::RouteSpec;
+use crate::route::spec::{ApiSpec, RouteSpec};
 use crate::route::{self, HttpDefaults, RouteTable, Source};
 use crate::script::ScriptEngine;
 
@@ -96,17 +97,17 @@ impl Loader {
         let settings = self.settings(&paths, &spec, &shown_root, &mut diags);
         let redact = crate::redact::Redact::new(&spec.logging.redact);
         let build = BuildCx { scripts: &self.scripts, resources: &self.resources, redact: &redact };
-        let connectors = self.connectors(&spec, &shown_root, &build, &mut diags);
-        let files = route_files(&paths, &spec, &shown_root, &mut diags);
+        let (auth, broken_auth) = auth_schemes(&paths, &spec, &shown_root, &mut diags);
         let defaults = HttpDefaults {
             max_body: spec.gateway.max_body.map_or(1 << 20, |b| b.0),
             timeout: spec.gateway.timeout.map_or(Duration::from_secs(30), |t| t.0),
-            auth: BTreeMap::new(),
-            broken_auth: Default::default(),
+            auth,
+            broken_auth,
         };
-        let mut defaults = defaults;
-        (defaults.auth, defaults.broken_auth) = auth_schemes(&paths, &spec, &shown_root, &mut diags);
-        let routes = self.routes(&paths, &files, &connectors, &build, &defaults, &mut diags);
+        let (connectors, mounts) = self.connectors(&spec, &shown_root, &build, &defaults, &mut diags);
+        let files = route_files(&paths, &spec, &shown_root, &mut diags);
+        let mut routes = self.routes(&paths, &files, &connectors, &build, &defaults, &mut diags);
+        routes.mounts = mounts;
         diags.into_result(Project { paths, settings, routes, connectors, scripts: self.scripts.clone() })
     }
 
@@ -204,7 +205,15 @@ impl Loader {
         Some(super::TracingSettings { endpoint: endpoint.trim_end_matches('/').to_owned(), service_name })
     }
 
-    fn connectors(&self, spec: &RootSpec, file: &Path, build: &BuildCx<'_>, diags: &mut Diagnostics) -> Connectors {
+    fn connectors(
+        &self,
+        spec: &RootSpec,
+        file: &Path,
+        build: &BuildCx<'_>,
+        defaults: &HttpDefaults,
+        diags: &mut Diagnostics,
+    ) -> (Connectors, Vec<Arc<Mount>>) {
+        let mut mounts: Vec<Arc<Mount>> = Vec::new();
         let empty = Node { pos: Pos::default(), value: NodeValue::Map(Vec::new()) };
         let mut out: Connectors = BTreeMap::new();
         for builtin in ["bus", "log"] {
@@ -241,8 +250,13 @@ impl Loader {
                 ));
                 continue;
             };
-            match kind.build(&name.name, &node.without(&["kind"]), build) {
+            match kind.build(&name.name, &node.without(&["kind", "api"]), build) {
                 Ok(c) => {
+                    if let Some(api) = node.get("api")
+                        && let Some(mount) = mount(&name.name, api, &c, defaults, &mounts, file, diags)
+                    {
+                        mounts.push(Arc::new(mount));
+                    }
                     out.insert(name.name.clone(), c);
                 }
                 Err(e) => {
@@ -260,7 +274,7 @@ impl Loader {
                 })
                 .collect();
         }
-        out
+        (out, mounts)
     }
 
     fn routes(
@@ -356,6 +370,68 @@ impl Loader {
 /// The `auth:` section's schemes, each checked where it is written.
 /// The `auth:` section's schemes, each checked where it is written; and the names of those
 /// that failed.
+/// A connector's `api:`, checked: a path of its own, a known auth scheme, an API to serve.
+fn mount(
+    name: &str,
+    node: &Node,
+    connector: &Arc<dyn Connector>,
+    defaults: &HttpDefaults,
+    taken: &[Arc<Mount>],
+    file: &Path,
+    diags: &mut Diagnostics,
+) -> Option<Mount> {
+    let spec: ApiSpec = match node.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic::from_node(file, e));
+            return None;
+        }
+    };
+    let Some(api) = connector.http_api() else {
+        diags.push(Diagnostic::new(
+            file,
+            Some(node.pos),
+            format!("connector `{name}` (kind `{}`) serves no HTTP API; remove `api:`", connector.kind()),
+        ));
+        return None;
+    };
+    let prefix = spec.path.value.trim_end_matches('/').to_owned();
+    if !spec.path.value.starts_with('/') || prefix.is_empty() || prefix.contains(['{', '}', '?', '#']) {
+        diags.push(Diagnostic::new(
+            file,
+            Some(Pos::of(&spec.path)),
+            "an API's `path` is a fixed prefix below `/`, like `/api`",
+        ));
+        return None;
+    }
+    let overlaps = |m: &&Arc<Mount>| m.relative(&prefix).is_some() || m.prefix.starts_with(&format!("{prefix}/"));
+    if let Some(other) = taken.iter().find(overlaps) {
+        diags.push(Diagnostic::new(
+            file,
+            Some(Pos::of(&spec.path)),
+            format!("`{prefix}` overlaps the API of connector `{}` at `{}`", other.name, other.prefix),
+        ));
+        return None;
+    }
+    let mut report = |error: Option<(Pos, String)>| {
+        if let Some((pos, message)) = error {
+            diags.push(Diagnostic::new(file, Some(pos), message));
+        }
+    };
+    let auth = route::resolve_auth(spec.auth.as_ref(), node.pos, defaults).map_err(&mut report);
+    let rate_limit = spec.rate_limit.as_ref().map(route::compile_rate_limit).transpose().map_err(|e| report(Some(e)));
+    let ((auth, auth_name), rate_limit) = (auth.ok()?, rate_limit.ok()?);
+    Some(Mount {
+        name: name.into(),
+        prefix,
+        auth,
+        auth_name,
+        rate_limit,
+        max_body: spec.max_body.map_or(defaults.max_body, |b| b.0),
+        api,
+    })
+}
+
 fn auth_schemes(
     paths: &ProjectPaths,
     spec: &RootSpec,

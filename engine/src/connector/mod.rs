@@ -42,6 +42,7 @@ pub struct BuildCx<'a> {
 pub struct Resources {
     pub store: Option<Store>,
     pub bus: Option<EmbeddedBus>,
+    pub cache: Option<crate::cache::Cache>,
 }
 
 /// A connector kind: one per file in the connectors crate, registered in one list.
@@ -59,6 +60,11 @@ pub trait Connector: Send + Sync {
 
     /// Reads what a step asks of this connector (the step's mapping without `connector`).
     fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError>;
+
+    /// The HTTP API this connector can serve on the gateway, mounted where its `api:` says.
+    fn http_api(&self) -> Option<Arc<dyn crate::gateway::HttpApi>> {
+        None
+    }
 }
 
 /// One configured use of a connector by one step.

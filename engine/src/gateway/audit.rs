@@ -11,7 +11,6 @@ use tower::ServiceExt;
 
 use super::auth::Principal;
 use super::{EndpointLayer, EndpointService, GatewayRequest, GatewayResponse, RequestCx};
-use crate::route::HttpSource;
 use crate::store::{AuditEntry, Store};
 
 /// Which gateway requests are audited (admin calls always are).
@@ -62,10 +61,11 @@ impl AuditSink {
         }
     }
 
-    pub fn covers(&self, source: &HttpSource) -> bool {
+    /// Whether requests to an endpoint are audited; `authenticated` when it has a scheme.
+    pub fn covers(&self, authenticated: bool) -> bool {
         match self.mode {
             AuditMode::All => true,
-            AuditMode::Authenticated => source.auth.is_some(),
+            AuditMode::Authenticated => authenticated,
             AuditMode::Off => false,
         }
     }
@@ -138,13 +138,15 @@ async fn write(
 pub(super) struct Audit {
     inner: EndpointService,
     sink: AuditSink,
-    action: Arc<str>,
+    /// What a route's requests do (`POST /deals`); `None` for a mounted API, whose records
+    /// name each request's own method and path.
+    action: Option<Arc<str>>,
     route: Arc<str>,
 }
 
 impl Audit {
-    pub(super) fn new(inner: EndpointService, sink: AuditSink, action: String, route: Arc<str>) -> Self {
-        Self { inner, sink, action: action.into(), route }
+    pub(super) fn new(inner: EndpointService, sink: AuditSink, action: Option<String>, route: Arc<str>) -> Self {
+        Self { inner, sink, action: action.map(Into::into), route }
     }
 }
 
@@ -154,13 +156,14 @@ impl EndpointLayer for Audit {
             (self.inner.clone(), self.sink.clone(), self.action.clone(), self.route.clone());
 
         let request_id = req.extensions().get::<RequestCx>().map(|cx| cx.request_id.to_string());
+        let action = action.map_or_else(|| format!("{} {}", req.method(), req.uri().path()), |a| a.to_string());
         let Ok(resp) = inner.oneshot(req).await;
         let who = resp.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::anonymous);
         let status = resp.status().as_u16();
         sink.record(AuditEntry {
             actor: who.id,
             actor_kind: who.kind.to_owned(),
-            action: action.to_string(),
+            action,
             target: Some(route.to_string()),
             outcome: outcome(status).to_owned(),
             status: Some(status),

@@ -12,6 +12,7 @@ use super::audit::Audit;
 use super::authenticate::Authenticate;
 use super::cors::Cors;
 use super::handler::RouteService;
+use super::mount::{Mount, MountService};
 use super::rate_limit::RateLimited;
 use super::{EndpointService, Shared, Stage};
 use crate::route::{HttpSource, Route, RouteTable, Source};
@@ -45,10 +46,14 @@ impl Endpoint {
         if let Some(auth) = &source.auth {
             service = BoxCloneSyncService::new(Stage(Authenticate::new(service, auth.clone(), source.max_body)));
         }
-        if shared.audit.covers(source) {
+        if shared.audit.covers(source.auth.is_some()) {
             let action = format!("{} {}", source.method, source.path);
-            service =
-                BoxCloneSyncService::new(Stage(Audit::new(service, shared.audit.clone(), action, route.id.clone())));
+            service = BoxCloneSyncService::new(Stage(Audit::new(
+                service,
+                shared.audit.clone(),
+                Some(action),
+                route.id.clone(),
+            )));
         }
         Self { route: route.clone(), service, metrics }
     }
@@ -58,6 +63,39 @@ impl Endpoint {
             Source::Http(h) => Some(h),
             _ => None,
         }
+    }
+}
+
+/// A connector's API and the stack serving it: the same layers as a route's.
+#[derive(Clone)]
+pub struct MountEndpoint {
+    pub mount: Arc<Mount>,
+    pub service: EndpointService,
+    pub metrics: Arc<GatewayMetrics>,
+}
+
+impl MountEndpoint {
+    fn new(mount: &Arc<Mount>, shared: &Arc<Shared>) -> Self {
+        let metrics = Arc::new(GatewayMetrics::new(&mount.name));
+        let mut service: EndpointService = BoxCloneSyncService::new(Stage(MountService { mount: mount.clone() }));
+        if let Some(limit) = mount.rate_limit {
+            let limited = metrics.rate_limited.clone();
+            service = BoxCloneSyncService::new(Stage(RateLimited::new(
+                service,
+                &mount.name,
+                limit,
+                shared.cache.clone(),
+                limited,
+            )));
+        }
+        if let Some(auth) = &mount.auth {
+            service = BoxCloneSyncService::new(Stage(Authenticate::new(service, auth.clone(), mount.max_body)));
+        }
+        if shared.audit.covers(mount.auth.is_some()) {
+            service =
+                BoxCloneSyncService::new(Stage(Audit::new(service, shared.audit.clone(), None, mount.name.clone())));
+        }
+        Self { mount: mount.clone(), service, metrics }
     }
 }
 
@@ -76,6 +114,8 @@ pub enum Lookup {
 pub struct Endpoints {
     by_method: HashMap<Method, matchit::Router<Endpoint>>,
     all: Vec<Endpoint>,
+    /// Connectors' APIs, longest prefix first; asked when no route matches.
+    mounts: Vec<MountEndpoint>,
     /// The OpenAPI document of these endpoints, built on its first request.
     pub(super) openapi: OnceLock<Bytes>,
 }
@@ -95,7 +135,19 @@ impl Endpoints {
                 }
             }
         }
-        Self { by_method, all, openapi: OnceLock::new() }
+        let mut mounts: Vec<MountEndpoint> = table.mounts.iter().map(|m| MountEndpoint::new(m, shared)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.mount.prefix.len()));
+        Self { by_method, all, mounts, openapi: OnceLock::new() }
+    }
+
+    /// The connector API serving `path`, when no route does.
+    pub fn mount_at(&self, path: &str) -> Option<&MountEndpoint> {
+        self.mounts.iter().find(|m| m.mount.relative(path).is_some())
+    }
+
+    /// Every connector API.
+    pub fn mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.mounts.iter().map(|m| &*m.mount)
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup {

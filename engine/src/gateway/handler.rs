@@ -12,7 +12,7 @@ use metrics::Counter;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
-use super::endpoints::{Endpoint, Lookup};
+use super::endpoints::Lookup;
 use super::problem::{self, Problem};
 use super::{EndpointLayer, GatewayRequest, GatewayResponse, RequestCx, Shared, State};
 use crate::message::{Body, Message};
@@ -20,6 +20,7 @@ use crate::route::{HttpSource, Route, Source};
 use crate::runtime::deliver::{Delivered, deliver_with};
 use crate::runtime::detach::detach_on_drop;
 use crate::steps::ErrorKind;
+use crate::telemetry::GatewayMetrics;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -31,27 +32,27 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Sock
         None => (uuid::Uuid::now_v7().to_string().into(), true),
     };
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let (mut resp, endpoint) = route_request(
+    let (mut resp, metrics) = route_request(
         &state,
         req,
         RequestCx { request_id: request_id.clone(), fresh_id, peer, params: Vec::new() },
         origin,
     )
     .await;
-    endpoint.as_ref().map_or(&state.unmatched, |e| &*e.metrics).answered(resp.status());
+    metrics.as_deref().unwrap_or(&state.unmatched).answered(resp.status());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
 
-/// The answer, and the endpoint that gave it (`None` when no route matched).
+/// The answer, and the metrics of the endpoint that gave it (`None` when nothing matched).
 async fn route_request(
     state: &State,
     req: Request<Incoming>,
     mut cx: RequestCx,
     origin: Option<HeaderValue>,
-) -> (Response<Full<Bytes>>, Option<Endpoint>) {
+) -> (Response<Full<Bytes>>, Option<Arc<GatewayMetrics>>) {
     let endpoints = state.endpoints.load();
     let (endpoint, params) = match endpoints.lookup(req.method(), req.uri().path()) {
         Lookup::Found { endpoint, params } => (endpoint, params),
@@ -81,6 +82,14 @@ async fn route_request(
             return (resp, None);
         }
         Lookup::NotFound if super::openapi::wanted(&req) => return (super::openapi::response(&endpoints), None),
+        Lookup::NotFound if endpoints.mount_at(req.uri().path()).is_some() => {
+            let mounted = endpoints.mount_at(req.uri().path()).cloned().expect("checked just above");
+            drop(endpoints);
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(cx);
+            let Ok(resp) = mounted.service.oneshot(Request::from_parts(parts, Either::Left(body))).await;
+            return (resp, Some(mounted.metrics));
+        }
         Lookup::NotFound => return (problem::not_found(req.uri().path()).into_response(&cx.request_id), None),
     };
     drop(endpoints);
@@ -92,7 +101,7 @@ async fn route_request(
     if let (Some(origin), Some(cors)) = (origin, endpoint.source().and_then(|s| s.cors.as_ref())) {
         cors.decorate(&origin, resp.headers_mut());
     }
-    (resp, Some(endpoint))
+    (resp, Some(endpoint.metrics))
 }
 
 /// The innermost service of every endpoint: the route itself.
@@ -379,7 +388,7 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
 }
 
 /// Decodes `%XX` escapes and `+` (a space in query strings); invalid escapes stay as written.
-pub(crate) fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -10,6 +10,7 @@ mod authenticate;
 pub mod cors;
 mod endpoints;
 mod handler;
+pub mod mount;
 pub mod openapi;
 pub mod problem;
 mod rate_limit;
@@ -41,7 +42,8 @@ use crate::route::RouteTable;
 use crate::store::Store;
 pub use audit::{AuditMode, AuditSink, outcome};
 pub use endpoints::Endpoints;
-pub(crate) use handler::percent_decode;
+pub use handler::percent_decode;
+pub use mount::{HttpApi, Mount, MountedAt};
 
 /// A request as the endpoint stacks see it: the body as it arrived, or already read (a
 /// signature check needs the raw body first).

@@ -20,7 +20,8 @@ use crate::gateway::cors::Cors;
 use crate::schema::Schema;
 use compile::CompileCx;
 use pipeline::{Pipeline, RetryPolicy};
-use spec::{Backoff, HttpSourceSpec, LimitPer, RouteSpec, SourceSpec};
+use serde_saphyr::Spanned;
+use spec::{Backoff, HttpSourceSpec, LimitPer, RateLimitSpec, RouteSpec, SourceSpec};
 
 /// A route ready to run. Immutable: a reload builds new ones.
 pub struct Route {
@@ -210,16 +211,11 @@ fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut C
         return None;
     }
     let (auth, auth_name) = compile_auth(h, at, defaults, cx)?;
-    let rate_limit = match &h.rate_limit {
-        None => None,
-        Some(r) => {
-            if !(r.value.per_second.is_finite() && r.value.per_second > 0.0) {
-                cx.error(Pos::of(r), "`per_second` must be above 0");
-                return None;
-            }
-            // A burst below one request could never let anything through.
-            let burst = r.value.burst.unwrap_or(r.value.per_second.ceil() as u32).max(1);
-            Some(RateLimit { per_second: r.value.per_second, burst, per: r.value.per })
+    let rate_limit = match h.rate_limit.as_ref().map(compile_rate_limit).transpose() {
+        Ok(r) => r,
+        Err((pos, message)) => {
+            cx.error(pos, message);
+            return None;
         }
     };
     let cors = match &h.cors {
@@ -251,6 +247,16 @@ fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut C
     })
 }
 
+/// `rate_limit:` checked: a rate above 0, a burst of at least one request.
+pub(crate) fn compile_rate_limit(r: &Spanned<RateLimitSpec>) -> Result<RateLimit, (Pos, String)> {
+    if !(r.value.per_second.is_finite() && r.value.per_second > 0.0) {
+        return Err((Pos::of(r), "`per_second` must be above 0".into()));
+    }
+    // A burst below one request could never let anything through.
+    let burst = r.value.burst.unwrap_or(r.value.per_second.ceil() as u32).max(1);
+    Ok(RateLimit { per_second: r.value.per_second, burst, per: r.value.per })
+}
+
 /// Deny by default: an endpoint names its scheme, or says `none`.
 fn compile_auth(
     h: &HttpSourceSpec,
@@ -258,19 +264,38 @@ fn compile_auth(
     defaults: &HttpDefaults,
     cx: &mut CompileCx<'_>,
 ) -> Option<(Option<Arc<Authenticator>>, String)> {
-    let Some(name) = &h.auth else {
-        cx.error(
+    match resolve_auth(h.auth.as_ref(), at, defaults) {
+        Ok(found) => Some(found),
+        Err(Some((pos, message))) => {
+            cx.error(pos, message);
+            None
+        }
+        Err(None) => None,
+    }
+}
+
+/// A config error and where it is.
+pub(crate) type PosError = (Pos, String);
+
+/// The scheme an endpoint names (or `none`). `Err(None)`: the scheme itself failed to load,
+/// which was reported already.
+pub(crate) fn resolve_auth(
+    name: Option<&Spanned<String>>,
+    at: Pos,
+    defaults: &HttpDefaults,
+) -> Result<(Option<Arc<Authenticator>>, String), Option<PosError>> {
+    let Some(name) = name else {
+        return Err(Some((
             at,
-            "an http endpoint needs `auth:`: the name of a scheme from junction.yaml's `auth:` section, or `none` to leave it open",
-        );
-        return None;
+            "an http endpoint needs `auth:`: the name of a scheme from junction.yaml's `auth:` section, or `none` to leave it open".into(),
+        )));
     };
     if name.value == "none" {
-        return Some((None, "none".into()));
+        return Ok((None, "none".into()));
     }
     match defaults.auth.get(&name.value) {
-        Some(a) => Some((Some(a.clone()), name.value.clone())),
-        None if defaults.broken_auth.contains(&name.value) => None,
+        Some(a) => Ok((Some(a.clone()), name.value.clone())),
+        None if defaults.broken_auth.contains(&name.value) => Err(None),
         None => {
             let mut known: Vec<&str> =
                 defaults.auth.keys().chain(defaults.broken_auth.iter()).map(String::as_str).collect();
@@ -280,8 +305,7 @@ fn compile_auth(
                 .unwrap_or_default();
             let known =
                 if known.is_empty() { "none are defined".to_owned() } else { format!("defined: {}", known.join(", ")) };
-            cx.error(Pos::of(name), format!("unknown auth scheme `{}`{hint}; {known}", name.value));
-            None
+            Err(Some((Pos::of(name), format!("unknown auth scheme `{}`{hint}; {known}", name.value))))
         }
     }
 }
@@ -290,6 +314,8 @@ fn compile_auth(
 #[derive(Default, Clone)]
 pub struct RouteTable {
     pub routes: BTreeMap<Arc<str>, Arc<Route>>,
+    /// The HTTP APIs connectors serve (`api:` on a connector), asked when no route matches.
+    pub mounts: Vec<Arc<crate::gateway::Mount>>,
 }
 
 impl RouteTable {

@@ -165,3 +165,20 @@ pub enum Backoff {
     Exponential,
     Fixed,
 }
+
+/// `api:` on a connector whose kind serves an HTTP API: where the gateway mounts it and who
+/// may call it. `api: { path: /api, auth: partners, rate_limit: { per_second: 50 } }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    /// The prefix the API is served under; it answers every path below it no route takes.
+    pub path: Spanned<String>,
+    /// As on an http source: a scheme from `auth:`, or `none`. Required.
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RateLimitSpec>>,
+    /// Largest accepted request body; default from `gateway.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+}

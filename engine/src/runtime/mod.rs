@@ -96,7 +96,8 @@ impl Runtime {
         }
         let store = Store::open(&settings.store).await?;
         let bus = EmbeddedBus::new(store.clone());
-        loader.resources = Resources { store: Some(store.clone()), bus: Some(bus.clone()) };
+        let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
+        loader.resources = Resources { store: Some(store.clone()), bus: Some(bus.clone()), cache: Some(cache.clone()) };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
 
         let listener = gateway::bind(&settings.listen)
@@ -104,7 +105,6 @@ impl Runtime {
             .map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
-        let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
         let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
         let paused = Paused::default();
         let shared = Arc::new(gateway::Shared {

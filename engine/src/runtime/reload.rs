@@ -66,7 +66,7 @@ impl Runtime {
         // every route is rebuilt rather than guessing which ones it touched.
         let root_changed =
             self.root_version() != *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut table = RouteTable::default();
+        let mut table = RouteTable { mounts: project.routes.mounts.clone(), ..RouteTable::default() };
         for (id, route) in &project.routes.routes {
             match old.get(id) {
                 Some(o) if o.version == route.version && !root_changed => {

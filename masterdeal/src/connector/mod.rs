@@ -1,14 +1,17 @@
 //! `kind: masterdeal`: the MasterDeal store as a connector. Each step names one operation
-//! (`op: upsert_deal_by_external_id`, `get_deal`, `list_deals`, `transition`); the message
-//! body is its input and the reply body its result.
+//! (`op: upsert_deal_by_external_id`, `add_media_plan`, `deal_summary`…, see [`Op`]); the
+//! message body is its input and the reply body its result.
 //!
 //! Building it does no I/O, so `junction check` accepts it without a store. When the engine
 //! runs with a store and a bus, building it also starts the outbox relay (see [`relay`]).
 
-mod ops;
+/// Also what the REST and GraphQL APIs call, so every surface shares one implementation.
+pub(crate) mod ops;
 mod relay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plans;
 
 use std::sync::Arc;
 
@@ -16,10 +19,13 @@ use async_trait::async_trait;
 use junction_engine::Message;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
+use junction_engine::gateway::HttpApi;
 use junction_engine::store::Store;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
+use crate::api::MasterDealApi;
+use crate::cache::PlanCache;
 use crate::store::{self, MasterDealStoreError};
 
 pub struct MasterDealKind;
@@ -47,7 +53,9 @@ impl ConnectorKind for MasterDealKind {
         if let (Some(store), Some(bus)) = (&cx.resources.store, &cx.resources.bus) {
             relay::start_once(store.clone(), bus.clone(), migrated.clone());
         }
-        Ok(Arc::new(MasterDealConnector { store: cx.resources.store.clone(), migrated }))
+        let store = cx.resources.store.clone();
+        let api = MasterDealApi::new(store.clone(), migrated.clone(), cx.resources.cache.clone());
+        Ok(Arc::new(MasterDealConnector { plans: api.plans.clone(), api: Arc::new(api), store, migrated }))
     }
 }
 
@@ -56,6 +64,10 @@ struct MasterDealConnector {
     store: Option<Store>,
     /// Set once the migrations have run in this process.
     migrated: Arc<OnceCell<()>>,
+    /// The plans the REST and GraphQL APIs read through; steps that change a plan drop it.
+    plans: PlanCache,
+    /// Served on the gateway when the connector's config has `api:`.
+    api: Arc<MasterDealApi>,
 }
 
 /// The operations a step can name.
@@ -65,10 +77,37 @@ enum Op {
     GetDeal,
     ListDeals,
     Transition,
+    AddMediaPlan,
+    ApproveMediaPlan,
+    AttachProposal,
+    UpsertContract,
+    UpsertCampaign,
+    RecordCampaignStats,
+    DealSummary,
+    UpdateDeal,
+    TransitionMediaPlan,
+    TransitionProposal,
+    TransitionContract,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::UpsertDealByExternalId, Op::GetDeal, Op::ListDeals, Op::Transition];
+    const ALL: [Op; 15] = [
+        Op::UpsertDealByExternalId,
+        Op::GetDeal,
+        Op::ListDeals,
+        Op::Transition,
+        Op::AddMediaPlan,
+        Op::ApproveMediaPlan,
+        Op::AttachProposal,
+        Op::UpsertContract,
+        Op::UpsertCampaign,
+        Op::RecordCampaignStats,
+        Op::DealSummary,
+        Op::UpdateDeal,
+        Op::TransitionMediaPlan,
+        Op::TransitionProposal,
+        Op::TransitionContract,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +115,17 @@ impl Op {
             Op::GetDeal => "get_deal",
             Op::ListDeals => "list_deals",
             Op::Transition => "transition",
+            Op::AddMediaPlan => "add_media_plan",
+            Op::ApproveMediaPlan => "approve_media_plan",
+            Op::AttachProposal => "attach_proposal",
+            Op::UpsertContract => "upsert_contract",
+            Op::UpsertCampaign => "upsert_campaign",
+            Op::RecordCampaignStats => "record_campaign_stats",
+            Op::DealSummary => "deal_summary",
+            Op::UpdateDeal => "update_deal",
+            Op::TransitionMediaPlan => "transition_media_plan",
+            Op::TransitionProposal => "transition_proposal",
+            Op::TransitionContract => "transition_contract",
         }
     }
 
@@ -98,7 +148,16 @@ impl Connector for MasterDealConnector {
 
     fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
         let op = Op::parse(options)?;
-        Ok(Arc::new(MasterDealEndpoint { op, store: self.store.clone(), migrated: self.migrated.clone() }))
+        Ok(Arc::new(MasterDealEndpoint {
+            op,
+            store: self.store.clone(),
+            migrated: self.migrated.clone(),
+            plans: self.plans.clone(),
+        }))
+    }
+
+    fn http_api(&self) -> Option<Arc<dyn HttpApi>> {
+        Some(self.api.clone())
     }
 }
 
@@ -106,6 +165,7 @@ struct MasterDealEndpoint {
     op: Op,
     store: Option<Store>,
     migrated: Arc<OnceCell<()>>,
+    plans: PlanCache,
 }
 
 impl MasterDealEndpoint {
@@ -126,11 +186,33 @@ impl Endpoint for MasterDealEndpoint {
         let store = self.store().await?;
         let input = msg.body.json();
         let output = match self.op {
-            Op::UpsertDealByExternalId => ops::upsert(store, &input).await?,
-            Op::GetDeal => ops::get(store, &input).await?,
-            Op::ListDeals => ops::list(store, &input).await?,
-            Op::Transition => ops::transition(store, &input).await?,
-        };
+            Op::UpsertDealByExternalId => ops::upsert(store, &input).await,
+            Op::GetDeal => ops::get(store, &input).await,
+            Op::ListDeals => ops::list(store, &input).await,
+            Op::Transition => ops::transition(store, &input).await,
+            Op::AddMediaPlan => ops::add_media_plan(store, &input).await,
+            Op::ApproveMediaPlan | Op::TransitionMediaPlan => {
+                let result = if self.op == Op::ApproveMediaPlan {
+                    ops::approve_media_plan(store, &input).await
+                } else {
+                    ops::transition_media_plan(store, &input).await
+                };
+                // Whatever happened, the APIs' next read of the plan goes to the database.
+                if let Some(id) = input.get("id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()) {
+                    self.plans.invalidate(id).await;
+                }
+                result
+            }
+            Op::AttachProposal => ops::attach_proposal(store, &input).await,
+            Op::UpsertContract => ops::upsert_contract(store, &input).await,
+            Op::UpsertCampaign => ops::upsert_campaign(store, &input).await,
+            Op::RecordCampaignStats => ops::record_campaign_stats(store, &input).await,
+            Op::DealSummary => ops::deal_summary(store, &input).await,
+            Op::UpdateDeal => ops::update_deal(store, &input).await,
+            Op::TransitionProposal => ops::transition_proposal(store, &input).await,
+            Op::TransitionContract => ops::transition_contract(store, &input).await,
+        }
+        .map_err(store_error)?;
         Ok(msg.clone().with_body(junction_engine::Body::Json(output)))
     }
 
@@ -152,9 +234,11 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
     match e {
         _ if transient => ConnectorError::retryable(e.to_string()),
         // What the message asked for cannot be done as it is: the caller is told, not paged.
-        MasterDealStoreError::NotFound { .. } | MasterDealStoreError::Conflict { .. } => {
-            ConnectorError::rejected(e.to_string())
-        }
+        MasterDealStoreError::NotFound { .. }
+        | MasterDealStoreError::Conflict { .. }
+        | MasterDealStoreError::Transition(_)
+        | MasterDealStoreError::Rule(_)
+        | MasterDealStoreError::Invalid(_) => ConnectorError::rejected(format!("masterdeal rejected the request: {e}")),
         _ => ConnectorError::fatal(e.to_string()),
     }
 }

@@ -25,16 +25,16 @@ fn node(yaml: &str) -> Node {
 }
 
 /// The endpoint for `op` on a connector over `store` (`None`: as under `junction check`).
-fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoint>, String> {
+pub(super) fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoint>, String> {
     let scripts = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
-    let resources = Resources { store, bus: None };
+    let resources = Resources { store, bus: None, cache: None };
     let redact = junction_engine::redact::Redact::default();
     let cx = BuildCx { scripts: &scripts, resources: &resources, redact: &redact };
     let connector = MasterDealKind.build("masterdeal", &node("{}"), &cx).map_err(|e| e.to_string())?;
     connector.endpoint(Role::Request, &node(&format!("op: {op}")), &cx).map_err(|e| e.to_string())
 }
 
-async fn call(store: &Store, op: &str, body: Value) -> Result<Value, String> {
+pub(super) async fn call(store: &Store, op: &str, body: Value) -> Result<Value, String> {
     let ep = endpoint(Some(store.clone()), op).expect("a known op");
     let reply = ep.request(&Message::json(body)).await.map_err(|e| e.message)?;
     match reply.body {
@@ -43,7 +43,7 @@ async fn call(store: &Store, op: &str, body: Value) -> Result<Value, String> {
     }
 }
 
-fn master_deal(id: &str) -> Value {
+pub(super) fn master_deal(id: &str) -> Value {
     json!({
         "external_id": format!("crm:{id}"),
         "name": "Spring campaign",
@@ -131,5 +131,5 @@ async fn transition_checks_the_lifecycle_and_the_version(store: Store) {
     let err = call(&store, "transition", json!({ "id": id, "to": "proposal_sent", "expected_version": 1 }))
         .await
         .expect_err("version 1 is stale");
-    assert!(err.contains("stale"), "{err}");
+    assert!(err.contains("is at version 2, not the expected 1"), "{err}");
 }

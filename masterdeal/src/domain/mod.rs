@@ -5,7 +5,7 @@
 //!
 //! - `money`, `currency`: exact amounts that never mix currencies.
 //! - `lifecycle`: the state-machine trait and `transition`; each aggregate's file holds its
-//!   status enum (`deal`, `plan`, `contract`).
+//!   status enum (`deal`, `plan`, `proposal`, `contract`).
 //! - `deal`, `plan`, `proposal`, `contract`, `campaign`: the aggregates as plain structs.
 //! - `rules`, `summary`: invariants across aggregates and the per-channel summary.
 //! - `tax_id`, `period`, `version`: INN/KPP, date ranges, optimistic concurrency.

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::Lifecycle;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub id: Uuid,
@@ -22,4 +24,39 @@ pub enum ProposalStatus {
     Sent,
     Accepted,
     Declined,
+}
+
+impl Lifecycle for ProposalStatus {
+    const NAME: &'static str = "proposal";
+    const ALL: &'static [Self] = &[Self::Draft, Self::Sent, Self::Accepted, Self::Declined];
+
+    fn allowed_from(self) -> &'static [Self] {
+        use ProposalStatus::*;
+        match self {
+            Draft => &[Sent],
+            Sent => &[Accepted, Declined],
+            Accepted | Declined => &[],
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        use ProposalStatus::*;
+        match self {
+            Draft => "draft",
+            Sent => "sent",
+            Accepted => "accepted",
+            Declined => "declined",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProposalStatus::*;
+    use crate::domain::lifecycle::assert_lifecycle;
+
+    #[test]
+    fn proposal_transitions_match_the_issue() {
+        assert_lifecycle(&[(Draft, Sent), (Sent, Accepted), (Sent, Declined)]);
+    }
 }

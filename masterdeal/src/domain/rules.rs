@@ -49,6 +49,18 @@ pub enum RuleError {
          {version}: link the campaign to a line of this plan"
     )]
     UnknownPlanLine { campaign: Uuid, line: Uuid, version: i32 },
+    #[error(
+        "media plan {approved_number} (`{approved}`) is already the deal's approved plan, and a \
+         deal has only one: reject this plan or keep the approved one"
+    )]
+    AnotherPlanApproved { approved: Uuid, approved_number: i32 },
+    #[error("deal {deal} has no approved media plan: approve one before writing its contract")]
+    NoApprovedPlan { deal: Uuid },
+    #[error(
+        "plan line {line} belongs to media plan {number}, which is `{status}`: campaigns run \
+         only on lines of the deal's approved plan"
+    )]
+    LineNotApproved { line: Uuid, number: i32, status: &'static str },
     #[error(transparent)]
     Money(#[from] MoneyError),
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -18,7 +18,7 @@ pub(super) const DEAL_COLUMNS: &str = "id, crm_id, external_ids, advertiser_name
      period_to, status, version, created_at, updated_at";
 
 /// A master deal as stored; also the payload of its outbox events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealRow {
     /// A uuid v7: ids sort by creation time, which keyset paging relies on.
     pub id: Uuid,

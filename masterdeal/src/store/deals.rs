@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 pub use super::deal_row::DealRow;
 use super::deal_row::{DEAL_COLUMNS, decode};
+use super::versioned::is_unique_violation;
 use super::{MasterDealStoreError, begin, money, now_millis, outbox};
 
 const AGGREGATE: &str = "master_deal";
@@ -95,7 +96,45 @@ pub async fn upsert_by_crm_id(store: &Store, deal: NewDeal) -> Result<(DealRow, 
             return Ok((row, true));
         }
     }
-    Err(MasterDealStoreError::Raced { crm_id: deal.crm_id })
+    Err(MasterDealStoreError::Raced { what: "master deal with CRM id", key: deal.crm_id })
+}
+
+/// Overwrites every field of the deal if it is still at `expected_version` (version + 1,
+/// `masterdeal.deal.updated`); [`MasterDealStoreError::Conflict`] when it changed since.
+pub async fn update_deal(
+    store: &Store,
+    id: Uuid,
+    expected_version: i64,
+    deal: NewDeal,
+) -> Result<DealRow, MasterDealStoreError> {
+    const OP: &str = "update_deal";
+    let mut tx = begin(store, OP).await?;
+    let update = format!(
+        "UPDATE master_deal SET crm_id = $1, external_ids = $2, advertiser_name = $3, advertiser_inn = $4, \
+         advertiser_kpp = $5, owner = $6, title = $7, budget = {}, currency = $9, period_from = $10, \
+         period_to = $11, status = $12, version = version + 1, updated_at = $13 \
+         WHERE id = $14 AND version = $15 RETURNING {DEAL_COLUMNS}",
+        money(store, 8)
+    );
+    let updated = bind_deal(sqlx::query(AssertSqlSafe(update)), &deal, now_millis())
+        .bind(id.to_string())
+        .bind(expected_version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => MasterDealStoreError::Invalid(format!(
+                "CRM id `{}` belongs to another master deal: keep this deal's CRM id",
+                deal.crm_id
+            )),
+            e => MasterDealStoreError::query(OP)(e),
+        })?;
+    let Some(row) = updated else {
+        return Err(why_not_updated(&mut tx, id, expected_version).await?);
+    };
+    let row = decode(&row)?;
+    outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.updated", &row).await?;
+    tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
+    Ok(row)
 }
 
 /// Binds `$1`…`$13`: the deal's fields in table order, then the time of the write.
@@ -118,10 +157,16 @@ fn bind_deal<'q>(query: Query<'q, Any, AnyArguments>, deal: &NewDeal, now: i64) 
 }
 
 pub async fn get(store: &Store, id: Uuid) -> Result<Option<DealRow>, MasterDealStoreError> {
+    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("get"))?;
+    get_in(&mut conn, id).await
+}
+
+/// [`get`] on a connection, so a write transaction reads the deal it checks against.
+pub(super) async fn get_in(conn: &mut AnyConnection, id: Uuid) -> Result<Option<DealRow>, MasterDealStoreError> {
     let sql = format!("SELECT {DEAL_COLUMNS} FROM master_deal WHERE id = $1");
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(id.to_string())
-        .fetch_optional(store.pool())
+        .fetch_optional(conn)
         .await
         .map_err(MasterDealStoreError::query("get"))?;
     row.as_ref().map(decode).transpose()
@@ -193,7 +238,7 @@ async fn why_not_updated(
         .map_err(MasterDealStoreError::query("update_status"))?;
     let id = id.to_string();
     Ok(match actual {
-        Some(actual) => MasterDealStoreError::Conflict { id, expected, actual },
-        None => MasterDealStoreError::NotFound { id },
+        Some(actual) => MasterDealStoreError::Conflict { what: "master deal", id, expected, actual },
+        None => MasterDealStoreError::NotFound { what: "master deal", id },
     })
 }

@@ -1,5 +1,7 @@
 //! What can go wrong in MasterDeal's store, each variant saying what the caller can do.
 
+use crate::domain::{RuleError, TransitionError};
+
 /// An error from MasterDeal's tables or its outbox relay.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterDealStoreError {
@@ -12,17 +14,31 @@ pub enum MasterDealStoreError {
     #[error("masterdeal store query `{op}` failed: {source}; check that the database is reachable")]
     Query { op: &'static str, source: sqlx::Error },
 
-    #[error("master deal `{id}` does not exist; check the id")]
-    NotFound { id: String },
+    /// The REST layer answers 404.
+    #[error("{what} `{id}` does not exist; check the id")]
+    NotFound { what: &'static str, id: String },
 
+    /// A stale `expected_version`; the REST layer answers 409.
     #[error(
-        "master deal `{id}` is at version {actual}, not the expected {expected}: it changed \
+        "{what} `{id}` is at version {actual}, not the expected {expected}: it changed \
          meanwhile; reload it and retry"
     )]
-    Conflict { id: String, expected: i64, actual: i64 },
+    Conflict { what: &'static str, id: String, expected: i64, actual: i64 },
 
-    #[error("master deal with CRM id `{crm_id}` kept changing while it was being written; retry")]
-    Raced { crm_id: String },
+    /// A status move the lifecycle forbids; the message lists the allowed ones (409).
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+
+    /// The write would break a domain invariant; the message says how to fix the data (422).
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+
+    /// The input itself is malformed, whatever the stored data (400 or 422).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+
+    #[error("{what} `{key}` kept changing while it was being written; retry")]
+    Raced { what: &'static str, key: String },
 
     #[error(
         "stored {what} `{id}` does not decode: {reason}; the row was edited by hand or \
@@ -41,6 +57,10 @@ impl MasterDealStoreError {
     /// Wraps a failed query, naming the operation so a log line says which one failed.
     pub(super) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> MasterDealStoreError {
         move |source| MasterDealStoreError::Query { op, source }
+    }
+
+    pub(super) fn not_found(what: &'static str, id: impl std::fmt::Display) -> MasterDealStoreError {
+        MasterDealStoreError::NotFound { what, id: id.to_string() }
     }
 
     pub(super) fn corrupt(what: &'static str, id: &str, reason: impl std::fmt::Display) -> MasterDealStoreError {

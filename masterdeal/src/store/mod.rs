@@ -1,24 +1,50 @@
-//! MasterDeal's tables in the engine's store: their migrations, the `master_deal`
-//! repository and the transactional outbox its writes append to.
+//! MasterDeal's tables in the engine's store: their migrations, one repository per
+//! aggregate (`deals`, `plans`, `proposals`, `contracts`, `campaigns` with `stats`) and the
+//! transactional outbox their writes append to. Rows are checked with `domain`'s rules
+//! (through `to_domain`) before they are written.
 //!
 //! Queries go through the engine's `Any` pool in SQL both backends read, like the engine's
 //! own store; the one difference, money as NUMERIC on Postgres, is confined to [`money`].
 
+mod campaign_row;
+mod campaigns;
+mod columns;
+mod contract_row;
+mod contracts;
 mod deal_row;
 mod deals;
 mod error;
 mod outbox;
+mod plan_row;
+mod plans;
+mod proposal_row;
+mod proposals;
+mod stats;
+mod summary;
 #[cfg(test)]
 pub(crate) mod test_db;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plans;
+mod to_domain;
+mod versioned;
 
 use junction_engine::store::{Backend, Store};
 use sqlx::{Any, Transaction};
 
-pub use deals::{DealFilter, DealRow, NewDeal, get, list, update_status, upsert_by_crm_id};
+pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
+pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
+pub use deals::{DealFilter, DealRow, NewDeal, get, list, update_deal, update_status, upsert_by_crm_id};
 pub use error::MasterDealStoreError;
 pub use outbox::{OutboxEvent, mark_published, pending, relay_once};
+pub use plans::{
+    NewPlan, NewPlanLine, PlanLineRow, PlanRow, add_media_plan, approved_plan, get_plan, list_plans, plan_of_line,
+    transition_plan,
+};
+pub use proposals::{NewProposal, ProposalRow, attach_proposal, get_proposal, list_proposals, transition_proposal};
+pub use stats::{NewDayStats, record_campaign_stats};
+pub use summary::{ChannelSummaryRow, DealSummary, deal_summary};
 
 /// Runs MasterDeal's migrations (versions from 1001). Call after [`Store::open`].
 pub async fn migrate(store: &Store) -> Result<(), MasterDealStoreError> {

@@ -6,6 +6,7 @@ mod json_schema;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, header};
@@ -14,7 +15,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::auth::Authenticator;
-use super::{Endpoints, GatewayResponse};
+use super::{Endpoints, GatewayResponse, Mount};
 use crate::route::{HttpSource, Route, Source};
 
 /// Where the gateway serves the document.
@@ -40,10 +41,14 @@ pub(super) fn response(endpoints: &Endpoints) -> GatewayResponse {
 
 /// The OpenAPI 3.1 document of every http endpoint: one operation per route.
 pub fn document(endpoints: &Endpoints, title: &str) -> Value {
-    of_routes(endpoints.iter().map(|e| &*e.route), title)
+    of_routes(endpoints.iter().map(|e| &*e.route), endpoints.mounts(), title)
 }
 
-fn of_routes<'a>(routes: impl Iterator<Item = &'a Route>, title: &str) -> Value {
+fn of_routes<'a>(
+    routes: impl Iterator<Item = &'a Route>,
+    mounts: impl Iterator<Item = &'a Mount>,
+    title: &str,
+) -> Value {
     let mut schemas = Map::new();
     schemas.insert("Problem".into(), problem_schema());
     let mut security_schemes = Map::new();
@@ -59,8 +64,11 @@ fn of_routes<'a>(routes: impl Iterator<Item = &'a Route>, title: &str) -> Value 
                 json!({ "required": true, "content": { "application/json": { "schema": { "$ref": reference } } } }),
             );
         }
-        op.insert("security".into(), security(source, &mut security_schemes));
+        op.insert("security".into(), security(source.auth.as_ref(), &source.auth_name, &mut security_schemes));
         paths.entry(path).or_default().insert(source.method.as_str().to_ascii_lowercase(), Value::Object(op));
+    }
+    for mount in mounts {
+        add_mount(mount, &mut paths, &mut schemas, &mut security_schemes);
     }
     let paths: Map<String, Value> = paths.into_iter().map(|(p, item)| (p, Value::Object(item))).collect();
     let components = json!({ "schemas": schemas, "securitySchemes": security_schemes });
@@ -150,10 +158,50 @@ fn problem_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": PROBLEM } } } })
 }
 
+/// A connector API's own description under its prefix, each operation given the mount's
+/// security and the problems its layers add.
+fn add_mount(
+    mount: &Mount,
+    paths: &mut BTreeMap<String, Map<String, Value>>,
+    schemas: &mut Map<String, Value>,
+    security_schemes: &mut Map<String, Value>,
+) {
+    let doc = mount.api.openapi();
+    if let Some(own) = doc.get("schemas").and_then(Value::as_object) {
+        schemas.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let Some(own_paths) = doc.get("paths").and_then(Value::as_object) else { return };
+    let requirement = security(mount.auth.as_ref(), &mount.auth_name, security_schemes);
+    for (path, item) in own_paths {
+        let Some(item) = item.as_object() else { continue };
+        let entry = paths.entry(format!("{}{path}", mount.prefix)).or_default();
+        for (method, op) in item {
+            let mut op = op.clone();
+            if let Some(op) = op.as_object_mut() {
+                op.insert("security".into(), requirement.clone());
+                let responses = op.entry("responses").or_insert_with(|| json!({}));
+                if let Some(responses) = responses.as_object_mut() {
+                    let layers = [
+                        ("401", "Credentials are missing or wrong", mount.auth.is_some()),
+                        ("413", "The body is larger than the API accepts", true),
+                        ("429", "Rate limited; retry after `Retry-After` seconds", mount.rate_limit.is_some()),
+                    ];
+                    for (status, description, applies) in layers {
+                        if applies {
+                            responses.entry(status).or_insert_with(|| problem_response(description));
+                        }
+                    }
+                }
+            }
+            entry.insert(method.clone(), op);
+        }
+    }
+}
+
 /// The operation's requirement, registering its scheme; `[]` for open routes.
-fn security(source: &HttpSource, schemes: &mut Map<String, Value>) -> Value {
-    let Some(auth) = &source.auth else { return json!([]) };
-    let name = json_schema::component_name(&source.auth_name);
+fn security(auth: Option<&Arc<Authenticator>>, auth_name: &str, schemes: &mut Map<String, Value>) -> Value {
+    let Some(auth) = auth else { return json!([]) };
+    let name = json_schema::component_name(auth_name);
     schemes.entry(name.clone()).or_insert_with(|| scheme(auth));
     json!([{ name: [] }])
 }

@@ -1,19 +1,15 @@
-//! The four operations: each reads its JSON input, checks it with `domain`, and calls the
-//! store. Input the domain refuses is a fatal error saying why: retrying cannot fix it.
+//! The master deal's operations: upsert by external id, update by id, get, list and
+//! transition.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use chrono::NaiveDate;
-use junction_engine::connector::ConnectorError;
 use junction_engine::store::Store;
-use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::store_error;
+use super::{decimal, input, rejected};
 use crate::domain::{Currency, DealStatus, Inn, Kpp, Lifecycle, transition as check_transition};
 use crate::store::{self, DealFilter, DealRow, MasterDealStoreError, NewDeal};
 
@@ -76,27 +72,19 @@ struct TransitionIn {
     expected_version: i64,
 }
 
-fn rejected(reason: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::rejected(format!("masterdeal rejected the request: {reason}"))
-}
-
-fn input<T: DeserializeOwned>(body: &Value) -> Result<T, ConnectorError> {
-    T::deserialize(body).map_err(rejected)
-}
-
 fn row_json(row: &DealRow) -> Value {
     serde_json::to_value(row).expect("a deal row always serializes to JSON")
 }
 
-pub(super) async fn upsert(store: &Store, body: &Value) -> Result<Value, ConnectorError> {
+pub(crate) async fn upsert(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let deal = new_deal(input(body)?)?;
-    let (row, created) = store::upsert_by_crm_id(store, deal).await.map_err(store_error)?;
+    let (row, created) = store::upsert_by_crm_id(store, deal).await?;
     let mut reply = row_json(&row);
     reply["created"] = Value::Bool(created);
     Ok(reply)
 }
 
-fn new_deal(deal: MasterDealIn) -> Result<NewDeal, ConnectorError> {
+fn new_deal(deal: MasterDealIn) -> Result<NewDeal, MasterDealStoreError> {
     let (system, crm_id) = deal
         .external_id
         .split_once(':')
@@ -106,7 +94,7 @@ fn new_deal(deal: MasterDealIn) -> Result<NewDeal, ConnectorError> {
     let inn = Inn::parse(&deal.advertiser.inn).map_err(rejected)?;
     let kpp = deal.advertiser.kpp.as_deref().map(Kpp::parse).transpose().map_err(rejected)?;
     let budget = deal.budget.or(deal.amount).ok_or_else(|| rejected("the deal has neither budget nor amount"))?;
-    let budget = decimal(&budget)?;
+    let budget = decimal("budget", &budget)?;
     let today = chrono::Utc::now().date_naive();
     let (period_from, period_to) = deal.period.map_or((today, today), |p| (p.from, p.to));
     if period_from > period_to {
@@ -128,49 +116,52 @@ fn new_deal(deal: MasterDealIn) -> Result<NewDeal, ConnectorError> {
     })
 }
 
-/// A JSON number or decimal string as an exact decimal.
-fn decimal(value: &Value) -> Result<Decimal, ConnectorError> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        other => return Err(rejected(format!("the budget {other} is not a number"))),
-    };
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|e| rejected(format!("the budget `{text}` is not a decimal: {e}")))
+/// Where `update_deal` finds its deal, beside the fields of [`MasterDealIn`].
+#[derive(Deserialize)]
+struct UpdateIn {
+    id: Uuid,
+    expected_version: i64,
 }
 
-pub(super) async fn get(store: &Store, body: &Value) -> Result<Value, ConnectorError> {
+/// Replaces the fields of the deal `id` at `expected_version` with a deal as
+/// `upsert_deal_by_external_id` takes it.
+pub(crate) async fn update_deal(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let UpdateIn { id, expected_version } = input(body)?;
+    let deal = new_deal(input(body)?)?;
+    let row = store::update_deal(store, id, expected_version, deal).await?;
+    Ok(row_json(&row))
+}
+
+pub(crate) async fn get(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let GetIn { id } = input(body)?;
-    match store::get(store, id).await.map_err(store_error)? {
+    match store::get(store, id).await? {
         Some(row) => Ok(row_json(&row)),
-        None => Err(rejected(MasterDealStoreError::NotFound { id: id.to_string() })),
+        None => Err(MasterDealStoreError::NotFound { what: "master deal", id: id.to_string() }),
     }
 }
 
-pub(super) async fn list(store: &Store, body: &Value) -> Result<Value, ConnectorError> {
+pub(crate) async fn list(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: ListIn = input(body)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let filter = DealFilter { status: q.status, owner: q.owner, after_id: q.after, limit: Some(limit) };
-    let rows = store::list(store, &filter).await.map_err(store_error)?;
+    let rows = store::list(store, &filter).await?;
     // A full page may have more after it; a short one is the last.
     let next = rows.last().filter(|_| rows.len() == limit as usize).map(|r| r.id.to_string());
     Ok(json!({ "items": rows.iter().map(row_json).collect::<Vec<_>>(), "next": next }))
 }
 
-pub(super) async fn transition(store: &Store, body: &Value) -> Result<Value, ConnectorError> {
+pub(crate) async fn transition(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: TransitionIn = input(body)?;
     let row = store::get(store, q.id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| rejected(MasterDealStoreError::NotFound { id: q.id.to_string() }))?;
-    let from = DealStatus::deserialize(Value::String(row.status.clone()))
-        .map_err(|e| ConnectorError::fatal(format!("master deal `{}` has status `{}`: {e}", row.id, row.status)))?;
-    check_transition(from, q.to).map_err(rejected)?;
-    match store::update_status(store, q.id, q.expected_version, q.to.as_str()).await {
-        Ok(row) => Ok(row_json(&row)),
-        Err(e @ MasterDealStoreError::Conflict { .. }) => Err(rejected(format!("stale version: {e}"))),
-        Err(e @ MasterDealStoreError::NotFound { .. }) => Err(rejected(e)),
-        Err(e) => Err(store_error(e)),
-    }
+        .await?
+        .ok_or_else(|| MasterDealStoreError::NotFound { what: "master deal", id: q.id.to_string() })?;
+    let from =
+        DealStatus::deserialize(Value::String(row.status.clone())).map_err(|e| MasterDealStoreError::Corrupt {
+            what: "master deal",
+            id: row.id.to_string(),
+            reason: format!("status `{}`: {e}", row.status),
+        })?;
+    check_transition(from, q.to)?;
+    let row = store::update_status(store, q.id, q.expected_version, q.to.as_str()).await?;
+    Ok(row_json(&row))
 }

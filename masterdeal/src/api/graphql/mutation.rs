@@ -1,0 +1,188 @@
+//! The mutation root: the same writes as REST, straight to the store. Transitions and
+//! updates of existing records take `expectedVersion` (the `version` read) and fail with
+//! `CONFLICT` when the record moved on.
+
+use async_graphql::{Context, ID, Object, Result};
+use serde::Deserialize;
+
+use super::error::{Coded, coded, found};
+use super::inputs::{CampaignInput, ContractInput, DayStatsInput, DealInput, MediaPlanInput, ProposalInput};
+use super::parse;
+use super::records::{Campaign, Contract, Proposal};
+use super::types::{Deal, MediaPlan, scope};
+use crate::domain::{Currency, DealStatus, Lifecycle, transition};
+use crate::store::{self, MasterDealStoreError, NewCampaign, NewPlan};
+
+pub(super) struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Creates the deal with this CRM id, or overwrites it.
+    async fn upsert_deal(&self, ctx: &Context<'_>, input: DealInput) -> Result<Deal> {
+        let (row, _created) = store::upsert_by_crm_id(&scope(ctx)?.store, input.into_new()?).await.coded()?;
+        Ok(Deal(row))
+    }
+
+    /// `store::update_status` writes whatever status it is given, so the lifecycle is checked
+    /// here, as the connector's `transition` does; the store rechecks the version atomically.
+    async fn transition_deal(&self, ctx: &Context<'_>, id: ID, to: String, expected_version: i64) -> Result<Deal> {
+        let id = parse::id("id", &id)?;
+        let to: DealStatus = parse::status("to", &to)?;
+        let store = &scope(ctx)?.store;
+        let row = found("master deal", id, store::get(store, id).await.coded()?)?;
+        let from = DealStatus::deserialize(serde_json::Value::String(row.status.clone()))
+            .map_err(|e| MasterDealStoreError::Corrupt {
+                what: "master deal",
+                id: id.to_string(),
+                reason: e.to_string(),
+            })
+            .coded()?;
+        // The version first: a stale caller should reload, whatever it asked for.
+        if row.version != expected_version {
+            let (what, id) = ("master deal", id.to_string());
+            return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: row.version })
+                .coded();
+        }
+        transition(from, to).map_err(MasterDealStoreError::from).coded()?;
+        Ok(Deal(store::update_status(store, id, expected_version, to.as_str()).await.coded()?))
+    }
+
+    /// Adds the deal's next plan as a draft.
+    async fn add_media_plan(&self, ctx: &Context<'_>, deal_id: ID, input: MediaPlanInput) -> Result<MediaPlan> {
+        let deal_id = parse::id("dealId", &deal_id)?;
+        let store = &scope(ctx)?.store;
+        let currency = match &input.currency {
+            Some(code) => parse::currency(code)?,
+            None => {
+                let deal = found("master deal", deal_id, store::get(store, deal_id).await.coded()?)?;
+                stored_currency(&deal.currency)?
+            }
+        };
+        let lines = input.lines.into_iter().map(|l| l.into_new(currency)).collect::<Result<_>>()?;
+        let plan = NewPlan {
+            deal_id,
+            source: input.source,
+            prompt_template_version: input.prompt_template_version,
+            model: input.model,
+            lines,
+        };
+        Ok(MediaPlan(store::add_media_plan(store, plan).await.coded()?))
+    }
+
+    /// Propose, approve, reject or rework; approval checks the deal's budget.
+    async fn transition_media_plan(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        to: String,
+        expected_version: i64,
+    ) -> Result<MediaPlan> {
+        let id = parse::id("id", &id)?;
+        let to = parse::status("to", &to)?;
+        let scope = scope(ctx)?;
+        let result = store::transition_plan(&scope.store, id, expected_version, to).await;
+        // Whatever happened, the next read goes to the database.
+        scope.plans.invalidate(id).await;
+        Ok(MediaPlan(result.coded()?))
+    }
+
+    async fn attach_proposal(&self, ctx: &Context<'_>, media_plan_id: ID, input: ProposalInput) -> Result<Proposal> {
+        let plan = parse::id("mediaPlanId", &media_plan_id)?;
+        Ok(Proposal(store::attach_proposal(&scope(ctx)?.store, input.into_new(plan)).await.coded()?))
+    }
+
+    /// Send, accept or decline.
+    async fn transition_proposal(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        to: String,
+        expected_version: i64,
+    ) -> Result<Proposal> {
+        let id = parse::id("id", &id)?;
+        let to = parse::status("to", &to)?;
+        Ok(Proposal(store::transition_proposal(&scope(ctx)?.store, id, expected_version, to).await.coded()?))
+    }
+
+    /// Creates the contract with this number, or overwrites it (at `expectedVersion` if given).
+    async fn upsert_contract(
+        &self,
+        ctx: &Context<'_>,
+        deal_id: ID,
+        input: ContractInput,
+        expected_version: Option<i64>,
+    ) -> Result<Contract> {
+        let contract = input.into_new(parse::id("dealId", &deal_id)?)?;
+        let (row, _created) = store::upsert_contract(&scope(ctx)?.store, contract, expected_version).await.coded()?;
+        Ok(Contract(row))
+    }
+
+    /// Send, sign or terminate.
+    async fn transition_contract(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        to: String,
+        expected_version: i64,
+    ) -> Result<Contract> {
+        let id = parse::id("id", &id)?;
+        let to = parse::status("to", &to)?;
+        Ok(Contract(store::transition_contract(&scope(ctx)?.store, id, expected_version, to).await.coded()?))
+    }
+
+    /// Creates a campaign on a line of the approved plan, or overwrites the one with its
+    /// platform campaign id (at `expectedVersion` if given).
+    async fn upsert_campaign(
+        &self,
+        ctx: &Context<'_>,
+        input: CampaignInput,
+        expected_version: Option<i64>,
+    ) -> Result<Campaign> {
+        let line = parse::id("mediaPlanLineId", &input.media_plan_line_id)?;
+        let store = &scope(ctx)?.store;
+        let currency = match &input.currency {
+            Some(code) => parse::currency(code)?,
+            None => {
+                let plan = found("media plan line", line, store::plan_of_line(store, line).await.coded()?)?;
+                stored_currency(&plan.currency)?
+            }
+        };
+        let campaign = NewCampaign {
+            media_plan_line_id: line,
+            status: parse::status("status", &input.status)?,
+            flight: parse::period("flight", &input.flight_from, &input.flight_to)?,
+            budget: parse::money("budget", &input.budget, currency)?,
+            platform: input.platform,
+            platform_campaign_id: input.platform_campaign_id,
+            name: input.name,
+        };
+        let (row, _created) = store::upsert_campaign(store, campaign, expected_version).await.coded()?;
+        Ok(Campaign(row))
+    }
+
+    /// Upserts these days; the campaign's spend becomes the sum of all its days.
+    async fn record_campaign_stats(
+        &self,
+        ctx: &Context<'_>,
+        campaign_id: ID,
+        days: Vec<DayStatsInput>,
+        #[graphql(desc = "The spend's currency; the campaign's when absent.")] currency: Option<String>,
+    ) -> Result<Campaign> {
+        let id = parse::id("campaignId", &campaign_id)?;
+        let store = &scope(ctx)?.store;
+        let currency = match &currency {
+            Some(code) => parse::currency(code)?,
+            None => {
+                let campaign = found("campaign", id, store::get_campaign(store, id).await.coded()?)?;
+                stored_currency(&campaign.currency)?
+            }
+        };
+        let days = days.into_iter().map(|d| d.into_new(currency)).collect::<Result<_>>()?;
+        Ok(Campaign(store::record_campaign_stats(store, id, days).await.coded()?))
+    }
+}
+
+/// A currency the store wrote; unreadable only if the row was edited by hand.
+fn stored_currency(code: &str) -> Result<Currency> {
+    Currency::parse(code).map_err(|e| coded("CORRUPT_RECORD", format!("a stored currency is unreadable: {e}")))
+}

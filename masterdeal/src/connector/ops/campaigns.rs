@@ -1,0 +1,128 @@
+//! Campaigns: `upsert_campaign`, `record_campaign_stats` and `deal_summary`.
+
+use chrono::NaiveDate;
+use junction_engine::store::Store;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{decimal, input, rejected, reply, upsert_reply};
+use crate::domain::{CampaignStatus, Currency, Money, Period};
+use crate::store::{self, MasterDealStoreError, NewCampaign, NewDayStats};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignIn {
+    media_plan_line_id: Uuid,
+    platform: String,
+    platform_campaign_id: Option<String>,
+    name: String,
+    #[serde(default = "draft")]
+    status: CampaignStatus,
+    flight_from: NaiveDate,
+    flight_to: NaiveDate,
+    budget: Value,
+    /// The budget's currency; the plan's when absent.
+    currency: Option<String>,
+    /// When given, the campaign must exist at this version.
+    expected_version: Option<i64>,
+}
+
+fn draft() -> CampaignStatus {
+    CampaignStatus::Draft
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsIn {
+    campaign_id: Uuid,
+    /// The spend's currency; the campaign's when absent.
+    currency: Option<String>,
+    days: Vec<DayIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayIn {
+    day: NaiveDate,
+    #[serde(default)]
+    impressions: u64,
+    #[serde(default)]
+    clicks: u64,
+    spend: Value,
+    #[serde(default)]
+    conversions: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryIn {
+    deal_id: Uuid,
+}
+
+pub(crate) async fn upsert_campaign(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let q: CampaignIn = input(body)?;
+    let currency = match &q.currency {
+        Some(code) => Currency::parse(code).map_err(rejected)?,
+        None => {
+            let plan = store::plan_of_line(store, q.media_plan_line_id).await?.ok_or_else(|| {
+                MasterDealStoreError::NotFound { what: "media plan line", id: q.media_plan_line_id.to_string() }
+            })?;
+            stored_currency(&plan.currency)?
+        }
+    };
+    let campaign = NewCampaign {
+        media_plan_line_id: q.media_plan_line_id,
+        platform: q.platform,
+        platform_campaign_id: q.platform_campaign_id,
+        name: q.name,
+        status: q.status,
+        flight: Period::new(q.flight_from, q.flight_to).map_err(rejected)?,
+        budget: Money::new(decimal("budget", &q.budget)?, currency),
+    };
+    let (row, created) = store::upsert_campaign(store, campaign, q.expected_version).await?;
+    Ok(upsert_reply(&row, created))
+}
+
+pub(crate) async fn record_campaign_stats(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let q: StatsIn = input(body)?;
+    let currency = match &q.currency {
+        Some(code) => Currency::parse(code).map_err(rejected)?,
+        None => {
+            let campaign = store::get_campaign(store, q.campaign_id)
+                .await?
+                .ok_or_else(|| MasterDealStoreError::NotFound { what: "campaign", id: q.campaign_id.to_string() })?;
+            stored_currency(&campaign.currency)?
+        }
+    };
+    let days = q
+        .days
+        .into_iter()
+        .map(|d| {
+            Ok(NewDayStats {
+                day: d.day,
+                impressions: d.impressions,
+                clicks: d.clicks,
+                spend: Money::new(decimal("spend", &d.spend)?, currency),
+                conversions: d.conversions,
+            })
+        })
+        .collect::<Result<_, MasterDealStoreError>>()?;
+    let row = store::record_campaign_stats(store, q.campaign_id, days).await?;
+    Ok(reply(&row))
+}
+
+pub(crate) async fn deal_summary(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let SummaryIn { deal_id } = input(body)?;
+    let summary = store::deal_summary(store, deal_id).await?;
+    Ok(reply(&summary))
+}
+
+/// A currency the store wrote; unreadable only if the row was edited by hand.
+fn stored_currency(code: &str) -> Result<Currency, MasterDealStoreError> {
+    Currency::parse(code).map_err(|e| MasterDealStoreError::Corrupt {
+        what: "currency",
+        id: code.to_owned(),
+        reason: e.to_string(),
+    })
+}

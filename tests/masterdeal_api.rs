@@ -1,0 +1,314 @@
+//! MasterDeal's REST and GraphQL APIs through the running binary, on SQLite and Postgres:
+//! auth, ETag/If-Match, stale writes and forbidden moves (409), the whole deal → plan →
+//! proposal → contract → campaign → stats chain, cursor paging, and the OpenAPI document.
+
+mod common;
+
+use common::{Junction, PgDatabase, project, sqlite_store};
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "partner-key-123";
+
+fn api_project() -> tempfile::TempDir {
+    let hash = hex::encode(Sha256::digest(KEY));
+    project(&[
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\n\
+                 auth:\n  partners:\n    api_key: {{ keys: [{{ id: acme, sha256: \"{hash}\" }}] }}\n\
+                 connectors:\n  masterdeal:\n    kind: masterdeal\n    api: {{ path: /api, auth: partners }}\n"
+            ),
+        ),
+        ("routes/.keep", ""),
+    ])
+}
+
+fn deal_input(crm_id: &str) -> Value {
+    json!({
+        "external_id": format!("crm:{crm_id}"),
+        "name": "Spring campaign",
+        "advertiser": { "name": "Romashka LLC", "inn": "7707083893", "kpp": "770701001" },
+        "owner": "anna",
+        "budget": "1000000.00",
+        "currency": "RUB",
+        "status": "draft",
+        "period": { "from": "2026-03-01", "to": "2026-05-31" },
+    })
+}
+
+struct Api {
+    j: Junction,
+    c: Client,
+}
+
+impl Api {
+    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.c.request(method, self.j.url(&format!("/api{path}"))).header("x-api-key", KEY)
+    }
+
+    async fn call(&self, rb: RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let resp = rb.send().await.expect("the API answers");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.expect("a body");
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, headers, body)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut rb = self.req(reqwest::Method::POST, path).json(&body);
+        if let Some(v) = if_match {
+            rb = rb.header("if-match", format!("\"{v}\""));
+        }
+        self.call(rb).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(self.req(reqwest::Method::GET, path)).await
+    }
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"].as_str().unwrap_or_default().trim_start_matches("https://junction.dev/problems/")
+}
+
+async fn whole_chain(store: &str) {
+    let dir = api_project();
+    let api = Api { j: Junction::start(dir.path(), &[("JUNCTION_STORE", store)]), c: Client::new() };
+
+    // Same auth as any endpoint: no key, no data.
+    let resp = api.c.get(api.j.url("/api/deals")).send().await.expect("send");
+    assert_eq!(resp.status(), 401, "{}", api.j.logs());
+
+    // Create: 201, Location and ETag.
+    let (status, headers, deal) = api.post("/deals", deal_input("D-1"), None).await;
+    assert_eq!(status, 201, "{deal}\n{}", api.j.logs());
+    let id = deal["id"].as_str().expect("an id").to_owned();
+    assert_eq!(headers["location"], format!("/api/deals/{id}").as_str());
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(deal["budget"], "1000000.00", "money stays an exact decimal string");
+
+    // Read, and a conditional read.
+    let (status, headers, got) = api.get(&format!("/deals/{id}")).await;
+    assert_eq!((status.as_u16(), got["crm_id"].as_str()), (200, Some("D-1")));
+    assert_eq!(headers["etag"], "\"1\"");
+    let (status, _, _) =
+        api.call(api.req(reqwest::Method::GET, &format!("/deals/{id}")).header("if-none-match", "\"1\"")).await;
+    assert_eq!(status, 304);
+
+    // A transition needs the version; with it, it moves; a stale one is 409.
+    let path = format!("/deals/{id}/transitions");
+    let (status, _, p) = api.post(&path, json!({ "to": "planning" }), None).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "{p}");
+    let (status, headers, moved) = api.post(&path, json!({ "to": "planning" }), Some(1)).await;
+    assert_eq!((status.as_u16(), moved["status"].as_str()), (200, Some("planning")), "{moved}");
+    assert_eq!(headers["etag"], "\"2\"");
+    let (status, _, p) = api.post(&path, json!({ "to": "proposal_sent" }), Some(1)).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (409, "stale-version"), "{p}");
+    assert_eq!(p["current_version"], 2, "{p}");
+    let (status, _, p) = api.post(&path, json!({ "to": "completed" }), Some(2)).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (409, "forbidden-transition"), "{p}");
+    assert_eq!(p["allowed"], json!(["proposal_sent", "cancelled"]), "{p}");
+
+    // Two concurrent writers of one version: exactly one wins, the other gets 409.
+    let (a, b) = tokio::join!(
+        api.post(&path, json!({ "to": "proposal_sent" }), Some(2)),
+        api.post(&path, json!({ "to": "cancelled" }), Some(2)),
+    );
+    let mut statuses = [a.0.as_u16(), b.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.2, b.2);
+    let winner = if a.0 == 200 { a.2 } else { b.2 };
+    assert_eq!(winner["version"], 3);
+
+    // A media plan over the budget cannot be approved; one within it can.
+    let plan_input = |budget: &str| {
+        json!({ "source": "llm", "model": "gpt-4o", "prompt_template_version": "v3", "lines": [
+            { "channel": "search", "platform": "yandex_direct", "format": "text", "flight_from": "2026-03-01",
+              "flight_to": "2026-03-31", "budget": budget, "clicks": 12000 },
+            { "channel": "video", "platform": "vk", "format": "preroll", "flight_from": "2026-04-01",
+              "flight_to": "2026-04-30", "budget": "250000.50", "impressions": 900000 },
+        ]})
+    };
+    let other = api.post("/deals", deal_input("D-2"), None).await.2;
+    let other_id = other["id"].as_str().expect("an id").to_owned();
+    let (status, headers, big) = api.post(&format!("/deals/{other_id}/media-plans"), plan_input("900000"), None).await;
+    assert_eq!(status, 201, "{big}");
+    let big_id = big["id"].as_str().expect("an id");
+    assert_eq!(headers["location"], format!("/api/media-plans/{big_id}").as_str());
+    api.post(&format!("/media-plans/{big_id}/transitions"), json!({ "to": "proposed" }), Some(1)).await;
+    let (status, _, p) =
+        api.post(&format!("/media-plans/{big_id}/transitions"), json!({ "to": "approved" }), Some(2)).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (422, "rule-violation"), "{p}");
+
+    let (status, _, plan) = api.post(&format!("/deals/{other_id}/media-plans"), plan_input("500000"), None).await;
+    assert_eq!(
+        (status.as_u16(), plan["number"].as_i64(), plan["total"].as_str()),
+        (201, Some(2), Some("750000.50")),
+        "{plan}"
+    );
+    let plan_id = plan["id"].as_str().expect("an id").to_owned();
+    // Read through the cache, then changed: the next read shows the change.
+    assert_eq!(api.get(&format!("/media-plans/{plan_id}")).await.2["status"], "draft");
+    let plan_path = format!("/media-plans/{plan_id}/transitions");
+    assert_eq!(api.post(&plan_path, json!({ "to": "proposed" }), Some(1)).await.0, 200);
+    assert_eq!(api.get(&format!("/media-plans/{plan_id}")).await.2["status"], "proposed", "the cache was invalidated");
+    let (status, _, approved) = api.post(&plan_path, json!({ "to": "approved" }), Some(2)).await;
+    assert_eq!((status.as_u16(), approved["status"].as_str()), (200, Some("approved")), "{approved}");
+
+    // The commercial proposal for that plan.
+    let (status, _, proposal) = api
+        .post(
+            &format!("/media-plans/{plan_id}/proposals"),
+            json!({ "body_markdown": "# КП", "body_html": "<h1>КП</h1>", "generated_by": "llm:gpt-4o" }),
+            None,
+        )
+        .await;
+    assert_eq!((status.as_u16(), proposal["status"].as_str()), (201, Some("draft")), "{proposal}");
+
+    // A contract must match the approved plan's total.
+    let contract = |amount: &str| {
+        json!({ "number": "C-2026-001", "date": "2026-02-20", "amount": amount, "currency": "RUB",
+                "payment_status": "unpaid", "billing_ids": { "erp": "E-1" } })
+    };
+    let (status, _, p) = api.post(&format!("/deals/{other_id}/contracts"), contract("1"), None).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (422, "rule-violation"), "{p}");
+    let (status, _, signed) = api.post(&format!("/deals/{other_id}/contracts"), contract("750000.50"), None).await;
+    assert_eq!(status, 201, "{signed}");
+    let contract_id = signed["id"].as_str().expect("an id").to_owned();
+    let path = format!("/contracts/{contract_id}/transitions");
+    assert_eq!(api.post(&path, json!({ "to": "sent" }), Some(1)).await.0, 200);
+    let (status, _, signed) = api.post(&path, json!({ "to": "signed" }), Some(2)).await;
+    assert_eq!((status.as_u16(), signed["status"].as_str()), (200, Some("signed")), "{signed}");
+
+    // A campaign on the search line, its stats, and the deal's summary.
+    let line_id = approved["lines"][0]["id"].as_str().expect("a line id").to_owned();
+    let (status, _, campaign) = api
+        .post(
+            "/campaigns",
+            json!({ "media_plan_line_id": line_id, "platform": "yandex_direct", "platform_campaign_id": "YD-9",
+                    "name": "Spring search", "status": "active", "flight_from": "2026-03-01",
+                    "flight_to": "2026-03-31", "budget": "400000" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{campaign}");
+    let campaign_id = campaign["id"].as_str().expect("an id").to_owned();
+    let days = json!({ "days": [
+        { "day": "2026-03-01", "impressions": 1000, "clicks": 50, "spend": "1200.10", "conversions": 2 },
+        { "day": "2026-03-02", "impressions": 1500, "clicks": 70, "spend": "1300.20", "conversions": 3 },
+    ]});
+    let (status, _, with_stats) = api.post(&format!("/campaigns/{campaign_id}/stats"), days, None).await;
+    assert_eq!((status.as_u16(), with_stats["spend"].as_str()), (200, Some("2500.30")), "{with_stats}");
+    let (status, _, summary) = api.get(&format!("/deals/{other_id}/summary")).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["spend"], "2500.30", "{summary}");
+    assert_eq!(
+        summary["channels"][0],
+        json!({ "channel": "search", "budget": "500000", "spend": "2500.30" }),
+        "{summary}"
+    );
+
+    // Lists of a deal's children.
+    for (path, n) in [("media-plans", 2), ("proposals", 1), ("contracts", 1), ("campaigns", 1)] {
+        let (status, _, list) = api.get(&format!("/deals/{other_id}/{path}")).await;
+        assert_eq!((status.as_u16(), list["items"].as_array().map(Vec::len)), (200, Some(n)), "{path}: {list}");
+    }
+
+    // Cursor paging over three deals, two per page.
+    api.post("/deals", deal_input("D-3"), None).await;
+    let (_, _, first) = api.get("/deals?limit=2").await;
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2), "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, _, second) = api.get(&format!("/deals?limit=2&cursor={cursor}")).await;
+    let crm_ids: Vec<&str> =
+        second["items"].as_array().expect("items").iter().filter_map(|d| d["crm_id"].as_str()).collect();
+    assert_eq!(crm_ids, ["D-3"], "{second}");
+    assert_eq!(second["next_cursor"], Value::Null);
+    let (status, _, p) = api.get("/deals?cursor=nonsense").await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (400, "bad-request"), "{p}");
+
+    // Bad input is answered, never fatal.
+    let (status, _, p) = api.call(api.req(reqwest::Method::POST, "/deals").body("{not json")).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (400, "malformed-json"), "{p}");
+    let (status, _, p) = api.get("/deals/not-a-uuid").await;
+    assert_eq!(status, 400, "{p}");
+    let (status, _, p) = api.get(&format!("/deals/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (404, "not-found"), "{p}");
+    let (status, _, _) = api.get("/nothing-here").await;
+    assert_eq!(status, 404);
+    let (status, _, _) = api.call(api.req(reqwest::Method::DELETE, "/deals")).await;
+    assert_eq!(status, 405);
+
+    // The API is in the gateway's OpenAPI document, with the mount's security.
+    let doc: Value = api.c.get(api.j.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
+    let op = &doc["paths"]["/api/deals/{id}/transitions"]["post"];
+    assert_eq!(op["security"], json!([{ "partners": [] }]), "{op}");
+    assert!(op["responses"]["409"].is_object() && op["responses"]["428"].is_object(), "{op}");
+    assert!(doc["components"]["schemas"]["MediaPlan"].is_object());
+
+    // Every event the chain wrote to the outbox matches its schema in schemas/masterdeal/.
+    events_match_their_schemas(store).await;
+}
+
+/// The schema file of an event type: `masterdeal.media_plan.approved` → `media_plan.json`.
+fn schema_of(event_type: &str) -> std::path::PathBuf {
+    let file = match event_type {
+        "masterdeal.campaign.stats_recorded" => "campaign_stats_recorded",
+        other => other.split('.').nth(1).expect("masterdeal.<aggregate>.<change>"),
+    };
+    common::root().join(format!("schemas/masterdeal/{file}.json"))
+}
+
+async fn events_match_their_schemas(store: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(store).await.expect("the test's store opens");
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT event_type, payload FROM masterdeal_outbox ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .expect("outbox");
+    let types: std::collections::BTreeSet<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    for expected in [
+        "masterdeal.deal.created",
+        "masterdeal.deal.status_changed",
+        "masterdeal.media_plan.added",
+        "masterdeal.media_plan.approved",
+        "masterdeal.proposal.attached",
+        "masterdeal.contract.signed",
+        "masterdeal.campaign.created",
+        "masterdeal.campaign.stats_recorded",
+    ] {
+        assert!(types.contains(expected), "no {expected} among {types:?}");
+    }
+    for (event_type, payload) in &rows {
+        let path = schema_of(event_type);
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema exists")).expect("JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        let payload: Value = serde_json::from_str(payload).expect("a JSON payload");
+        let errors: Vec<String> =
+            validator.iter_errors(&payload).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{event_type} breaks {}: {errors:?}\n{payload}", path.display());
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn rest_api_end_to_end_sqlite() {
+    let (_tmp, store) = sqlite_store();
+    whole_chain(&store).await;
+}
+
+#[tokio::test]
+async fn rest_api_end_to_end_postgres() {
+    let db = PgDatabase::create().await;
+    whole_chain(&db.url).await;
+}
