@@ -248,6 +248,39 @@ async fn whole_chain(store: &str) {
     let (status, _, _) = api.call(api.req(reqwest::Method::DELETE, "/deals")).await;
     assert_eq!(status, 405);
 
+    // GraphQL at /api/graphql: same auth, and the records the REST calls wrote, nested.
+    let gql = |query: &str, variables: Value| {
+        api.req(reqwest::Method::POST, "/graphql").json(&json!({ "query": query, "variables": variables }))
+    };
+    let resp =
+        api.c.post(api.j.url("/api/graphql")).json(&json!({ "query": "{ deals { items { id } } }" })).send().await;
+    assert_eq!(resp.expect("send").status(), 401, "GraphQL has REST's auth");
+    let tree = r#"query($id: ID!) { deal(id: $id) {
+        crmId status
+        mediaPlans { number status lines { channel budget } proposals { status } }
+        contracts { number status amount }
+        campaigns { name spend stats { day spend } }
+        summary { budget spend channels { channel budget spend } }
+    } }"#;
+    let (status, _, data) = api.call(gql(tree, json!({ "id": other_id }))).await;
+    assert_eq!(status, 200, "{data}");
+    assert!(data.get("errors").is_none(), "{data}");
+    let d = &data["data"]["deal"];
+    assert_eq!(d["crmId"], "D-2", "{d}");
+    assert_eq!(d["mediaPlans"][1]["status"], "approved", "{d}");
+    assert_eq!(d["mediaPlans"][1]["proposals"], json!([{ "status": "draft" }]), "{d}");
+    assert_eq!(d["contracts"][0], json!({ "number": "C-2026-001", "status": "signed", "amount": "750000.50" }), "{d}");
+    assert_eq!(d["campaigns"][0]["spend"], "2500.30", "{d}");
+    assert_eq!(d["campaigns"][0]["stats"].as_array().map(Vec::len), Some(2), "{d}");
+    assert_eq!(d["summary"]["channels"][0], summary["channels"][0], "GraphQL and REST agree: {d}");
+    let forbidden = r#"mutation($id: ID!) { transitionDeal(id: $id, to: "signed", expectedVersion: 1) { version } }"#;
+    let (status, _, data) = api.call(gql(forbidden, json!({ "id": other_id }))).await;
+    assert_eq!(status, 200, "{data}");
+    assert_eq!(data["errors"][0]["extensions"]["code"], "FORBIDDEN_TRANSITION", "{data}");
+    let stale = r#"mutation($id: ID!) { transitionDeal(id: $id, to: "planning", expectedVersion: 7) { version } }"#;
+    let (_, _, data) = api.call(gql(stale, json!({ "id": id }))).await;
+    assert_eq!(data["errors"][0]["extensions"]["code"], "CONFLICT", "{data}");
+
     // The API is in the gateway's OpenAPI document, with the mount's security.
     let doc: Value = api.c.get(api.j.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
     let op = &doc["paths"]["/api/deals/{id}/transitions"]["post"];
@@ -302,13 +335,13 @@ async fn events_match_their_schemas(store: &str) {
 }
 
 #[tokio::test]
-async fn rest_api_end_to_end_sqlite() {
+async fn rest_and_graphql_end_to_end_sqlite() {
     let (_tmp, store) = sqlite_store();
     whole_chain(&store).await;
 }
 
 #[tokio::test]
-async fn rest_api_end_to_end_postgres() {
+async fn rest_and_graphql_end_to_end_postgres() {
     let db = PgDatabase::create().await;
     whole_chain(&db.url).await;
 }
