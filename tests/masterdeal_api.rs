@@ -104,30 +104,52 @@ async fn whole_chain(store: &str) {
         api.call(api.req(reqwest::Method::GET, &format!("/deals/{id}")).header("if-none-match", "\"1\"")).await;
     assert_eq!(status, 304);
 
+    // An existing deal is never overwritten blind: a second POST needs the version it read,
+    // and an update cannot move the status (that is what transitions are for).
+    let (status, _, p) = api.post("/deals", deal_input("D-1"), None).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "{p}");
+    let mut renamed = deal_input("D-1");
+    renamed["name"] = json!("Spring campaign, renamed");
+    let (status, headers, updated) = api.post("/deals", renamed.clone(), Some(1)).await;
+    assert_eq!((status.as_u16(), updated["title"].as_str()), (200, Some("Spring campaign, renamed")), "{updated}");
+    assert_eq!(headers["etag"], "\"2\"");
+    renamed["status"] = json!("signed");
+    let put = api.req(reqwest::Method::PUT, &format!("/deals/{id}")).header("if-match", "\"2\"").json(&renamed);
+    let (status, _, p) = api.call(put).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (422, "invalid-input"), "{p}");
+    renamed.as_object_mut().map(|r| r.remove("status"));
+    let put = api.req(reqwest::Method::PUT, &format!("/deals/{id}")).header("if-match", "\"2\"").json(&renamed);
+    let (status, _, back) = api.call(put).await;
+    assert_eq!(
+        (status.as_u16(), back["status"].as_str(), back["version"].as_i64()),
+        (200, Some("draft"), Some(3)),
+        "{back}"
+    );
+
     // A transition needs the version; with it, it moves; a stale one is 409.
     let path = format!("/deals/{id}/transitions");
     let (status, _, p) = api.post(&path, json!({ "to": "planning" }), None).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "{p}");
-    let (status, headers, moved) = api.post(&path, json!({ "to": "planning" }), Some(1)).await;
+    let (status, headers, moved) = api.post(&path, json!({ "to": "planning" }), Some(3)).await;
     assert_eq!((status.as_u16(), moved["status"].as_str()), (200, Some("planning")), "{moved}");
-    assert_eq!(headers["etag"], "\"2\"");
-    let (status, _, p) = api.post(&path, json!({ "to": "proposal_sent" }), Some(1)).await;
+    assert_eq!(headers["etag"], "\"4\"");
+    let (status, _, p) = api.post(&path, json!({ "to": "proposal_sent" }), Some(3)).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (409, "stale-version"), "{p}");
-    assert_eq!(p["current_version"], 2, "{p}");
-    let (status, _, p) = api.post(&path, json!({ "to": "completed" }), Some(2)).await;
+    assert_eq!(p["current_version"], 4, "{p}");
+    let (status, _, p) = api.post(&path, json!({ "to": "completed" }), Some(4)).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (409, "forbidden-transition"), "{p}");
     assert_eq!(p["allowed"], json!(["proposal_sent", "cancelled"]), "{p}");
 
     // Two concurrent writers of one version: exactly one wins, the other gets 409.
     let (a, b) = tokio::join!(
-        api.post(&path, json!({ "to": "proposal_sent" }), Some(2)),
-        api.post(&path, json!({ "to": "cancelled" }), Some(2)),
+        api.post(&path, json!({ "to": "proposal_sent" }), Some(4)),
+        api.post(&path, json!({ "to": "cancelled" }), Some(4)),
     );
     let mut statuses = [a.0.as_u16(), b.0.as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409], "{} / {}", a.2, b.2);
     let winner = if a.0 == 200 { a.2 } else { b.2 };
-    assert_eq!(winner["version"], 3);
+    assert_eq!(winner["version"], 5);
 
     // A media plan over the budget cannot be approved; one within it can.
     let plan_input = |budget: &str| {

@@ -65,6 +65,10 @@ async fn the_repository_project_documents_its_routes() {
         "#/components/schemas/crm-deal"
     );
     assert_eq!(doc["components"]["securitySchemes"]["crm_webhook"]["name"], "x-signature");
+    // The masterdeal connector's API, mounted at /api/v1, is in the same document.
+    let deals = &doc["paths"]["/api/v1/deals"]["post"];
+    assert_eq!(deals["security"], serde_json::json!([{ "partners": [] }]), "{deals}");
+    assert!(doc["paths"]["/api/v1/graphql"]["post"].is_object());
     validate(&doc);
 }
 

@@ -67,3 +67,28 @@ async fn the_signed_webhook_curl_lines_work() {
         .expect("bash runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The README's MasterDeal API walk, run by a shell as written there against the project's
+/// own junction.yaml: every `# → …` line is what the command above it prints.
+#[tokio::test]
+async fn the_masterdeal_api_walk_prints_what_the_readme_says() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
+    let start = readme.find("api=localhost:8080/api/v1").expect("the README walks the MasterDeal API");
+    let end = start + readme[start..].find("```").expect("the walk ends its code block");
+    let script = &readme[start..end];
+    let expected: Vec<&str> = script.lines().filter_map(|l| l.strip_prefix("# → ")).collect();
+    assert!(expected.len() >= 10, "the walk shows its answers: {expected:?}");
+
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store)]);
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c"])
+        .arg(script.replace("localhost:8080", &j.addr))
+        .current_dir(common::root())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed, expected, "stderr: {}\n{}", String::from_utf8_lossy(&out.stderr), j.logs());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -181,7 +181,7 @@ fn own_schemas() -> Value {
             },
         },
         "DealInput": {
-            "type": "object", "required": ["external_id", "name", "advertiser", "currency", "status"],
+            "type": "object", "required": ["external_id", "name", "advertiser", "currency"],
             "properties": {
                 "external_id": { "type": "string", "description": "`crm:<CRM id>`: the key of the upsert" },
                 "name": { "type": "string" },

@@ -161,6 +161,17 @@ pub async fn get(store: &Store, id: Uuid) -> Result<Option<DealRow>, MasterDealS
     get_in(&mut conn, id).await
 }
 
+/// The deal with this CRM id.
+pub async fn get_by_crm_id(store: &Store, crm_id: &str) -> Result<Option<DealRow>, MasterDealStoreError> {
+    let sql = format!("SELECT {DEAL_COLUMNS} FROM master_deal WHERE crm_id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(crm_id.to_owned())
+        .fetch_optional(store.pool())
+        .await
+        .map_err(MasterDealStoreError::query("get_by_crm_id"))?;
+    row.as_ref().map(decode).transpose()
+}
+
 /// [`get`] on a connection, so a write transaction reads the deal it checks against.
 pub(super) async fn get_in(conn: &mut AnyConnection, id: Uuid) -> Result<Option<DealRow>, MasterDealStoreError> {
     let sql = format!("SELECT {DEAL_COLUMNS} FROM master_deal WHERE id = $1");

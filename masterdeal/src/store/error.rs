@@ -59,7 +59,7 @@ impl MasterDealStoreError {
         move |source| MasterDealStoreError::Query { op, source }
     }
 
-    pub(super) fn not_found(what: &'static str, id: impl std::fmt::Display) -> MasterDealStoreError {
+    pub(crate) fn not_found(what: &'static str, id: impl std::fmt::Display) -> MasterDealStoreError {
         MasterDealStoreError::NotFound { what, id: id.to_string() }
     }
 

@@ -37,10 +37,23 @@ pub(super) async fn handle(
             Reply::ok(page)
         }
         Op::UpsertDeal => {
-            let row = ops::upsert(store, &body(req)?).await?;
-            let created = row.get("created").and_then(Value::as_bool).unwrap_or(false);
-            let reply = Reply::record(row);
-            if created { with_location(req, reply, "deals") } else { reply }
+            // A deal that exists already is changed only at the version its caller read, as
+            // contracts and campaigns are: never overwritten blind.
+            let input = body(req)?;
+            let crm_id =
+                input.get("external_id").and_then(Value::as_str).and_then(|e| e.split_once(':')).map(|(_, id)| id);
+            let existing = match crm_id {
+                Some(crm_id) => store::get_by_crm_id(store, crm_id).await?,
+                None => None,
+            };
+            match existing {
+                Some(deal) => {
+                    let mut input = with_version(req, input)?;
+                    input["id"] = json!(deal.id);
+                    Reply::record(ops::update_deal(store, &input).await?)
+                }
+                None => upserted(req, ops::upsert(store, &input).await?, "deals"),
+            }
         }
         Op::GetDeal => {
             let id = req.id("id")?;

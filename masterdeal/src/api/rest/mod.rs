@@ -75,7 +75,7 @@ macro_rules! operations {
 pub(super) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
     operations! {
         GET "/deals" => ListDeals, "List master deals (filters: status, owner; cursor paging)", None, "DealPage";
-        POST "/deals" => UpsertDeal, "Create a master deal, or update the one with this crm_id", Some("DealInput"), "Deal";
+        POST "/deals" => UpsertDeal, "Create a master deal, or update the one with this external_id (If-Match when it exists)", Some("DealInput"), "Deal";
         GET "/deals/{id}" => GetDeal, "Get a master deal (ETag: its version)", None, "Deal";
         PUT "/deals/{id}" => UpdateDeal, "Replace a master deal's fields (If-Match required)", Some("DealInput"), "Deal";
         POST "/deals/{id}/transitions" => TransitionDeal, "Move a master deal to another status (If-Match required)", Some("TransitionInput"), "Deal";

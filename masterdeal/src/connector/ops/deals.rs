@@ -31,9 +31,15 @@ struct MasterDealIn {
     currency: String,
     /// Preferred over `amount` when both are present.
     budget: Option<Value>,
+    /// `draft` when absent: a deal entered by hand starts there.
+    #[serde(default = "draft")]
     status: DealStatus,
     /// The deal's dates; the day it arrives when the CRM sends none.
     period: Option<PeriodIn>,
+}
+
+fn draft() -> DealStatus {
+    DealStatus::Draft
 }
 
 #[derive(Deserialize)]
@@ -127,7 +133,17 @@ struct UpdateIn {
 /// `upsert_deal_by_external_id` takes it.
 pub(crate) async fn update_deal(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let UpdateIn { id, expected_version } = input(body)?;
-    let deal = new_deal(input(body)?)?;
+    let mut deal = new_deal(input(body)?)?;
+    // The lifecycle moves only by `transition`, which checks the move: an update keeps the
+    // status. The version check of the write catches a transition made since this read.
+    let current = store::get(store, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
+    if body.get("status").is_some_and(|s| s.as_str() != Some(current.status.as_str())) {
+        return Err(rejected(format!(
+            "the status of master deal `{id}` is `{}`; change it with a transition, not an update",
+            current.status
+        )));
+    }
+    deal.status = current.status;
     let row = store::update_deal(store, id, expected_version, deal).await?;
     Ok(row_json(&row))
 }
