@@ -45,37 +45,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-die() { echo "bench: $*" >&2; exit 1; }
-
-ensure_wrk() {
-    command -v wrk >/dev/null && return
-    local sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    echo "installing wrk..." >&2
-    "${sudo[@]}" apt-get install -y wrk >/dev/null ||
-        { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null; } ||
-        die "could not install wrk"
-}
-
-port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-
-# start NAME ADDR LOG CMD...: runs CMD in the background, waits until ADDR accepts.
-start() {
-    local name=$1 addr=$2 log=$3
-    shift 3
-    port_open "$addr" && die "$addr is already taken; stop whatever listens there first"
-    "$@" >"$log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    local deadline=$((SECONDS + 60))
-    while ((SECONDS < deadline)); do
-        port_open "$addr" && { started_pid=$pid; return; }
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$name exited before listening on $addr"; }
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2
-    die "$name did not listen on $addr within 60 s"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # check NAME URL: the deal must get a 200 with a JSON body, kept in $work/NAME.json.
 check() {
@@ -106,28 +77,13 @@ measure() {
     wrk -t1 -c"$connections" -d2s -s bench/post.lua "$url" >/dev/null
     wrk -t1 -c"$connections" -d"$duration" --latency -s bench/post.lua "$url" >"$out"
     local rps p50 p99 errors
-    read -r rps p50 p99 errors < <(awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000
-            if (v ~ /ms$/) return v + 0
-            if (v ~ /s$/) return v * 1000
-            return v * 60000
-        }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx or 3xx responses:/ { bad += $NF }
-        /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
-        END { printf "%s %s %s %d\n", rps, p50, p99, bad }
-    ' "$out")
+    read -r rps p50 p99 errors < <(wrk_stats "$out")
     [[ -n $rps && -n $p99 ]] || { cat "$out" >&2; die "$name: could not read the wrk output"; }
     result[$name.rps]=$rps
     result[$name.p50]=$p50
     result[$name.p99]=$p99
     result[$name.errors]=$errors
 }
-
-hwm() { awk '/^VmHWM:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$1/status"; }
 
 ensure_wrk
 packages=(-p junction-bench-baseline)
@@ -169,7 +125,6 @@ if ! ((only_baseline)); then
     unset API_KEY
 fi
 
-row() { printf '%-10s %12s %10s %10s %8s %10s\n' "$@"; }
 row_of() { # row_of NAME PID
     row "$1" "${result[$1.rps]}" "${result[$1.p50]}" "${result[$1.p99]}" "${result[$1.errors]}" "$(hwm "$2")"
 }

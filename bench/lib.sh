@@ -1,0 +1,56 @@
+# Helpers shared by the benchmark scripts (sourced; they set `pids` and `work` before).
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+ensure_wrk() {
+    command -v wrk >/dev/null && return
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    echo "installing wrk..." >&2
+    "${sudo[@]}" apt-get install -y wrk >/dev/null ||
+        { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null; } ||
+        die "could not install wrk"
+}
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# start NAME ADDR LOG CMD...: runs CMD in the background, waits until ADDR accepts.
+start() {
+    local name=$1 addr=$2 log=$3
+    shift 3
+    port_open "$addr" && die "$addr is already taken; stop whatever listens there first"
+    "$@" >"$log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    local deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
+        port_open "$addr" && { started_pid=$pid; return; }
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$name exited before listening on $addr"; }
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    die "$name did not listen on $addr within 60 s"
+}
+
+# wrk_stats FILE: "<req/s> <p50 ms> <p99 ms> <errors>" from wrk's --latency output, errors
+# being non-2xx/3xx answers plus socket errors.
+wrk_stats() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v * 60000
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { bad += $NF }
+        /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+        END { printf "%s %s %s %d\n", rps, p50, p99, bad }
+    ' "$1"
+}
+
+hwm() { awk '/^VmHWM:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$1/status"; }
+
+row() { printf '%-10s %12s %10s %10s %8s %10s\n' "$@"; }
