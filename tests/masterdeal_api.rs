@@ -258,6 +258,26 @@ async fn whole_chain(store: &str) {
     let (status, _, p) = api.get("/deals?cursor=nonsense").await;
     assert_eq!((status.as_u16(), problem_type(&p)), (400, "bad-request"), "{p}");
 
+    // Deletes need the version, and only records nothing refers to can go.
+    let d3 = second["items"][0]["id"].as_str().expect("an id").to_owned();
+    let delete = |path: String, version: Option<i64>| {
+        let rb = api.req(reqwest::Method::DELETE, &path);
+        match version {
+            Some(v) => rb.header("if-match", format!("\"{v}\"")),
+            None => rb,
+        }
+    };
+    let (status, _, p) = api.call(delete(format!("/deals/{d3}"), None)).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "{p}");
+    let (status, _, gone) = api.call(delete(format!("/deals/{d3}"), Some(1))).await;
+    assert_eq!((status.as_u16(), gone["crm_id"].as_str()), (200, Some("D-3")), "{gone}");
+    assert_eq!(api.get(&format!("/deals/{d3}")).await.0, 404);
+    let (status, _, p) = api.call(delete(format!("/deals/{other_id}"), Some(1))).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (409, "not-deletable"), "{p}");
+    let (status, _, p) = api.call(delete(format!("/media-plans/{big_id}"), Some(2))).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (409, "not-deletable"), "{p}");
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("it is proposed; reject it instead")), "{p}");
+
     // Bad input is answered, never fatal.
     let (status, _, p) = api.call(api.req(reqwest::Method::POST, "/deals").body("{not json")).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (400, "malformed-json"), "{p}");
@@ -303,6 +323,20 @@ async fn whole_chain(store: &str) {
     let (_, _, data) = api.call(gql(stale, json!({ "id": id }))).await;
     assert_eq!(data["errors"][0]["extensions"]["code"], "CONFLICT", "{data}");
 
+    // GraphQL updates a deal's fields (not its status) and refuses to delete one in use.
+    let update = r#"mutation($id: ID!) { updateDeal(id: $id, expectedVersion: 1, input: {
+        externalId: "crm:D-2", name: "Renamed by GraphQL", owner: "boris", budget: "1000000.00", currency: "RUB",
+        status: "draft", advertiser: { name: "Romashka LLC", inn: "7707083893" } }) { title owner version } }"#;
+    let (_, _, data) = api.call(gql(update, json!({ "id": other_id }))).await;
+    assert_eq!(
+        data["data"]["updateDeal"],
+        json!({ "title": "Renamed by GraphQL", "owner": "boris", "version": 2 }),
+        "{data}"
+    );
+    let remove = r#"mutation($id: ID!) { deleteDeal(id: $id, expectedVersion: 2) }"#;
+    let (_, _, data) = api.call(gql(remove, json!({ "id": other_id }))).await;
+    assert_eq!(data["errors"][0]["extensions"]["code"], "NOT_DELETABLE", "{data}");
+
     // The API is in the gateway's OpenAPI document, with the mount's security.
     let doc: Value = api.c.get(api.j.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
     let op = &doc["paths"]["/api/deals/{id}/transitions"]["post"];
@@ -340,6 +374,7 @@ async fn events_match_their_schemas(store: &str) {
         "masterdeal.contract.signed",
         "masterdeal.campaign.created",
         "masterdeal.campaign.stats_recorded",
+        "masterdeal.deal.deleted",
     ] {
         assert!(types.contains(expected), "no {expected} among {types:?}");
     }

@@ -63,10 +63,17 @@ enum Requires {
 
 fn needs_if_match(op: Op) -> Requires {
     match op {
-        Op::UpdateDeal | Op::TransitionDeal | Op::TransitionPlan | Op::TransitionProposal | Op::TransitionContract => {
-            Requires::Always
-        }
-        Op::UpsertContract | Op::UpsertCampaign => Requires::OnUpdate,
+        Op::UpdateDeal
+        | Op::TransitionDeal
+        | Op::TransitionPlan
+        | Op::TransitionProposal
+        | Op::TransitionContract
+        | Op::DeleteDeal
+        | Op::DeletePlan
+        | Op::DeleteProposal
+        | Op::DeleteContract
+        | Op::DeleteCampaign => Requires::Always,
+        Op::UpsertDeal | Op::UpsertContract | Op::UpsertCampaign => Requires::OnUpdate,
         _ => Requires::Never,
     }
 }
@@ -117,10 +124,10 @@ fn responses(op: Op, output: &str, read: bool, version: Requires) -> Value {
         out.insert("404".into(), problem("No such record"));
     }
     if !read {
-        out.insert("409".into(), problem("A stale version (`stale-version`) or a forbidden status change (`forbidden-transition`, with `allowed`)"));
+        out.insert("409".into(), problem("A stale version (`stale-version`), a forbidden status change (`forbidden-transition`, with `allowed`), or a delete of a record in use (`not-deletable`)"));
         out.insert("422".into(), problem("Invalid input (`invalid-input`) or a broken domain rule (`rule-violation`)"));
     }
-    if version == Requires::Always {
+    if version == Requires::Always || op == Op::UpsertDeal {
         out.insert("428".into(), problem("No If-Match (nor `expected_version`) was sent"));
     }
     out.insert("503".into(), problem("The database is unavailable; retry after `Retry-After` seconds"));

@@ -213,6 +213,7 @@ impl From<MasterDealStoreError> for ApiError {
                 err.extra = vec![("from", json!(t.from)), ("to", json!(t.to)), ("allowed", json!(t.allowed))];
                 err
             }
+            E::NotDeletable { .. } => ApiError::new(StatusCode::CONFLICT, "not-deletable", "Cannot be deleted", detail),
             E::Rule(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rule-violation", "Domain rule broken", detail)
             }

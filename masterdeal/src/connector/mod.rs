@@ -238,7 +238,10 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
         | MasterDealStoreError::Conflict { .. }
         | MasterDealStoreError::Transition(_)
         | MasterDealStoreError::Rule(_)
-        | MasterDealStoreError::Invalid(_) => ConnectorError::rejected(format!("masterdeal rejected the request: {e}")),
+        | MasterDealStoreError::Invalid(_)
+        | MasterDealStoreError::NotDeletable { .. } => {
+            ConnectorError::rejected(format!("masterdeal rejected the request: {e}"))
+        }
         _ => ConnectorError::fatal(e.to_string()),
     }
 }

@@ -174,7 +174,10 @@ pub async fn list_contracts(store: &Store, deal_id: Uuid) -> Result<Vec<Contract
     rows.iter().map(decode).collect()
 }
 
-async fn contract_in(conn: &mut AnyConnection, id: Uuid) -> Result<Option<ContractRow>, MasterDealStoreError> {
+pub(super) async fn contract_in(
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> Result<Option<ContractRow>, MasterDealStoreError> {
     contract_where(conn, "id = $1", id.to_string()).await
 }
 

@@ -37,6 +37,10 @@ pub enum MasterDealStoreError {
     #[error("invalid input: {0}")]
     Invalid(String),
 
+    /// A delete of a record with a history or with records that refer to it (409).
+    #[error("{what} `{id}` cannot be deleted: {reason}")]
+    NotDeletable { what: &'static str, id: String, reason: String },
+
     #[error("{what} `{key}` kept changing while it was being written; retry")]
     Raced { what: &'static str, key: String },
 

@@ -13,6 +13,7 @@ mod contract_row;
 mod contracts;
 mod deal_row;
 mod deals;
+mod deletes;
 mod error;
 mod outbox;
 mod plan_row;
@@ -36,6 +37,7 @@ use sqlx::{Any, Transaction};
 pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
 pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
 pub use deals::{DealFilter, DealRow, NewDeal, get, get_by_crm_id, list, update_deal, update_status, upsert_by_crm_id};
+pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;
 pub use outbox::{OutboxEvent, mark_published, pending, relay_once};
 pub use plans::{

@@ -72,7 +72,10 @@ pub async fn list_proposals(store: &Store, deal_id: Uuid) -> Result<Vec<Proposal
     rows.iter().map(decode).collect()
 }
 
-async fn proposal_in(conn: &mut AnyConnection, id: Uuid) -> Result<Option<ProposalRow>, MasterDealStoreError> {
+pub(super) async fn proposal_in(
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> Result<Option<ProposalRow>, MasterDealStoreError> {
     let sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposal WHERE id = $1");
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(id.to_string())

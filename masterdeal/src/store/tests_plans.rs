@@ -26,6 +26,7 @@ on_both_backends!(
     each_write_appends_its_event_numbered_per_aggregate,
     concurrent_plan_transitions_at_one_version_let_exactly_one_win,
     update_deal_overwrites_at_the_expected_version,
+    only_records_nothing_refers_to_are_deleted,
 );
 
 fn dec(s: &str) -> Decimal {
@@ -423,4 +424,74 @@ async fn update_deal_overwrites_at_the_expected_version(store: Store) {
     let events = events_of(&store, "master_deal").await;
     let ours: Vec<_> = events.iter().filter(|e| e.aggregate_id == d.id.to_string()).map(|e| e.aggregate_seq).collect();
     assert_eq!(ours, [1, 2]);
+}
+
+/// Deletes go leaf first: each record refuses while anything refers to it or once it has a
+/// history, honours its version, and writes its `deleted` event.
+async fn only_records_nothing_refers_to_are_deleted(store: Store) {
+    let d = deal(&store, "a", "1000").await;
+    let p = approved(&store, d.id, vec![line("video", "500")]).await;
+    let draft = add_media_plan(&store, plan(d.id, vec![line("display", "100")])).await.expect("a second plan");
+    let proposal = attach_proposal(
+        &store,
+        NewProposal {
+            media_plan_id: draft.id,
+            body_markdown: "# KP".to_owned(),
+            body_html: "<h1>KP</h1>".to_owned(),
+            generated_by: "manual:anna".to_owned(),
+            prompt_template_version: None,
+        },
+    )
+    .await
+    .expect("a proposal");
+    let (c, _) = upsert_contract(&store, contract(d.id, "500", None), None).await.expect("a contract");
+    let draft_campaign = NewCampaign { status: CampaignStatus::Draft, ..campaign(&p.lines[0], Some("yd-1"), "100") };
+    let (camp, _) = upsert_campaign(&store, draft_campaign, None).await.expect("a campaign");
+
+    let not_deletable = |e: MasterDealStoreError, what: &str| {
+        assert!(matches!(&e, MasterDealStoreError::NotDeletable { what: w, .. } if *w == what), "{e:?}");
+        e.to_string()
+    };
+    let e = delete_deal(&store, d.id, d.version).await.expect_err("it has plans");
+    assert!(not_deletable(e, "master deal").contains("2 media plans refer to it"));
+    let e = delete_plan(&store, p.id, p.version).await.expect_err("approved");
+    assert!(not_deletable(e, "media plan").contains("it is approved"));
+    let e = delete_plan(&store, draft.id, 1).await.expect_err("it has a proposal");
+    assert!(not_deletable(e, "media plan").contains("1 proposals refer to it"));
+    let e = delete_proposal(&store, proposal.id, 7).await.expect_err("stale");
+    assert!(matches!(e, MasterDealStoreError::Conflict { expected: 7, actual: 1, .. }), "{e:?}");
+    let e = delete_proposal(&store, Uuid::now_v7(), 1).await.expect_err("unknown");
+    assert!(matches!(e, MasterDealStoreError::NotFound { what: "proposal", .. }), "{e:?}");
+
+    assert_eq!(delete_proposal(&store, proposal.id, 1).await.expect("a draft proposal").id, proposal.id);
+    assert_eq!(delete_plan(&store, draft.id, 1).await.expect("now unused").id, draft.id);
+    assert_eq!(get_plan(&store, draft.id).await.expect("get"), None);
+    let with_stats = record_campaign_stats(&store, camp.id, vec![day("2025-03-06", "1")]).await.expect("stats");
+    let e = delete_campaign(&store, camp.id, with_stats.version).await.expect_err("it has stats");
+    assert!(not_deletable(e, "campaign").contains("days of stats"));
+    let sent = transition_contract(&store, c.id, 1, ContractStatus::Sent).await.expect("send");
+    let e = delete_contract(&store, c.id, sent.version).await.expect_err("sent");
+    assert!(not_deletable(e, "contract").contains("terminated, not deleted"));
+
+    let (second, _) =
+        upsert_contract(&store, NewContract { number: "C-2".to_owned(), ..contract(d.id, "500", None) }, None)
+            .await
+            .expect("a draft contract");
+    assert_eq!(delete_contract(&store, second.id, 1).await.expect("a draft contract").id, second.id);
+    let spare = NewCampaign { status: CampaignStatus::Draft, ..campaign(&p.lines[0], Some("yd-2"), "50") };
+    let (spare, _) = upsert_campaign(&store, spare, None).await.expect("a spare campaign");
+    assert_eq!(delete_campaign(&store, spare.id, 1).await.expect("draft, no stats").id, spare.id);
+    assert_eq!(get_campaign(&store, spare.id).await.expect("get"), None);
+
+    let lone = deal(&store, "b", "1").await;
+    assert_eq!(delete_deal(&store, lone.id, lone.version).await.expect("no children").id, lone.id);
+    assert_eq!(get(&store, lone.id).await.expect("get"), None);
+    for (aggregate, id, event) in [
+        ("master_deal", lone.id, "masterdeal.deal.deleted"),
+        ("media_plan", draft.id, "masterdeal.media_plan.deleted"),
+        ("proposal", proposal.id, "masterdeal.proposal.deleted"),
+    ] {
+        let last = events_of(&store, aggregate).await.into_iter().rev().find(|e| e.aggregate_id == id.to_string());
+        assert_eq!(last.map(|e| e.event_type), Some(event.to_owned()), "{aggregate}");
+    }
 }

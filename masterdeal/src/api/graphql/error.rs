@@ -33,6 +33,7 @@ pub(super) fn store_error(e: MasterDealStoreError) -> Error {
             x.set("allowed", t.allowed.clone());
         }),
         E::Rule(_) => coded("RULE_VIOLATION", message),
+        E::NotDeletable { .. } => coded("NOT_DELETABLE", message),
         E::Invalid(_) => coded("INVALID_INPUT", message),
         E::Raced { .. } | E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
             tracing::warn!(error = %message, "masterdeal GraphQL: the store failed");

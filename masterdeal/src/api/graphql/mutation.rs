@@ -5,7 +5,7 @@
 use async_graphql::{Context, ID, Object, Result};
 use serde::Deserialize;
 
-use super::error::{Coded, coded, found};
+use super::error::{Coded, coded, found, invalid};
 use super::inputs::{CampaignInput, ContractInput, DayStatsInput, DealInput, MediaPlanInput, ProposalInput};
 use super::parse;
 use super::records::{Campaign, Contract, Proposal};
@@ -21,6 +21,22 @@ impl MutationRoot {
     async fn upsert_deal(&self, ctx: &Context<'_>, input: DealInput) -> Result<Deal> {
         let (row, _created) = store::upsert_by_crm_id(&scope(ctx)?.store, input.into_new()?).await.coded()?;
         Ok(Deal(row))
+    }
+
+    /// Overwrites the deal's fields at `expectedVersion`; its status stays (it moves only by
+    /// `transitionDeal`, which checks the lifecycle), so `input.status` must be the current one.
+    async fn update_deal(&self, ctx: &Context<'_>, id: ID, expected_version: i64, input: DealInput) -> Result<Deal> {
+        let id = parse::id("id", &id)?;
+        let store = &scope(ctx)?.store;
+        let current = found("master deal", id, store::get(store, id).await.coded()?)?;
+        let deal = input.into_new()?;
+        if deal.status != current.status {
+            return Err(invalid(format!(
+                "the status of master deal `{id}` is `{}`; change it with transitionDeal, not an update",
+                current.status
+            )));
+        }
+        Ok(Deal(store::update_deal(store, id, expected_version, deal).await.coded()?))
     }
 
     /// `store::update_status` writes whatever status it is given, so the lifecycle is checked
@@ -179,6 +195,44 @@ impl MutationRoot {
         };
         let days = days.into_iter().map(|d| d.into_new(currency)).collect::<Result<_>>()?;
         Ok(Campaign(store::record_campaign_stats(store, id, days).await.coded()?))
+    }
+
+    /// Deletes a deal without plans or contracts; answers its id. `NOT_DELETABLE` otherwise.
+    async fn delete_deal(&self, ctx: &Context<'_>, id: ID, expected_version: i64) -> Result<ID> {
+        let uuid = parse::id("id", &id)?;
+        store::delete_deal(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
+        Ok(id)
+    }
+
+    /// Deletes a draft or rejected plan without proposals or campaigns; answers its id.
+    async fn delete_media_plan(&self, ctx: &Context<'_>, id: ID, expected_version: i64) -> Result<ID> {
+        let uuid = parse::id("id", &id)?;
+        let scope = scope(ctx)?;
+        let result = store::delete_plan(&scope.store, uuid, expected_version).await;
+        scope.plans.invalidate(uuid).await;
+        result.coded()?;
+        Ok(id)
+    }
+
+    /// Deletes a draft proposal; answers its id.
+    async fn delete_proposal(&self, ctx: &Context<'_>, id: ID, expected_version: i64) -> Result<ID> {
+        let uuid = parse::id("id", &id)?;
+        store::delete_proposal(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
+        Ok(id)
+    }
+
+    /// Deletes a draft contract; answers its id.
+    async fn delete_contract(&self, ctx: &Context<'_>, id: ID, expected_version: i64) -> Result<ID> {
+        let uuid = parse::id("id", &id)?;
+        store::delete_contract(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
+        Ok(id)
+    }
+
+    /// Deletes a draft campaign without stats; answers its id.
+    async fn delete_campaign(&self, ctx: &Context<'_>, id: ID, expected_version: i64) -> Result<ID> {
+        let uuid = parse::id("id", &id)?;
+        store::delete_campaign(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
+        Ok(id)
     }
 }
 

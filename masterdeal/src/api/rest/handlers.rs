@@ -131,6 +131,24 @@ pub(super) async fn handle(
             let input = with_id(req, "campaign_id", body(req)?)?;
             Reply::record(ops::record_campaign_stats(store, &input).await?)
         }
+        Op::DeleteDeal => {
+            Reply::ok(json_of(&store::delete_deal(store, req.id("id")?, req.expected_version(None)?).await?))
+        }
+        Op::DeletePlan => {
+            let id = req.id("id")?;
+            let result = store::delete_plan(store, id, req.expected_version(None)?).await;
+            api.plans.invalidate(id).await;
+            Reply::ok(json_of(&result?))
+        }
+        Op::DeleteProposal => {
+            Reply::ok(json_of(&store::delete_proposal(store, req.id("id")?, req.expected_version(None)?).await?))
+        }
+        Op::DeleteContract => {
+            Reply::ok(json_of(&store::delete_contract(store, req.id("id")?, req.expected_version(None)?).await?))
+        }
+        Op::DeleteCampaign => {
+            Reply::ok(json_of(&store::delete_campaign(store, req.id("id")?, req.expected_version(None)?).await?))
+        }
         Op::GraphQl => unreachable!("GraphQL is dispatched before REST"),
     };
     Ok(reply.into_response())

@@ -43,6 +43,11 @@ pub(super) enum Op {
     UpsertCampaign,
     GetCampaign,
     RecordStats,
+    DeleteDeal,
+    DeletePlan,
+    DeleteProposal,
+    DeleteContract,
+    DeleteCampaign,
     GraphQl,
 }
 
@@ -96,6 +101,11 @@ pub(super) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         POST "/campaigns" => UpsertCampaign, "Create a campaign, or update the one with this platform campaign id (If-Match when it exists)", Some("CampaignInput"), "Campaign";
         GET "/campaigns/{id}" => GetCampaign, "Get a campaign with its daily stats", None, "Campaign";
         POST "/campaigns/{id}/stats" => RecordStats, "Record daily stats; the campaign's spend becomes their sum", Some("StatsInput"), "Campaign";
+        DELETE "/deals/{id}" => DeleteDeal, "Delete a master deal that has no plans or contracts (If-Match required); answers the deleted record", None, "Deal";
+        DELETE "/media-plans/{id}" => DeletePlan, "Delete a draft or rejected media plan without proposals or campaigns (If-Match required)", None, "MediaPlan";
+        DELETE "/proposals/{id}" => DeleteProposal, "Delete a draft proposal (If-Match required)", None, "Proposal";
+        DELETE "/contracts/{id}" => DeleteContract, "Delete a draft contract (If-Match required)", None, "Contract";
+        DELETE "/campaigns/{id}" => DeleteCampaign, "Delete a draft campaign without stats (If-Match required)", None, "Campaign";
         POST "/graphql" => GraphQl, "GraphQL: queries and mutations over the same data", Some("GraphQlRequest"), "GraphQlResponse";
     }
 });
