@@ -245,6 +245,23 @@ async fn whole_chain(store: &str) {
         assert_eq!((status.as_u16(), list["items"].as_array().map(Vec::len)), (200, Some(n)), "{path}: {list}");
     }
 
+    // A deal's lists filter by status and page by cursor too.
+    let plans = format!("/deals/{other_id}/media-plans");
+    let (_, _, approved_only) = api.get(&format!("{plans}?status=approved")).await;
+    let numbers: Vec<i64> =
+        approved_only["items"].as_array().expect("items").iter().filter_map(|p| p["number"].as_i64()).collect();
+    assert_eq!(numbers, [2], "{approved_only}");
+    let (_, _, page1) = api.get(&format!("{plans}?limit=1")).await;
+    assert_eq!(page1["items"][0]["number"], 1, "{page1}");
+    let next = page1["next_cursor"].as_str().expect("a next page");
+    let (_, _, page2) = api.get(&format!("{plans}?limit=1&cursor={next}")).await;
+    assert_eq!(page2["items"][0]["number"], 2, "{page2}");
+    let next = page2["next_cursor"].as_str().expect("a full page has a next cursor");
+    let (_, _, page3) = api.get(&format!("{plans}?limit=1&cursor={next}")).await;
+    assert_eq!((page3["items"].as_array().map(Vec::len), page3["next_cursor"].is_null()), (Some(0), true), "{page3}");
+    let (status, _, p) = api.get(&format!("{plans}?status=won")).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (400, "bad-request"), "{p}");
+
     // Cursor paging over three deals, two per page.
     api.post("/deals", deal_input("D-3"), None).await;
     let (_, _, first) = api.get("/deals?limit=2").await;

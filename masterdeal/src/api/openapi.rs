@@ -30,6 +30,11 @@ pub(crate) fn document() -> Value {
             }
             parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }));
         }
+        if matches!(o.op, Op::ListPlans | Op::ListProposals | Op::ListContracts | Op::ListCampaigns) {
+            parameters.push(json!({ "name": "status", "in": "query", "description": "Only records in this status", "schema": { "type": "string" } }));
+            parameters.push(json!({ "name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page", "schema": { "type": "string" } }));
+            parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }));
+        }
         let needs_version = needs_if_match(o.op);
         if needs_version != Requires::Never {
             parameters.push(json!({
@@ -147,7 +152,13 @@ fn date() -> Value {
 }
 
 fn list_of(item: &str) -> Value {
-    json!({ "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": reference(item) } } })
+    json!({
+        "type": "object", "required": ["items", "next_cursor"],
+        "properties": {
+            "items": { "type": "array", "items": reference(item) },
+            "next_cursor": { "type": ["string", "null"], "description": "Pass as `cursor` for the next page; null on the last" },
+        },
+    })
 }
 
 fn status(values: &[&str]) -> Value {

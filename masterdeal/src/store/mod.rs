@@ -16,6 +16,7 @@ mod deals;
 mod deletes;
 mod error;
 mod outbox;
+mod pages;
 mod plan_row;
 mod plans;
 mod proposal_row;
@@ -40,6 +41,7 @@ pub use deals::{DealFilter, DealRow, NewDeal, get, get_by_crm_id, list, update_d
 pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;
 pub use outbox::{OutboxEvent, mark_published, pending, relay_once};
+pub use pages::{ChildPage, page_campaigns, page_contracts, page_plans, page_proposals};
 pub use plans::{
     NewPlan, NewPlanLine, PlanLineRow, PlanRow, add_media_plan, approved_plan, get_plan, list_plans, plan_of_line,
     transition_plan,

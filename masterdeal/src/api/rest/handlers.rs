@@ -10,6 +10,7 @@ use crate::api::MasterDealApi;
 use crate::api::cursor;
 use crate::api::wire::{ApiError, Reply, Req, not_modified};
 use crate::connector::ops;
+use crate::domain::{CampaignStatus, ContractStatus, PlanStatus, ProposalStatus};
 use crate::store::{self, MasterDealStoreError};
 
 pub(super) async fn handle(
@@ -68,7 +69,8 @@ pub(super) async fn handle(
         Op::DealSummary => Reply::ok(ops::deal_summary(store, &json!({ "deal_id": req.id("id")? })).await?),
         Op::ListPlans => {
             let deal = existing_deal(store, req).await?;
-            Reply::ok(json!({ "items": json_of(&store::list_plans(store, deal).await?) }))
+            let page = child_page::<PlanStatus>(req)?;
+            paged(json_of(&store::page_plans(store, deal, &page).await?), &page)
         }
         Op::AddPlan => {
             let input = with_id(req, "deal_id", body(req)?)?;
@@ -88,7 +90,8 @@ pub(super) async fn handle(
         }
         Op::ListProposals => {
             let deal = existing_deal(store, req).await?;
-            Reply::ok(json!({ "items": json_of(&store::list_proposals(store, deal).await?) }))
+            let page = child_page::<ProposalStatus>(req)?;
+            paged(json_of(&store::page_proposals(store, deal, &page).await?), &page)
         }
         Op::AttachProposal => {
             let input = with_id(req, "media_plan_id", body(req)?)?;
@@ -102,7 +105,8 @@ pub(super) async fn handle(
         Op::TransitionProposal => Reply::record(ops::transition_proposal(store, &transition(req)?).await?),
         Op::ListContracts => {
             let deal = existing_deal(store, req).await?;
-            Reply::ok(json!({ "items": json_of(&store::list_contracts(store, deal).await?) }))
+            let page = child_page::<ContractStatus>(req)?;
+            paged(json_of(&store::page_contracts(store, deal, &page).await?), &page)
         }
         Op::UpsertContract => {
             let input = optional_version(req, with_id(req, "deal_id", body(req)?)?)?;
@@ -116,7 +120,8 @@ pub(super) async fn handle(
         Op::TransitionContract => Reply::record(ops::transition_contract(store, &transition(req)?).await?),
         Op::ListCampaigns => {
             let deal = existing_deal(store, req).await?;
-            Reply::ok(json!({ "items": json_of(&store::list_campaigns(store, deal).await?) }))
+            let page = child_page::<CampaignStatus>(req)?;
+            paged(json_of(&store::page_campaigns(store, deal, &page).await?), &page)
         }
         Op::UpsertCampaign => {
             let input = optional_version(req, body(req)?)?;
@@ -152,6 +157,28 @@ pub(super) async fn handle(
         Op::GraphQl => unreachable!("GraphQL is dispatched before REST"),
     };
     Ok(reply.into_response())
+}
+
+/// `?status=&cursor=&limit=` of one of a deal's lists; the status must be one of `S`'s.
+fn child_page<S: serde::de::DeserializeOwned>(req: &Req) -> Result<store::ChildPage, ApiError> {
+    let status = match req.query.get("status") {
+        Some(s) => {
+            S::deserialize(Value::String(s.clone())).map_err(|e| ApiError::bad_request(format!("status: {e}")))?;
+            Some(s.clone())
+        }
+        None => None,
+    };
+    let after = req.query.get("cursor").map(|c| cursor::decode(c)).transpose()?;
+    Ok(store::ChildPage { status, after, limit: limit(req)? })
+}
+
+/// A page of `items` (a JSON array of records) with the cursor of the next one: null when
+/// this page was not full, so it is the last.
+fn paged(items: Value, page: &store::ChildPage) -> Reply {
+    let full = items.as_array().is_some_and(|a| a.len() == page.limit as usize);
+    let last = items.as_array().and_then(|a| a.last()).and_then(|r| r["id"].as_str()).and_then(|id| id.parse().ok());
+    let next = last.filter(|_| full).map(cursor::encode);
+    Reply::ok(json!({ "items": items, "next_cursor": next }))
 }
 
 /// The body as a JSON object (an empty body is an empty object).
