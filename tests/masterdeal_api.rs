@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Junction, PgDatabase, project, sqlite_store};
+use common::{Junction, PgDatabase, junction, project, sqlite_store};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -418,4 +418,54 @@ async fn rest_and_graphql_end_to_end_sqlite() {
 async fn rest_and_graphql_end_to_end_postgres() {
     let db = PgDatabase::create().await;
     whole_chain(&db.url).await;
+}
+
+/// A connector's `api:` is checked like a route, each mistake at its position.
+#[test]
+fn api_config_mistakes_are_reported_where_they_are() {
+    let config = "routes: [routes/]\n\
+             auth:\n  partners:\n    api_key: { keys: [{ id: acme, sha256: \"{hash}\" }] }\n\
+             connectors:\n\
+             \x20 crm:\n    kind: http\n    base_url: http://127.0.0.1:1\n    api: { path: /crm, auth: none }\n\
+             \x20 md:\n    kind: masterdeal\n    api: { path: api, auth: partners }\n\
+             \x20 md2:\n    kind: masterdeal\n    api: { path: /v1, auth: none }\n\
+             \x20 md3:\n    kind: masterdeal\n    api: { path: /v1/deep, auth: none }\n\
+             \x20 md4:\n    kind: masterdeal\n    api: { path: /v2, auth: partner }\n"
+        .replace("{hash}", &hex::encode(Sha256::digest(KEY)));
+    let dir = project(&[("junction.yaml", &config), ("routes/.keep", "")]);
+    let (code, _, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "junction.yaml:9:10: connector `crm` (kind `http`) serves no HTTP API; remove `api:`",
+        "junction.yaml:12:18: an API's `path` is a fixed prefix below `/`, like `/api`",
+        "junction.yaml:18:18: `/v1/deep` overlaps the API of connector `md2` at `/v1`",
+        "junction.yaml:21:29: unknown auth scheme `partner` (did you mean `partners`?)",
+        "4 errors found",
+    ] {
+        assert!(err.contains(expected), "no `{expected}` in:\n{err}");
+    }
+}
+
+/// The gateway's layers apply to the API as to a route: the body limit and the rate limit.
+#[tokio::test]
+async fn the_api_has_the_gateways_body_and_rate_limits() {
+    let dir = project(&[
+        (
+            "junction.yaml",
+            "routes: [routes/]\nconnectors:\n  masterdeal:\n    kind: masterdeal\n    \
+             api: { path: /api, auth: none, max_body: 1KiB, rate_limit: { per_second: 0.01, burst: 3 } }\n",
+        ),
+        ("routes/.keep", ""),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = Client::new();
+    let big = json!({ "external_id": "crm:X", "name": "x".repeat(2048) });
+    let resp = c.post(j.url("/api/deals")).json(&big).send().await.expect("send");
+    assert_eq!(resp.status(), 413, "{}", j.logs());
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(c.get(j.url("/api/deals")).send().await.expect("send").status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "the 413 took the first token of the burst of 3");
 }

@@ -367,9 +367,6 @@ impl Loader {
     }
 }
 
-/// The `auth:` section's schemes, each checked where it is written.
-/// The `auth:` section's schemes, each checked where it is written; and the names of those
-/// that failed.
 /// A connector's `api:`, checked: a path of its own, a known auth scheme, an API to serve.
 fn mount(
     name: &str,
@@ -432,6 +429,8 @@ fn mount(
     })
 }
 
+/// The `auth:` section's schemes, each checked where it is written; and the names of those
+/// that failed.
 fn auth_schemes(
     paths: &ProjectPaths,
     spec: &RootSpec,
