@@ -1,10 +1,9 @@
 -- pgbench script for bench/masterdeal.sh: every statement Junction's create-then-get sends
--- (the REST lookup by CRM id, the upsert's UPDATE then INSERT, the outbox row, in one
--- transaction, then the GET's SELECT): what is left of the gap is the engine's own cost.
+-- (the REST lookup by CRM id; the INSERT and its outbox row in one transaction; the GET's
+-- SELECT): what is left of the gap is the engine's own cost.
 \set n random(1, 2000000000)
 SELECT id FROM master_deal WHERE crm_id = 'T-' || :client_id || '-' || :n;
 BEGIN;
-UPDATE master_deal SET title = 'Bench deal', version = version + 1 WHERE crm_id = 'T-' || :client_id || '-' || :n RETURNING id;
 INSERT INTO master_deal (crm_id, external_ids, advertiser_name, advertiser_inn, advertiser_kpp, owner, title,
     budget, currency, period_from, period_to, status, updated_at, created_at, id, version)
 VALUES ('T-' || :client_id || '-' || :n || '-' || md5(random()::text), '{"crm":"x"}', 'Romashka LLC', '7707083893', '770701001', 'bench',

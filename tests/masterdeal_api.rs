@@ -295,6 +295,12 @@ async fn whole_chain(store: &str) {
     assert_eq!((status.as_u16(), problem_type(&p)), (409, "not-deletable"), "{p}");
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("it is proposed; reject it instead")), "{p}");
 
+    // Two creates of one new external_id at once: one creates, the other is told it exists.
+    let (a, b) = tokio::join!(api.post("/deals", deal_input("D-9"), None), api.post("/deals", deal_input("D-9"), None));
+    let mut statuses = [a.0.as_u16(), b.0.as_u16()];
+    statuses.sort_unstable();
+    assert!(statuses == [201, 409] || statuses == [201, 428], "{statuses:?}: {} / {}", a.2, b.2);
+
     // Bad input is answered, never fatal.
     let (status, _, p) = api.call(api.req(reqwest::Method::POST, "/deals").body("{not json")).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (400, "malformed-json"), "{p}");

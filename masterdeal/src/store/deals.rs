@@ -99,6 +99,37 @@ pub async fn upsert_by_crm_id(store: &Store, deal: NewDeal) -> Result<(DealRow, 
     Err(MasterDealStoreError::Raced { what: "master deal with CRM id", key: deal.crm_id })
 }
 
+/// Creates the deal; if one with its CRM id exists (made since the caller looked), a
+/// `Conflict` from version 0 (none) to that deal's version: the caller updates it instead.
+pub async fn create_deal(store: &Store, deal: NewDeal) -> Result<DealRow, MasterDealStoreError> {
+    const OP: &str = "create_deal";
+    let mut tx = begin(store, OP).await?;
+    let now = now_millis();
+    let insert = format!(
+        "INSERT INTO master_deal (crm_id, external_ids, advertiser_name, advertiser_inn, \
+         advertiser_kpp, owner, title, budget, currency, period_from, period_to, status, \
+         updated_at, created_at, id, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, $12, $13, $13, $14, 1) \
+         ON CONFLICT (crm_id) DO NOTHING RETURNING {DEAL_COLUMNS}",
+        money(store, 8)
+    );
+    let inserted = bind_deal(sqlx::query(AssertSqlSafe(insert)), &deal, now)
+        .bind(Uuid::now_v7().to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(MasterDealStoreError::query(OP))?;
+    let Some(row) = inserted else {
+        drop(tx);
+        let existing = get_by_crm_id(store, &deal.crm_id).await?;
+        let (id, actual) = existing.map_or((deal.crm_id.clone(), 0), |d| (d.id.to_string(), d.version));
+        return Err(MasterDealStoreError::Conflict { what: "master deal", id, expected: 0, actual });
+    };
+    let row = decode(&row)?;
+    outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.created", &row).await?;
+    tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
+    Ok(row)
+}
+
 /// Overwrites every field of the deal if it is still at `expected_version` (version + 1,
 /// `masterdeal.deal.updated`); [`MasterDealStoreError::Conflict`] when it changed since.
 pub async fn update_deal(

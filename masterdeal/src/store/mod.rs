@@ -37,7 +37,9 @@ use sqlx::{Any, Transaction};
 
 pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
 pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
-pub use deals::{DealFilter, DealRow, NewDeal, get, get_by_crm_id, list, update_deal, update_status, upsert_by_crm_id};
+pub use deals::{
+    DealFilter, DealRow, NewDeal, create_deal, get, get_by_crm_id, list, update_deal, update_status, upsert_by_crm_id,
+};
 pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;
 pub use outbox::{OutboxEvent, mark_published, pending, relay_once};

@@ -27,6 +27,7 @@ on_both_backends!(
     concurrent_plan_transitions_at_one_version_let_exactly_one_win,
     update_deal_overwrites_at_the_expected_version,
     only_records_nothing_refers_to_are_deleted,
+    create_deal_never_overwrites,
 );
 
 fn dec(s: &str) -> Decimal {
@@ -493,5 +494,33 @@ async fn only_records_nothing_refers_to_are_deleted(store: Store) {
     ] {
         let last = events_of(&store, aggregate).await.into_iter().rev().find(|e| e.aggregate_id == id.to_string());
         assert_eq!(last.map(|e| e.event_type), Some(event.to_owned()), "{aggregate}");
+    }
+}
+
+async fn create_deal_never_overwrites(store: Store) {
+    let first = deal(&store, "a", "1000").await;
+    let again = NewDeal { title: "Another title".to_owned(), ..new_deal_like(&first) };
+    let e = create_deal(&store, again).await.expect_err("the CRM id exists");
+    assert!(matches!(e, MasterDealStoreError::Conflict { expected: 0, actual: 1, .. }), "{e:?}");
+    assert_eq!(get(&store, first.id).await.expect("get").map(|d| d.title), Some(first.title.clone()));
+    let fresh = NewDeal { crm_id: "b".to_owned(), ..new_deal_like(&first) };
+    let created = create_deal(&store, fresh).await.expect("a new CRM id");
+    assert_eq!((created.crm_id.as_str(), created.version), ("b", 1));
+}
+
+fn new_deal_like(d: &DealRow) -> NewDeal {
+    NewDeal {
+        crm_id: d.crm_id.clone(),
+        external_ids: BTreeMap::new(),
+        advertiser_name: d.advertiser_name.clone(),
+        advertiser_inn: d.advertiser_inn.clone(),
+        advertiser_kpp: d.advertiser_kpp.clone(),
+        owner: d.owner.clone(),
+        title: d.title.clone(),
+        budget: d.budget,
+        currency: d.currency.clone(),
+        period_from: d.period_from,
+        period_to: d.period_to,
+        status: d.status.clone(),
     }
 }

@@ -53,7 +53,7 @@ pub(super) async fn handle(
                     input["id"] = json!(deal.id);
                     Reply::record(ops::update_deal(store, &input).await?)
                 }
-                None => upserted(req, ops::upsert(store, &input).await?, "deals"),
+                None => upserted(req, ops::create(store, &input).await?, "deals"),
             }
         }
         Op::GetDeal => {

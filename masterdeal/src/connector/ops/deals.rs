@@ -90,6 +90,15 @@ pub(crate) async fn upsert(store: &Store, body: &Value) -> Result<Value, MasterD
     Ok(reply)
 }
 
+/// Creates a deal; one with its CRM id existing already is a `Conflict` (REST's create,
+/// which never overwrites).
+pub(crate) async fn create(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let deal = new_deal(input(body)?)?;
+    let mut reply = row_json(&store::create_deal(store, deal).await?);
+    reply["created"] = Value::Bool(true);
+    Ok(reply)
+}
+
 fn new_deal(deal: MasterDealIn) -> Result<NewDeal, MasterDealStoreError> {
     let (system, crm_id) = deal
         .external_id
