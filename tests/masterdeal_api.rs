@@ -206,6 +206,8 @@ async fn whole_chain(store: &str) {
     let (status, _, signed) = api.post(&format!("/deals/{other_id}/contracts"), contract("750000.50"), None).await;
     assert_eq!(status, 201, "{signed}");
     let contract_id = signed["id"].as_str().expect("an id").to_owned();
+    let (status, _, p) = api.post(&format!("/deals/{other_id}/contracts"), contract("750000.50"), None).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "an existing number: {p}");
     let path = format!("/contracts/{contract_id}/transitions");
     assert_eq!(api.post(&path, json!({ "to": "sent" }), Some(1)).await.0, 200);
     let (status, _, signed) = api.post(&path, json!({ "to": "signed" }), Some(2)).await;
@@ -224,6 +226,21 @@ async fn whole_chain(store: &str) {
         .await;
     assert_eq!(status, 201, "{campaign}");
     let campaign_id = campaign["id"].as_str().expect("an id").to_owned();
+    let mut again = campaign.clone();
+    if let Some(c) = again.as_object_mut() {
+        let keys = ["media_plan_line_id", "platform", "platform_campaign_id", "name", "status", "budget"];
+        c.retain(|k, _| keys.contains(&k.as_str()));
+    }
+    again["flight_from"] = json!("2026-03-01");
+    again["flight_to"] = json!("2026-03-31");
+    let (status, _, p) = api.post("/campaigns", again, None).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (428, "precondition-required"), "an existing campaign: {p}");
+    // The deal's budget cannot drop below its approved plan.
+    let mut poorer = deal_input("D-2");
+    poorer["budget"] = json!("1");
+    let put = api.req(reqwest::Method::PUT, &format!("/deals/{other_id}")).header("if-match", "\"1\"").json(&poorer);
+    let (status, _, p) = api.call(put).await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (422, "rule-violation"), "{p}");
     let days = json!({ "days": [
         { "day": "2026-03-01", "impressions": 1000, "clicks": 50, "spend": "1200.10", "conversions": 2 },
         { "day": "2026-03-02", "impressions": 1500, "clicks": 70, "spend": "1300.20", "conversions": 3 },
@@ -356,6 +373,9 @@ async fn whole_chain(store: &str) {
         json!({ "title": "Renamed by GraphQL", "owner": "boris", "version": 2 }),
         "{data}"
     );
+    let blind = update.replace("updateDeal(id: $id, expectedVersion: 1, ", "upsertDeal(");
+    let (_, _, data) = api.call(gql(&blind.replace("mutation($id: ID!)", "mutation"), json!({}))).await;
+    assert_eq!(data["errors"][0]["extensions"]["code"], "PRECONDITION_REQUIRED", "{data}");
     let remove = r#"mutation($id: ID!) { deleteDeal(id: $id, expectedVersion: 2) }"#;
     let (_, _, data) = api.call(gql(remove, json!({ "id": other_id }))).await;
     assert_eq!(data["errors"][0]["extensions"]["code"], "NOT_DELETABLE", "{data}");
@@ -474,4 +494,33 @@ async fn the_api_has_the_gateways_body_and_rate_limits() {
         statuses.push(c.get(j.url("/api/deals")).send().await.expect("send").status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429], "the 413 took the first token of the burst of 3");
+}
+
+/// A route under the API's path serves its own method there; the API serves the others.
+#[tokio::test]
+async fn routes_win_their_methods_and_the_api_serves_the_rest() {
+    let dir = project(&[
+        (
+            "junction.yaml",
+            "routes: [routes/]\nconnectors:\n  masterdeal:\n    kind: masterdeal\n    api: { path: /api, auth: none }\n",
+        ),
+        (
+            "routes/echo.yaml",
+            "route: echo\nfrom:\n  http: { method: POST, path: /api/deals, auth: none }\nsteps:\n  - set: { body: { by: '\"route\"' } }\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = Client::new();
+    let by_route: Value =
+        c.post(j.url("/api/deals")).json(&json!({})).send().await.expect("send").json().await.expect("json");
+    assert_eq!(by_route, json!({ "by": "route" }), "{}", j.logs());
+    let resp = c.get(j.url("/api/deals")).send().await.expect("send");
+    assert_eq!(resp.status(), 200, "the API's GET /deals, not the route's 405");
+    let page: Value = resp.json().await.expect("json");
+    assert_eq!(page["items"], json!([]), "{page}");
+    // The document says the same: the route's POST, the API's GET.
+    let doc: Value = c.get(j.url("/openapi.json")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(doc["paths"]["/api/deals"]["post"]["operationId"], "echo", "{}", doc["paths"]["/api/deals"]);
+    assert_eq!(doc["paths"]["/api/deals"]["get"]["operationId"], "masterdeal_list_deals");
 }

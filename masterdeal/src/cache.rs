@@ -15,6 +15,9 @@ use crate::store::{self, MasterDealStoreError, PlanRow};
 /// and its delete, or a read that raced a write and put the older row back).
 const TTL: Duration = Duration::from_secs(60);
 
+/// Longer than a read takes between its database query and its put.
+const SECOND_DELETE_AFTER: Duration = Duration::from_millis(500);
+
 /// The read-through cache of media plans by id.
 #[derive(Clone)]
 pub struct PlanCache {
@@ -69,12 +72,21 @@ impl PlanCache {
         Ok(plan)
     }
 
-    /// Forgets the plan, so the next read sees its change. A failure is logged: the entry
-    /// then lives out its TTL.
+    /// Forgets the plan, so the next read sees its change; and again a moment later, for a
+    /// read that fetched the old row before the change and puts it back after this removal
+    /// (a "delayed double delete"). A failure is logged: the entry then lives out its TTL.
     pub async fn invalidate(&self, id: Uuid) {
-        if let Some(cache) = &self.cache
-            && let Err(e) = cache.remove(&key(id)).await
-        {
+        let Some(cache) = &self.cache else { return };
+        self.remove(cache, id).await;
+        let (this, cache) = (self.clone(), cache.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(SECOND_DELETE_AFTER).await;
+            this.remove(&cache, id).await;
+        });
+    }
+
+    async fn remove(&self, cache: &Cache, id: Uuid) {
+        if let Err(e) = cache.remove(&key(id)).await {
             self.errors.increment(1);
             tracing::warn!(plan = %id, error = %e, "media plan cache entry could not be removed; it expires within a minute");
         }
@@ -149,6 +161,24 @@ mod tests {
         plans.invalidate(id).await;
         assert_eq!(plans.get(&t.store, id).await.expect("read").expect("the plan").status, PlanStatus::Proposed);
         assert!(plans.get(&t.store, Uuid::now_v7()).await.expect("read").is_none(), "unknown plans are not cached");
+    }
+
+    /// A read that fetched the plan before a change but puts it after the invalidation is
+    /// undone by the second, delayed removal.
+    #[tokio::test]
+    async fn a_stale_put_after_the_invalidation_is_removed_too() {
+        let t = test_db::sqlite().await;
+        let cache = Cache::open("memory").await.expect("memory");
+        let plans = PlanCache::new(Some(cache.clone()));
+        let id = plan(&t.store).await;
+        let stale = store::get_plan(&t.store, id).await.expect("read").expect("the plan");
+        store::transition_plan(&t.store, id, 1, PlanStatus::Proposed).await.expect("proposed");
+        plans.invalidate(id).await;
+        let bytes = serde_json::to_vec(&stale).expect("json");
+        cache.put(&super::key(id), &bytes, super::TTL).await.expect("the racing reader's put");
+        assert_eq!(plans.get(&t.store, id).await.expect("read").expect("the plan").status, PlanStatus::Draft);
+        tokio::time::sleep(super::SECOND_DELETE_AFTER + Duration::from_millis(300)).await;
+        assert_eq!(plans.get(&t.store, id).await.expect("read").expect("the plan").status, PlanStatus::Proposed);
     }
 
     #[tokio::test]

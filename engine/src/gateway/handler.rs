@@ -54,7 +54,18 @@ async fn route_request(
     origin: Option<HeaderValue>,
 ) -> (Response<Full<Bytes>>, Option<Arc<GatewayMetrics>>) {
     let endpoints = state.endpoints.load();
-    let (endpoint, params) = match endpoints.lookup(req.method(), req.uri().path()) {
+    let lookup = endpoints.lookup(req.method(), req.uri().path());
+    // A mounted API serves what no route does, a method the routes on its path lack included.
+    if !matches!(lookup, Lookup::Found { .. })
+        && let Some(mounted) = endpoints.mount_at(req.uri().path()).cloned()
+    {
+        drop(endpoints);
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(cx);
+        let Ok(resp) = mounted.service.oneshot(Request::from_parts(parts, Either::Left(body))).await;
+        return (resp, Some(mounted.metrics));
+    }
+    let (endpoint, params) = match lookup {
         Lookup::Found { endpoint, params } => (endpoint, params),
         Lookup::MethodNotAllowed(allowed) => {
             if let Some(origin) = &origin
@@ -82,14 +93,6 @@ async fn route_request(
             return (resp, None);
         }
         Lookup::NotFound if super::openapi::wanted(&req) => return (super::openapi::response(&endpoints), None),
-        Lookup::NotFound if endpoints.mount_at(req.uri().path()).is_some() => {
-            let mounted = endpoints.mount_at(req.uri().path()).cloned().expect("checked just above");
-            drop(endpoints);
-            let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(cx);
-            let Ok(resp) = mounted.service.oneshot(Request::from_parts(parts, Either::Left(body))).await;
-            return (resp, Some(mounted.metrics));
-        }
         Lookup::NotFound => return (problem::not_found(req.uri().path()).into_response(&cx.request_id), None),
     };
     drop(endpoints);

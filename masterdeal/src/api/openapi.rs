@@ -129,7 +129,7 @@ fn responses(op: Op, output: &str, read: bool, version: Requires) -> Value {
         out.insert("404".into(), problem("No such record"));
     }
     if !read {
-        out.insert("409".into(), problem("A stale version (`stale-version`), a forbidden status change (`forbidden-transition`, with `allowed`), or a delete of a record in use (`not-deletable`)"));
+        out.insert("409".into(), problem("A stale version (`stale-version`), a forbidden status change (`forbidden-transition`, with `allowed`), a delete of a record in use (`not-deletable`), or a concurrent writer that got there first (`conflict`)"));
         out.insert("422".into(), problem("Invalid input (`invalid-input`) or a broken domain rule (`rule-violation`)"));
     }
     if version == Requires::Always || op == Op::UpsertDeal {

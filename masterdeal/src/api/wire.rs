@@ -218,7 +218,12 @@ impl From<MasterDealStoreError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rule-violation", "Domain rule broken", detail)
             }
             E::Invalid(_) => ApiError::invalid(detail),
-            E::Raced { .. } | E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
+            // Another writer got there first: reading again shows what it did.
+            E::Raced { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", "Changed concurrently", detail),
+            E::Query { ref source, .. } if crate::store::is_constraint_violation(source) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Changed concurrently", detail)
+            }
+            E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
                 tracing::warn!(error = %detail, "masterdeal API: the store failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -190,6 +190,16 @@ pub(super) async fn campaign_in(
     Ok(campaigns_where(conn, "id = $1", &[id.to_string()]).await?.pop())
 }
 
+/// The campaign a platform knows by this id, if any.
+pub async fn get_campaign_by_platform_id(
+    store: &Store,
+    platform: &str,
+    platform_campaign_id: &str,
+) -> Result<Option<CampaignRow>, MasterDealStoreError> {
+    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("get_campaign"))?;
+    by_platform_id_in(&mut conn, platform, platform_campaign_id).await
+}
+
 async fn by_platform_id_in(
     conn: &mut AnyConnection,
     platform: &str,

@@ -181,6 +181,12 @@ pub(super) async fn contract_in(
     contract_where(conn, "id = $1", id.to_string()).await
 }
 
+/// The contract with this number, if any.
+pub async fn get_contract_by_number(store: &Store, number: &str) -> Result<Option<ContractRow>, MasterDealStoreError> {
+    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("get_contract"))?;
+    by_number_in(&mut conn, number).await
+}
+
 async fn by_number_in(conn: &mut AnyConnection, number: &str) -> Result<Option<ContractRow>, MasterDealStoreError> {
     contract_where(conn, "number = $1", number.to_owned()).await
 }

@@ -15,7 +15,8 @@ use uuid::Uuid;
 pub use super::deal_row::DealRow;
 use super::deal_row::{DEAL_COLUMNS, decode};
 use super::versioned::is_unique_violation;
-use super::{MasterDealStoreError, begin, money, now_millis, outbox};
+use super::{MasterDealStoreError, begin, money, now_millis, outbox, plans, to_domain};
+use crate::domain::plan_within_budget;
 
 const AGGREGATE: &str = "master_deal";
 const DEFAULT_LIMIT: u32 = 100;
@@ -163,6 +164,10 @@ pub async fn update_deal(
         return Err(why_not_updated(&mut tx, id, expected_version).await?);
     };
     let row = decode(&row)?;
+    // The approved plan must still fit the deal's budget and currency.
+    if let Some(plan) = plans::approved_in(&mut tx, id).await? {
+        plan_within_budget(&to_domain::deal(&row)?, &to_domain::plan(&plan)?)?;
+    }
     outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.updated", &row).await?;
     tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
     Ok(row)

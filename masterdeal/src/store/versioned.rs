@@ -42,3 +42,10 @@ pub(super) async fn why_not_updated(
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+/// A unique or foreign-key constraint refused the write: a concurrent writer changed
+/// what it depended on (a plan deleted under a new proposal, a number taken meanwhile).
+pub fn is_constraint_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.is_unique_violation() || db.is_foreign_key_violation())
+}

@@ -168,7 +168,15 @@ fn add_mount(
 ) {
     let doc = mount.api.openapi();
     if let Some(own) = doc.get("schemas").and_then(Value::as_object) {
-        schemas.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (name, schema) in own {
+            if schemas.contains_key(name) {
+                // A route's schema of the same name stays: the API's operations may then
+                // reference the wrong one, so say so.
+                tracing::warn!(api = %mount.name, schema = %name, "the OpenAPI document already has a schema of this name; the API's is left out");
+                continue;
+            }
+            schemas.insert(name.clone(), schema.clone());
+        }
     }
     let Some(own_paths) = doc.get("paths").and_then(Value::as_object) else { return };
     let requirement = security(mount.auth.as_ref(), &mount.auth_name, security_schemes);
@@ -193,7 +201,8 @@ fn add_mount(
                     }
                 }
             }
-            entry.insert(method.clone(), op);
+            // A route on the same path and method is what answers it: its operation stays.
+            entry.entry(method.clone()).or_insert(op);
         }
     }
 }

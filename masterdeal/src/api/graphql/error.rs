@@ -35,7 +35,9 @@ pub(super) fn store_error(e: MasterDealStoreError) -> Error {
         E::Rule(_) => coded("RULE_VIOLATION", message),
         E::NotDeletable { .. } => coded("NOT_DELETABLE", message),
         E::Invalid(_) => coded("INVALID_INPUT", message),
-        E::Raced { .. } | E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
+        E::Raced { .. } => coded("CONFLICT", message),
+        E::Query { ref source, .. } if crate::store::is_constraint_violation(source) => coded("CONFLICT", message),
+        E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
             tracing::warn!(error = %message, "masterdeal GraphQL: the store failed");
             coded("UNAVAILABLE", message)
         }

@@ -17,10 +17,26 @@ pub(super) struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
-    /// Creates the deal with this CRM id, or overwrites it.
-    async fn upsert_deal(&self, ctx: &Context<'_>, input: DealInput) -> Result<Deal> {
-        let (row, _created) = store::upsert_by_crm_id(&scope(ctx)?.store, input.into_new()?).await.coded()?;
-        Ok(Deal(row))
+    /// Creates the deal with this CRM id; one that exists is updated only at
+    /// `expectedVersion` (required then) and keeps its status, as REST's `POST /deals`.
+    async fn upsert_deal(&self, ctx: &Context<'_>, input: DealInput, expected_version: Option<i64>) -> Result<Deal> {
+        let store = &scope(ctx)?.store;
+        let deal = input.into_new()?;
+        match store::get_by_crm_id(store, &deal.crm_id).await.coded()? {
+            None => Ok(Deal(store::create_deal(store, deal).await.coded()?)),
+            Some(current) => {
+                let Some(expected_version) = expected_version else {
+                    return Err(coded(
+                        "PRECONDITION_REQUIRED",
+                        format!(
+                            "master deal with CRM id `{}` exists (version {}): send expectedVersion to update it",
+                            current.crm_id, current.version
+                        ),
+                    ));
+                };
+                update_existing(store, current, expected_version, deal).await
+            }
+        }
     }
 
     /// Overwrites the deal's fields at `expectedVersion`; its status stays (it moves only by
@@ -29,14 +45,7 @@ impl MutationRoot {
         let id = parse::id("id", &id)?;
         let store = &scope(ctx)?.store;
         let current = found("master deal", id, store::get(store, id).await.coded()?)?;
-        let deal = input.into_new()?;
-        if deal.status != current.status {
-            return Err(invalid(format!(
-                "the status of master deal `{id}` is `{}`; change it with transitionDeal, not an update",
-                current.status
-            )));
-        }
-        Ok(Deal(store::update_deal(store, id, expected_version, deal).await.coded()?))
+        update_existing(store, current, expected_version, input.into_new()?).await
     }
 
     /// `store::update_status` writes whatever status it is given, so the lifecycle is checked
@@ -129,7 +138,10 @@ impl MutationRoot {
         expected_version: Option<i64>,
     ) -> Result<Contract> {
         let contract = input.into_new(parse::id("dealId", &deal_id)?)?;
-        let (row, _created) = store::upsert_contract(&scope(ctx)?.store, contract, expected_version).await.coded()?;
+        let store = &scope(ctx)?.store;
+        let existing = store::get_contract_by_number(store, &contract.number).await.coded()?;
+        version_when_exists("contract", existing.map(|c| (c.id, c.version)), expected_version)?;
+        let (row, _created) = store::upsert_contract(store, contract, expected_version).await.coded()?;
         Ok(Contract(row))
     }
 
@@ -172,6 +184,10 @@ impl MutationRoot {
             platform_campaign_id: input.platform_campaign_id,
             name: input.name,
         };
+        if let Some(platform_id) = &campaign.platform_campaign_id {
+            let existing = store::get_campaign_by_platform_id(store, &campaign.platform, platform_id).await.coded()?;
+            version_when_exists("campaign", existing.map(|c| (c.id, c.version)), expected_version)?;
+        }
         let (row, _created) = store::upsert_campaign(store, campaign, expected_version).await.coded()?;
         Ok(Campaign(row))
     }
@@ -234,6 +250,39 @@ impl MutationRoot {
         store::delete_campaign(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
         Ok(id)
     }
+}
+
+/// An upsert of a record that exists changes it only at the version its caller read.
+fn version_when_exists(what: &str, existing: Option<(uuid::Uuid, i64)>, expected_version: Option<i64>) -> Result<()> {
+    match (existing, expected_version) {
+        (Some((id, version)), None) => Err(coded(
+            "PRECONDITION_REQUIRED",
+            format!("{what} `{id}` exists (version {version}): send expectedVersion to update it"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `deal` over `current` at `expected_version`, its status unchanged. The version is checked
+/// against this read first, so the status kept is the one of the version the caller read.
+async fn update_existing(
+    store: &junction_engine::store::Store,
+    current: store::DealRow,
+    expected_version: i64,
+    deal: store::NewDeal,
+) -> Result<Deal> {
+    if current.version != expected_version {
+        let (what, id) = ("master deal", current.id.to_string());
+        return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: current.version })
+            .coded();
+    }
+    if deal.status != current.status {
+        return Err(invalid(format!(
+            "the status of master deal `{}` is `{}`; change it with transitionDeal, not an update",
+            current.id, current.status
+        )));
+    }
+    Ok(Deal(store::update_deal(store, current.id, expected_version, deal).await.coded()?))
 }
 
 /// A currency the store wrote; unreadable only if the row was edited by hand.

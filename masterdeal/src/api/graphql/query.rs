@@ -29,6 +29,7 @@ impl QueryRoot {
     }
 
     /// Deals in creation order, filtered by status and owner; `first` is 1 to 1000 (100).
+    #[graphql(complexity = "first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize * child_complexity")]
     async fn deals(
         &self,
         ctx: &Context<'_>,

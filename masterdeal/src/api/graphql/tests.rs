@@ -261,6 +261,17 @@ async fn a_too_complex_query_is_refused() {
     assert!(e["message"].as_str().is_some_and(|m| m.contains("too complex")), "{e}");
 }
 
+/// Lists count by their size: a page of deals each with its plans and their proposals is
+/// thousands of queries, refused before any runs; a small page of the same is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_lists_count_by_their_size() {
+    let (api, _t) = api().await;
+    let wide = "{ deals(first: 1000) { items { mediaPlans { proposals { id } } } } }";
+    let e = error(&api, wide, json!({})).await;
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("too complex")), "{e}");
+    ok(&api, "{ deals(first: 2) { items { mediaPlans { proposals { id } } } } }", json!({})).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_is_not_json_is_a_400_problem() {
     let (api, _t) = api().await;

@@ -94,23 +94,28 @@ impl Deal {
         time(&self.0.updated_at)
     }
     /// By number.
+    #[graphql(complexity = "LIST_COST + LIST_COST * child_complexity")]
     async fn media_plans(&self, ctx: &Context<'_>) -> Result<Vec<MediaPlan>> {
         let plans = store::list_plans(&scope(ctx)?.store, self.0.id).await.coded()?;
         Ok(plans.into_iter().map(MediaPlan).collect())
     }
+    #[graphql(complexity = "LIST_COST + LIST_COST * child_complexity")]
     async fn proposals(&self, ctx: &Context<'_>) -> Result<Vec<Proposal>> {
         let rows = store::list_proposals(&scope(ctx)?.store, self.0.id).await.coded()?;
         Ok(rows.into_iter().map(Proposal).collect())
     }
+    #[graphql(complexity = "LIST_COST + LIST_COST * child_complexity")]
     async fn contracts(&self, ctx: &Context<'_>) -> Result<Vec<Contract>> {
         let rows = store::list_contracts(&scope(ctx)?.store, self.0.id).await.coded()?;
         Ok(rows.into_iter().map(Contract).collect())
     }
+    #[graphql(complexity = "LIST_COST + LIST_COST * child_complexity")]
     async fn campaigns(&self, ctx: &Context<'_>) -> Result<Vec<Campaign>> {
         let rows = store::list_campaigns(&scope(ctx)?.store, self.0.id).await.coded()?;
         Ok(rows.into_iter().map(Campaign).collect())
     }
     /// Budget against spend by channel; null while the deal has no approved plan.
+    #[graphql(complexity = "LIST_COST + child_complexity")]
     async fn summary(&self, ctx: &Context<'_>) -> Result<Option<DealSummary>> {
         match store::deal_summary(&scope(ctx)?.store, self.0.id).await {
             Ok(s) => Ok(Some(DealSummary(s))),
@@ -119,6 +124,10 @@ impl Deal {
         }
     }
 }
+
+/// What a nested list costs in the complexity limit: a query, and as many items as a deal
+/// typically has of each (its plans, proposals, contracts, campaigns), so nesting multiplies.
+pub(super) const LIST_COST: usize = 10;
 
 /// A media plan with its lines.
 pub(super) struct MediaPlan(pub PlanRow);
@@ -167,6 +176,7 @@ impl MediaPlan {
         self.0.lines.iter().cloned().map(PlanLine).collect()
     }
     /// The proposals written from this plan.
+    #[graphql(complexity = "LIST_COST + LIST_COST * child_complexity")]
     async fn proposals(&self, ctx: &Context<'_>) -> Result<Vec<Proposal>> {
         let rows = store::list_proposals(&scope(ctx)?.store, self.0.deal_id).await.coded()?;
         Ok(rows.into_iter().filter(|p| p.media_plan_id == self.0.id).map(Proposal).collect())

@@ -144,8 +144,13 @@ pub(crate) async fn update_deal(store: &Store, body: &Value) -> Result<Value, Ma
     let UpdateIn { id, expected_version } = input(body)?;
     let mut deal = new_deal(input(body)?)?;
     // The lifecycle moves only by `transition`, which checks the move: an update keeps the
-    // status. The version check of the write catches a transition made since this read.
+    // status.
     let current = store::get(store, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
+    // Checked against this read too, so the status kept is that of the version expected.
+    if current.version != expected_version {
+        let (what, id) = ("master deal", id.to_string());
+        return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: current.version });
+    }
     if body.get("status").is_some_and(|s| s.as_str() != Some(current.status.as_str())) {
         return Err(rejected(format!(
             "the status of master deal `{id}` is `{}`; change it with a transition, not an update",

@@ -47,6 +47,13 @@ fn input<T: DeserializeOwned>(body: &Value) -> Result<T, MasterDealStoreError> {
 /// A JSON number or decimal string as an exact decimal; `field` names it in the error.
 fn decimal(field: &str, value: &Value) -> Result<Decimal, MasterDealStoreError> {
     let text = match value {
+        // A JSON number with a fraction arrives as an f64, exact to 15 significant digits:
+        // beyond them the digits sent are already lost, so the caller is told to send text.
+        Value::Number(n) if n.is_f64() && significant_digits(&n.to_string()) > 15 => {
+            return Err(rejected(format!(
+                "the {field} {n} has more digits than a JSON number carries exactly; send it as a string"
+            )));
+        }
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
         other => return Err(rejected(format!("the {field} {other} is not a number"))),
@@ -54,6 +61,14 @@ fn decimal(field: &str, value: &Value) -> Result<Decimal, MasterDealStoreError> 
     Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .map_err(|e| rejected(format!("the {field} `{text}` is not a decimal: {e}")))
+}
+
+/// The digits of a number's text from the first non-zero one, exponent aside.
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_start_matches('0');
+    if mantissa.contains('.') { digits.len() } else { digits.trim_end_matches('0').len().max(1) }
 }
 
 /// An optional [`decimal`].
@@ -71,4 +86,28 @@ fn upsert_reply(row: &impl Serialize, created: bool) -> Value {
     let mut reply = reply(row);
     reply["created"] = Value::Bool(created);
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{decimal, significant_digits};
+
+    #[test]
+    fn money_keeps_its_digits_or_asks_for_a_string() {
+        assert_eq!(decimal("budget", &json!(1_250_000.5)).expect("exact as a float").to_string(), "1250000.5");
+        assert_eq!(
+            decimal("budget", &json!("12345678901234567.89")).expect("text").to_string(),
+            "12345678901234567.89"
+        );
+        assert_eq!(
+            decimal("budget", &json!(12_345_678_901_234_567_u64)).expect("an integer").to_string(),
+            "12345678901234567"
+        );
+        let lost: serde_json::Value = serde_json::from_str("12345678901234567.89").expect("JSON");
+        let e = decimal("budget", &lost).expect_err("already rounded by the float");
+        assert!(e.to_string().contains("send it as a string"), "{e}");
+        assert_eq!([significant_digits("0.0012"), significant_digits("1.5e16"), significant_digits("1000")], [2, 2, 1]);
+    }
 }
