@@ -42,7 +42,7 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
     assert_eq!(
         body,
         json!({"external_id":"crm:D-100245","name":"Spring campaign 2027 / Romashka LLC",
-               "advertiser":{"name":"Romashka LLC","inn":"7701234567","kpp":"770101001"},
+               "advertiser":{"name":"Romashka LLC","inn":"7707083893","kpp":"770101001"},
                "owner":"ivanov@agency.example","amount":1250000.5,"currency":"RUB","budget":1250000.5,
                "status":"signed","channels":["search","social","video","display","audio"],"source":"crm"})
     );

@@ -66,6 +66,34 @@ async fn the_signed_webhook_curl_lines_work() {
         .output()
         .expect("bash runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The route runs from the queue and stores the master deal: the README's next line lists it.
+    let list = readme[end..].lines().find(|l| l.contains("/api/v1/deals")).expect("the README lists the stored deal");
+    let key = list.split("x-api-key: ").nth(1).and_then(|k| k.split('\'').next()).expect("the line's API key");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page: serde_json::Value = reqwest::Client::new()
+            .get(j.url("/api/v1/deals"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let stored: Vec<_> =
+            page["items"].as_array().into_iter().flatten().filter(|d| d["crm_id"] == "D-100245").collect();
+        if let Some(deal) = stored.first() {
+            assert_eq!(
+                (deal["status"].as_str(), deal["budget"].as_str()),
+                (Some("signed"), Some("1250000.5")),
+                "{deal}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the webhook's deal was not stored: {page}\n{}", j.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The README's MasterDeal API walk, run by a shell as written there against the project's
