@@ -524,3 +524,49 @@ async fn routes_win_their_methods_and_the_api_serves_the_rest() {
     assert_eq!(doc["paths"]["/api/deals"]["post"]["operationId"], "echo", "{}", doc["paths"]["/api/deals"]);
     assert_eq!(doc["paths"]["/api/deals"]["get"]["operationId"], "masterdeal_list_deals");
 }
+
+/// Browsers may call the API from the origins its `cors:` lists: preflights name every
+/// method and the conditional-request headers; answers expose the ETag.
+#[tokio::test]
+async fn the_api_answers_browsers_from_its_cors_origins() {
+    let hash = hex::encode(Sha256::digest(KEY));
+    let config = format!(
+        "routes: [routes/]\nauth:\n  partners:\n    api_key: {{ keys: [{{ id: acme, sha256: \"{hash}\" }}] }}\n\
+         connectors:\n  masterdeal:\n    kind: masterdeal\n    \
+         api: {{ path: /api, auth: partners, cors: {{ origins: [\"https://bi.example\"] }} }}\n"
+    );
+    let dir = project(&[("junction.yaml", &config), ("routes/.keep", "")]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = Client::new();
+    let preflight = |origin: &str| {
+        c.request(reqwest::Method::OPTIONS, j.url("/api/deals/x"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "if-match, x-api-key")
+    };
+    let resp = preflight("https://bi.example").send().await.expect("send");
+    assert_eq!(resp.status(), 204, "{}", j.logs());
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("access-control-allow-origin"), "https://bi.example");
+    assert_eq!(header("access-control-allow-methods"), "GET, POST, PUT, DELETE");
+    let allowed = header("access-control-allow-headers");
+    assert!(
+        ["if-match", "if-none-match", "x-api-key", "content-type"].iter().all(|h| allowed.contains(h)),
+        "{allowed}"
+    );
+    let resp = preflight("https://evil.example").send().await.expect("send");
+    assert_eq!(resp.status(), 403);
+
+    let resp = c
+        .get(j.url("/api/deals"))
+        .header("origin", "https://bi.example")
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://bi.example");
+    let exposed = resp.headers()["access-control-expose-headers"].to_str().expect("ascii").to_owned();
+    assert!(exposed.contains("etag") && exposed.contains("location"), "{exposed}");
+}

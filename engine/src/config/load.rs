@@ -15,6 +15,7 @@ use super::{Project, Settings};
 use crate::connector::{BuildCx, Connector, Registry, Resources};
 use crate::gateway::Mount;
 use crate::gateway::auth::{Authenticator, SchemeSpec};
+use crate::gateway::cors::Cors;
 use crate::route::compile::{CompileCx, Connectors, ProjectPaths};
 use crate::route::spec::{ApiSpec, RouteSpec};
 use crate::route::{self, HttpDefaults, RouteTable, Source};
@@ -418,6 +419,27 @@ fn mount(
     let auth = route::resolve_auth(spec.auth.as_ref(), node.pos, defaults).map_err(&mut report);
     let rate_limit = spec.rate_limit.as_ref().map(route::compile_rate_limit).transpose().map_err(|e| report(Some(e)));
     let ((auth, auth_name), rate_limit) = (auth.ok()?, rate_limit.ok()?);
+    let cors = match &spec.cors {
+        None => Vec::new(),
+        Some(c) => {
+            // Conditional requests are how an API's clients read and write safely.
+            let mut c = c.clone();
+            c.headers.extend(["if-match".to_owned(), "if-none-match".to_owned()]);
+            let credential = auth.as_deref().map(Authenticator::header);
+            let methods = [http::Method::GET, http::Method::POST, http::Method::PUT, http::Method::DELETE];
+            match methods
+                .iter()
+                .map(|m| Cors::new(&c, m, credential).map(|c| Arc::new(c.exposing("etag, location"))))
+                .collect()
+            {
+                Ok(all) => all,
+                Err(e) => {
+                    diags.push(Diagnostic::new(file, Some(node.get("cors").map_or(node.pos, |n| n.pos)), e));
+                    return None;
+                }
+            }
+        }
+    };
     Some(Mount {
         name: name.into(),
         prefix,
@@ -425,6 +447,7 @@ fn mount(
         auth_name,
         rate_limit,
         max_body: spec.max_body.map_or(defaults.max_body, |b| b.0),
+        cors,
         api,
     })
 }

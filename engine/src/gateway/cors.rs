@@ -14,6 +14,8 @@ pub struct Cors {
     headers: HeaderValue,
     max_age: HeaderValue,
     credentials: bool,
+    /// Response headers scripts may read.
+    expose: HeaderValue,
 }
 
 impl Cors {
@@ -46,7 +48,18 @@ impl Cors {
             headers,
             max_age: HeaderValue::from(max_age),
             credentials: spec.credentials,
+            expose: HeaderValue::from_static("x-request-id, retry-after"),
         })
+    }
+
+    /// Also lets scripts read `extra` response headers (an API's `etag`, `location`).
+    #[must_use]
+    pub fn exposing(mut self, extra: &'static str) -> Self {
+        let all = format!("x-request-id, retry-after, {extra}");
+        if let Ok(v) = HeaderValue::from_str(&all) {
+            self.expose = v;
+        }
+        self
     }
 
     pub fn allows(&self, origin: &str) -> bool {
@@ -60,7 +73,7 @@ impl Cors {
             return;
         }
         self.allow_origin(origin, headers);
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id, retry-after"));
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose.clone());
     }
 
     fn allow_origin(&self, origin: &HeaderValue, headers: &mut HeaderMap) {

@@ -60,30 +60,29 @@ async fn route_request(
         && let Some(mounted) = endpoints.mount_at(req.uri().path()).cloned()
     {
         drop(endpoints);
+        if let Some(origin) = &origin
+            && is_preflight(&req)
+        {
+            let cors: Vec<&super::cors::Cors> = mounted.mount.cors.iter().map(Arc::as_ref).collect();
+            return (preflight_answer(origin, &cors, &cx.request_id), None);
+        }
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(cx);
-        let Ok(resp) = mounted.service.oneshot(Request::from_parts(parts, Either::Left(body))).await;
+        let Ok(mut resp) = mounted.service.oneshot(Request::from_parts(parts, Either::Left(body))).await;
+        if let (Some(origin), Some(cors)) = (origin, mounted.mount.cors.first()) {
+            cors.decorate(&origin, resp.headers_mut());
+        }
         return (resp, Some(mounted.metrics));
     }
     let (endpoint, params) = match lookup {
         Lookup::Found { endpoint, params } => (endpoint, params),
         Lookup::MethodNotAllowed(allowed) => {
             if let Some(origin) = &origin
-                && req.method() == http::Method::OPTIONS
-                && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+                && is_preflight(&req)
             {
                 let cors = endpoints.cors_at(req.uri().path());
                 let cors: Vec<&super::cors::Cors> = cors.iter().map(Arc::as_ref).collect();
-                let resp = super::cors::preflight(origin, &cors).unwrap_or_else(|| {
-                    Problem::new(
-                        StatusCode::FORBIDDEN,
-                        "cors-origin-not-allowed",
-                        "Origin not allowed",
-                        "this origin may not call this endpoint",
-                    )
-                    .into_response(&cx.request_id)
-                });
-                return (resp, None);
+                return (preflight_answer(origin, &cors, &cx.request_id), None);
             }
             let mut resp = problem::method_not_allowed(req.method(), &allowed).into_response(&cx.request_id);
             let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
@@ -105,6 +104,25 @@ async fn route_request(
         cors.decorate(&origin, resp.headers_mut());
     }
     (resp, Some(endpoint.metrics))
+}
+
+/// A browser asking whether it may send the request it names.
+fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The preflight's answer from the CORS settings of what serves the path: 403 when none
+/// allows the origin.
+fn preflight_answer(origin: &HeaderValue, cors: &[&super::cors::Cors], request_id: &str) -> Response<Full<Bytes>> {
+    super::cors::preflight(origin, cors).unwrap_or_else(|| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "cors-origin-not-allowed",
+            "Origin not allowed",
+            "this origin may not call this endpoint",
+        )
+        .into_response(request_id)
+    })
 }
 
 /// The innermost service of every endpoint: the route itself.

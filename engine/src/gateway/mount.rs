@@ -43,6 +43,8 @@ pub struct Mount {
     pub auth_name: String,
     pub rate_limit: Option<RateLimit>,
     pub max_body: u64,
+    /// Browser origins allowed to call, one entry per method the API serves; empty: none.
+    pub cors: Vec<Arc<super::cors::Cors>>,
     pub api: Arc<dyn HttpApi>,
 }
 
@@ -104,6 +106,7 @@ mod tests {
             auth_name: "none".into(),
             rate_limit: None,
             max_body: 1024,
+            cors: Vec::new(),
             api: Arc::new(Nothing),
         }
     }

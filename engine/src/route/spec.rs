@@ -181,4 +181,7 @@ pub struct ApiSpec {
     /// Largest accepted request body; default from `gateway.max_body`.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// Browser origins allowed to call the API (CORS), as on an http source.
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
 }
