@@ -278,6 +278,8 @@ async fn whole_chain(store: &str) {
     assert_eq!((page3["items"].as_array().map(Vec::len), page3["next_cursor"].is_null()), (Some(0), true), "{page3}");
     let (status, _, p) = api.get(&format!("{plans}?status=won")).await;
     assert_eq!((status.as_u16(), problem_type(&p)), (400, "bad-request"), "{p}");
+    let (status, _, p) = api.get("/deals?status=won").await;
+    assert_eq!((status.as_u16(), problem_type(&p)), (400, "bad-request"), "{p}");
 
     // Cursor paging over three deals, two per page.
     api.post("/deals", deal_input("D-3"), None).await;

@@ -2,6 +2,7 @@
 //! operation of the same name (one implementation behind routes, REST and GraphQL), its
 //! result into a reply with an ETag.
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -10,7 +11,7 @@ use crate::api::MasterDealApi;
 use crate::api::cursor;
 use crate::api::wire::{ApiError, Reply, Req, not_modified};
 use crate::connector::ops;
-use crate::domain::{CampaignStatus, ContractStatus, PlanStatus, ProposalStatus};
+use crate::domain::{CampaignStatus, ContractStatus, DealStatus, PlanStatus, ProposalStatus};
 use crate::store::{self, MasterDealStoreError};
 
 pub(super) async fn handle(
@@ -21,6 +22,10 @@ pub(super) async fn handle(
     let store = api.store().await?;
     let reply = match op {
         Op::ListDeals => {
+            if let Some(status) = req.query.get("status") {
+                DealStatus::deserialize(Value::String(status.clone()))
+                    .map_err(|e| ApiError::bad_request(format!("status: {e}")))?;
+            }
             let mut input = Map::new();
             for key in ["status", "owner"] {
                 if let Some(v) = req.query.get(key) {
