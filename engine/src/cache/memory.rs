@@ -27,7 +27,7 @@ struct Inner {
 }
 
 /// A value and its deadline.
-type Stored = (Instant, Arc<[u8]>);
+type Stored = (Instant, Vec<u8>);
 
 struct Bucket {
     tokens: f64,
@@ -73,7 +73,7 @@ impl MemoryCache {
 
     fn get_at(&self, key: &str, now: Instant) -> Option<Vec<u8>> {
         let values = lock(&self.inner.values);
-        values.get(key).filter(|(deadline, _)| *deadline > now).map(|(_, v)| v.to_vec())
+        values.get(key).filter(|(deadline, _)| *deadline > now).map(|(_, v)| v.clone())
     }
 
     fn put_at(&self, key: &str, value: &[u8], ttl: Duration, now: Instant) {
@@ -81,7 +81,7 @@ impl MemoryCache {
         if !values.contains_key(key) {
             make_room(&mut values, self.inner.max_keys, |(deadline, _)| *deadline <= now, |(deadline, _)| *deadline);
         }
-        values.insert(key.to_owned(), (now + ttl, Arc::from(value)));
+        values.insert(key.to_owned(), (now + ttl, value.to_vec()));
     }
 
     /// Takes at a given time, so tests need not sleep.

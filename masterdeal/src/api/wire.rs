@@ -213,6 +213,12 @@ impl From<MasterDealStoreError> for ApiError {
                 err.extra = vec![("from", json!(t.from)), ("to", json!(t.to)), ("allowed", json!(t.allowed))];
                 err
             }
+            E::VersionRequired { .. } => ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition-required",
+                "If-Match required",
+                format!("{detail}: send it as If-Match (or `expected_version` in the body)"),
+            ),
             E::NotDeletable { .. } => ApiError::new(StatusCode::CONFLICT, "not-deletable", "Cannot be deleted", detail),
             E::Rule(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rule-violation", "Domain rule broken", detail)

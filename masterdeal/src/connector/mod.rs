@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 
 use crate::api::MasterDealApi;
 use crate::cache::PlanCache;
-use crate::store::{self, MasterDealStoreError};
+use crate::store::{self, Expected, MasterDealStoreError};
 
 pub struct MasterDealKind;
 
@@ -191,28 +191,26 @@ impl Endpoint for MasterDealEndpoint {
             Op::ListDeals => ops::list(store, &input).await,
             Op::Transition => ops::transition(store, &input).await,
             Op::AddMediaPlan => ops::add_media_plan(store, &input).await,
-            Op::ApproveMediaPlan | Op::TransitionMediaPlan => {
-                let result = if self.op == Op::ApproveMediaPlan {
-                    ops::approve_media_plan(store, &input).await
-                } else {
-                    ops::transition_media_plan(store, &input).await
-                };
-                // Whatever happened, the APIs' next read of the plan goes to the database.
-                if let Some(id) = input.get("id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()) {
-                    self.plans.invalidate(id).await;
-                }
-                result
-            }
+            Op::ApproveMediaPlan => ops::approve_media_plan(store, &input).await,
+            Op::TransitionMediaPlan => ops::transition_media_plan(store, &input).await,
             Op::AttachProposal => ops::attach_proposal(store, &input).await,
-            Op::UpsertContract => ops::upsert_contract(store, &input).await,
-            Op::UpsertCampaign => ops::upsert_campaign(store, &input).await,
+            // Steps sync from the systems of record: what they send is the truth.
+            Op::UpsertContract => ops::upsert_contract(store, &input, Expected::AnyVersion).await,
+            Op::UpsertCampaign => ops::upsert_campaign(store, &input, Expected::AnyVersion).await,
             Op::RecordCampaignStats => ops::record_campaign_stats(store, &input).await,
             Op::DealSummary => ops::deal_summary(store, &input).await,
             Op::UpdateDeal => ops::update_deal(store, &input).await,
             Op::TransitionProposal => ops::transition_proposal(store, &input).await,
             Op::TransitionContract => ops::transition_contract(store, &input).await,
+        };
+        // A plan step changes the plan, whatever its outcome: the APIs' next read of it goes
+        // to the database.
+        if matches!(self.op, Op::ApproveMediaPlan | Op::TransitionMediaPlan)
+            && let Some(id) = input.get("id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())
+        {
+            self.plans.invalidate(id).await;
         }
-        .map_err(store_error)?;
+        let output = output.map_err(store_error)?;
         Ok(msg.clone().with_body(junction_engine::Body::Json(output)))
     }
 
@@ -239,7 +237,8 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
         | MasterDealStoreError::Transition(_)
         | MasterDealStoreError::Rule(_)
         | MasterDealStoreError::Invalid(_)
-        | MasterDealStoreError::NotDeletable { .. } => {
+        | MasterDealStoreError::NotDeletable { .. }
+        | MasterDealStoreError::VersionRequired { .. } => {
             ConnectorError::rejected(format!("masterdeal rejected the request: {e}"))
         }
         _ => ConnectorError::fatal(e.to_string()),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::campaign_row::{CAMPAIGN_COLUMNS, STATS_COLUMNS, decode_campaign, decode_stats};
 pub use super::campaign_row::{CampaignRow, DayStatsRow};
 use super::columns::wire_name;
-use super::versioned::{check, why_not_updated};
+use super::versioned::{Expected, check, why_not_updated};
 use super::{MasterDealStoreError, PlanRow, begin, money, now_millis, outbox, plans, to_domain};
 use crate::domain::{Campaign, CampaignStatus, Lifecycle, Money, Period, PlanStatus, RuleError, campaign_within_line};
 
@@ -32,12 +32,13 @@ pub struct NewCampaign {
 }
 
 /// Creates the campaign (version 1, `masterdeal.campaign.created`) or overwrites the one with
-/// its platform id (version + 1, `masterdeal.campaign.updated`); `true` when created. With
-/// `expected_version` it must exist at that version. Its budget and flight must fit its line.
+/// its platform id (version + 1, `masterdeal.campaign.updated`); `true` when created.
+/// `expected` says which version of an existing one may be changed ([`Expected`]). Its budget
+/// and flight must fit its line.
 pub async fn upsert_campaign(
     store: &Store,
     campaign: NewCampaign,
-    expected_version: Option<i64>,
+    expected: Expected,
 ) -> Result<(CampaignRow, bool), MasterDealStoreError> {
     const OP: &str = "upsert_campaign";
     let mut tx = begin(store, OP).await?;
@@ -51,12 +52,19 @@ pub async fn upsert_campaign(
     check_against_line(&plan, &campaign, existing.as_ref())?;
     let (id, created) = match existing {
         Some(existing) => {
-            let expected = expected_version.unwrap_or(existing.version);
+            let expected = match expected {
+                Expected::Version(v) => v,
+                Expected::AnyVersion => existing.version,
+                Expected::New => {
+                    let (id, actual) = (existing.id.to_string(), existing.version);
+                    return Err(MasterDealStoreError::VersionRequired { what: WHAT, id, actual });
+                }
+            };
             check(WHAT, existing.id, expected, existing.version)?;
             update(store, &mut tx, existing.id, expected, plan.deal_id, &campaign).await?;
             (existing.id, false)
         }
-        None if expected_version.is_some() => {
+        None if matches!(expected, Expected::Version(_)) => {
             let key = campaign.platform_campaign_id.as_deref().unwrap_or("(no platform id)");
             return Err(MasterDealStoreError::not_found("campaign", format!("{}:{key}", campaign.platform)));
         }
@@ -188,16 +196,6 @@ pub(super) async fn campaign_in(
     id: Uuid,
 ) -> Result<Option<CampaignRow>, MasterDealStoreError> {
     Ok(campaigns_where(conn, "id = $1", &[id.to_string()]).await?.pop())
-}
-
-/// The campaign a platform knows by this id, if any.
-pub async fn get_campaign_by_platform_id(
-    store: &Store,
-    platform: &str,
-    platform_campaign_id: &str,
-) -> Result<Option<CampaignRow>, MasterDealStoreError> {
-    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("get_campaign"))?;
-    by_platform_id_in(&mut conn, platform, platform_campaign_id).await
 }
 
 async fn by_platform_id_in(

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::columns::wire_name;
 pub use super::contract_row::ContractRow;
 use super::contract_row::{CONTRACT_COLUMNS, decode};
-use super::versioned::{check, why_not_updated};
+use super::versioned::{Expected, check, set_status, why_not_updated};
 use super::{MasterDealStoreError, begin, deals, money, now_millis, outbox, plans, to_domain};
 use crate::domain::{
     Contract, ContractStatus, Lifecycle, Money, PaymentStatus, RuleError, contract_matches_plan, transition,
@@ -37,12 +37,12 @@ pub struct NewContract {
 
 /// Creates the contract with this number (a draft, version 1, `masterdeal.contract.created`)
 /// or overwrites it (version + 1, `masterdeal.contract.updated`); `true` when created.
-/// With `expected_version` the contract must exist at that version; without, any version is
-/// overwritten. Either way its amount must match the deal's approved plan or say why not.
+/// `expected` says which version of an existing contract may be changed ([`Expected`]).
+/// Either way its amount must match the deal's approved plan or say why not.
 pub async fn upsert_contract(
     store: &Store,
     contract: NewContract,
-    expected_version: Option<i64>,
+    expected: Expected,
 ) -> Result<(ContractRow, bool), MasterDealStoreError> {
     const OP: &str = "upsert_contract";
     let mut tx = begin(store, OP).await?;
@@ -59,12 +59,19 @@ pub async fn upsert_contract(
                     contract.number, existing.deal_id, contract.deal_id
                 )));
             }
-            let expected = expected_version.unwrap_or(existing.version);
+            let expected = match expected {
+                Expected::Version(v) => v,
+                Expected::AnyVersion => existing.version,
+                Expected::New => {
+                    let (id, actual) = (existing.id.to_string(), existing.version);
+                    return Err(MasterDealStoreError::VersionRequired { what: WHAT, id, actual });
+                }
+            };
             check(WHAT, existing.id, expected, existing.version)?;
             update(store, &mut tx, existing.id, expected, &contract).await?;
             (existing.id, false)
         }
-        None if expected_version.is_some() => {
+        None if matches!(expected, Expected::Version(_)) => {
             return Err(MasterDealStoreError::not_found("contract number", &contract.number));
         }
         None => (insert(store, &mut tx, &contract).await?, true),
@@ -181,12 +188,6 @@ pub(super) async fn contract_in(
     contract_where(conn, "id = $1", id.to_string()).await
 }
 
-/// The contract with this number, if any.
-pub async fn get_contract_by_number(store: &Store, number: &str) -> Result<Option<ContractRow>, MasterDealStoreError> {
-    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("get_contract"))?;
-    by_number_in(&mut conn, number).await
-}
-
 async fn by_number_in(conn: &mut AnyConnection, number: &str) -> Result<Option<ContractRow>, MasterDealStoreError> {
     contract_where(conn, "number = $1", number.to_owned()).await
 }
@@ -218,20 +219,7 @@ pub async fn transition_contract(
     let contract = contract_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     check(WHAT, id, expected_version, contract.version)?;
     transition(contract.status, to)?;
-    let updated = sqlx::query(
-        "UPDATE contract SET status = $3, version = version + 1, updated_at = $4 \
-         WHERE id = $1 AND version = $2 RETURNING id",
-    )
-    .bind(id.to_string())
-    .bind(expected_version)
-    .bind(to.as_str().to_owned())
-    .bind(now_millis())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(MasterDealStoreError::query(OP))?;
-    if updated.is_none() {
-        return Err(why_not_updated(&mut tx, "contract", WHAT, id, expected_version).await?);
-    }
+    set_status(&mut tx, ("contract", WHAT), id, expected_version, to.as_str(), MasterDealStoreError::query(OP)).await?;
     let row = contract_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     let event = format!("masterdeal.contract.{}", to.as_str());
     outbox::append(&mut tx, AGGREGATE, id, &event, &row).await?;

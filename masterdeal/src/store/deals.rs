@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub use super::deal_row::DealRow;
 use super::deal_row::{DEAL_COLUMNS, decode};
-use super::versioned::is_unique_violation;
+use super::versioned::{is_unique_violation, why_not_updated};
 use super::{MasterDealStoreError, begin, money, now_millis, outbox, plans, to_domain};
 use crate::domain::plan_within_budget;
 
@@ -161,7 +161,7 @@ pub async fn update_deal(
             e => MasterDealStoreError::query(OP)(e),
         })?;
     let Some(row) = updated else {
-        return Err(why_not_updated(&mut tx, id, expected_version).await?);
+        return Err(why_not_updated(&mut tx, "master_deal", "master deal", id, expected_version).await?);
     };
     let row = decode(&row)?;
     // The approved plan must still fit the deal's budget and currency.
@@ -264,28 +264,10 @@ pub async fn update_status(
         .await
         .map_err(MasterDealStoreError::query(OP))?;
     let Some(row) = updated else {
-        return Err(why_not_updated(&mut tx, id, expected_version).await?);
+        return Err(why_not_updated(&mut tx, "master_deal", "master deal", id, expected_version).await?);
     };
     let row = decode(&row)?;
     outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.status_changed", &row).await?;
     tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
     Ok(row)
-}
-
-/// Tells a missing deal from one whose version moved on.
-async fn why_not_updated(
-    conn: &mut AnyConnection,
-    id: Uuid,
-    expected: i64,
-) -> Result<MasterDealStoreError, MasterDealStoreError> {
-    let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM master_deal WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(MasterDealStoreError::query("update_status"))?;
-    let id = id.to_string();
-    Ok(match actual {
-        Some(actual) => MasterDealStoreError::Conflict { what: "master deal", id, expected, actual },
-        None => MasterDealStoreError::NotFound { what: "master deal", id },
-    })
 }

@@ -37,6 +37,10 @@ pub enum MasterDealStoreError {
     #[error("invalid input: {0}")]
     Invalid(String),
 
+    /// An upsert found the record existing and its caller named no version to change (428).
+    #[error("{what} `{id}` exists (version {actual}): send the version you read to change it")]
+    VersionRequired { what: &'static str, id: String, actual: i64 },
+
     /// A delete of a record with a history or with records that refer to it (409).
     #[error("{what} `{id}` cannot be deleted: {reason}")]
     NotDeletable { what: &'static str, id: String, reason: String },

@@ -35,13 +35,8 @@ mod versioned;
 use junction_engine::store::{Backend, Store};
 use sqlx::{Any, Transaction};
 
-pub use campaigns::{
-    CampaignRow, DayStatsRow, NewCampaign, get_campaign, get_campaign_by_platform_id, list_campaigns, upsert_campaign,
-};
-pub use contracts::{
-    ContractRow, NewContract, get_contract, get_contract_by_number, list_contracts, transition_contract,
-    upsert_contract,
-};
+pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
+pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
 pub use deals::{
     DealFilter, DealRow, NewDeal, create_deal, get, get_by_crm_id, list, update_deal, update_status, upsert_by_crm_id,
 };
@@ -56,7 +51,7 @@ pub use plans::{
 pub use proposals::{NewProposal, ProposalRow, attach_proposal, get_proposal, list_proposals, transition_proposal};
 pub use stats::{NewDayStats, record_campaign_stats};
 pub use summary::{ChannelSummaryRow, DealSummary, deal_summary};
-pub use versioned::is_constraint_violation;
+pub use versioned::{Expected, is_constraint_violation};
 
 /// Runs MasterDeal's migrations (versions from 1001). Call after [`Store::open`].
 pub async fn migrate(store: &Store) -> Result<(), MasterDealStoreError> {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::plan_row::{LINE_COLUMNS, PLAN_COLUMNS, decode_line, decode_plan};
 pub use super::plan_row::{PlanLineRow, PlanRow};
-use super::versioned::{check, is_unique_violation, why_not_updated};
+use super::versioned::{check, is_unique_violation, set_status};
 use super::{MasterDealStoreError, begin, deals, money, now_millis, outbox, to_domain};
 use crate::domain::{Kpis, Lifecycle, Money, Period, PlanStatus, RuleError, plan_within_budget, transition};
 
@@ -235,27 +235,15 @@ pub async fn transition_plan(
     if to == PlanStatus::Approved {
         check_approval(&mut tx, &plan).await?;
     }
-    let updated = sqlx::query(
-        "UPDATE media_plan SET status = $3, version = version + 1, updated_at = $4 \
-         WHERE id = $1 AND version = $2 RETURNING id",
-    )
-    .bind(id.to_string())
-    .bind(expected_version)
-    .bind(to.as_str().to_owned())
-    .bind(now_millis())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| match e {
+    set_status(&mut tx, ("media_plan", WHAT), id, expected_version, to.as_str(), |e| match e {
         // The one-approved-plan index: another approval of this deal committed meanwhile;
         // a retry reports which plan it was.
         e if is_unique_violation(&e) => {
             MasterDealStoreError::Raced { what: "approval of the media plans of deal", key: plan.deal_id.to_string() }
         }
         e => MasterDealStoreError::query(OP)(e),
-    })?;
-    if updated.is_none() {
-        return Err(why_not_updated(&mut tx, "media_plan", WHAT, id, expected_version).await?);
-    }
+    })
+    .await?;
     let row = plan_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     let event = match to {
         PlanStatus::Draft => "masterdeal.media_plan.reworked",

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 pub use super::proposal_row::ProposalRow;
 use super::proposal_row::{PROPOSAL_COLUMNS, decode};
-use super::versioned::{check, why_not_updated};
+use super::versioned::{check, set_status};
 use super::{MasterDealStoreError, begin, now_millis, outbox, plans};
 use crate::domain::{Lifecycle, ProposalStatus, transition};
 
@@ -98,20 +98,7 @@ pub async fn transition_proposal(
     let proposal = proposal_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     check(WHAT, id, expected_version, proposal.version)?;
     transition(proposal.status, to)?;
-    let updated = sqlx::query(
-        "UPDATE proposal SET status = $3, version = version + 1, updated_at = $4 \
-         WHERE id = $1 AND version = $2 RETURNING id",
-    )
-    .bind(id.to_string())
-    .bind(expected_version)
-    .bind(to.as_str().to_owned())
-    .bind(now_millis())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(MasterDealStoreError::query(OP))?;
-    if updated.is_none() {
-        return Err(why_not_updated(&mut tx, "proposal", WHAT, id, expected_version).await?);
-    }
+    set_status(&mut tx, ("proposal", WHAT), id, expected_version, to.as_str(), MasterDealStoreError::query(OP)).await?;
     let row = proposal_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     let event = format!("masterdeal.proposal.{}", to.as_str());
     outbox::append(&mut tx, AGGREGATE, id, &event, &row).await?;

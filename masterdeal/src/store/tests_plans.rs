@@ -230,25 +230,31 @@ async fn proposals_round_trip_and_follow_their_lifecycle(store: Store) {
 
 async fn contracts_need_the_approved_plan_and_its_amount(store: Store) {
     let d = deal(&store, "a", "1000").await;
-    let err = upsert_contract(&store, contract(d.id, "1000", None), None).await.expect_err("no approved plan");
+    let err = upsert_contract(&store, contract(d.id, "1000", None), Expected::AnyVersion)
+        .await
+        .expect_err("no approved plan");
     assert!(matches!(err, MasterDealStoreError::Rule(RuleError::NoApprovedPlan { .. })), "{err:?}");
     approved(&store, d.id, vec![line("video", "600"), line("display", "400")]).await;
 
-    let err = upsert_contract(&store, contract(d.id, "900", None), None).await.expect_err("mismatch");
+    let err = upsert_contract(&store, contract(d.id, "900", None), Expected::AnyVersion).await.expect_err("mismatch");
     assert!(matches!(err, MasterDealStoreError::Rule(RuleError::ContractAmountMismatch { .. })), "{err:?}");
     let (created, was_created) =
-        upsert_contract(&store, contract(d.id, "900", Some("10% agency discount")), None).await.expect("with reason");
+        upsert_contract(&store, contract(d.id, "900", Some("10% agency discount")), Expected::AnyVersion)
+            .await
+            .expect("with reason");
     assert!(was_created);
     assert_eq!((created.amount, created.status, created.version), (dec("900"), ContractStatus::Draft, 1));
     assert_eq!(created.billing_ids["1c"], "00017");
     assert_eq!(get_contract(&store, created.id).await.expect("get"), Some(created.clone()));
 
     let (updated, was_created) =
-        upsert_contract(&store, contract(d.id, "1000.00", None), Some(1)).await.expect("update");
+        upsert_contract(&store, contract(d.id, "1000.00", None), Expected::Version(1)).await.expect("update");
     assert!(!was_created);
     assert_eq!((updated.id, updated.version, updated.amount), (created.id, 2, dec("1000.00")));
-    let err = upsert_contract(&store, contract(d.id, "1000", None), Some(1)).await.expect_err("stale");
+    let err = upsert_contract(&store, contract(d.id, "1000", None), Expected::Version(1)).await.expect_err("stale");
     assert!(matches!(err, MasterDealStoreError::Conflict { what: "contract", expected: 1, actual: 2, .. }), "{err:?}");
+    let err = upsert_contract(&store, contract(d.id, "1000", None), Expected::New).await.expect_err("exists");
+    assert!(matches!(err, MasterDealStoreError::VersionRequired { what: "contract", actual: 2, .. }), "{err:?}");
 
     let sent = transition_contract(&store, created.id, 2, ContractStatus::Sent).await.expect("send");
     let signed = transition_contract(&store, created.id, sent.version, ContractStatus::Signed).await.expect("sign");
@@ -259,25 +265,30 @@ async fn contracts_need_the_approved_plan_and_its_amount(store: Store) {
 async fn campaigns_fit_their_line_and_upsert_by_platform_id(store: Store) {
     let d = deal(&store, "a", "1000").await;
     let draft = add_media_plan(&store, plan(d.id, vec![line("video", "500")])).await.expect("add");
-    let err = upsert_campaign(&store, campaign(&draft.lines[0], None, "100"), None).await.expect_err("draft plan");
+    let err = upsert_campaign(&store, campaign(&draft.lines[0], None, "100"), Expected::AnyVersion)
+        .await
+        .expect_err("draft plan");
     assert!(matches!(err, MasterDealStoreError::Rule(RuleError::LineNotApproved { .. })), "{err:?}");
 
     let p = approved(&store, d.id, vec![line("video", "500")]).await;
     let l = &p.lines[0];
-    let err = upsert_campaign(&store, campaign(l, Some("yd-1"), "500.01"), None).await.expect_err("over line");
+    let err = upsert_campaign(&store, campaign(l, Some("yd-1"), "500.01"), Expected::AnyVersion)
+        .await
+        .expect_err("over line");
     assert!(matches!(err, MasterDealStoreError::Rule(RuleError::CampaignOverLineBudget { .. })), "{err:?}");
 
-    let (c, created) = upsert_campaign(&store, campaign(l, Some("yd-1"), "500"), None).await.expect("create");
+    let (c, created) =
+        upsert_campaign(&store, campaign(l, Some("yd-1"), "500"), Expected::AnyVersion).await.expect("create");
     assert!(created);
     assert_eq!((c.deal_id, c.budget, c.spend, c.version, c.currency.as_str()), (d.id, dec("500"), dec("0"), 1, "RUB"));
     let paused = NewCampaign { status: CampaignStatus::Paused, ..campaign(l, Some("yd-1"), "400") };
-    let (again, created) = upsert_campaign(&store, paused, Some(1)).await.expect("update");
+    let (again, created) = upsert_campaign(&store, paused, Expected::Version(1)).await.expect("update");
     assert!(!created);
     assert_eq!((again.id, again.version, again.status, again.budget), (c.id, 2, CampaignStatus::Paused, dec("400")));
     assert_eq!(get_campaign(&store, c.id).await.expect("get"), Some(again.clone()));
 
-    let (x, _) = upsert_campaign(&store, campaign(l, None, "1"), None).await.expect("no platform id");
-    let (y, _) = upsert_campaign(&store, campaign(l, None, "1"), None).await.expect("no platform id");
+    let (x, _) = upsert_campaign(&store, campaign(l, None, "1"), Expected::AnyVersion).await.expect("no platform id");
+    let (y, _) = upsert_campaign(&store, campaign(l, None, "1"), Expected::AnyVersion).await.expect("no platform id");
     assert_ne!(x.id, y.id, "without a platform id every upsert creates");
     assert_eq!(list_campaigns(&store, d.id).await.expect("list").len(), 3);
 }
@@ -285,7 +296,9 @@ async fn campaigns_fit_their_line_and_upsert_by_platform_id(store: Store) {
 async fn stats_replace_their_day_and_roll_up_spend(store: Store) {
     let d = deal(&store, "a", "1000").await;
     let p = approved(&store, d.id, vec![line("video", "500")]).await;
-    let (c, _) = upsert_campaign(&store, campaign(&p.lines[0], Some("yd-1"), "500"), None).await.expect("create");
+    let (c, _) = upsert_campaign(&store, campaign(&p.lines[0], Some("yd-1"), "500"), Expected::AnyVersion)
+        .await
+        .expect("create");
 
     let c2 = record_campaign_stats(&store, c.id, vec![day("2025-03-05", "0.1"), day("2025-03-06", "0.2")])
         .await
@@ -321,7 +334,9 @@ async fn deal_summary_compares_budget_and_spend_per_channel(store: Store) {
     let p = approved(&store, d.id, vec![line("video", "100"), line("display", "200"), line("video", "50")]).await;
     for (i, spend) in [(0, "10"), (2, "5"), (1, "20")] {
         let id = format!("yd-{i}");
-        let (c, _) = upsert_campaign(&store, campaign(&p.lines[i], Some(&id), "50"), None).await.expect("campaign");
+        let (c, _) = upsert_campaign(&store, campaign(&p.lines[i], Some(&id), "50"), Expected::AnyVersion)
+            .await
+            .expect("campaign");
         record_campaign_stats(&store, c.id, vec![day("2025-03-05", spend)]).await.expect("stats");
     }
     let summary = deal_summary(&store, d.id).await.expect("summary");
@@ -342,10 +357,11 @@ async fn each_write_appends_its_event_numbered_per_aggregate(store: Store) {
     };
     let kp = attach_proposal(&store, kp).await.expect("attach");
     transition_proposal(&store, kp.id, 1, ProposalStatus::Sent).await.expect("send");
-    let (k, _) = upsert_contract(&store, contract(d.id, "1000", None), None).await.expect("contract");
-    upsert_contract(&store, contract(d.id, "1000", None), None).await.expect("contract again");
+    let (k, _) = upsert_contract(&store, contract(d.id, "1000", None), Expected::AnyVersion).await.expect("contract");
+    upsert_contract(&store, contract(d.id, "1000", None), Expected::AnyVersion).await.expect("contract again");
     transition_contract(&store, k.id, 2, ContractStatus::Sent).await.expect("send");
-    let (c, _) = upsert_campaign(&store, campaign(&p.lines[0], Some("yd"), "10"), None).await.expect("campaign");
+    let (c, _) =
+        upsert_campaign(&store, campaign(&p.lines[0], Some("yd"), "10"), Expected::AnyVersion).await.expect("campaign");
     record_campaign_stats(&store, c.id, vec![day("2025-03-05", "1")]).await.expect("stats");
 
     let expected: [(&str, Uuid, &[&str]); 4] = [
@@ -445,9 +461,9 @@ async fn only_records_nothing_refers_to_are_deleted(store: Store) {
     )
     .await
     .expect("a proposal");
-    let (c, _) = upsert_contract(&store, contract(d.id, "500", None), None).await.expect("a contract");
+    let (c, _) = upsert_contract(&store, contract(d.id, "500", None), Expected::AnyVersion).await.expect("a contract");
     let draft_campaign = NewCampaign { status: CampaignStatus::Draft, ..campaign(&p.lines[0], Some("yd-1"), "100") };
-    let (camp, _) = upsert_campaign(&store, draft_campaign, None).await.expect("a campaign");
+    let (camp, _) = upsert_campaign(&store, draft_campaign, Expected::AnyVersion).await.expect("a campaign");
 
     let not_deletable = |e: MasterDealStoreError, what: &str| {
         assert!(matches!(&e, MasterDealStoreError::NotDeletable { what: w, .. } if *w == what), "{e:?}");
@@ -474,13 +490,16 @@ async fn only_records_nothing_refers_to_are_deleted(store: Store) {
     let e = delete_contract(&store, c.id, sent.version).await.expect_err("sent");
     assert!(not_deletable(e, "contract").contains("terminated, not deleted"));
 
-    let (second, _) =
-        upsert_contract(&store, NewContract { number: "C-2".to_owned(), ..contract(d.id, "500", None) }, None)
-            .await
-            .expect("a draft contract");
+    let (second, _) = upsert_contract(
+        &store,
+        NewContract { number: "C-2".to_owned(), ..contract(d.id, "500", None) },
+        Expected::AnyVersion,
+    )
+    .await
+    .expect("a draft contract");
     assert_eq!(delete_contract(&store, second.id, 1).await.expect("a draft contract").id, second.id);
     let spare = NewCampaign { status: CampaignStatus::Draft, ..campaign(&p.lines[0], Some("yd-2"), "50") };
-    let (spare, _) = upsert_campaign(&store, spare, None).await.expect("a spare campaign");
+    let (spare, _) = upsert_campaign(&store, spare, Expected::AnyVersion).await.expect("a spare campaign");
     assert_eq!(delete_campaign(&store, spare.id, 1).await.expect("draft, no stats").id, spare.id);
     assert_eq!(get_campaign(&store, spare.id).await.expect("get"), None);
 

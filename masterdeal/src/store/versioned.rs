@@ -7,6 +7,25 @@ use uuid::Uuid;
 use super::MasterDealStoreError;
 use crate::domain::check_version;
 
+/// Which version of an existing record an upsert may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// The record must exist at this version.
+    Version(i64),
+    /// Create it, or overwrite it at whatever version it is: a sync from the system of record.
+    AnyVersion,
+    /// Create it; one that exists is changed only at a version the caller names
+    /// ([`MasterDealStoreError::VersionRequired`]).
+    New,
+}
+
+impl Expected {
+    /// The version the caller named, if any, else `absent`.
+    pub fn or(version: Option<i64>, absent: Expected) -> Expected {
+        version.map_or(absent, Expected::Version)
+    }
+}
+
 /// `Conflict` unless the row read is at the version the caller expects.
 pub(super) fn check(what: &'static str, id: Uuid, expected: i64, actual: i64) -> Result<(), MasterDealStoreError> {
     check_version(expected, actual).map_err(|c| MasterDealStoreError::Conflict {
@@ -36,6 +55,35 @@ pub(super) async fn why_not_updated(
         Some(actual) => MasterDealStoreError::Conflict { what, id: id.to_string(), expected, actual },
         None => MasterDealStoreError::not_found(what, id),
     })
+}
+
+/// Sets the row's `status` if it is still at `expected_version` (version + 1); when it is
+/// not, `Conflict` or `NotFound` as [`why_not_updated`] tells. `table` is one of ours, never
+/// input; `failed` names a failed query (a table's unique index may mean something).
+pub(super) async fn set_status(
+    conn: &mut AnyConnection,
+    (table, what): (&'static str, &'static str),
+    id: Uuid,
+    expected_version: i64,
+    status: &str,
+    failed: impl FnOnce(sqlx::Error) -> MasterDealStoreError,
+) -> Result<(), MasterDealStoreError> {
+    let sql = format!(
+        "UPDATE {table} SET status = $3, version = version + 1, updated_at = $4 \
+         WHERE id = $1 AND version = $2 RETURNING id"
+    );
+    let updated = sqlx::query(AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .bind(expected_version)
+        .bind(status.to_owned())
+        .bind(super::now_millis())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(failed)?;
+    if updated.is_none() {
+        return Err(why_not_updated(conn, table, what, id, expected_version).await?);
+    }
+    Ok(())
 }
 
 /// A unique index refused the write: another writer got there first.

@@ -34,6 +34,7 @@ pub(super) fn store_error(e: MasterDealStoreError) -> Error {
         }),
         E::Rule(_) => coded("RULE_VIOLATION", message),
         E::NotDeletable { .. } => coded("NOT_DELETABLE", message),
+        E::VersionRequired { .. } => coded("PRECONDITION_REQUIRED", format!("{message}: send expectedVersion")),
         E::Invalid(_) => coded("INVALID_INPUT", message),
         E::Raced { .. } => coded("CONFLICT", message),
         E::Query { ref source, .. } if crate::store::is_constraint_violation(source) => coded("CONFLICT", message),

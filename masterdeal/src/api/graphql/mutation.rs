@@ -138,10 +138,8 @@ impl MutationRoot {
         expected_version: Option<i64>,
     ) -> Result<Contract> {
         let contract = input.into_new(parse::id("dealId", &deal_id)?)?;
-        let store = &scope(ctx)?.store;
-        let existing = store::get_contract_by_number(store, &contract.number).await.coded()?;
-        version_when_exists("contract", existing.map(|c| (c.id, c.version)), expected_version)?;
-        let (row, _created) = store::upsert_contract(store, contract, expected_version).await.coded()?;
+        let expected = store::Expected::or(expected_version, store::Expected::New);
+        let (row, _created) = store::upsert_contract(&scope(ctx)?.store, contract, expected).await.coded()?;
         Ok(Contract(row))
     }
 
@@ -184,11 +182,8 @@ impl MutationRoot {
             platform_campaign_id: input.platform_campaign_id,
             name: input.name,
         };
-        if let Some(platform_id) = &campaign.platform_campaign_id {
-            let existing = store::get_campaign_by_platform_id(store, &campaign.platform, platform_id).await.coded()?;
-            version_when_exists("campaign", existing.map(|c| (c.id, c.version)), expected_version)?;
-        }
-        let (row, _created) = store::upsert_campaign(store, campaign, expected_version).await.coded()?;
+        let expected = store::Expected::or(expected_version, store::Expected::New);
+        let (row, _created) = store::upsert_campaign(store, campaign, expected).await.coded()?;
         Ok(Campaign(row))
     }
 
@@ -249,17 +244,6 @@ impl MutationRoot {
         let uuid = parse::id("id", &id)?;
         store::delete_campaign(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
         Ok(id)
-    }
-}
-
-/// An upsert of a record that exists changes it only at the version its caller read.
-fn version_when_exists(what: &str, existing: Option<(uuid::Uuid, i64)>, expected_version: Option<i64>) -> Result<()> {
-    match (existing, expected_version) {
-        (Some((id, version)), None) => Err(coded(
-            "PRECONDITION_REQUIRED",
-            format!("{what} `{id}` exists (version {version}): send expectedVersion to update it"),
-        )),
-        _ => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::api::cursor;
 use crate::api::wire::{ApiError, Reply, Req, not_modified};
 use crate::connector::ops;
 use crate::domain::{CampaignStatus, ContractStatus, DealStatus, PlanStatus, ProposalStatus};
-use crate::store::{self, MasterDealStoreError};
+use crate::store::{self, Expected, MasterDealStoreError};
 
 pub(super) async fn handle(
     api: &MasterDealApi,
@@ -115,11 +115,7 @@ pub(super) async fn handle(
         }
         Op::UpsertContract => {
             let input = optional_version(req, with_id(req, "deal_id", body(req)?)?)?;
-            if let Some(number) = input.get("number").and_then(Value::as_str) {
-                let existing = store::get_contract_by_number(store, number).await?;
-                version_when_exists(req, &input, existing.map(|c| c.version))?;
-            }
-            upserted(req, ops::upsert_contract(store, &input).await?, "contracts")
+            upserted(req, ops::upsert_contract(store, &input, Expected::New).await?, "contracts")
         }
         Op::GetContract => {
             let id = req.id("id")?;
@@ -134,15 +130,7 @@ pub(super) async fn handle(
         }
         Op::UpsertCampaign => {
             let input = optional_version(req, body(req)?)?;
-            let key = (
-                input.get("platform").and_then(Value::as_str),
-                input.get("platform_campaign_id").and_then(Value::as_str),
-            );
-            if let (Some(platform), Some(platform_id)) = key {
-                let existing = store::get_campaign_by_platform_id(store, platform, platform_id).await?;
-                version_when_exists(req, &input, existing.map(|c| c.version))?;
-            }
-            upserted(req, ops::upsert_campaign(store, &input).await?, "campaigns")
+            upserted(req, ops::upsert_campaign(store, &input, Expected::New).await?, "campaigns")
         }
         Op::GetCampaign => {
             let id = req.id("id")?;
@@ -243,15 +231,6 @@ fn with_version(req: &Req, mut input: Value) -> Result<Value, ApiError> {
 fn optional_version(req: &Req, input: Value) -> Result<Value, ApiError> {
     let given = req.headers.contains_key(http::header::IF_MATCH) || input.get("expected_version").is_some();
     if given { with_version(req, input) } else { Ok(input) }
-}
-
-/// An upsert of a record that exists (at `existing`) changes it only at the version its
-/// caller read: 428 without one, as for every other change.
-fn version_when_exists(req: &Req, input: &Value, existing: Option<i64>) -> Result<(), ApiError> {
-    if existing.is_some() && input.get("expected_version").is_none() {
-        req.expected_version(None)?;
-    }
-    Ok(())
 }
 
 /// A transition's input: `{"to": …}` from the body, the id from the path, the version from If-Match.

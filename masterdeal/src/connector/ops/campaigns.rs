@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{decimal, input, rejected, reply, upsert_reply};
 use crate::domain::{CampaignStatus, Currency, Money, Period};
-use crate::store::{self, MasterDealStoreError, NewCampaign, NewDayStats};
+use crate::store::{self, Expected, MasterDealStoreError, NewCampaign, NewDayStats};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +60,12 @@ struct SummaryIn {
     deal_id: Uuid,
 }
 
-pub(crate) async fn upsert_campaign(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+/// `absent`: what an input without `expected_version` may do to an existing campaign.
+pub(crate) async fn upsert_campaign(
+    store: &Store,
+    body: &Value,
+    absent: Expected,
+) -> Result<Value, MasterDealStoreError> {
     let q: CampaignIn = input(body)?;
     let currency = match &q.currency {
         Some(code) => Currency::parse(code).map_err(rejected)?,
@@ -80,7 +85,7 @@ pub(crate) async fn upsert_campaign(store: &Store, body: &Value) -> Result<Value
         flight: Period::new(q.flight_from, q.flight_to).map_err(rejected)?,
         budget: Money::new(decimal("budget", &q.budget)?, currency),
     };
-    let (row, created) = store::upsert_campaign(store, campaign, q.expected_version).await?;
+    let (row, created) = store::upsert_campaign(store, campaign, Expected::or(q.expected_version, absent)).await?;
     Ok(upsert_reply(&row, created))
 }
 

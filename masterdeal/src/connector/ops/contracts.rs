@@ -1,6 +1,6 @@
 //! `upsert_contract` (by number, checked against the approved plan) and `transition_contract`.
 
-use crate::store::MasterDealStoreError;
+use crate::store::{Expected, MasterDealStoreError};
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -34,7 +34,12 @@ fn unpaid() -> PaymentStatus {
     PaymentStatus::Unpaid
 }
 
-pub(crate) async fn upsert_contract(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+/// `absent`: what an input without `expected_version` may do to an existing contract.
+pub(crate) async fn upsert_contract(
+    store: &Store,
+    body: &Value,
+    absent: Expected,
+) -> Result<Value, MasterDealStoreError> {
     let q: ContractIn = input(body)?;
     let currency = Currency::parse(&q.currency).map_err(rejected)?;
     let contract = NewContract {
@@ -46,7 +51,7 @@ pub(crate) async fn upsert_contract(store: &Store, body: &Value) -> Result<Value
         billing_ids: q.billing_ids,
         payment_status: q.payment_status,
     };
-    let (row, created) = store::upsert_contract(store, contract, q.expected_version).await?;
+    let (row, created) = store::upsert_contract(store, contract, Expected::or(q.expected_version, absent)).await?;
     Ok(upsert_reply(&row, created))
 }
 
