@@ -47,7 +47,8 @@ fn main() {
     let out = engine.run(&script, input()).expect("runs").body;
 
     let n = 20_000;
-    time("parse deal.json", n, || drop(black_box(serde_json::from_slice::<serde_json::Value>(&deal))));
+    time("parse deal.json (serde_json)", n, || drop(black_box(serde_json::from_slice::<serde_json::Value>(&deal))));
+    time("parse deal.json (json::from_slice)", n, || drop(black_box(junction_engine::json::from_slice(&deal, 100))));
     time("validate against crm-deal.json", n, || drop(black_box(schema.violations(&value))));
     time("clone the message", n, || drop(black_box(msg.clone())));
     time("transform (Rhai, whole run)", n, || drop(black_box(engine.run(&script, input()))));

@@ -25,6 +25,7 @@ pub mod config;
 pub mod connector;
 pub mod gateway;
 pub mod graph;
+pub mod json;
 pub mod message;
 pub mod redact;
 pub mod route;

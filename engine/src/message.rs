@@ -114,7 +114,8 @@ impl Body {
 
     /// Reads bytes as JSON when they parse, keeps them as bytes otherwise.
     pub fn from_bytes_lenient(bytes: Bytes) -> Self {
-        match serde_json::from_slice(&bytes) {
+        // As deep as serde_json itself reads.
+        match crate::json::from_slice(&bytes, 128) {
             Ok(v) => Body::Json(v),
             Err(_) => Body::Bytes(bytes),
         }

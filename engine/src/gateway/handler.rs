@@ -226,7 +226,9 @@ async fn accept(
             result
         })
     };
+    // `run` first: most runs finish on their first poll, and then the timer is never armed.
     let result = tokio::select! {
+        biased;
         r = &mut run => match r {
             Ok(r) => r,
             Err(panic) => {
@@ -341,50 +343,58 @@ fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<B
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Json(Value::Null));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Box::new(
+    match crate::json::from_slice(&bytes, MAX_BODY_DEPTH) {
+        Ok(value) => Ok(Body::Json(value)),
+        Err(crate::json::ReadError::Syntax(e)) => Err(Box::new(
             Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Request body is not valid JSON", format!("{e}"))
                 .with("line", json!(e.line()))
                 .with("column", json!(e.column())),
-        )
-    })?;
-    if nested_deeper_than(&value, MAX_BODY_DEPTH) {
-        return Err(Box::new(Problem::new(
+        )),
+        Err(crate::json::ReadError::TooDeep) => Err(Box::new(Problem::new(
             StatusCode::BAD_REQUEST,
             "too-deeply-nested",
             "Request body is nested too deeply",
             format!("arrays and objects may nest at most {MAX_BODY_DEPTH} levels"),
-        )));
+        ))),
     }
-    Ok(Body::Json(value))
 }
 
 /// How deeply an accepted body may nest: well inside what the store can read back (serde_json
 /// stops at 128 levels, and a stored message wraps the body in two more).
 const MAX_BODY_DEPTH: usize = 100;
 
-fn nested_deeper_than(value: &Value, levels: usize) -> bool {
-    match value {
-        Value::Array(items) => levels == 0 || items.iter().any(|v| nested_deeper_than(v, levels - 1)),
-        Value::Object(map) => levels == 0 || map.values().any(|v| nested_deeper_than(v, levels - 1)),
-        _ => false,
-    }
-}
-
 /// Request headers as message headers, without credentials (they must never reach a log, the
 /// store or a downstream system by accident).
 fn request_headers(headers: &HeaderMap) -> Map<String, Value> {
-    headers
-        .iter()
-        .filter(|(name, _)| !is_credential(name.as_str()))
-        .filter_map(|(name, v)| v.to_str().ok().map(|v| (name.as_str().to_owned(), Value::String(v.to_owned()))))
-        .collect()
+    let mut out = Map::with_capacity(headers.len());
+    for (name, v) in headers {
+        if let Ok(v) = v.to_str()
+            && !is_credential(name.as_str())
+        {
+            out.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    out
 }
 
-/// Header names that carry secrets: the standard ones, and the usual custom spellings.
+/// Header names that carry secrets: the standard ones, and the usual custom spellings (a name
+/// containing token, secret, password, api-key, apikey, signature or session).
 fn is_credential(name: &str) -> bool {
-    matches!(name, "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
-        || ["token", "secret", "password", "api-key", "apikey", "signature", "session"].iter().any(|w| name.contains(w))
+    if matches!(name, "authorization" | "proxy-authorization" | "cookie" | "set-cookie") {
+        return true;
+    }
+    // One pass over the name, looking for a word only where its first letter is.
+    let name = name.as_bytes();
+    (0..name.len()).any(|i| {
+        let rest = &name[i..];
+        match rest[0] {
+            b't' => rest.starts_with(b"token"),
+            b's' => rest.starts_with(b"secret") || rest.starts_with(b"signature") || rest.starts_with(b"session"),
+            b'p' => rest.starts_with(b"password"),
+            b'a' => rest.starts_with(b"api-key") || rest.starts_with(b"apikey"),
+            _ => false,
+        }
+    })
 }
 
 fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, request_id: &str) -> Map<String, Value> {
@@ -399,7 +409,7 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
             (percent_decode(k), Value::String(percent_decode(v)))
         })
         .collect();
-    let mut m = Map::new();
+    let mut m = Map::with_capacity(5);
     m.insert("method".into(), Value::String(parts.method.to_string()));
     m.insert("path".into(), Value::String(parts.uri.path().to_owned()));
     m.insert("params".into(), Value::Object(params.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
@@ -479,7 +489,9 @@ fn reply(mut out: Vec<Message>) -> Response<Full<Bytes>> {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(value).expect("a JSON value always serializes");
+    // Sized for a typical answer up front rather than grown a few bytes at a time.
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, value).expect("a JSON value always serializes");
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -499,21 +511,43 @@ mod tests {
 
     #[test]
     fn credentials_are_recognised() {
-        for h in ["authorization", "cookie", "x-api-key", "x-auth-token", "x-hub-signature-256", "x-client-secret"] {
+        for h in [
+            "authorization",
+            "cookie",
+            "x-api-key",
+            "apikey",
+            "x-auth-token",
+            "x-hub-signature-256",
+            "x-client-secret",
+            "x-session-id",
+            "db-password",
+        ] {
             assert!(is_credential(h), "{h}");
         }
-        for h in ["content-type", "x-request-id", "user-agent"] {
+        for h in ["content-type", "x-request-id", "user-agent", "accept", "traceparent", "x-stage", "a", ""] {
             assert!(!is_credential(h), "{h}");
         }
     }
 
-    #[test]
-    fn limits_nesting() {
-        let mut v = json!(1);
-        for _ in 0..MAX_BODY_DEPTH {
-            v = json!([v]);
-        }
-        assert!(!nested_deeper_than(&v, MAX_BODY_DEPTH));
-        assert!(nested_deeper_than(&json!([v]), MAX_BODY_DEPTH));
+    /// The problem `parse_body` answers with: its status and type.
+    async fn refusal(bytes: Bytes) -> (StatusCode, String) {
+        let problem = parse_body(&HeaderMap::new(), bytes, true).err().expect("refused");
+        let resp = problem.into_response("r");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("a full body").to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("problem+json");
+        (status, body["type"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned())
+    }
+
+    #[tokio::test]
+    async fn limits_nesting() {
+        let nested = |levels: usize| Bytes::from(format!("{}1{}", "[".repeat(levels), "]".repeat(levels)));
+        assert!(parse_body(&HeaderMap::new(), nested(MAX_BODY_DEPTH), true).is_ok());
+        assert_eq!(refusal(nested(MAX_BODY_DEPTH + 1)).await, (StatusCode::BAD_REQUEST, "too-deeply-nested".into()));
+        assert_eq!(refusal(nested(1000)).await, (StatusCode::BAD_REQUEST, "too-deeply-nested".into()));
+        assert_eq!(
+            refusal(Bytes::from_static(b"{\"a\": }")).await,
+            (StatusCode::BAD_REQUEST, "malformed-json".into())
+        );
     }
 }

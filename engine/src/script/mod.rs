@@ -66,7 +66,8 @@ pub struct ScriptInput<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScriptOutput {
     pub body: Value,
-    pub headers: Map<String, Value>,
+    /// `None` when the script never names `headers`: they are the input's, unchanged.
+    pub headers: Option<Map<String, Value>>,
 }
 
 impl ScriptEngine {
@@ -95,7 +96,7 @@ impl ScriptEngine {
     /// Run a transform. If the script's last expression yields a value other than unit `()`,
     /// that value is the new body; otherwise (the script ends in a statement) the new body
     /// is `body` as the script left it. Headers are read back the same way, so scripts may
-    /// set them (`headers.x = 1`).
+    /// set them (`headers.x = 1`); a script that never names them leaves them alone.
     pub fn run(&self, script: &Script, input: ScriptInput<'_>) -> Result<ScriptOutput, ScriptError> {
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?;
@@ -104,7 +105,7 @@ impl ScriptEngine {
         } else {
             vars::to_json(&script.name, "result", result)?
         };
-        let headers = vars::take_headers(&script.name, &mut scope, input.headers)?;
+        let headers = vars::take_headers(&script.name, &mut scope)?;
         Ok(ScriptOutput { body, headers })
     }
 

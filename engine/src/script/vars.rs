@@ -66,18 +66,14 @@ pub(super) fn take_body(script: &str, scope: &mut Scope<'_>, input: &Value) -> R
     }
 }
 
-/// The `headers` the script left behind; they must still be an object map.
-pub(super) fn take_headers(
-    script: &str,
-    scope: &mut Scope<'_>,
-    input: &Map<String, Value>,
-) -> Result<Map<String, Value>, ScriptError> {
+/// The `headers` the script left behind, if it named them; they must still be an object map.
+pub(super) fn take_headers(script: &str, scope: &mut Scope<'_>) -> Result<Option<Map<String, Value>>, ScriptError> {
     let Some(headers) = scope.remove::<Dynamic>(HEADERS) else {
-        return Ok(input.clone());
+        return Ok(None);
     };
     let type_name = headers.type_name();
     match to_json(script, HEADERS, headers)? {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => Ok(Some(map)),
         _ => Err(ScriptError::new(
             ScriptErrorKind::Runtime,
             script,

@@ -55,7 +55,9 @@ impl Step for Enrich {
                 let out = self
                     .engine
                     .run(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &vars })?;
-                msg.headers = out.headers;
+                if let Some(headers) = out.headers {
+                    msg.headers = headers;
+                }
                 out.body
             }
             None => shallow_merge(body, reply),

@@ -55,7 +55,9 @@ impl Step for Transform {
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         let out = super::eval::with_input(&msg, |input| self.engine.run(&self.script, input))?;
         msg.body = Body::Json(out.body);
-        msg.headers = out.headers;
+        if let Some(headers) = out.headers {
+            msg.headers = headers;
+        }
         Ok(Outcome::One(msg))
     }
 }

@@ -69,7 +69,8 @@ fn failure(source: &str) -> ScriptError {
 fn last_expression_replaces_the_body() -> Result<(), ScriptError> {
     let output = run("let total = body.amount * 2;\n#{ deal: body.id, total: total, rate: body.rate }")?;
     assert_eq!(output.body, json!({ "deal": "D-1", "rate": 1.5, "total": 2500 }));
-    assert_eq!(output.headers, Fixture::new().headers);
+    // A script that never names `headers` leaves them as they were.
+    assert_eq!(output.headers, None);
     Ok(())
 }
 
@@ -86,7 +87,7 @@ fn a_script_ending_in_a_statement_keeps_the_modified_body() -> Result<(), Script
 #[test]
 fn headers_written_by_the_script_come_back() -> Result<(), ScriptError> {
     let output = run(r#"headers.priority = 1; headers["x-deal"] = body.id;"#)?;
-    assert_eq!(Value::Object(output.headers), json!({ "priority": 1, "source": "crm", "x-deal": "D-1" }));
+    assert_eq!(output.headers.map(Value::Object), Some(json!({ "priority": 1, "source": "crm", "x-deal": "D-1" })));
     Ok(())
 }
 
