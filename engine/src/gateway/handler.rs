@@ -545,9 +545,6 @@ mod tests {
         assert!(parse_body(&HeaderMap::new(), nested(MAX_BODY_DEPTH), true).is_ok());
         assert_eq!(refusal(nested(MAX_BODY_DEPTH + 1)).await, (StatusCode::BAD_REQUEST, "too-deeply-nested".into()));
         assert_eq!(refusal(nested(1000)).await, (StatusCode::BAD_REQUEST, "too-deeply-nested".into()));
-        assert_eq!(
-            refusal(Bytes::from_static(b"{\"a\": }")).await,
-            (StatusCode::BAD_REQUEST, "malformed-json".into())
-        );
+        assert_eq!(refusal(Bytes::from_static(b"{\"a\": }")).await, (StatusCode::BAD_REQUEST, "malformed-json".into()));
     }
 }
