@@ -531,7 +531,7 @@ mod tests {
 
     /// The problem `parse_body` answers with: its status and type.
     async fn refusal(bytes: Bytes) -> (StatusCode, String) {
-        let problem = parse_body(&HeaderMap::new(), bytes, true).err().expect("refused");
+        let problem = parse_body(&HeaderMap::new(), bytes, true).expect_err("refused");
         let resp = problem.into_response("r");
         let status = resp.status();
         let body = resp.into_body().collect().await.expect("a full body").to_bytes();
