@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn takes_the_usual_bodies_itself() {
         for text in [
-            include_str!("../../../../shared/bench/deal.json"),
+            include_str!("../../../examples/crm-deal.json"),
             r#"{"a":[1,-2,0,-9223372036854775808,18446744073709551615],"b":{"c":[],"d":{}},"e":null}"#,
             r#"{"amount":1250000.5,"rate":-0.25,"big":1e300,"exp":2E-3,"neg_zero":-0,"huge":123456789012345678901}"#,
             "{\"s\":\"tab\\t quote\\\" slash\\/ back\\\\ \\u00e9\\u0000 кириллица ✓\",\"t\":true,\"f\":false}",

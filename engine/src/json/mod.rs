@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn mangled_texts_read_as_serde_json_reads_them() {
         let seeds: [&[u8]; 5] = [
-            include_bytes!("../../../../shared/bench/deal.json"),
+            include_bytes!("../../../examples/crm-deal.json"),
             br#"{"a":[1,-2,3.5e-3,null,true,false,"x\u00e9\n\"q\""],"b":{"c":[],"d":{}},"n":-0}"#,
             "[\"кириллица ✓\", 18446744073709551615, -9223372036854775808, 1e300, {\"k\":[]}]".as_bytes(),
             br#"  {"dup":1, "dup":{"x":[2,3]} , "s":"\/\b\f\r\t\\"} "#,
