@@ -6,14 +6,14 @@
 //! Giving up is always safe, so this path only has to be right about what it accepts: the
 //! same `Value` serde_json would build, member order and repeated keys included.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 /// `bytes` as one JSON value nesting at most `max_depth` levels, or `None` to say "read it
 /// the careful way".
 pub(super) fn read(bytes: &[u8], max_depth: usize) -> Option<Value> {
     // One check for the whole text: every string in it is then valid UTF-8 as it stands.
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut reader = Reader { text, bytes, pos: 0, members: Vec::with_capacity(16), items: Vec::with_capacity(16) };
+    let mut reader = Reader { text, pos: 0, members: Vec::with_capacity(16), items: Vec::with_capacity(16) };
     let value = reader.value(max_depth)?;
     reader.skip_whitespace();
     (reader.pos == bytes.len()).then_some(value)
@@ -21,7 +21,6 @@ pub(super) fn read(bytes: &[u8], max_depth: usize) -> Option<Value> {
 
 struct Reader<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     pos: usize,
     /// Members and items of the objects and arrays being read, shared by the whole document
     /// so each map or vector is built once, at its final size.
@@ -31,7 +30,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
     }
 
     fn skip_whitespace(&mut self) {
@@ -64,7 +63,7 @@ impl Reader<'_> {
 
     fn literal(&mut self, word: &str, value: Value) -> Option<Value> {
         let end = self.pos + word.len();
-        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| {
+        (self.text.as_bytes().get(self.pos..end)? == word.as_bytes()).then(|| {
             self.pos = end;
             value
         })
@@ -93,13 +92,7 @@ impl Reader<'_> {
                 }
             }
         }
-        let members = self.members.drain(start..);
-        let mut object = Map::with_capacity(members.len());
-        for (key, value) in members {
-            // A repeated key keeps its first place and takes the last value, as in serde_json.
-            object.insert(key, value);
-        }
-        Some(Value::Object(object))
+        Some(super::object_of(self.members.drain(start..)))
     }
 
     fn array(&mut self, depth: usize) -> Option<Value> {
@@ -125,7 +118,7 @@ impl Reader<'_> {
         self.pos += 1;
         let start = self.pos;
         loop {
-            match *self.bytes.get(self.pos)? {
+            match *self.text.as_bytes().get(self.pos)? {
                 b'"' => {
                     let s = self.text.get(start..self.pos)?.to_owned();
                     self.pos += 1;
@@ -165,7 +158,7 @@ impl Reader<'_> {
     /// One escape at `pos` (its backslash). Surrogate pairs and anything unusual are left to
     /// serde_json, which also knows how to word the errors.
     fn escape(&mut self) -> Option<char> {
-        let c = match *self.bytes.get(self.pos + 1)? {
+        let c = match *self.text.as_bytes().get(self.pos + 1)? {
             b'"' => '"',
             b'\\' => '\\',
             b'/' => '/',

@@ -150,13 +150,18 @@ impl<'de> Visitor<'de> for Node<'_> {
             let value = map.next_value_seed(Node { depth: inner.depth, scratch: &mut *inner.scratch })?;
             inner.scratch.members.push((key, value));
         }
-        let members = inner.scratch.members.drain(start..);
-        let mut object = Map::with_capacity(members.len());
-        for (key, value) in members {
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
+        Ok(object_of(inner.scratch.members.drain(start..)))
     }
+}
+
+/// An object of `members`, in their order; a repeated key keeps its first place and takes the
+/// last value, as in serde_json.
+fn object_of(members: impl ExactSizeIterator<Item = (String, Value)>) -> Value {
+    let mut object = Map::with_capacity(members.len());
+    for (key, value) in members {
+        object.insert(key, value);
+    }
+    Value::Object(object)
 }
 
 #[cfg(test)]

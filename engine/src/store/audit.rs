@@ -157,8 +157,6 @@ impl Store {
     }
 }
 
-/// `INSERT … VALUES ($1, …), ($10, …)` for `rows` entries. Only placeholders are formatted
-/// in; the values are always bound.
 /// The INSERT of `rows` entries (1 to [`ROWS_PER_INSERT`]), built once per size: a batch of
 /// audit records would otherwise format 144 placeholders per statement it sends.
 fn insert_sql(rows: usize) -> &'static str {
@@ -166,6 +164,8 @@ fn insert_sql(rows: usize) -> &'static str {
     &SQL[rows]
 }
 
+/// `INSERT … VALUES ($1, …), ($10, …)` for `rows` entries. Only placeholders are formatted
+/// in; the values are always bound.
 fn build_insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO audit (at, actor, actor_kind, action, target, outcome, status, request_id, detail) VALUES ",
