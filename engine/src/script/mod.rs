@@ -16,10 +16,13 @@
 //! - `library`: functions for dates, ids, hashing, encodings and JSON; `money`: decimal
 //!   arithmetic for amounts.
 //! - `error`: [`ScriptError`], sorted into [`ScriptErrorKind`]s.
+//! - `lowered`: the same scripts run without rhai's interpreter, where they can be, for speed;
+//!   a lowered run answers as rhai would or hands the run to rhai.
 
 mod convert;
 mod error;
 mod library;
+mod lowered;
 mod money;
 mod sandbox;
 mod vars;
@@ -43,6 +46,8 @@ pub struct ScriptEngine {
     engine: Arc<Engine>,
     /// Wall-clock time per run, enforced alongside the operation limit (see `sandbox`).
     budget: Option<Duration>,
+    /// The limits lowered runs stay under (see `lowered`).
+    lowered_limits: lowered::Limits,
 }
 
 /// A compiled script or expression, ready to run any number of times. Cloning is cheap.
@@ -51,6 +56,8 @@ pub struct Script {
     ast: Arc<AST>,
     name: Arc<str>,
     uses: vars::Uses,
+    /// The script without rhai's interpreter, when all of it can be lowered.
+    lowered: Option<Arc<lowered::Program>>,
 }
 
 /// What a run sees: the message, borrowed.
@@ -76,7 +83,7 @@ impl ScriptEngine {
         let (mut engine, budget) = sandbox::sandboxed_engine(limits);
         library::register(&mut engine);
         money::register(&mut engine);
-        Self { engine: Arc::new(engine), budget }
+        Self { engine: Arc::new(engine), budget, lowered_limits: lowered::Limits::of(limits) }
     }
 
     /// Compile a whole script (a transform). `name` is the file name (e.g.
@@ -98,6 +105,12 @@ impl ScriptEngine {
     /// is `body` as the script left it. Headers are read back the same way, so scripts may
     /// set them (`headers.x = 1`); a script that never names them leaves them alone.
     pub fn run(&self, script: &Script, input: ScriptInput<'_>) -> Result<ScriptOutput, ScriptError> {
+        // A script that names `headers` hands them back, which only rhai does.
+        if let Some(program) = script.lowered.as_deref().filter(|_| !script.uses.headers)
+            && let Some(body) = program.run(input.body, script.uses.body, self.lowered_limits)
+        {
+            return Ok(ScriptOutput { body, headers: None });
+        }
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?;
         let body = if result.is_unit() {
@@ -111,6 +124,9 @@ impl ScriptEngine {
 
     /// Evaluate an expression (or script) and return its value as JSON; unit becomes `null`.
     pub fn eval(&self, script: &Script, input: ScriptInput<'_>) -> Result<Value, ScriptError> {
+        if let Some(value) = script.lowered.as_deref().and_then(|p| p.eval(input.body, self.lowered_limits)) {
+            return Ok(value);
+        }
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?;
         vars::to_json(&script.name, "result", result)
@@ -118,6 +134,9 @@ impl ScriptEngine {
 
     /// Evaluate an expression that must yield a bool (filters, choices).
     pub fn eval_bool(&self, script: &Script, input: ScriptInput<'_>) -> Result<bool, ScriptError> {
+        if let Some(value) = script.lowered.as_deref().and_then(|p| p.eval_bool(input.body, self.lowered_limits)) {
+            return Ok(value);
+        }
         let mut scope = vars::scope_for(&script.name, script.uses, &input)?;
         let result = self.evaluate(script, &mut scope)?.flatten();
         result.as_bool().map_err(|type_name| {
@@ -139,7 +158,8 @@ impl Script {
     fn new(name: &str, source: &str, mut ast: AST) -> Self {
         // The source name shows in `debug` output and in rhai's own messages.
         ast.set_source(name);
-        Self { ast: Arc::new(ast), name: name.into(), uses: vars::Uses::scan(source) }
+        let lowered = lowered::lower(&ast).map(Arc::new);
+        Self { ast: Arc::new(ast), name: name.into(), uses: vars::Uses::scan(source), lowered }
     }
 
     /// The name given at compile: the file name, or "inline".

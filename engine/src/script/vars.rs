@@ -18,9 +18,9 @@ const META: &str = "meta";
 /// or modules, a variable can only be reached through its name written in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Uses {
-    body: bool,
-    headers: bool,
-    meta: bool,
+    pub(super) body: bool,
+    pub(super) headers: bool,
+    pub(super) meta: bool,
 }
 
 impl Uses {
