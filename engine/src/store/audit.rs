@@ -10,7 +10,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row};
 
-use super::{Store, StoreError, now_millis};
+use super::{Backend, Store, StoreError, now_millis};
 
 #[cfg(test)]
 mod tests;
@@ -20,11 +20,9 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Parameters each row binds, in [`bind_entry`]'s order.
 const PARAMS_PER_ROW: usize = 9;
-/// Rows per INSERT in a batch. Small on purpose: SQLite looks bound parameters up by name in
-/// a list, so binding costs grow with the square of a statement's parameters (at 100 rows
-/// that lookup and re-preparing were most of the writer's time). With 16, the few statement
-/// sizes a batch can need all stay prepared.
-const ROWS_PER_INSERT: usize = 16;
+/// Rows per INSERT in a batch. With 16, the few statement sizes a batch can need all stay
+/// prepared (at 100 rows, re-preparing was most of the writer's time).
+const ROWS_PER_INSERT: usize = 64;
 
 /// What happened, as the gateway or the admin API reports it; the store adds the id and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +81,7 @@ pub struct AuditFilter {
 impl Store {
     /// Appends one entry and returns its id.
     pub async fn audit_append(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        let sql = format!("{} RETURNING id", insert_sql(1));
+        let sql = format!("{} RETURNING id", insert_sql(self.backend(), 1));
         let _writer = self.write_guard().await;
         let row = bind_entry(sqlx::query(AssertSqlSafe(sql)), entry, now_millis())
             .fetch_one(&self.pool)
@@ -103,7 +101,7 @@ impl Store {
         let _writer = self.write_guard().await;
         let mut tx = self.pool.begin().await.map_err(err())?;
         for chunk in entries.chunks(ROWS_PER_INSERT) {
-            let query = sqlx::query(insert_sql(chunk.len()));
+            let query = sqlx::query(insert_sql(self.backend(), chunk.len()));
             let query = chunk.iter().fold(query, |query, entry| bind_entry(query, entry, at));
             query.execute(&mut *tx).await.map_err(err())?;
         }
@@ -157,16 +155,24 @@ impl Store {
     }
 }
 
-/// The INSERT of `rows` entries (1 to [`ROWS_PER_INSERT`]), built once per size: a batch of
-/// audit records would otherwise format 144 placeholders per statement it sends.
-fn insert_sql(rows: usize) -> &'static str {
-    static SQL: LazyLock<Vec<String>> = LazyLock::new(|| (0..=ROWS_PER_INSERT).map(build_insert_sql).collect());
-    &SQL[rows]
+/// The INSERT of `rows` entries (1 to [`ROWS_PER_INSERT`]) for `backend`, built once per
+/// size: a batch of audit records would otherwise format 144 placeholders per statement.
+fn insert_sql(backend: Backend, rows: usize) -> &'static str {
+    static NUMBERED: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..=ROWS_PER_INSERT).map(|rows| build_insert_sql(rows, true)).collect());
+    static POSITIONAL: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..=ROWS_PER_INSERT).map(|rows| build_insert_sql(rows, false)).collect());
+    match backend {
+        Backend::Postgres => &NUMBERED[rows],
+        Backend::Sqlite => &POSITIONAL[rows],
+    }
 }
 
-/// `INSERT … VALUES ($1, …), ($10, …)` for `rows` entries. Only placeholders are formatted
-/// in; the values are always bound.
-fn build_insert_sql(rows: usize) -> String {
+/// `INSERT … VALUES ($1, …), ($10, …)` for `rows` entries, or with `?` for each value when
+/// not `numbered`: SQLite binds `?` by position, but finds each `$n` by searching the
+/// statement's list of parameter names, which costs the square of the parameters per row
+/// bound. Only placeholders are formatted in; the values are always bound.
+fn build_insert_sql(rows: usize, numbered: bool) -> String {
     let mut sql = String::from(
         "INSERT INTO audit (at, actor, actor_kind, action, target, outcome, status, request_id, detail) VALUES ",
     );
@@ -175,7 +181,11 @@ fn build_insert_sql(rows: usize) -> String {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for param in first..first + PARAMS_PER_ROW {
             let sep = if param == first { "" } else { ", " };
-            write!(sql, "{sep}${param}").expect("writing to a String cannot fail");
+            if numbered {
+                write!(sql, "{sep}${param}").expect("writing to a String cannot fail");
+            } else {
+                write!(sql, "{sep}?").expect("writing to a String cannot fail");
+            }
         }
         sql.push(')');
     }

@@ -5,10 +5,13 @@
 //! correct only where the rule is known, so each operation lists the types it takes and bails
 //! on the rest.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::rc::Rc;
 
 use serde_json::{Map, Number, Value};
+
+use super::super::vars::MAX_JSON_DEPTH;
 
 /// A lowered script: statements over numbered local slots.
 #[derive(Debug)]
@@ -48,8 +51,7 @@ pub(super) enum Expr {
     /// A base and the links after it: `body.client.name`, `items[0]`, `m.get("k")`.
     Chain(Box<Expr>, Vec<Link>),
     Array(Vec<Expr>),
-    /// Keys in rhai's map order (sorted), each once.
-    Map(Vec<(Box<str>, Expr)>),
+    Map(Box<MapLiteral>),
     Binary(Op, Box<(Expr, Expr)>),
     Neg(Box<Expr>),
     Not(Box<Expr>),
@@ -61,6 +63,14 @@ pub(super) enum Expr {
     Block(Block),
     Interpolated(Vec<Expr>),
     Unique(Box<Expr>),
+}
+
+/// `#{ b: .., a: .. }`: members in source order (rhai evaluates them so), and the order they
+/// take in the map (rhai's maps are sorted by key).
+#[derive(Debug)]
+pub(super) struct MapLiteral {
+    pub(super) members: Vec<(Box<str>, Expr)>,
+    pub(super) sorted: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -131,12 +141,31 @@ pub(super) enum Val<'a> {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Cow<'a, str>),
+    Str(Text<'a>),
     /// An array or object of the input body, read as rhai would read its conversion.
     Json(&'a Value),
     Array(Vec<Val<'a>>, Sizes),
     /// Keys in rhai's order (sorted).
     Map(Vec<(&'a str, Val<'a>)>, Sizes),
+}
+
+/// A string: borrowed from the input or the script, or made by the run and shared, so that
+/// copying it costs no more than rhai's shared strings do.
+#[derive(Debug, Clone)]
+pub(super) enum Text<'a> {
+    Borrowed(&'a str),
+    Shared(Rc<str>),
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
 }
 
 /// Rhai's data-size measure of a value: array elements, map properties and string bytes,
@@ -146,6 +175,9 @@ pub(super) struct Sizes {
     arrays: usize,
     maps: usize,
     strings: usize,
+    /// Levels of arrays and maps, so that no value the run makes nests deeper than JSON may
+    /// (and dropping it cannot exhaust the stack).
+    depth: usize,
 }
 
 impl Program {
@@ -156,9 +188,9 @@ impl Program {
     pub(crate) fn run(&self, body: &Value, uses_body: bool, limits: Limits) -> Option<Value> {
         let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
         match run.block(&self.body).ok()? {
-            Val::Unit if uses_body => Some(normalized(body)),
+            Val::Unit if uses_body => normalized(body, 0),
             Val::Unit => Some(body.clone()),
-            value => to_json(value).ok(),
+            value => to_json(value, 0).ok(),
         }
     }
 
@@ -166,14 +198,14 @@ impl Program {
     #[cfg(test)]
     pub(super) fn operations(&self, body: &Value, limits: Limits) -> Option<u64> {
         let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        to_json(run.block(&self.body).ok()?).ok()?;
+        to_json(run.block(&self.body).ok()?, 0).ok()?;
         Some(run.operations)
     }
 
     /// Evaluates an expression script for its value (`()` is `null`).
     pub(crate) fn eval(&self, body: &Value, limits: Limits) -> Option<Value> {
         let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        to_json(run.block(&self.body).ok()?).ok()
+        to_json(run.block(&self.body).ok()?, 0).ok()
     }
 
     /// Evaluates a condition; `None` also when it is not a bool (rhai's error to give).
@@ -274,11 +306,17 @@ impl<'a> Run<'a> {
         Ok(match expr {
             Expr::Const(c) => constant(c),
             Expr::Body => from_json(self.body),
-            Expr::Local(slot) => self.locals[*slot].clone(),
+            Expr::Local(slot) => {
+                // Copying an array or a map costs its size, as it does in rhai.
+                if let Val::Array(_, sizes) | Val::Map(_, sizes) = &self.locals[*slot] {
+                    self.tick((sizes.arrays + sizes.maps) as u64)?;
+                }
+                self.locals[*slot].clone()
+            }
             Expr::Chain(base, links) => self.chain(base, links)?,
             Expr::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
-                let mut sizes = Sizes::default();
+                let mut sizes = Sizes::CONTAINER;
                 for item in items {
                     let v = self.expr(item)?;
                     sizes = sizes.plus_element(self.sizes_of(&v)?);
@@ -287,16 +325,17 @@ impl<'a> Run<'a> {
                 self.check(sizes)?;
                 Val::Array(out, sizes)
             }
-            Expr::Map(members) => {
-                let mut out = Vec::with_capacity(members.len());
-                let mut sizes = Sizes::default();
-                for (key, value) in members {
+            Expr::Map(map) => {
+                let mut values = Vec::with_capacity(map.members.len());
+                let mut sizes = Sizes::CONTAINER;
+                for (_, value) in &map.members {
                     let v = self.expr(value)?;
                     sizes = sizes.plus_property(self.sizes_of(&v)?);
-                    out.push((&**key, v));
+                    values.push(Some(v));
                 }
                 self.check(sizes)?;
-                Val::Map(out, sizes)
+                let out = map.sorted.iter().map(|&i| (&*map.members[i].0, values[i].take().unwrap_or(Val::Unit)));
+                Val::Map(out.collect(), sizes)
             }
             Expr::Binary(op, operands) => {
                 let lhs = self.expr(&operands.0)?;
@@ -351,7 +390,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 self.check_string(&out)?;
-                Val::Str(Cow::Owned(out))
+                Val::Str(Text::Shared(out.into()))
             }
             Expr::Unique(e) => self.unique(e)?,
         })
@@ -364,36 +403,54 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A chain, evaluated in rhai's order: every index and argument first, then the base, then
+    /// the links from left to right. A local base is read in place rather than copied.
     fn chain(&mut self, base: &'a Expr, links: &'a [Link]) -> Res<Val<'a>> {
-        // A local read through a chain is borrowed rather than copied: `items.len()`.
+        let mut keys = Vec::new();
+        for link in links {
+            if let Link::Index(e) | Link::Get(e) = link {
+                keys.push(self.expr(e)?);
+            }
+        }
+        let mut keys = keys.into_iter();
         let mut links = links.iter();
         let mut value = match base {
             Expr::Local(slot) => {
                 let Some(first) = links.next() else { return Ok(self.locals[*slot].clone()) };
-                let key = self.link_key(first)?;
+                let key = takes_key(first).then(|| keys.next()).flatten();
+                self.receiver(first, *slot)?;
                 apply(&self.locals[*slot], first, key)?
             }
             base => self.expr(base)?,
         };
         for link in links {
             self.tick(2)?;
-            let key = self.link_key(link)?;
+            let key = takes_key(link).then(|| keys.next()).flatten();
+            if is_method(link) {
+                let (sizes, walked) = measure(&value);
+                self.tick(walked)?;
+                self.check(sizes)?;
+            }
             value = apply(&value, link, key)?;
         }
         Ok(value)
     }
 
-    /// The evaluated argument of a link: the index of `[i]`, the key of `get(k)`.
-    fn link_key(&mut self, link: &'a Link) -> Res<Option<Val<'a>>> {
-        match link {
-            Link::Index(e) | Link::Get(e) => Ok(Some(self.expr(e)?)),
-            Link::Prop(_) | Link::Len => Ok(None),
+    /// Rhai checks the data size of a method's receiver (`.len()`, `.get(k)`), even one it
+    /// only reads: so does a lowered run, for a local receiver here.
+    fn receiver(&mut self, link: &Link, slot: usize) -> Res<()> {
+        if is_method(link) {
+            let (sizes, walked) = measure(&self.locals[slot]);
+            self.tick(walked)?;
+            self.check(sizes)?;
         }
+        Ok(())
     }
 
     fn switch(&mut self, switch: &'a Switch) -> Res<Val<'a>> {
         let value = self.expr(&switch.value)?;
         for (case, arms) in &switch.cases {
+            self.tick(1)?;
             if same_case(&value, case)? {
                 for (guard, result) in arms {
                     if self.bool(guard)? {
@@ -419,9 +476,10 @@ impl<'a> Run<'a> {
         };
         self.tick(items.len() as u64)?;
         let mut out: Vec<Val<'a>> = Vec::with_capacity(items.len());
-        let mut sizes = Sizes::default();
+        let mut sizes = Sizes::CONTAINER;
         for item in items {
             let mut seen = false;
+            self.tick(out.len() as u64)?;
             for kept in &out {
                 if same_scalar(kept, &item)? {
                     seen = true;
@@ -460,16 +518,14 @@ impl<'a> Run<'a> {
                 })?
             }
             (op, Int(a), Int(b)) => Bool(compare(op, a.cmp(&b))),
-            (op, Str(a), Str(b)) => Bool(compare(op, a.as_ref().cmp(b.as_ref()))),
+            (op, Str(a), Str(b)) => Bool(compare(op, (*a).cmp(&*b))),
             (Op::Eq, Bool(a), Bool(b)) => Bool(a == b),
             (Op::Ne, Bool(a), Bool(b)) => Bool(a != b),
             (Op::Eq, Unit, Unit) => Bool(true),
             (Op::Ne, Unit, Unit) => Bool(false),
-            (op, a, b) => {
-                let (Some(a), Some(b)) = (as_float(&a), as_float(&b)) else { return Err(Stop::Bail) };
-                let order = a.partial_cmp(&b).ok_or(Stop::Bail)?;
-                Bool(compare(op, order))
-            }
+            // Rhai compares floats with a tolerance (`func/builtin.rs`); mixed types are
+            // false or a function call there. Both are rhai's to answer.
+            _ => return Err(Stop::Bail),
         };
         Ok(v)
     }
@@ -478,31 +534,28 @@ impl<'a> Run<'a> {
     fn concat(&mut self, op: Op, a: Val<'a>, b: Val<'a>) -> Res<Val<'a>> {
         match (op, a, b) {
             (Op::Add, Val::Str(a), Val::Str(b)) => {
-                let mut s = a.into_owned();
+                // Rhai appends in place where it can; a copy here costs its length.
+                self.tick(((a.len() + b.len()) / 64) as u64)?;
+                let mut s = String::with_capacity(a.len() + b.len());
+                s.push_str(&a);
                 s.push_str(&b);
                 self.check_string(&s)?;
-                Ok(Val::Str(Cow::Owned(s)))
+                Ok(Val::Str(Text::Shared(s.into())))
             }
             _ => Err(Stop::Bail),
         }
     }
 
     fn sizes_of(&mut self, v: &Val<'a>) -> Res<Sizes> {
-        Ok(match v {
-            Val::Str(s) => Sizes { strings: s.len(), ..Sizes::default() },
-            Val::Array(_, sizes) | Val::Map(_, sizes) => *sizes,
-            Val::Json(json) => {
-                let sizes = json_sizes(json);
-                self.tick((sizes.arrays + sizes.maps) as u64)?;
-                sizes
-            }
-            _ => Sizes::default(),
-        })
+        let (sizes, walked) = measure(v);
+        self.tick(walked)?;
+        Ok(sizes)
     }
 
     fn check(&self, sizes: Sizes) -> Res<()> {
         let l = self.limits;
-        if sizes.strings > l.string || sizes.arrays > l.array || sizes.maps > l.map { Err(Stop::Bail) } else { Ok(()) }
+        let over = sizes.strings > l.string || sizes.arrays > l.array || sizes.maps > l.map;
+        if over || sizes.depth > MAX_JSON_DEPTH { Err(Stop::Bail) } else { Ok(()) }
     }
 
     fn check_string(&self, s: &str) -> Res<()> {
@@ -517,11 +570,11 @@ fn apply<'a>(value: &Val<'a>, link: &'a Link, key: Option<Val<'a>>) -> Res<Val<'
         (Link::Prop(name), Val::Json(Value::Object(map)), None) => Ok(map.get(&**name).map_or(Val::Unit, from_json)),
         (Link::Prop(name), Val::Map(members, _), None) => Ok(map_get(members, name)),
         (Link::Get(_), Val::Json(Value::Object(map)), Some(Val::Str(k))) => {
-            Ok(map.get(k.as_ref()).map_or(Val::Unit, from_json))
+            Ok(map.get(&*k).map_or(Val::Unit, from_json))
         }
         (Link::Get(_), Val::Map(members, _), Some(Val::Str(k))) => Ok(map_get(members, &k)),
         (Link::Index(_), Val::Json(Value::Object(map)), Some(Val::Str(k))) => {
-            Ok(map.get(k.as_ref()).map_or(Val::Unit, from_json))
+            Ok(map.get(&*k).map_or(Val::Unit, from_json))
         }
         (Link::Index(_), Val::Map(members, _), Some(Val::Str(k))) => Ok(map_get(members, &k)),
         (Link::Index(_), Val::Json(Value::Array(items)), Some(Val::Int(i))) => {
@@ -541,6 +594,27 @@ fn apply<'a>(value: &Val<'a>, link: &'a Link, key: Option<Val<'a>>) -> Res<Val<'
     }
 }
 
+fn takes_key(link: &Link) -> bool {
+    matches!(link, Link::Index(_) | Link::Get(_))
+}
+
+fn is_method(link: &Link) -> bool {
+    matches!(link, Link::Get(_) | Link::Len)
+}
+
+/// A value's data sizes, and how many elements were walked to find them.
+fn measure(v: &Val<'_>) -> (Sizes, u64) {
+    match v {
+        Val::Str(s) => (Sizes { strings: s.len(), ..Sizes::default() }, 0),
+        Val::Array(_, sizes) | Val::Map(_, sizes) => (*sizes, 0),
+        Val::Json(json) => {
+            let sizes = json_sizes(json);
+            (sizes, (sizes.arrays + sizes.maps) as u64)
+        }
+        _ => (Sizes::default(), 0),
+    }
+}
+
 fn len<'a>(n: usize) -> Res<Val<'a>> {
     i64::try_from(n).map(Val::Int).map_err(|_| Stop::Bail)
 }
@@ -555,7 +629,7 @@ fn constant<'a>(c: &'a Const) -> Val<'a> {
         Const::Bool(b) => Val::Bool(*b),
         Const::Int(i) => Val::Int(*i),
         Const::Float(f) => Val::Float(*f),
-        Const::Str(s) => Val::Str(Cow::Borrowed(s)),
+        Const::Str(s) => Val::Str(Text::Borrowed(s)),
     }
 }
 
@@ -569,7 +643,7 @@ fn from_json(v: &Value) -> Val<'_> {
             Some(i) => Val::Int(i),
             None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => Val::Str(Cow::Borrowed(s)),
+        Value::String(s) => Val::Str(Text::Borrowed(s)),
         Value::Array(_) | Value::Object(_) => Val::Json(v),
     }
 }
@@ -599,7 +673,7 @@ fn compare(op: Op, order: std::cmp::Ordering) -> bool {
 /// so `1` never selects `"1"` nor `1.0`. Values rhai would hash some other way are its own.
 fn same_case(value: &Val<'_>, case: &Const) -> Res<bool> {
     match (value, case) {
-        (Val::Str(a), Const::Str(b)) => Ok(a.as_ref() == &**b),
+        (Val::Str(a), Const::Str(b)) => Ok(**a == **b),
         (Val::Int(a), Const::Int(b)) => Ok(a == b),
         (Val::Bool(a), Const::Bool(b)) => Ok(a == b),
         (Val::Unit, Const::Unit) => Ok(true),
@@ -612,7 +686,7 @@ fn same_case(value: &Val<'_>, case: &Const) -> Res<bool> {
 /// their printed form there, which is rhai's to produce.
 fn same_scalar(a: &Val<'_>, b: &Val<'_>) -> Res<bool> {
     match (a, b) {
-        (Val::Str(x), Val::Str(y)) => Ok(x == y),
+        (Val::Str(x), Val::Str(y)) => Ok(**x == **y),
         (Val::Int(x), Val::Int(y)) => Ok(x == y),
         #[allow(clippy::float_cmp)]
         (Val::Float(x), Val::Float(y)) => Ok(x == y),
@@ -626,19 +700,26 @@ fn same_scalar(a: &Val<'_>, b: &Val<'_>) -> Res<bool> {
 }
 
 impl Sizes {
+    /// An empty array or map.
+    const CONTAINER: Sizes = Sizes { arrays: 0, maps: 0, strings: 0, depth: 1 };
+
+    /// The sizes of an array (a map) with one more element (property) that measures `inner`.
     fn plus_element(self, inner: Sizes) -> Sizes {
-        Sizes {
-            arrays: self.arrays + 1 + inner.arrays,
-            maps: self.maps + inner.maps,
-            strings: self.strings + inner.strings,
-        }
+        let sum = self.plus(inner);
+        Sizes { arrays: sum.arrays + 1, ..sum }
     }
 
     fn plus_property(self, inner: Sizes) -> Sizes {
+        let sum = self.plus(inner);
+        Sizes { maps: sum.maps + 1, ..sum }
+    }
+
+    fn plus(self, inner: Sizes) -> Sizes {
         Sizes {
             arrays: self.arrays + inner.arrays,
-            maps: self.maps + 1 + inner.maps,
+            maps: self.maps + inner.maps,
             strings: self.strings + inner.strings,
+            depth: self.depth.max(inner.depth + 1),
         }
     }
 }
@@ -646,26 +727,30 @@ impl Sizes {
 fn json_sizes(v: &Value) -> Sizes {
     match v {
         Value::String(s) => Sizes { strings: s.len(), ..Sizes::default() },
-        Value::Array(items) => items.iter().fold(Sizes::default(), |acc, item| acc.plus_element(json_sizes(item))),
-        Value::Object(map) => map.values().fold(Sizes::default(), |acc, item| acc.plus_property(json_sizes(item))),
+        Value::Array(items) => items.iter().fold(Sizes::CONTAINER, |acc, item| acc.plus_element(json_sizes(item))),
+        Value::Object(map) => map.values().fold(Sizes::CONTAINER, |acc, item| acc.plus_property(json_sizes(item))),
         _ => Sizes::default(),
     }
 }
 
-/// A run's value as JSON, as `convert::to_json` turns rhai's value into JSON.
-fn to_json(v: Val<'_>) -> Res<Value> {
+/// A run's value as JSON, as `convert::to_json` turns rhai's value into JSON (which refuses
+/// values nested deeper than `MAX_JSON_DEPTH`).
+fn to_json(v: Val<'_>, depth: usize) -> Res<Value> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(Stop::Bail);
+    }
     Ok(match v {
         Val::Unit => Value::Null,
         Val::Bool(b) => Value::Bool(b),
         Val::Int(i) => Value::from(i),
         Val::Float(f) => Value::Number(Number::from_f64(f).ok_or(Stop::Bail)?),
-        Val::Str(s) => Value::String(s.into_owned()),
-        Val::Json(json) => normalized(json),
-        Val::Array(items, _) => Value::Array(items.into_iter().map(to_json).collect::<Res<_>>()?),
+        Val::Str(s) => Value::String(s.to_string()),
+        Val::Json(json) => normalized(json, depth).ok_or(Stop::Bail)?,
+        Val::Array(items, _) => Value::Array(items.into_iter().map(|v| to_json(v, depth + 1)).collect::<Res<_>>()?),
         Val::Map(members, _) => {
             let mut out = Map::with_capacity(members.len());
             for (k, v) in members {
-                out.insert(k.to_owned(), to_json(v)?);
+                out.insert(k.to_owned(), to_json(v, depth + 1)?);
             }
             Value::Object(out)
         }
@@ -673,22 +758,26 @@ fn to_json(v: Val<'_>) -> Res<Value> {
 }
 
 /// `v` after a trip through rhai and back: object keys sorted (rhai's maps are ordered maps)
-/// and numbers as rhai holds them (an integer beyond INT becomes a float).
-pub(super) fn normalized(v: &Value) -> Value {
-    match v {
+/// and numbers as rhai holds them (an integer beyond INT becomes a float). `None` where that
+/// trip fails: nested deeper than `MAX_JSON_DEPTH` from the top of the result.
+fn normalized(v: &Value, depth: usize) -> Option<Value> {
+    if depth > MAX_JSON_DEPTH {
+        return None;
+    }
+    Some(match v {
         Value::Number(n) => match n.as_i64() {
             Some(i) => Value::from(i),
-            None => n.as_f64().and_then(Number::from_f64).map_or(Value::Null, Value::Number),
+            None => Value::Number(n.as_f64().and_then(Number::from_f64)?),
         },
-        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| normalized(v, depth + 1)).collect::<Option<_>>()?),
         Value::Object(map) => {
             let sorted: BTreeMap<&str, &Value> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
             let mut out = Map::with_capacity(sorted.len());
             for (k, v) in sorted {
-                out.insert(k.to_owned(), normalized(v));
+                out.insert(k.to_owned(), normalized(v, depth + 1)?);
             }
             Value::Object(out)
         }
         other => other.clone(),
-    }
+    })
 }

@@ -4,7 +4,7 @@
 
 use rhai::{AST, ASTFlags, Dynamic, Expr as RExpr, FnCallExpr, Stmt as RStmt, StmtBlock};
 
-use super::eval::{Block, Const, Expr, Link, Op, Program, Stmt, Switch};
+use super::eval::{Block, Const, Expr, Link, MapLiteral, Op, Program, Stmt, Switch};
 
 pub(super) fn program(ast: &AST) -> Option<Program> {
     if ast.iter_functions().next().is_some() {
@@ -28,11 +28,16 @@ enum Kind {
 }
 
 impl Lower {
-    fn declare(&mut self, name: &str, constant: bool) -> usize {
+    /// A new variable. Not one named `body`: rhai hands back the newest `body` in scope as the
+    /// new body of a script ending in a statement, and a lowered run never changes the body.
+    fn declare(&mut self, name: &str, constant: bool) -> Option<usize> {
+        if name == "body" {
+            return None;
+        }
         let slot = self.slots;
         self.slots += 1;
         self.names.push((name.to_owned(), slot, constant));
-        slot
+        Some(slot)
     }
 
     fn lookup(&self, name: &str) -> Option<(usize, bool)> {
@@ -73,7 +78,7 @@ impl Lower {
                 let (ident, value, _) = &**var;
                 // The value first: `let x = x + 1` reads the outer `x`.
                 let value = self.expr(value)?;
-                let slot = self.declare(&ident.name, flags.contains(ASTFlags::CONSTANT));
+                let slot = self.declare(&ident.name, flags.contains(ASTFlags::CONSTANT))?;
                 Stmt::Set(slot, value)
             }
             RStmt::Assignment(assignment) => {
@@ -90,10 +95,17 @@ impl Lower {
                 let source = self.expr(&flow.expr)?;
                 let mark = self.names.len();
                 let var = self.declare(&var.name, false);
-                let counter = counter.as_ref().map(|c| self.declare(&c.name, false));
+                let counter = match counter {
+                    Some(c) => Some(self.declare(&c.name, false)),
+                    None => None,
+                };
                 let body = self.stmts(flow.body.statements());
                 self.names.truncate(mark);
-                Stmt::For { var, counter, source, body: body? }
+                let counter = match counter {
+                    Some(slot) => Some(slot?),
+                    None => None,
+                };
+                Stmt::For { var: var?, counter, source, body: body? }
             }
             RStmt::If(flow, _) => {
                 let cond = self.expr(&flow.expr)?;
@@ -129,6 +141,12 @@ impl Lower {
     fn switch(&mut self, switch: &(RExpr, rhai::SwitchCasesCollection)) -> Option<Expr> {
         let (value, cases) = switch;
         if !cases.ranges.is_empty() {
+            return None;
+        }
+        // A `let` as an arm (`"a" => let x = 1`) is parsed without a scope of its own and shifts
+        // rhai's variable slots; braces look the same in the AST, so neither is lowered.
+        let declares = |e: &RExpr| matches!(e, RExpr::Stmt(block) if block.iter().any(|s| matches!(s, RStmt::Var(..))));
+        if cases.expressions.iter().any(|arm| declares(&arm.lhs) || declares(&arm.rhs)) {
             return None;
         }
         let value = self.expr(value)?;
@@ -172,12 +190,10 @@ impl Lower {
                 for (key, value) in members {
                     lowered.push((Box::<str>::from(key.name.as_str()), self.expr(value)?));
                 }
-                lowered.sort_by(|a, b| a.0.cmp(&b.0));
-                let distinct = lowered.windows(2).all(|pair| pair[0].0 != pair[1].0);
-                if !distinct || lowered.len() != template.len() {
+                if lowered.len() != template.len() {
                     return None;
                 }
-                Expr::Map(lowered)
+                map_literal(lowered)?
             }
             RExpr::Variable(v, ..) => match self.lookup(&v.1) {
                 Some((slot, _)) => Expr::Local(slot),
@@ -285,6 +301,16 @@ fn arithmetic(op: &str) -> Option<Op> {
     })
 }
 
+/// A map literal from its members in source order; `None` if a key repeats.
+fn map_literal(members: Vec<(Box<str>, Expr)>) -> Option<Expr> {
+    let mut sorted: Vec<usize> = (0..members.len()).collect();
+    sorted.sort_by(|&a, &b| members[a].0.cmp(&members[b].0));
+    if sorted.windows(2).any(|pair| members[pair[0]].0 == members[pair[1]].0) {
+        return None;
+    }
+    Some(Expr::Map(Box::new(MapLiteral { members, sorted })))
+}
+
 /// A value rhai's optimizer computed at compile time (`[]`, `[1, 2]`, `#{a: 1}`), rebuilt
 /// as the literal it came from.
 fn folded(value: &Dynamic) -> Option<Expr> {
@@ -294,7 +320,7 @@ fn folded(value: &Dynamic) -> Option<Expr> {
     if let Ok(map) = value.as_map_ref() {
         // Rhai's maps iterate in key order, the order `Expr::Map` keeps.
         let members = map.iter().map(|(k, v)| Some((Box::<str>::from(k.as_str()), folded(v)?)));
-        return members.collect::<Option<Vec<_>>>().map(Expr::Map);
+        return map_literal(members.collect::<Option<Vec<_>>>()?);
     }
     constant(value).map(Expr::Const)
 }

@@ -23,9 +23,16 @@
 //! `body`, and every other function call.
 //!
 //! Limits: the lowered run counts operations at no less than a quarter of rhai's count for
-//! the same run (checked in `tests`), and measures data sizes as rhai does. It gives up at a
-//! quarter of the operation limit or at any size limit, so any run rhai would stop with a
-//! limit error is given to rhai.
+//! the same run (checked in `tests`), and copies of arrays, maps and long strings count by
+//! their size. It measures data sizes where rhai does (literals, `push`, `+`, a method's
+//! receiver) and nesting against `MAX_JSON_DEPTH`. It gives up at a quarter of the operation
+//! limit or at any size limit, so any run rhai would stop with a limit error is given to
+//! rhai. Its work is bounded by that count, so it needs no clock: rhai's time budget (see
+//! `sandbox`) guards the runs rhai makes.
+//!
+//! Left to rhai at run time, besides errors: comparisons involving a float (rhai compares
+//! them with a relative tolerance), `==` between different types, switch values that are
+//! not strings, integers, booleans or `()`, and negative indices.
 
 mod eval;
 mod lower;

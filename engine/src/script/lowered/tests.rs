@@ -67,6 +67,12 @@ const SCRIPTS: &[&str] = &[
     "let a = [body.n, 2, 3]; a[0] + a[2] + a.len()",
     "let a = []; a.push(a); a.push(a); a",
     "let i = 0; for x in body.items { i += 1; if i > 2 { break } } i",
+    // Rhai compares floats with a tolerance: such comparisons are left to it.
+    "[body.n == 0.3, body.n >= 100, body.n > 0, body.n == 0, body.amount < 1e20]",
+    // Rhai evaluates map members in source order, and a chain's indices before its base.
+    "let x = 1; #{ b: { x = 2; 0 }, a: x }",
+    "let x = 1; [x][{ x = 2; 0 }]",
+    "let x = 1; switch body.stage { \"won\" => { x = 2; x }, _ => x }",
 ];
 
 /// Scripts outside the subset: they must not be lowered.
@@ -85,6 +91,10 @@ const NOT_LOWERED: &[&str] = &[
     "switch body.n { 1..3 => 1, _ => 2 }",
     "throw \"no\"",
     "const xs = []; xs.push(1); xs",
+    "let body = #{ a: 1 };",
+    "let body = body.client;",
+    "for body in body.items { }",
+    "let x = 1; switch body.stage { \"won\" => let x = body.n, _ => () } x",
 ];
 
 /// The deal every input starts from (examples/, which every clone has).
@@ -123,6 +133,9 @@ fn odd_value(rng: &mut Rng) -> Value {
         json!(1e300),
         json!(-0.0),
         json!(1.0),
+        json!(0.300_000_000_000_000_04),
+        json!(99.999_999_999_999_99),
+        json!(1e-20),
         json!(""),
         json!("won"),
         json!("lost"),
@@ -265,6 +278,9 @@ fn runs_past_a_size_limit_are_given_to_rhai() {
     let engine = ScriptEngine::new(&limits);
     let inputs = inputs();
     let sized = [
+        // Rhai measures a method's receiver too: `body.items` holds 15 properties.
+        "body.items.len()",
+        "body.get(\"id\")",
         "let xs = []; for t in body.tags { xs.push(t); xs.push(t); } xs",
         "body.title + body.title",
         "`${body.title}${body.title}`",
@@ -273,6 +289,7 @@ fn runs_past_a_size_limit_are_given_to_rhai() {
         "let a = [1]; a = [a, a]; a = [a, a]; a",
     ];
     compare(&engine, Limits::of(&limits), &sized, &inputs);
+    compare(&engine, Limits::of(&limits), &["body.client.len()", "body.tags.len()"], &inputs);
     // And the deal itself is over these limits in each script: rhai fails, the lowered run gives up.
     let body = deal();
     for source in sized {
@@ -310,6 +327,24 @@ fn lowered_runs_count_at_least_a_quarter_of_rhais_operations() {
             }
             let theirs = counted.load(Ordering::Relaxed);
             assert!(theirs <= super::OPERATIONS_PER_COUNT * ours, "{source}: rhai counted {theirs}, lowered {ours}");
+        }
+    }
+}
+
+#[test]
+fn values_nested_deeper_than_json_allows_are_given_to_rhai() {
+    let engine = ScriptEngine::new(&ScriptLimits::default());
+    let (meta, headers) = (Meta::default(), serde_json::Map::new());
+    let script = engine.compile("t.rhai", "let a = []; for x in body.tags { a = [a]; } a").expect("compiles");
+    let program = script.lowered.as_ref().expect("lowered");
+    let limits = engine.lowered_limits;
+    for (levels, fits) in [(100, true), (200, false)] {
+        let body = json!({ "tags": vec![1; levels] });
+        let via_rhai = engine.run(&on_rhai(&script), input(&body, &meta, &headers));
+        assert_eq!(via_rhai.is_ok(), fits, "{levels} levels: {via_rhai:?}");
+        match program.run(&body, true, limits) {
+            Some(lowered) => assert_eq!(text(&lowered), text(&via_rhai.expect("rhai answered").body)),
+            None => assert!(!fits, "{levels} levels fit, yet the lowered run gave up"),
         }
     }
 }
