@@ -93,19 +93,16 @@ impl Lower {
             RStmt::For(parts, _) => {
                 let (var, counter, flow) = &**parts;
                 let source = self.expr(&flow.expr)?;
+                // A failed lowering is abandoned whole, so returning early needs no cleanup.
                 let mark = self.names.len();
-                let var = self.declare(&var.name, false);
+                let var = self.declare(&var.name, false)?;
                 let counter = match counter {
-                    Some(c) => Some(self.declare(&c.name, false)),
+                    Some(c) => Some(self.declare(&c.name, false)?),
                     None => None,
                 };
-                let body = self.stmts(flow.body.statements());
+                let body = self.stmts(flow.body.statements())?;
                 self.names.truncate(mark);
-                let counter = match counter {
-                    Some(slot) => Some(slot?),
-                    None => None,
-                };
-                Stmt::For { var: var?, counter, source, body: body? }
+                Stmt::For { var, counter, source, body }
             }
             RStmt::If(flow, _) => {
                 let cond = self.expr(&flow.expr)?;
