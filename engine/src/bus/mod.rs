@@ -3,7 +3,9 @@
 //! Semantics follow a Kafka log: a topic is append-only, each consumer group keeps a
 //! committed offset per topic, delivery is at-least-once and in offset order. Offsets
 //! increase within a topic but are not contiguous (one sequence serves every topic). A
-//! group subscribing for the first time starts at the beginning of the topic.
+//! group subscribing for the first time starts at the beginning of the topic. Retention
+//! ([`EmbeddedBus::purge`]) removes old messages once every group reading their topic has
+//! processed them.
 //!
 //! - `log`: the tables and the SQL, including how Postgres keeps offsets in order.
 //! - `subscription`: reading, waiting, back-pressure and deliveries.
@@ -68,6 +70,14 @@ impl EmbeddedBus {
             return Err(BusError::NoInFlight);
         }
         Subscription::start(self, group, topic, max_in_flight).await
+    }
+
+    /// Retention: deletes the messages older than `age` that every consumer group of their
+    /// topic has processed, and says how many. Nothing a group still has to process goes,
+    /// however old; a group subscribing for the first time starts at the oldest message kept.
+    pub async fn purge(&self, age: std::time::Duration) -> Result<u64, BusError> {
+        let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        Ok(log::purge(&self.store, crate::store::now_millis().saturating_sub(age)).await?)
     }
 
     /// The wake-up publishers of `topic` send to its waiting subscribers in this process.

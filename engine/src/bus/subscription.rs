@@ -43,6 +43,7 @@ impl Subscription {
         topic: &str,
         max_in_flight: usize,
     ) -> Result<Subscription, BusError> {
+        log::register(&bus.store, group, topic).await?;
         let committed = log::committed(&bus.store, group, topic).await?;
         let (tracker, acked_through) = AckTracker::new(group, topic, committed);
         tokio::spawn(run_committer(bus.store.clone(), group.to_owned(), topic.to_owned(), acked_through, committed));

@@ -19,6 +19,7 @@ on_both_backends!(
     other_processes_are_seen_by_polling,
     max_in_flight_holds_recv_until_an_ack,
     concurrent_publishers_lose_nothing,
+    retention_removes_only_what_every_group_processed,
 );
 
 fn msg(n: u64) -> Message {
@@ -240,4 +241,38 @@ async fn concurrent_publishers_lose_nothing(store: Store) {
     let seen_ids: HashSet<_> = seen.into_iter().map(|(_, id)| id).collect();
     assert_eq!(seen_ids.len(), 200);
     assert_eq!(seen_ids, published);
+}
+
+async fn retention_removes_only_what_every_group_processed(store: Store) {
+    let bus = EmbeddedBus::new(store);
+    let o1 = publish(&bus, "t", 1).await;
+    let o2 = publish(&bus, "t", 2).await;
+    let o3 = publish(&bus, "t", 3).await;
+    let lonely = publish(&bus, "nobody-reads", 4).await;
+
+    let mut g = subscribe(&bus, "g", "t").await;
+    for expected in [o1, o2] {
+        let d = recv(&mut g).await;
+        assert_eq!(d.offset, expected);
+        d.ack();
+    }
+    g.flush().await.expect("flush");
+    // `h` has subscribed but processed nothing: it holds everything.
+    let mut h = subscribe(&bus, "h", "t").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(bus.purge(Duration::ZERO).await.expect("purge"), 0, "h has processed nothing yet");
+
+    let d = recv(&mut h).await;
+    assert_eq!(d.offset, o1);
+    d.ack();
+    h.flush().await.expect("flush");
+    assert_eq!(bus.purge(Duration::from_secs(3600)).await.expect("purge"), 0, "nothing is an hour old");
+    assert_eq!(bus.purge(Duration::ZERO).await.expect("purge"), 1, "o1 went; o2 is h's still");
+
+    // A new group starts at the oldest message kept; a topic nobody reads kept everything.
+    let mut late = subscribe(&bus, "late", "t").await;
+    assert_eq!(recv(&mut late).await.offset, o2);
+    let mut reader = subscribe(&bus, "reader", "nobody-reads").await;
+    assert_eq!(recv(&mut reader).await.offset, lonely);
+    assert_eq!(recv(&mut g).await.offset, o3);
 }

@@ -154,6 +154,7 @@ impl Loader {
             store,
             cache,
             bus: spec.bus.value.clone(),
+            bus_retention: spec.bus_retention.map_or(super::DEFAULT_BUS_RETENTION, |d| d.0),
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             audit_mode: spec.audit.http,
             audit_retention: spec.audit.retention.map(|d| d.0),

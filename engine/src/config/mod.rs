@@ -29,6 +29,9 @@ pub struct Project {
     pub scripts: Arc<ScriptEngine>,
 }
 
+/// How long processed bus messages are kept unless `bus_retention` says otherwise.
+pub const DEFAULT_BUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The root config's values, with defaults applied and variables substituted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -36,6 +39,8 @@ pub struct Settings {
     pub store: String,
     pub cache: String,
     pub bus: String,
+    /// How long processed bus messages are kept.
+    pub bus_retention: Duration,
     pub shutdown_timeout: Duration,
     pub audit_mode: crate::gateway::AuditMode,
     pub audit_retention: Option<Duration>,

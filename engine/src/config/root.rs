@@ -25,6 +25,10 @@ pub struct RootSpec {
     /// `embedded` (Kafka and RabbitMQ arrive with their connectors).
     #[serde(default = "default_bus")]
     pub bus: Spanned<String>,
+    /// How long the embedded bus keeps a message once every consumer group of its topic has
+    /// processed it (default 7d). Unprocessed messages are kept however old.
+    #[serde(default)]
+    pub bus_retention: Option<ConfigDuration>,
     /// Route files, or folders of them (`*.yaml`, `*.yml`), relative to the project.
     #[serde(default = "default_routes")]
     pub routes: Vec<Spanned<String>>,

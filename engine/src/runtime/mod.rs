@@ -145,6 +145,7 @@ impl Runtime {
             Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
             None => None,
         };
+        tokio::spawn(bus_retention(runtime.inner.bus.clone(), settings.bus_retention, stop_rx.clone()));
         let handle = tokio::spawn(gateway::serve(listener, gateway_state, tls, stop_rx));
         *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         if project.settings.watch {
@@ -249,4 +250,19 @@ async fn stop_running(r: Running) {
 /// How long a stop or a reload waits for old versions to drain before giving up on them.
 fn drain_timeout(settings: &Settings) -> Duration {
     settings.shutdown_timeout
+}
+
+/// Applies the bus's retention now and then (a tenth of it, at most hourly) until the stop.
+async fn bus_retention(bus: EmbeddedBus, retention: Duration, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval((retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = every.tick() => match bus.purge(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "processed bus messages past their retention removed"),
+                Err(e) => tracing::warn!(error = %e, "bus retention could not run"),
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }

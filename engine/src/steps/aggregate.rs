@@ -1,7 +1,10 @@
 //! `aggregate`: collects messages with the same correlation key into one, when `size` of them
-//! arrived or `timeout` passed since the first. Groups are held in memory: a clean stop
-//! releases incomplete groups down the route, but a crash loses them (like Camel's default
-//! in-memory aggregation repository); a durable repository in the store is still to come.
+//! arrived or `timeout` passed since the first. Groups are held in memory, at most
+//! `max_groups` of them (default 10 000): a message that would open one more completes the
+//! oldest open group early, so a stream of ever-new keys cannot grow the map without end. A
+//! clean stop releases incomplete groups down the route, but a crash loses them (like Camel's
+//! default in-memory aggregation repository); a durable repository in the store is still to
+//! come.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,7 +35,13 @@ pub struct AggregateSpec {
     /// Complete a group this long after its first message.
     #[serde(default)]
     timeout: Option<ConfigDuration>,
+    /// Open groups held at most; one more completes the oldest early.
+    #[serde(default)]
+    max_groups: Option<usize>,
 }
+
+/// Open groups an aggregate holds unless `max_groups` says otherwise.
+const MAX_GROUPS: usize = 10_000;
 
 impl BuildStep for AggregateSpec {
     fn build(&self, at: Pos, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
@@ -44,12 +53,17 @@ impl BuildStep for AggregateSpec {
             cx.error(at, "aggregate needs `size`, `timeout` or both, or a group would never complete");
             return None;
         }
+        if self.max_groups == Some(0) {
+            cx.error(at, "aggregate `max_groups` is 0, so no group could ever open: allow at least 1");
+            return None;
+        }
         let key = cx.expression(&self.key.value, Pos::of(&self.key))?;
         Some(Arc::new(Aggregate {
             engine: cx.scripts.clone(),
             key,
             size: self.size.unwrap_or(usize::MAX),
             timeout: self.timeout.map(|t| t.0),
+            max_groups: self.max_groups.unwrap_or(MAX_GROUPS),
             groups: Mutex::new(HashMap::new()),
         }))
     }
@@ -60,6 +74,7 @@ pub struct Aggregate {
     key: Script,
     size: usize,
     timeout: Option<Duration>,
+    max_groups: usize,
     groups: Mutex<HashMap<String, Group>>,
 }
 
@@ -83,6 +98,12 @@ impl Step for Aggregate {
     async fn apply(&self, msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
         let key = super::eval::eval_key(&self.engine, &self.key, &msg)?;
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        // Full: the oldest open group completes now, to make room, and goes on down the route.
+        let mut released = None;
+        if groups.len() >= self.max_groups && !groups.contains_key(&key) {
+            let oldest = groups.iter().min_by_key(|(_, g)| g.started).map(|(k, _)| k.clone());
+            released = oldest.and_then(|k| groups.remove(&k).map(|g| Self::complete(k, g)));
+        }
         let group = groups.entry(key.clone()).or_insert_with(|| Group {
             started: Instant::now(),
             headers: msg.headers.clone(),
@@ -93,8 +114,11 @@ impl Step for Aggregate {
             other => other.to_json(),
         });
         if group.bodies.len() < self.size {
-            return Ok(Outcome::Drop);
+            return Ok(released.map_or(Outcome::Drop, Outcome::Begins));
         }
+        // A group completing on its first message (`size: 1`) means no group ever stays open,
+        // so none was released to make room for it.
+        debug_assert!(released.is_none(), "a full aggregate with groups that complete at once");
         let group = groups.remove(&key).expect("the group was just filled");
         Ok(Outcome::Begins(Self::complete(key, group)))
     }
@@ -121,5 +145,49 @@ impl Timed for Aggregate {
     fn drain(&self) -> Vec<Message> {
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         groups.drain().map(|(k, g)| Self::complete(k, g)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::route::pipeline::RetryPolicy;
+    use crate::script::ScriptLimits;
+
+    fn aggregate(size: usize, max_groups: usize) -> Aggregate {
+        let engine = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
+        let key = engine.compile_expression("key", "body.k").expect("compiles");
+        Aggregate { engine, key, size, timeout: None, max_groups, groups: Mutex::new(HashMap::new()) }
+    }
+
+    async fn add(agg: &Aggregate, k: &str, n: i64) -> Outcome {
+        let cx = RunCx::new("r".into(), RetryPolicy::default());
+        agg.apply(Message::json(json!({ "k": k, "n": n })), &cx).await.expect("applies")
+    }
+
+    fn bodies(outcome: Outcome) -> (Value, Value) {
+        let Outcome::Begins(msg) = outcome else { panic!("expected a completed group") };
+        (msg.headers["aggregate_key"].clone(), msg.body.to_json())
+    }
+
+    #[tokio::test]
+    async fn a_new_key_past_max_groups_completes_the_oldest_group() {
+        let agg = aggregate(3, 2);
+        assert!(matches!(add(&agg, "a", 1).await, Outcome::Drop));
+        assert!(matches!(add(&agg, "b", 2).await, Outcome::Drop));
+        assert!(matches!(add(&agg, "a", 3).await, Outcome::Drop), "a known key never releases a group");
+        // `c` would be a third group: `a`, the oldest, goes on early with what it has.
+        let (key, body) = bodies(add(&agg, "c", 4).await);
+        assert_eq!((key, body), (json!("a"), json!([{ "k": "a", "n": 1 }, { "k": "a", "n": 3 }])));
+        assert_eq!(agg.groups.lock().expect("lock").len(), 2);
+        // Groups still complete by size.
+        add(&agg, "b", 5).await;
+        let (key, body) = bodies(add(&agg, "b", 6).await);
+        assert_eq!(key, json!("b"));
+        assert_eq!(body.as_array().map(Vec::len), Some(3));
+        let left: Vec<Message> = agg.drain();
+        assert_eq!(left.len(), 1, "only c is still open");
     }
 }
