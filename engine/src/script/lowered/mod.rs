@@ -8,8 +8,8 @@
 //!
 //! Correctness rests on one rule: a lowered run either returns exactly what rhai would return
 //! for the same input, or it gives up and the script runs on rhai from the start. Every
-//! operation takes only the value types whose rhai behaviour it reproduces (integer overflow,
-//! a missing property, a string compared with a number, ...) and gives up on the rest, and
+//! operation takes only the value types whose rhai behaviour it reproduces (a missing
+//! property is `()`, INT + FLOAT is a FLOAT, ...) and gives up on the rest, and
 //! errors are never produced here: whatever would fail is rhai's to fail, with rhai's message.
 //! A lowered run changes nothing outside itself (no `print`, no clock), so giving up part
 //! way costs time only. `tests` checks the rule against rhai on thousands of inputs.
