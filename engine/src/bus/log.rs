@@ -103,23 +103,6 @@ pub(super) async fn committed(store: &Store, group: &str, topic: &str) -> Result
     })
 }
 
-/// Records that `group` reads `topic`, at offset 0 if it has committed nothing yet: retention
-/// keeps what a subscribed group has not processed, even before its first commit.
-pub(super) async fn register(store: &Store, group: &str, topic: &str) -> Result<(), StoreError> {
-    let _writer = store.write_guard().await;
-    sqlx::query(
-        "INSERT INTO bus_offsets (consumer_group, topic, committed, updated_at) VALUES ($1, $2, 0, $3) \
-         ON CONFLICT (consumer_group, topic) DO NOTHING",
-    )
-    .bind(group)
-    .bind(topic)
-    .bind(now_millis())
-    .execute(store.pool())
-    .await
-    .map_err(StoreError::query("bus register group"))?;
-    Ok(())
-}
-
 /// Deletes the messages published before `before` (unix milliseconds) that every group reading
 /// their topic has processed. A topic no group reads keeps all of its messages.
 pub(super) async fn purge(store: &Store, before: i64) -> Result<u64, StoreError> {

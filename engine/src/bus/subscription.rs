@@ -43,7 +43,9 @@ impl Subscription {
         topic: &str,
         max_in_flight: usize,
     ) -> Result<Subscription, BusError> {
-        log::register(&bus.store, group, topic).await?;
+        // A commit of offset 0 records the group without moving it: retention keeps what a
+        // subscribed group has not processed, even before its first commit.
+        log::commit(&bus.store, group, topic, 0).await?;
         let committed = log::committed(&bus.store, group, topic).await?;
         let (tracker, acked_through) = AckTracker::new(group, topic, committed);
         tokio::spawn(run_committer(bus.store.clone(), group.to_owned(), topic.to_owned(), acked_through, committed));

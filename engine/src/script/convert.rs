@@ -1,7 +1,7 @@
 //! JSON to rhai values and back, directly. The serde route (`to_dynamic`/`from_dynamic`) goes
 //! through a generic serializer and costs several times more; this runs on every message.
 
-use rhai::{Array, Dynamic, ImmutableString, Map as RhaiMap};
+use rhai::{Array, Dynamic, FLOAT, INT, ImmutableString, Map as RhaiMap};
 use serde_json::{Map, Number, Value};
 
 use super::vars::MAX_JSON_DEPTH;
@@ -12,13 +12,18 @@ pub(super) enum Unconvertible {
     Other(String),
 }
 
+/// A JSON number as rhai holds it: an INT where it fits, else a FLOAT.
+pub(super) fn number(n: &Number) -> Result<INT, FLOAT> {
+    n.as_i64().ok_or_else(|| n.as_f64().unwrap_or(FLOAT::NAN))
+}
+
 pub(super) fn to_rhai(value: &Value) -> Dynamic {
     match value {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Dynamic::from_int(i),
-            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Number(n) => match number(n) {
+            Ok(i) => Dynamic::from_int(i),
+            Err(f) => Dynamic::from_float(f),
         },
         Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
         Value::Array(items) => Dynamic::from_array(items.iter().map(to_rhai).collect::<Array>()),

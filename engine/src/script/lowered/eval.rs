@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Number, Value};
 
+use super::super::convert::number;
 use super::super::vars::MAX_JSON_DEPTH;
 
 /// A lowered script: statements over numbered local slots.
@@ -186,8 +187,7 @@ impl Program {
     /// script cannot change: as rhai hands it back when the script names it (`uses_body`),
     /// and untouched otherwise, as `ScriptEngine::run` does.
     pub(crate) fn run(&self, body: &Value, uses_body: bool, limits: Limits) -> Option<Value> {
-        let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        match run.block(&self.body).ok()? {
+        match self.evaluate(body, limits)?.0 {
             Val::Unit if uses_body => normalized(body, 0),
             Val::Unit => Some(body.clone()),
             value => to_json(value, 0).ok(),
@@ -197,24 +197,29 @@ impl Program {
     /// The operations a run of a transform counts, if it completes (for tests).
     #[cfg(test)]
     pub(super) fn operations(&self, body: &Value, limits: Limits) -> Option<u64> {
-        let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        to_json(run.block(&self.body).ok()?, 0).ok()?;
-        Some(run.operations)
+        let (value, operations) = self.evaluate(body, limits)?;
+        to_json(value, 0).ok()?;
+        Some(operations)
     }
 
     /// Evaluates an expression script for its value (`()` is `null`).
     pub(crate) fn eval(&self, body: &Value, limits: Limits) -> Option<Value> {
-        let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        to_json(run.block(&self.body).ok()?, 0).ok()
+        to_json(self.evaluate(body, limits)?.0, 0).ok()
     }
 
     /// Evaluates a condition; `None` also when it is not a bool (rhai's error to give).
     pub(crate) fn eval_bool(&self, body: &Value, limits: Limits) -> Option<bool> {
-        let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
-        match run.block(&self.body).ok()? {
+        match self.evaluate(body, limits)?.0 {
             Val::Bool(b) => Some(b),
             _ => None,
         }
+    }
+
+    /// The script's value over `body` and the operations it took; `None` if it gave up.
+    fn evaluate<'a>(&'a self, body: &'a Value, limits: Limits) -> Option<(Val<'a>, u64)> {
+        let mut run = Run { body, locals: vec![Val::Unit; self.slots], operations: 0, limits };
+        let value = run.block(&self.body).ok()?;
+        Some((value, run.operations))
     }
 }
 
@@ -418,7 +423,10 @@ impl<'a> Run<'a> {
             Expr::Local(slot) => {
                 let Some(first) = links.next() else { return Ok(self.locals[*slot].clone()) };
                 let key = takes_key(first).then(|| keys.next()).flatten();
-                self.receiver(first, *slot)?;
+                if is_method(first) {
+                    let measured = measure(&self.locals[*slot]);
+                    self.charge(measured)?;
+                }
                 apply(&self.locals[*slot], first, key)?
             }
             base => self.expr(base)?,
@@ -427,24 +435,18 @@ impl<'a> Run<'a> {
             self.tick(2)?;
             let key = takes_key(link).then(|| keys.next()).flatten();
             if is_method(link) {
-                let (sizes, walked) = measure(&value);
-                self.tick(walked)?;
-                self.check(sizes)?;
+                self.charge(measure(&value))?;
             }
             value = apply(&value, link, key)?;
         }
         Ok(value)
     }
 
-    /// Rhai checks the data size of a method's receiver (`.len()`, `.get(k)`), even one it
-    /// only reads: so does a lowered run, for a local receiver here.
-    fn receiver(&mut self, link: &Link, slot: usize) -> Res<()> {
-        if is_method(link) {
-            let (sizes, walked) = measure(&self.locals[slot]);
-            self.tick(walked)?;
-            self.check(sizes)?;
-        }
-        Ok(())
+    /// A method's receiver (`.len()`, `.get(k)`): rhai checks its data size even when it only
+    /// reads it, so a lowered run does too, paying for the walk.
+    fn charge(&mut self, (sizes, walked): (Sizes, u64)) -> Res<()> {
+        self.tick(walked)?;
+        self.check(sizes)
     }
 
     fn switch(&mut self, switch: &'a Switch) -> Res<Val<'a>> {
@@ -639,9 +641,9 @@ fn from_json(v: &Value) -> Val<'_> {
     match v {
         Value::Null => Val::Unit,
         Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Val::Int(i),
-            None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Number(n) => match number(n) {
+            Ok(i) => Val::Int(i),
+            Err(f) => Val::Float(f),
         },
         Value::String(s) => Val::Str(Text::Borrowed(s)),
         Value::Array(_) | Value::Object(_) => Val::Json(v),
@@ -765,9 +767,9 @@ fn normalized(v: &Value, depth: usize) -> Option<Value> {
         return None;
     }
     Some(match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::from(i),
-            None => Value::Number(n.as_f64().and_then(Number::from_f64)?),
+        Value::Number(n) => match number(n) {
+            Ok(i) => Value::from(i),
+            Err(f) => Value::Number(Number::from_f64(f)?),
         },
         Value::Array(items) => Value::Array(items.iter().map(|v| normalized(v, depth + 1)).collect::<Option<_>>()?),
         Value::Object(map) => {

@@ -111,7 +111,7 @@ impl Lower {
             RStmt::Switch(switch, _) => Stmt::Expr(self.switch(switch)?),
             RStmt::Block(block) => Stmt::Expr(Expr::Block(self.block(block)?)),
             RStmt::Expr(expr) => match self.push(expr) {
-                Some(push) => push?,
+                Some(push) => push,
                 None => Stmt::Expr(self.expr(expr)?),
             },
             RStmt::FnCall(call, _) => Stmt::Expr(self.call(call)?),
@@ -121,18 +121,16 @@ impl Lower {
         })
     }
 
-    /// `x.push(e)` on a local array: `None` if the statement is something else, `Some(None)`
-    /// if it is a push this IR cannot do.
-    fn push(&mut self, expr: &RExpr) -> Option<Option<Stmt>> {
+    /// `x.push(e)` on a local array. Any other push is left to the expression lowering, which
+    /// refuses it.
+    fn push(&mut self, expr: &RExpr) -> Option<Stmt> {
         let RExpr::Dot(chain, flags, _) = expr else { return None };
         let RExpr::MethodCall(call, _) = &chain.rhs else { return None };
-        if call.name != "push" || call.args.len() != 1 || !matches!(chain.lhs, RExpr::Variable(..)) {
+        if !flags.is_empty() || call.name != "push" || call.args.len() != 1 {
             return None;
         }
-        if !flags.is_empty() {
-            return Some(None);
-        }
-        Some(self.variable(&chain.lhs).and_then(|slot| Some(Stmt::Push(slot, self.expr(&call.args[0])?))))
+        let slot = self.variable(&chain.lhs)?;
+        Some(Stmt::Push(slot, self.expr(&call.args[0])?))
     }
 
     fn switch(&mut self, switch: &(RExpr, rhai::SwitchCasesCollection)) -> Option<Expr> {
