@@ -16,7 +16,7 @@ fn check_reports_every_error_with_file_line_col() {
     let dir = project(&[
         (
             "junction.yaml",
-            "listen: 127.0.0.1:0\nstore: ${NOPE_STORE_UNSET}\nconectors: {}\nconnectors:\n  api: { kind: htp, base_url: \"http://x\" }\n  crm: { kind: http, base_url: \"http://x\", timout: 5s }\n",
+            "listen: 127.0.0.1:0\nstore: ${NOPE_STORE_UNSET}\nconectors: {}\nconnectors:\n  api: { kind: htp, base_url: \"http://x\" }\n  crm: { kind: http, base_url: \"http://x\", timout: 5s }\nbus_max_backlog: 0\ngateway: { max_connections: 0 }\n",
         ),
         (
             "routes/a.yaml",
@@ -31,6 +31,10 @@ fn check_reports_every_error_with_file_line_col() {
         ("routes/h.yaml", "route: h\nfrom: { bus: { topic: t } }\nmax_in_flight: many\n"),
         ("routes/j.yaml", "route: j\nfrom: { bus: { topic: t } }\nfrom_typo: 1\nmax_in_flite: 2\n"),
         ("routes/k.yaml", "route: k\nfrom: { bus: { topic: t, group: j } }\n"),
+        (
+            "routes/l.yaml",
+            "route: l\nfrom: { bus: { topic: u } }\nsteps:\n  - aggregate: { key: body.id, size: 2, max_groups: 0 }\n",
+        ),
         (
             "routes/i.yaml",
             "route: i\nfrom: { bus: { topic: t } }\nsteps:\n  - request: { connector: bus, topic: x }\n  - to: { connector: crm, method: FETCH }\n",
@@ -63,6 +67,9 @@ fn check_reports_every_error_with_file_line_col() {
         "routes/j.yaml:4:1: unknown field `max_in_flite` (did you mean `max_in_flight`?)",
         "routes/k.yaml:1:8: route `j` already consumes topic t as group j; give this route its own `group`",
         "routes/i.yaml:5:9: connector `crm` has errors in junction.yaml",
+        "junction.yaml:7:18: bus_max_backlog is 0, so nothing could ever be published",
+        "routes/l.yaml:4:5: aggregate `max_groups` is 0",
+        "junction.yaml:8:29: gateway max_connections is 0",
     ];
     for line in expected {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");

@@ -132,3 +132,84 @@ async fn nothing_accepted_is_lost_on_a_crash_postgres() {
     let db = PgDatabase::create().await;
     nothing_accepted_is_lost_on_a_crash(&db.url).await;
 }
+
+/// An async route's topic holds at most `bus_max_backlog` unprocessed messages: past it the
+/// gateway answers 503 with Retry-After instead of storing more, and takes messages again
+/// once the consumer catches up. Everything accepted is processed.
+#[tokio::test]
+async fn an_async_route_past_its_backlog_answers_503_until_it_catches_up() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\nbus_max_backlog: 3\n"),
+        (
+            "routes/accept.yaml",
+            "route: accept\nfrom: { http: { method: POST, path: /work, auth: none, async: true } }\nmax_in_flight: 1\nsteps:\n  - delay: 700ms\n  - log: \"worked ${body.n}\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = reqwest::Client::new();
+    let post = |n: u32| c.post(j.url("/work")).body(format!("{{\"n\": {n}}}")).send();
+    for n in 0..3 {
+        assert_eq!(post(n).await.expect("send").status(), 202);
+    }
+    let resp = post(3).await.expect("send");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = resp.json().await.expect("problem+json");
+    assert_eq!(body["type"], "https://junction.dev/problems/backlog-full", "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("bus_max_backlog (3)")), "{body}");
+
+    // As the consumer works through the backlog, the route takes messages again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if post(3).await.expect("send").status() == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backlog never made room:\n{}", j.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 0..4 {
+        j.wait_for_log(&format!("worked {n}\""), Duration::from_secs(10));
+    }
+}
+
+/// An idempotent step's keys outlive a restart; a message that failed leaves no key, so the
+/// caller's second try passes.
+async fn idempotent_keys_outlive_a_restart(store: &str) {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        (
+            "routes/pay.yaml",
+            "route: pay\nfrom: { http: { method: POST, path: /pay, auth: none } }\nsteps:\n  - idempotent: { key: body.id, ttl: 1h }\n  - transform: pay.rhai\n  - log: \"paid ${body.id}\"\n",
+        ),
+        ("transforms/pay.rhai", "if body.fail { throw \"declined\" }\nbody\n"),
+    ]);
+    let env = [("JUNCTION_STORE", store)];
+    let c = reqwest::Client::new();
+    let pay = |j: &Junction, id: &str, fail: bool| {
+        c.post(j.url("/pay")).body(format!("{{\"id\": \"{id}\", \"fail\": {fail}}}")).send()
+    };
+    let j = Junction::start(dir.path(), &env);
+    assert_eq!(pay(&j, "p1", false).await.expect("send").status(), 200);
+    assert_eq!(pay(&j, "p1", false).await.expect("send").status(), 204, "a duplicate is dropped");
+    assert_eq!(pay(&j, "p2", true).await.expect("send").status(), 422);
+    assert!(j.terminate().success());
+
+    let j = Junction::start(dir.path(), &env);
+    assert_eq!(pay(&j, "p1", false).await.expect("send").status(), 204, "still a duplicate after the restart");
+    assert_eq!(pay(&j, "p2", false).await.expect("send").status(), 200, "p2 failed, so it left no key");
+    j.wait_for_log("paid p2", Duration::from_secs(5));
+    assert!(!j.logs().contains("paid p1"), "{}", j.logs());
+}
+
+#[tokio::test]
+async fn idempotent_keys_outlive_a_restart_sqlite() {
+    let (_tmp, store) = sqlite_store();
+    idempotent_keys_outlive_a_restart(&store).await;
+}
+
+#[tokio::test]
+async fn idempotent_keys_outlive_a_restart_postgres() {
+    let db = PgDatabase::create().await;
+    idempotent_keys_outlive_a_restart(&db.url).await;
+}

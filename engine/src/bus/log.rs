@@ -103,6 +103,21 @@ pub(super) async fn committed(store: &Store, group: &str, topic: &str) -> Result
     })
 }
 
+/// How many messages of `topic` its slowest consumer group has not processed; all of them
+/// when no group reads it.
+pub(super) async fn backlog(store: &Store, topic: &str) -> Result<u64, StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM bus_messages WHERE topic = $1 \
+         AND seq > COALESCE((SELECT MIN(o.committed) FROM bus_offsets o WHERE o.topic = $1), 0)",
+    )
+    .bind(topic)
+    .fetch_one(store.pool())
+    .await
+    .map_err(StoreError::query("bus backlog"))?;
+    let n: i64 = row.try_get("n").map_err(StoreError::query("bus backlog"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Deletes the messages published before `before` (unix milliseconds) that every group reading
 /// their topic has processed. A topic no group reads keeps all of its messages.
 pub(super) async fn purge(store: &Store, before: i64) -> Result<u64, StoreError> {

@@ -5,7 +5,9 @@
 //! increase within a topic but are not contiguous (one sequence serves every topic). A
 //! group subscribing for the first time starts at the beginning of the topic. Retention
 //! ([`EmbeddedBus::purge`]) removes old messages once every group reading their topic has
-//! processed them.
+//! processed them. A topic holds at most `max_backlog` messages its slowest group has not
+//! processed ([`EmbeddedBus::with_max_backlog`]): past it a publish is refused with
+//! [`BusError::Full`], so a consumer that stopped cannot make the store grow without end.
 //!
 //! - `log`: the tables and the SQL, including how Postgres keeps offsets in order.
 //! - `subscription`: reading, waiting, back-pressure and deliveries.
@@ -19,6 +21,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -37,7 +40,16 @@ pub enum BusError {
 
     #[error("max_in_flight is 0, so nothing could ever be delivered: allow at least 1")]
     NoInFlight,
+
+    #[error(
+        "topic `{topic}` holds {backlog} messages its consumers have not processed, as many as \
+         bus_max_backlog ({limit}) allows: try again once they catch up"
+    )]
+    Full { topic: String, backlog: u64, limit: u64 },
 }
+
+/// How long a topic found full stays full before the store is asked again.
+const RECOUNT_AFTER: Duration = Duration::from_millis(250);
 
 /// The bus over one store. Clone it to share it: clones wake each other's subscribers at
 /// once, while other processes (and separately created buses) are seen by polling.
@@ -45,19 +57,71 @@ pub enum BusError {
 pub struct EmbeddedBus {
     store: Store,
     signals: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    max_backlog: u64,
+    backlogs: Arc<Mutex<HashMap<String, Backlog>>>,
+}
+
+/// A topic's backlog as this process knows it without asking the store: a count, plus the
+/// publishes since. It only grows between counts, so it can say full too early, never too
+/// late; the store is counted again only when it says full.
+#[derive(Debug)]
+struct Backlog {
+    estimate: u64,
+    counted: Instant,
 }
 
 impl EmbeddedBus {
+    /// A bus whose topics hold at most [`crate::config::DEFAULT_BUS_MAX_BACKLOG`]
+    /// unprocessed messages each.
     pub fn new(store: Store) -> Self {
-        EmbeddedBus { store, signals: Arc::default() }
+        EmbeddedBus {
+            store,
+            signals: Arc::default(),
+            max_backlog: crate::config::DEFAULT_BUS_MAX_BACKLOG,
+            backlogs: Arc::default(),
+        }
+    }
+
+    /// At most `max` messages per topic that its slowest consumer group (or, for a topic no
+    /// group reads, anyone) has not processed.
+    pub fn with_max_backlog(mut self, max: u64) -> Self {
+        self.max_backlog = max;
+        self
     }
 
     /// Appends `message` to `topic` and returns its offset once it is durable in the store.
+    /// [`BusError::Full`] when the topic's backlog is at `max_backlog`.
     pub async fn publish(&self, topic: &str, message: &Message) -> Result<i64, BusError> {
         named("topic", topic)?;
+        self.admit(topic).await?;
         let offset = log::append(&self.store, topic, message).await?;
+        if let Some(backlog) = self.backlogs().get_mut(topic) {
+            backlog.estimate += 1;
+        }
         self.signal(topic).notify_waiters();
         Ok(offset)
+    }
+
+    /// Whether `topic` has room for one more message; counts its backlog in the store the
+    /// first time, and again when the estimate says full.
+    async fn admit(&self, topic: &str) -> Result<(), BusError> {
+        let full = |backlog| BusError::Full { topic: topic.to_owned(), backlog, limit: self.max_backlog };
+        match self.backlogs().get(topic) {
+            Some(b) if b.estimate < self.max_backlog => return Ok(()),
+            Some(b) if b.counted.elapsed() < RECOUNT_AFTER => return Err(full(b.estimate)),
+            _ => {}
+        }
+        let estimate = log::backlog(&self.store, topic).await?;
+        self.backlogs().insert(topic.to_owned(), Backlog { estimate, counted: Instant::now() });
+        if estimate >= self.max_backlog {
+            return Err(full(estimate));
+        }
+        Ok(())
+    }
+
+    fn backlogs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backlog>> {
+        // Plain counters updated in single steps: a poisoned lock is still good to use.
+        self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Subscribes `group` to `topic`, from the group's committed offset. At most

@@ -20,6 +20,8 @@ on_both_backends!(
     max_in_flight_holds_recv_until_an_ack,
     concurrent_publishers_lose_nothing,
     retention_removes_only_what_every_group_processed,
+    a_full_topic_refuses_publishes_until_its_slowest_group_catches_up,
+    a_topic_no_group_reads_is_bounded_too,
 );
 
 fn msg(n: u64) -> Message {
@@ -275,4 +277,55 @@ async fn retention_removes_only_what_every_group_processed(store: Store) {
     let mut reader = subscribe(&bus, "reader", "nobody-reads").await;
     assert_eq!(recv(&mut reader).await.offset, lonely);
     assert_eq!(recv(&mut g).await.offset, o3);
+}
+
+async fn a_full_topic_refuses_publishes_until_its_slowest_group_catches_up(store: Store) {
+    let bus = EmbeddedBus::new(store.clone()).with_max_backlog(3);
+    let mut slow = subscribe(&bus, "slow", "t").await;
+    let mut fast = subscribe(&bus, "fast", "t").await;
+    for n in 0..3 {
+        publish(&bus, "t", n).await;
+    }
+    for _ in 0..3 {
+        recv(&mut fast).await.ack();
+    }
+    fast.flush().await.expect("flush");
+    let err = bus.publish("t", &msg(3)).await.expect_err("the slow group has 3 to process");
+    assert!(matches!(err, BusError::Full { backlog: 3, limit: 3, .. }), "{err}");
+    assert!(err.to_string().contains("topic `t` holds 3 messages"), "{err}");
+    publish(&bus, "other", 0).await;
+
+    // The slow group processes two: once that is committed, there is room for two more.
+    for _ in 0..2 {
+        recv(&mut slow).await.ack();
+    }
+    slow.flush().await.expect("flush");
+    tokio::time::sleep(RECOUNT_AFTER).await;
+    publish(&bus, "t", 3).await;
+    publish(&bus, "t", 4).await;
+    assert!(matches!(bus.publish("t", &msg(5)).await, Err(BusError::Full { .. })));
+    // Another process's bus counts the same backlog from the store.
+    let other = EmbeddedBus::new(store).with_max_backlog(3);
+    assert!(matches!(other.publish("t", &msg(5)).await, Err(BusError::Full { .. })));
+
+    // Nothing refused was stored, nothing accepted was lost.
+    for n in 2..5 {
+        let d = recv(&mut slow).await;
+        assert_eq!(d.message.body.to_json()["n"], n);
+        d.ack();
+    }
+    assert_nothing_more(&mut slow).await;
+}
+
+async fn a_topic_no_group_reads_is_bounded_too(store: Store) {
+    let bus = EmbeddedBus::new(store).with_max_backlog(2);
+    publish(&bus, "unread", 0).await;
+    publish(&bus, "unread", 1).await;
+    assert!(matches!(bus.publish("unread", &msg(2)).await, Err(BusError::Full { backlog: 2, .. })));
+    // A group that subscribes now gets them, and processing them makes room.
+    let mut sub = subscribe(&bus, "late", "unread").await;
+    recv(&mut sub).await.ack();
+    sub.flush().await.expect("flush");
+    tokio::time::sleep(RECOUNT_AFTER).await;
+    publish(&bus, "unread", 2).await;
 }

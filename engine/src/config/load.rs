@@ -149,12 +149,20 @@ impl Loader {
                 format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value),
             ));
         }
+        if let Some(max) = spec.bus_max_backlog.as_ref().filter(|m| m.value == 0) {
+            diags.push(Diagnostic::new(
+                file,
+                Some(Pos::of(max)),
+                "bus_max_backlog is 0, so nothing could ever be published: allow at least 1",
+            ));
+        }
         Settings {
             listen: or_env(&spec.listen, "JUNCTION_LISTEN"),
             store,
             cache,
             bus: spec.bus.value.clone(),
             bus_retention: spec.bus_retention.map_or(super::DEFAULT_BUS_RETENTION, |d| d.0),
+            bus_max_backlog: spec.bus_max_backlog.as_ref().map_or(super::DEFAULT_BUS_MAX_BACKLOG, |m| m.value),
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             audit_mode: spec.audit.http,
             audit_retention: spec.audit.retention.map(|d| d.0),
@@ -171,6 +179,18 @@ impl Loader {
                 Some(super::AdminSettings { listen, token: a.token.value.clone() })
             }),
             watch: spec.reload.watch,
+            max_connections: match &spec.gateway.max_connections {
+                Some(m) if m.value == 0 => {
+                    diags.push(Diagnostic::new(
+                        file,
+                        Some(Pos::of(m)),
+                        "gateway max_connections is 0, so no client could connect: allow at least 1",
+                    ));
+                    super::DEFAULT_MAX_CONNECTIONS
+                }
+                Some(m) => m.value,
+                None => super::DEFAULT_MAX_CONNECTIONS,
+            },
             tls: spec.gateway.tls.as_ref().and_then(|t| {
                 let (cert, key) = (paths.root.join(&t.cert.value), paths.root.join(&t.key.value));
                 match crate::gateway::tls::acceptor(&cert, &key) {

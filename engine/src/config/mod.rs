@@ -32,6 +32,12 @@ pub struct Project {
 /// How long processed bus messages are kept unless `bus_retention` says otherwise.
 pub const DEFAULT_BUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Unprocessed messages a bus topic may hold unless `bus_max_backlog` says otherwise.
+pub const DEFAULT_BUS_MAX_BACKLOG: u64 = 100_000;
+
+/// Client connections the gateway serves at once unless `gateway.max_connections` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// The root config's values, with defaults applied and variables substituted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -41,11 +47,15 @@ pub struct Settings {
     pub bus: String,
     /// How long processed bus messages are kept.
     pub bus_retention: Duration,
+    /// Unprocessed messages a topic may hold before publishing to it is refused.
+    pub bus_max_backlog: u64,
     pub shutdown_timeout: Duration,
     pub audit_mode: crate::gateway::AuditMode,
     pub audit_retention: Option<Duration>,
     pub admin: Option<AdminSettings>,
     pub watch: bool,
+    /// Client connections the gateway serves at once.
+    pub max_connections: usize,
     /// The gateway's certificate chain and key (PEM), when it serves HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Where spans are exported, when they are.

@@ -29,6 +29,10 @@ pub struct RootSpec {
     /// processed it (default 7d). Unprocessed messages are kept however old.
     #[serde(default)]
     pub bus_retention: Option<ConfigDuration>,
+    /// Messages a topic may hold that its slowest consumer group has not processed (default
+    /// 100 000); a publish past it is refused until consumers catch up.
+    #[serde(default)]
+    pub bus_max_backlog: Option<Spanned<u64>>,
     /// Route files, or folders of them (`*.yaml`, `*.yml`), relative to the project.
     #[serde(default = "default_routes")]
     pub routes: Vec<Spanned<String>>,
@@ -137,6 +141,9 @@ pub struct GatewaySpec {
     /// How long a request/reply may take before 503 (default 30s); a route may set its own.
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
+    /// Client connections served at once (default 10 000); more wait to be accepted.
+    #[serde(default)]
+    pub max_connections: Option<Spanned<usize>>,
     /// Serve HTTPS: PEM files of the certificate chain and its private key, relative to the project.
     #[serde(default)]
     pub tls: Option<TlsSpec>,

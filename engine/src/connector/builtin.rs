@@ -67,7 +67,11 @@ struct BusEndpoint {
 impl Endpoint for BusEndpoint {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
         let bus = self.bus.as_ref().ok_or_else(|| ConnectorError::fatal("the bus is not running"))?;
-        bus.publish(&self.topic, msg).await.map(|_| ()).map_err(|e| ConnectorError::retryable(e.to_string()))
+        bus.publish(&self.topic, msg).await.map(|_| ()).map_err(|e| {
+            // A full topic frees up as its consumers catch up: the retries wait a moment.
+            let pause = matches!(e, crate::bus::BusError::Full { .. }).then_some(std::time::Duration::from_secs(1));
+            ConnectorError::retryable(e.to_string()).with_retry_after(pause)
+        })
     }
 
     async fn request(&self, _msg: &Message) -> Result<Message, ConnectorError> {

@@ -448,6 +448,15 @@ fn hex(b: u8) -> Option<u8> {
 async fn enqueue(shared: &Shared, route: &Route, msg: &Message, request_id: &str) -> Response<Full<Bytes>> {
     match shared.bus.publish(&crate::sources::http_topic(&route.id), msg).await {
         Ok(_) => json_response(StatusCode::ACCEPTED, &json!({ "id": msg.id, "status": "accepted" })),
+        // Back-pressure: the route's consumer is behind by as much as the bus may hold.
+        Err(e @ crate::bus::BusError::Full { .. }) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backlog-full",
+            "Too many messages are waiting",
+            e.to_string(),
+        )
+        .retry_after(1)
+        .into_response(request_id),
         Err(e) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",

@@ -132,11 +132,18 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    // One permit per open connection: at the limit, new ones wait in the kernel's accept queue.
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections.min(tokio::sync::Semaphore::MAX_PERMITS)));
     loop {
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
+            () = crate::runtime::stopped(&mut shutdown) => break,
+        };
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -162,6 +169,7 @@ pub async fn serve(
                 if let Err(e) = conn.await {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
+                drop(slot);
             });
             continue;
         };
@@ -177,6 +185,7 @@ pub async fn serve(
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -61,6 +61,10 @@ impl RetryPolicy {
     }
 }
 
+/// Work for when a run's outcome is safe: what came out delivered, or the message stored as a
+/// dead letter (an aggregate then forgets the group it released).
+pub type Settle = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// What one run of a route carries besides the message.
 pub struct RunCx {
     pub route: Arc<str>,
@@ -68,13 +72,21 @@ pub struct RunCx {
     /// The run's span, which step spans nest under; `None` when spans are not exported.
     pub span: Option<String>,
     on_failure: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    settled: Mutex<Vec<Settle>>,
     /// Set when a step made a new message to carry on with (an aggregate's output).
     origin: Mutex<Option<(Message, usize)>>,
 }
 
 impl RunCx {
     pub fn new(route: Arc<str>, retry: RetryPolicy) -> Self {
-        Self { route, retry, span: None, on_failure: Mutex::new(Vec::new()), origin: Mutex::new(None) }
+        Self {
+            route,
+            retry,
+            span: None,
+            on_failure: Mutex::default(),
+            settled: Mutex::default(),
+            origin: Mutex::default(),
+        }
     }
 
     fn begins(&self, msg: Message, at: usize) {
@@ -91,6 +103,20 @@ impl RunCx {
     /// so a replay of the dead letter is not dropped as a duplicate).
     pub fn on_failure(&self, undo: impl FnOnce() + Send + 'static) {
         self.on_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(undo));
+    }
+
+    /// Registers work for when the run's outcome is safe; see [`Settle`].
+    pub fn on_settled(&self, work: Settle) {
+        self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(work);
+    }
+
+    /// Does the work registered with [`RunCx::on_settled`]. Call it once what came out of the
+    /// run was delivered or its message stored as a dead letter, never before.
+    pub async fn settle(&self) {
+        let work = std::mem::take(&mut *self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for w in work {
+            w.await;
+        }
     }
 
     pub fn run_failure_hooks(&self) {

@@ -60,6 +60,7 @@ pub async fn deliver_with(
             route.counters.completed();
             route.metrics.completed.increment(1);
             end_span(span, "completed", None);
+            cx.settle().await;
             return Ok(Delivered::Done(out));
         }
         Err(f) => f,
@@ -73,6 +74,7 @@ pub async fn deliver_with(
     let stored = dead_letter(route, original, &failure, store).await;
     end_span(span, if stored.is_ok() { "dead_lettered" } else { "failed" }, Some(&failure.error.message));
     let dead_letter_id = stored?;
+    cx.settle().await;
     route.counters.dead_lettered();
     route.metrics.dead_lettered.increment(1);
     Ok(Delivered::DeadLettered { failure, dead_letter_id })

@@ -95,7 +95,7 @@ impl Runtime {
             crate::telemetry::otlp::install(&t.endpoint, &t.service_name);
         }
         let store = Store::open(&settings.store).await?;
-        let bus = EmbeddedBus::new(store.clone());
+        let bus = EmbeddedBus::new(store.clone()).with_max_backlog(settings.bus_max_backlog);
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
         loader.resources = Resources { store: Some(store.clone()), bus: Some(bus.clone()), cache: Some(cache.clone()) };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
@@ -146,7 +146,7 @@ impl Runtime {
             None => None,
         };
         tokio::spawn(bus_retention(runtime.inner.bus.clone(), settings.bus_retention, stop_rx.clone()));
-        let handle = tokio::spawn(gateway::serve(listener, gateway_state, tls, stop_rx));
+        let handle = tokio::spawn(gateway::serve(listener, gateway_state, tls, settings.max_connections, stop_rx));
         *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         if project.settings.watch {
             watch_files::spawn(runtime.clone());

@@ -140,7 +140,11 @@ fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) 
     check("listen", now.listen != new.listen);
     check("store", now.store != new.store);
     check("cache", now.cache != new.cache);
-    check("bus", now.bus != new.bus || now.bus_retention != new.bus_retention);
+    check(
+        "bus",
+        now.bus != new.bus || now.bus_retention != new.bus_retention || now.bus_max_backlog != new.bus_max_backlog,
+    );
+    check("gateway", now.max_connections != new.max_connections || now.tls != new.tls);
     check("audit", now.audit_mode != new.audit_mode || now.audit_retention != new.audit_retention);
     check("admin", now.admin != new.admin);
     check("tracing", now.tracing != new.tracing);

@@ -1,33 +1,37 @@
 //! Drives a stateful step's timer (an aggregate's timeout): what it releases continues down
-//! the route from the next step. On stop, everything it still holds is released.
+//! the route from the next step, and is settled (an aggregate forgets the group) once it is
+//! delivered or dead-lettered. At start it first finishes what an earlier process released
+//! but did not deliver. On stop it releases nothing: what the step holds stays in the store
+//! and the next start carries on with it.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::SourceCx;
 use crate::route::Route;
+use crate::steps::Released;
 
 pub(super) async fn run(route: Arc<Route>, index: usize, mut cx: SourceCx) {
     let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
     let mut tick = tokio::time::interval(timed.period());
+    let mut due = timed.unfinished().await;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = crate::runtime::stopped(&mut cx.stop) => break,
-        }
-        let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
-        for msg in timed.expired(Instant::now()) {
+        for released in due {
             let Ok(permit) = route.permits.clone().acquire_owned().await else { return };
             let (route, store) = (route.clone(), cx.store.clone());
             tokio::spawn(async move {
+                let Released { msg, settle } = released;
                 super::deliver_surely(&route, index + 1, msg, &store).await;
+                if let Some(settle) = settle {
+                    settle.await;
+                }
                 drop(permit);
             });
         }
-    }
-    // Stopping: what is still held goes down the route now rather than vanish with the process.
-    let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
-    for msg in timed.drain() {
-        super::deliver_surely(&route, index + 1, msg, &cx.store).await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = crate::runtime::stopped(&mut cx.stop) => return,
+        }
+        let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
+        due = timed.expired().await;
     }
 }

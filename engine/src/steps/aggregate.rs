@@ -1,10 +1,14 @@
 //! `aggregate`: collects messages with the same correlation key into one, when `size` of them
-//! arrived or `timeout` passed since the first. Groups are held in memory, at most
-//! `max_groups` of them (default 10 000): a message that would open one more completes the
-//! oldest open group early, so a stream of ever-new keys cannot grow the map without end. A
-//! clean stop releases incomplete groups down the route, but a crash loses them (like Camel's
-//! default in-memory aggregation repository); a durable repository in the store is still to
-//! come.
+//! arrived or `timeout` passed since the first. At most `max_groups` groups are open (default
+//! 10 000): a message that would open one more completes the oldest open group early, so a
+//! stream of ever-new keys cannot grow without end.
+//!
+//! The running engine keeps the groups in the store (see [`crate::store::StepAt`]): a
+//! message is written there before its source is acked, and a completed group is forgotten
+//! only once its message was delivered or dead-lettered, so a crash or a restart loses
+//! nothing, and open groups carry on after it. Their timeouts count from the first message's
+//! arrival, so a group whose time ran out while the engine was down completes as it starts.
+//! `junction test`, which has no store, keeps them in memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +19,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use super::{BuildStep, Outcome, Step, StepError, Timed};
+use super::{BuildStep, Outcome, Released, Step, StepError, Timed};
 use crate::config::duration::ConfigDuration;
 use crate::config::node::Pos;
-use crate::message::{Body, Headers, Message};
+use crate::message::{Body, Message};
 use crate::route::compile::CompileCx;
-use crate::route::pipeline::RunCx;
+use crate::route::pipeline::{RunCx, Settle};
 use crate::script::{Script, ScriptEngine};
+use crate::store::{AggregateRules, ClaimedGroup, StepAt, Store};
 
 /// `aggregate: { key: body.deal_id, size: 10, timeout: 5s }`
 #[derive(Debug, Deserialize)]
@@ -64,7 +69,12 @@ impl BuildStep for AggregateSpec {
             size: self.size.unwrap_or(usize::MAX),
             timeout: self.timeout.map(|t| t.0),
             max_groups: self.max_groups.unwrap_or(MAX_GROUPS),
-            groups: Mutex::new(HashMap::new()),
+            held: match &cx.build.resources.store {
+                Some(store) => {
+                    Held::Stored { store: store.clone(), at: StepAt { route: cx.route.clone(), step: cx.step.clone() } }
+                }
+                None => Held::Memory(Mutex::default()),
+            },
         }))
     }
 }
@@ -75,52 +85,104 @@ pub struct Aggregate {
     size: usize,
     timeout: Option<Duration>,
     max_groups: usize,
-    groups: Mutex<HashMap<String, Group>>,
+    held: Held,
+}
+
+/// Where the open groups are.
+enum Held {
+    /// In the store: the running engine.
+    Stored { store: Store, at: StepAt },
+    /// In memory: `junction test`, which has no store.
+    Memory(Mutex<HashMap<String, Group>>),
 }
 
 struct Group {
     started: Instant,
-    headers: Headers,
-    bodies: Vec<Value>,
+    messages: Vec<Message>,
 }
 
 impl Aggregate {
-    fn complete(key: String, group: Group) -> Message {
-        let mut msg = Message::json(Value::Array(group.bodies));
-        msg.headers = group.headers;
+    /// The group's message: the bodies in arrival order, with the first message's headers.
+    fn complete(key: String, messages: Vec<Message>) -> Message {
+        let mut headers = None;
+        let bodies = messages
+            .into_iter()
+            .map(|m| {
+                headers.get_or_insert(m.headers);
+                match m.body {
+                    Body::Json(v) => v,
+                    other => other.to_json(),
+                }
+            })
+            .collect();
+        let mut msg = Message::json(Value::Array(bodies));
+        msg.headers = headers.unwrap_or_default();
         msg.headers.insert("aggregate_key".into(), Value::String(key));
         msg
     }
-}
 
-#[async_trait]
-impl Step for Aggregate {
-    async fn apply(&self, msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
-        let key = super::eval::eval_key(&self.engine, &self.key, &msg)?;
-        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+    fn add_in_memory(&self, groups: &Mutex<HashMap<String, Group>>, key: String, msg: Message) -> Option<Message> {
+        let mut groups = groups.lock().unwrap_or_else(PoisonError::into_inner);
         // Full: the oldest open group completes now, to make room, and goes on down the route.
         let mut released = None;
         if groups.len() >= self.max_groups && !groups.contains_key(&key) {
             let oldest = groups.iter().min_by_key(|(_, g)| g.started).map(|(k, _)| k.clone());
-            released = oldest.and_then(|k| groups.remove(&k).map(|g| Self::complete(k, g)));
+            released = oldest.and_then(|k| groups.remove(&k).map(|g| Self::complete(k, g.messages)));
         }
-        let group = groups.entry(key.clone()).or_insert_with(|| Group {
-            started: Instant::now(),
-            headers: msg.headers.clone(),
-            bodies: Vec::new(),
-        });
-        group.bodies.push(match msg.body {
-            Body::Json(v) => v,
-            other => other.to_json(),
-        });
-        if group.bodies.len() < self.size {
-            return Ok(released.map_or(Outcome::Drop, Outcome::Begins));
+        let group =
+            groups.entry(key.clone()).or_insert_with(|| Group { started: Instant::now(), messages: Vec::new() });
+        group.messages.push(msg);
+        if group.messages.len() < self.size {
+            return released;
         }
         // A group completing on its first message (`size: 1`) means no group ever stays open,
         // so none was released to make room for it.
         debug_assert!(released.is_none(), "a full aggregate with groups that complete at once");
         let group = groups.remove(&key).expect("the group was just filled");
-        Ok(Outcome::Begins(Self::complete(key, group)))
+        Some(Self::complete(key, group.messages))
+    }
+
+    /// A group claimed in the store, and the work that forgets it once it is delivered.
+    fn claimed(store: &Store, at: &StepAt, group: ClaimedGroup) -> Released {
+        let (store, at, completion) = (store.clone(), at.clone(), group.completion);
+        let settle: Settle = Box::pin(async move {
+            if let Err(error) = store.aggregate_settle(&at, &completion).await {
+                tracing::warn!(
+                    route = at.route, step = at.step, completion, %error,
+                    "an aggregated group was delivered but stays in the store; the next start delivers it again"
+                );
+            }
+        });
+        Released { msg: Self::complete(group.key, group.messages), settle: Some(settle) }
+    }
+}
+
+#[async_trait]
+impl Step for Aggregate {
+    async fn apply(&self, msg: Message, cx: &RunCx) -> Result<Outcome, StepError> {
+        let key = super::eval::eval_key(&self.engine, &self.key, &msg)?;
+        let released = match &self.held {
+            Held::Memory(groups) => self.add_in_memory(groups, key, msg),
+            Held::Stored { store, at } => {
+                let rules = AggregateRules { size: self.size, max_groups: self.max_groups };
+                let claimed = store.aggregate_add(at, &key, &msg, rules).await.map_err(|e| {
+                    StepError::retryable(format!("aggregate cannot keep the message in the store: {e}"))
+                })?;
+                claimed.map(|group| {
+                    let released = Self::claimed(store, at, group);
+                    if let Some(settle) = released.settle {
+                        cx.on_settled(settle);
+                    }
+                    released.msg
+                })
+            }
+        };
+        Ok(released.map_or(Outcome::Drop, Outcome::Begins))
+    }
+
+    /// Keeping a message in the store can fail for a moment and pass on a retry.
+    fn calls_out(&self) -> bool {
+        matches!(self.held, Held::Stored { .. })
     }
 
     fn timed(&self) -> Option<&dyn Timed> {
@@ -128,23 +190,62 @@ impl Step for Aggregate {
     }
 }
 
+#[async_trait]
 impl Timed for Aggregate {
     fn period(&self) -> Duration {
         self.timeout
             .map_or(Duration::from_secs(1), |t| (t / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)))
     }
 
-    fn expired(&self, now: Instant) -> Vec<Message> {
+    async fn expired(&self) -> Vec<Released> {
         let Some(timeout) = self.timeout else { return Vec::new() };
-        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        let due: Vec<String> =
-            groups.iter().filter(|(_, g)| now.duration_since(g.started) >= timeout).map(|(k, _)| k.clone()).collect();
-        due.into_iter().filter_map(|k| groups.remove(&k).map(|g| Self::complete(k, g))).collect()
+        match &self.held {
+            Held::Memory(groups) => {
+                let now = Instant::now();
+                let mut groups = groups.lock().unwrap_or_else(PoisonError::into_inner);
+                let due: Vec<String> = groups
+                    .iter()
+                    .filter(|(_, g)| now.duration_since(g.started) >= timeout)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                due.into_iter()
+                    .filter_map(|k| groups.remove(&k).map(|g| Self::complete(k, g.messages)))
+                    .map(|msg| Released { msg, settle: None })
+                    .collect()
+            }
+            Held::Stored { store, at } => {
+                let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+                let before = crate::store::now_millis().saturating_sub(timeout).saturating_add(1);
+                match store.aggregate_expired(at, before).await {
+                    Ok(groups) => groups.into_iter().map(|g| Self::claimed(store, at, g)).collect(),
+                    Err(error) => {
+                        tracing::warn!(route = at.route, step = at.step, %error, "cannot look for timed-out aggregate groups; trying again");
+                        Vec::new()
+                    }
+                }
+            }
+        }
     }
 
-    fn drain(&self) -> Vec<Message> {
-        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        groups.drain().map(|(k, g)| Self::complete(k, g)).collect()
+    async fn unfinished(&self) -> Vec<Released> {
+        let Held::Stored { store, at } = &self.held else { return Vec::new() };
+        match store.aggregate_unsettled(at).await {
+            Ok(groups) => {
+                if !groups.is_empty() {
+                    tracing::info!(
+                        route = at.route,
+                        step = at.step,
+                        groups = groups.len(),
+                        "delivering aggregated groups an earlier process released but did not finish"
+                    );
+                }
+                groups.into_iter().map(|g| Self::claimed(store, at, g)).collect()
+            }
+            Err(error) => {
+                tracing::error!(route = at.route, step = at.step, %error, "cannot read unfinished aggregate groups; the next start tries again");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -159,7 +260,7 @@ mod tests {
     fn aggregate(size: usize, max_groups: usize) -> Aggregate {
         let engine = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
         let key = engine.compile_expression("key", "body.k").expect("compiles");
-        Aggregate { engine, key, size, timeout: None, max_groups, groups: Mutex::new(HashMap::new()) }
+        Aggregate { engine, key, size, timeout: None, max_groups, held: Held::Memory(Mutex::default()) }
     }
 
     async fn add(agg: &Aggregate, k: &str, n: i64) -> Outcome {
@@ -181,13 +282,13 @@ mod tests {
         // `c` would be a third group: `a`, the oldest, goes on early with what it has.
         let (key, body) = bodies(add(&agg, "c", 4).await);
         assert_eq!((key, body), (json!("a"), json!([{ "k": "a", "n": 1 }, { "k": "a", "n": 3 }])));
-        assert_eq!(agg.groups.lock().expect("lock").len(), 2);
+        let Held::Memory(groups) = &agg.held else { unreachable!() };
+        assert_eq!(groups.lock().expect("lock").len(), 2);
         // Groups still complete by size.
         add(&agg, "b", 5).await;
         let (key, body) = bodies(add(&agg, "b", 6).await);
         assert_eq!(key, json!("b"));
         assert_eq!(body.as_array().map(Vec::len), Some(3));
-        let left: Vec<Message> = agg.drain();
-        assert_eq!(left.len(), 1, "only c is still open");
+        assert_eq!(groups.lock().expect("lock").len(), 1, "only c is still open");
     }
 }

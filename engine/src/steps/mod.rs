@@ -23,7 +23,7 @@ mod validate;
 mod wire_tap;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -56,13 +56,21 @@ pub trait Step: Send + Sync {
 }
 
 /// Work a step finishes on a clock rather than on a message.
+#[async_trait]
 pub trait Timed: Send + Sync {
     /// How often to ask.
     fn period(&self) -> Duration;
     /// Messages whose time has come.
-    fn expired(&self, now: Instant) -> Vec<Message>;
-    /// Everything still held, released at once (the process is stopping).
-    fn drain(&self) -> Vec<Message>;
+    async fn expired(&self) -> Vec<Released>;
+    /// Once, when the route starts: messages released by a process that stopped before it
+    /// delivered them.
+    async fn unfinished(&self) -> Vec<Released>;
+}
+
+/// A message a timed step released, and the work to do once it is delivered or dead-lettered.
+pub struct Released {
+    pub msg: Message,
+    pub settle: Option<crate::route::pipeline::Settle>,
 }
 
 /// What a step made of a message.

@@ -4,10 +4,12 @@
 //! `$N` placeholders, JSON as TEXT, times as BIGINT unix milliseconds. Each backend has its
 //! own migrations in `engine/migrations/<backend>/`, run by [`Store::open`].
 
+mod aggregates;
 mod audit;
 mod checkpoints;
 mod dead_letters;
 mod error;
+mod idempotency;
 mod open;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
@@ -19,9 +21,17 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use aggregates::{AggregateRules, ClaimedGroup};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter};
 pub use error::StoreError;
+
+/// Which step keeps state in the store: its route, and its label there (`1:aggregate`).
+#[derive(Debug, Clone)]
+pub struct StepAt {
+    pub route: String,
+    pub step: String,
+}
 
 /// A handle on the store; cheap to clone, all clones share one pool.
 #[derive(Debug, Clone)]
