@@ -48,7 +48,7 @@ async fn open_project(
         Err(d) => return Ok(Err(d)),
     };
     let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
-    let bus = junction_engine::bus::EmbeddedBus::new(store.clone());
+    let bus = junction_engine::bus::EmbeddedBus::new(store.clone()).with_max_backlog(settings.bus_max_backlog);
     l.resources = Resources { store: Some(store.clone()), bus: Some(bus), cache: None };
     Ok(l.load(dir).map(|p| (p, store)))
 }

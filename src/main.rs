@@ -14,6 +14,7 @@ use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
 mod admin;
+mod bus;
 mod dead_letters;
 
 use dead_letters::DeadLetterCommand;
@@ -67,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// List the embedded bus's consumer groups, or forget one no route reads any more.
+    Bus {
+        #[command(subcommand)]
+        command: bus::BusCommand,
+    },
     /// Talk to a running Junction's admin API: routes, reload, pause, dead letters, audit.
     Admin(admin::AdminArgs),
 }
@@ -111,6 +117,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Graph { dir } => Ok(with_project(&dir, |p| print!("{}", junction_engine::graph::mermaid(&p.routes)))),
         Command::Routes { dir } => Ok(with_project(&dir, print_routes)),
         Command::DeadLetters { command } => dead_letters::run(command).await,
+        Command::Bus { command } => bus::run(command).await,
         Command::Admin(args) => admin::run(args).await,
     }
 }

@@ -132,9 +132,56 @@ fn help_is_everywhere() {
         &["check", "--help"],
         &["test", "--help"],
         &["dead-letters", "list", "--help"],
+        &["bus", "groups", "--help"],
+        &["bus", "forget-group", "--help"],
     ] {
         let (code, out, _) = junction(args, &[]);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Usage:"), "{args:?}: {out}");
     }
+}
+
+/// `junction bus groups` shows a consumer group no route reads any more, a start warns of it,
+/// and `junction bus forget-group` lets its topic go.
+#[tokio::test]
+async fn consumer_groups_no_route_reads_are_shown_and_can_be_forgotten() {
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        (
+            "routes/feed.yaml",
+            "route: feed\nfrom: { http: { method: POST, path: /feed, auth: none, async: true } }\nsteps:\n  - log: \"fed ${body.n}\"\n",
+        ),
+    ]);
+    let (_tmp, store) = common::sqlite_store();
+    let env = [("JUNCTION_STORE", store.as_str())];
+    let path = dir.path().to_str().expect("utf-8 path");
+    let j = common::Junction::start(dir.path(), &env);
+    let resp = reqwest::Client::new().post(j.url("/feed")).body("{\"n\": 1}").send().await.expect("send");
+    assert_eq!(resp.status(), 202);
+    j.wait_for_log("fed 1", std::time::Duration::from_secs(5));
+    assert!(j.terminate().success());
+    let (code, out, err) = junction(&["bus", "groups", path], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("junction.http.feed  feed  committed") && !out.contains("no route"), "{out}");
+
+    // The route goes: its group stays, and says so.
+    std::fs::write(
+        dir.path().join("routes/feed.yaml"),
+        "route: feed\nfrom: { http: { method: POST, path: /feed, auth: none } }\n",
+    )
+    .expect("rewrite");
+    let (_, out, _) = junction(&["bus", "groups", path], &env);
+    assert!(out.contains("0 to process  (no route reads it)"), "{out}");
+    let j = common::Junction::start(dir.path(), &env);
+    j.wait_for_log("no loaded route reads this consumer group", std::time::Duration::from_secs(5));
+    drop(j);
+
+    let (code, out, err) = junction(&["bus", "forget-group", "junction.http.feed", "feed", path], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("forgot consumer group feed on junction.http.feed"), "{out}");
+    let (code, _, err) = junction(&["bus", "forget-group", "junction.http.feed", "feed", path], &env);
+    assert_eq!(code, 1);
+    assert!(err.contains("no consumer group feed on junction.http.feed"), "{err}");
+    let (_, _, err) = junction(&["bus", "groups", path], &env);
+    assert!(err.contains("0 consumer groups"), "{err}");
 }

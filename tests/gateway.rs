@@ -234,6 +234,32 @@ async fn connections_past_max_connections_wait_their_turn() {
     assert_eq!(b.get(j.url("/ping")).send().await.expect("send").status(), 200, "b kept its connection");
 }
 
+/// A connection that sends nothing, or sits idle after a request, is closed after
+/// `gateway.idle_timeout`, so idle clients cannot keep the `max_connections` places taken.
+#[tokio::test]
+async fn idle_connections_are_closed_and_free_their_place() {
+    use tokio::io::AsyncReadExt;
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\ngateway: { max_connections: 1, idle_timeout: 300ms }\n"),
+        (
+            "routes/ping.yaml",
+            "route: ping\nfrom: { http: { method: GET, path: /ping, auth: none } }\nsteps:\n  - transform: { script: \"#{ pong: true }\" }\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let mut silent = tokio::net::TcpStream::connect(&j.addr).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a silent connection is closed: {read:?}");
+    // The place it held is free; this client's kept-alive connection is closed when idle too.
+    let first = client();
+    assert_eq!(first.get(j.url("/ping")).send().await.expect("send").status(), 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = client().get(j.url("/ping")).timeout(Duration::from_secs(3)).send().await;
+    assert_eq!(second.expect("served: the idle connection gave its place up").status(), 200);
+}
+
 #[tokio::test]
 async fn aggregate_groups_outlive_crashes_and_restarts_on_sqlite() {
     let (_tmp, store) = sqlite_store();
@@ -280,6 +306,11 @@ async fn aggregate_groups_outlive_crashes_and_restarts(store: &str) {
     // The next process delivers A, whole and in order, and keeps B open past its stop.
     let j = Junction::start(dir.path(), &env);
     j.wait_for_log("batch A: 3 items, first 1, last 3", Duration::from_secs(10));
+    assert!(
+        j.logs().contains("delivering aggregated groups an earlier process released but did not finish"),
+        "A was taken over as a released group, not completed anew by its timeout:\n{}",
+        j.logs()
+    );
     let resp = post(&j, "B", 1).await.expect("send");
     assert!(resp.status().is_success(), "{}", resp.status());
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -292,6 +323,18 @@ async fn aggregate_groups_outlive_crashes_and_restarts(store: &str) {
     let j = Junction::start(dir.path(), &env);
     j.wait_for_log("batch B: 1 items, first 1, last 1", Duration::from_secs(10));
     assert!(!j.logs().contains("batch A"), "A was delivered and settled before:\n{}", j.logs());
+
+    // C stays open while its route loses the aggregate: the start says so, and keeps it.
+    let resp = post(&j, "C", 1).await.expect("send");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert!(j.terminate().success());
+    std::fs::write(
+        dir.path().join("routes/batch.yaml"),
+        "route: batch\nfrom: { http: { method: POST, path: /items, auth: none } }\nsteps:\n  - log: \"no batching\"\n",
+    )
+    .expect("rewrite the route");
+    let j = Junction::start(dir.path(), &env);
+    j.wait_for_log("the store holds aggregated messages no loaded route takes", Duration::from_secs(5));
 }
 
 #[tokio::test]

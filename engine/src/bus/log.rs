@@ -118,6 +118,42 @@ pub(super) async fn backlog(store: &Store, topic: &str) -> Result<u64, StoreErro
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// Every consumer group on every topic: where it is, and how many messages it has to process.
+pub(super) async fn groups(store: &Store) -> Result<Vec<super::GroupState>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT o.topic, o.consumer_group, o.committed, o.updated_at, \
+         (SELECT COUNT(*) FROM bus_messages m WHERE m.topic = o.topic AND m.seq > o.committed) AS backlog \
+         FROM bus_offsets o ORDER BY o.topic, o.consumer_group",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(StoreError::query("bus groups"))?;
+    rows.iter()
+        .map(|row| {
+            Ok(super::GroupState {
+                topic: row.try_get("topic")?,
+                group: row.try_get("consumer_group")?,
+                committed: row.try_get("committed")?,
+                backlog: u64::try_from(row.try_get::<i64, _>("backlog")?).unwrap_or(0),
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::query("bus groups"))
+}
+
+/// Deletes a group's offset on a topic; whether it had one.
+pub(super) async fn forget(store: &Store, group: &str, topic: &str) -> Result<bool, StoreError> {
+    let _writer = store.write_guard().await;
+    let done = sqlx::query("DELETE FROM bus_offsets WHERE consumer_group = $1 AND topic = $2")
+        .bind(group)
+        .bind(topic)
+        .execute(store.pool())
+        .await
+        .map_err(StoreError::query("bus forget group"))?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Deletes the messages published before `before` (unix milliseconds) that every group reading
 /// their topic has processed. A topic no group reads keeps all of its messages.
 pub(super) async fn purge(store: &Store, before: i64) -> Result<u64, StoreError> {

@@ -48,6 +48,19 @@ pub enum BusError {
     Full { topic: String, backlog: u64, limit: u64 },
 }
 
+/// A consumer group's place on a topic, as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GroupState {
+    pub topic: String,
+    pub group: String,
+    /// Every offset up to this one is processed.
+    pub committed: i64,
+    /// Messages of the topic after `committed`.
+    pub backlog: u64,
+    /// When the committed offset last moved (unix milliseconds).
+    pub updated_at: i64,
+}
+
 /// How long a topic found full stays full before the store is asked again.
 const RECOUNT_AFTER: Duration = Duration::from_millis(250);
 
@@ -61,9 +74,11 @@ pub struct EmbeddedBus {
     backlogs: Arc<Mutex<HashMap<String, Backlog>>>,
 }
 
-/// A topic's backlog as this process knows it without asking the store: a count, plus the
-/// publishes since. It only grows between counts, so it can say full too early, never too
-/// late; the store is counted again only when it says full.
+/// A topic's backlog as this process knows it without asking the store: a count, plus this
+/// process's publishes since. Between counts it only grows, so for one process it can say
+/// full too early but never too late (concurrent publishers overshoot by at most their number);
+/// the store is counted again only when it says full. Other processes' publishes are seen at
+/// the next count.
 #[derive(Debug)]
 struct Backlog {
     estimate: u64,
@@ -142,6 +157,21 @@ impl EmbeddedBus {
     pub async fn purge(&self, age: std::time::Duration) -> Result<u64, BusError> {
         let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         Ok(log::purge(&self.store, crate::store::now_millis().saturating_sub(age)).await?)
+    }
+
+    /// Every consumer group on every topic, with its backlog.
+    pub async fn groups(&self) -> Result<Vec<GroupState>, BusError> {
+        Ok(log::groups(&self.store).await?)
+    }
+
+    /// Forgets `group` on `topic`: retention and the backlog bound stop waiting for it, and
+    /// should it subscribe again it starts from the oldest message kept. For a group whose
+    /// consumer is gone for good. Whether the group was there.
+    pub async fn forget_group(&self, group: &str, topic: &str) -> Result<bool, BusError> {
+        let forgot = log::forget(&self.store, group, topic).await?;
+        // The backlog may have shrunk: count it again at the next publish.
+        self.backlogs().remove(topic);
+        Ok(forgot)
     }
 
     /// The wake-up publishers of `topic` send to its waiting subscribers in this process.

@@ -22,6 +22,7 @@ on_both_backends!(
     retention_removes_only_what_every_group_processed,
     a_full_topic_refuses_publishes_until_its_slowest_group_catches_up,
     a_topic_no_group_reads_is_bounded_too,
+    groups_are_listed_with_their_backlog_and_can_be_forgotten,
 );
 
 fn msg(n: u64) -> Message {
@@ -328,4 +329,27 @@ async fn a_topic_no_group_reads_is_bounded_too(store: Store) {
     sub.flush().await.expect("flush");
     tokio::time::sleep(RECOUNT_AFTER).await;
     publish(&bus, "unread", 2).await;
+}
+
+async fn groups_are_listed_with_their_backlog_and_can_be_forgotten(store: Store) {
+    let bus = EmbeddedBus::new(store).with_max_backlog(2);
+    let _gone = subscribe(&bus, "gone", "t").await;
+    let mut live = subscribe(&bus, "live", "t").await;
+    let first = publish(&bus, "t", 0).await;
+    publish(&bus, "t", 1).await;
+    for _ in 0..2 {
+        recv(&mut live).await.ack();
+    }
+    live.flush().await.expect("flush");
+    let groups = bus.groups().await.expect("groups");
+    let shown: Vec<(&str, u64)> = groups.iter().map(|g| (g.group.as_str(), g.backlog)).collect();
+    assert_eq!(shown, vec![("gone", 2), ("live", 0)]);
+    assert!(groups[1].committed > first);
+    // `gone` holds the topic full; forgetting it makes room at once.
+    assert!(matches!(bus.publish("t", &msg(2)).await, Err(BusError::Full { .. })));
+    assert!(bus.forget_group("gone", "t").await.expect("forget"));
+    assert!(!bus.forget_group("gone", "t").await.expect("forget"), "already forgotten");
+    publish(&bus, "t", 2).await;
+    let groups = bus.groups().await.expect("groups");
+    assert_eq!(groups.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(), vec!["live"]);
 }

@@ -191,6 +191,7 @@ impl Loader {
                 Some(m) => m.value,
                 None => super::DEFAULT_MAX_CONNECTIONS,
             },
+            idle_timeout: spec.gateway.idle_timeout.map_or(Duration::from_secs(30), |d| d.0),
             tls: spec.gateway.tls.as_ref().and_then(|t| {
                 let (cert, key) = (paths.root.join(&t.cert.value), paths.root.join(&t.key.value));
                 match crate::gateway::tls::acceptor(&cert, &key) {

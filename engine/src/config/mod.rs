@@ -56,6 +56,8 @@ pub struct Settings {
     pub watch: bool,
     /// Client connections the gateway serves at once.
     pub max_connections: usize,
+    /// How long a client connection may be idle, or take to send a request's headers.
+    pub idle_timeout: Duration,
     /// The gateway's certificate chain and key (PEM), when it serves HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Where spans are exported, when they are.

@@ -144,6 +144,10 @@ pub struct GatewaySpec {
     /// Client connections served at once (default 10 000); more wait to be accepted.
     #[serde(default)]
     pub max_connections: Option<Spanned<usize>>,
+    /// How long a connection may sit without sending a request, or take to send its headers,
+    /// before it is closed and its place freed (default 30s).
+    #[serde(default)]
+    pub idle_timeout: Option<ConfigDuration>,
     /// Serve HTTPS: PEM files of the certificate chain and its private key, relative to the project.
     #[serde(default)]
     pub tls: Option<TlsSpec>,

@@ -127,18 +127,38 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// What bounds the gateway's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long, or takes longer to send a request's
+    /// headers, is closed, so idle and slow clients cannot keep the connections taken.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Limits {
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Limits { max_connections: settings.max_connections, idle_timeout: settings.idle_timeout }
+    }
+}
+
 /// Serves until `shutdown` turns true; then stops accepting and lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    max_connections: usize,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1: the header timeout also runs while a kept-alive connection waits for its next request.
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.idle_timeout);
+    let idle = limits.idle_timeout;
     // One permit per open connection: at the limit, new ones wait in the kernel's accept queue.
-    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections.min(tokio::sync::Semaphore::MAX_PERMITS)));
+    let connections =
+        Arc::new(tokio::sync::Semaphore::new(limits.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS)));
     loop {
         let slot = tokio::select! {
             slot = connections.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
@@ -163,10 +183,15 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(handler::handle(state, req, peer).await) }
         });
         let Some(tls) = &tls else {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                // Until a client's first bytes tell HTTP/1 from HTTP/2, no header timeout runs.
+                // (`readable()` may wake without data; a peek waits for a byte or the end.)
+                if !matches!(tokio::time::timeout(idle, stream.peek(&mut [0u8; 1])).await, Ok(Ok(1..))) {
+                    return tracing::debug!(peer = %peer, "connection sent nothing; closed");
+                }
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
                 drop(slot);

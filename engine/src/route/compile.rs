@@ -66,6 +66,8 @@ pub struct CompileCx<'a> {
     pub(crate) inputs: Vec<(PathBuf, String)>,
     /// Every endpoint the route uses, for `junction graph`.
     pub(crate) links: Vec<Link>,
+    /// How many steps of each kind that keep state in the store were compiled so far.
+    kept: HashMap<&'static str, usize>,
     schemas: &'a mut HashMap<String, Schema>,
 }
 
@@ -93,8 +95,19 @@ impl<'a> CompileCx<'a> {
             top_level: true,
             inputs: Vec::new(),
             links: Vec::new(),
+            kept: HashMap::new(),
             schemas,
         }
+    }
+
+    /// The name a step that keeps state in the store keeps it under: its kind, numbered from
+    /// the route's second such step on, in file order (`aggregate`, `aggregate#2`). Unlike the
+    /// step's position, it stays the same when other steps are added or removed around it.
+    pub fn kept_state(&mut self, kind: &'static str) -> crate::store::StepAt {
+        let n = self.kept.entry(kind).or_default();
+        *n += 1;
+        let step = if *n == 1 { kind.to_owned() } else { format!("{kind}#{n}") };
+        crate::store::StepAt { route: self.route.clone(), step }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {

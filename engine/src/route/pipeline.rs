@@ -153,21 +153,35 @@ impl Pipeline {
     /// Runs `msg` from step `start` on (an aggregate's timeout resumes after the aggregate).
     pub async fn run_from(&self, start: usize, msg: Message, cx: &RunCx) -> Result<Vec<Message>, Failure> {
         let mut out = Vec::new();
-        let mut work = VecDeque::from([(start, msg)]);
-        while let Some((index, msg)) = work.pop_front() {
+        // Each piece of work knows whether it descends from a message a step began (an
+        // aggregate's output), which is then what a failure of it dead-letters. Work is done
+        // depth first, so the latest begun message is the one such a piece descends from.
+        let mut work = VecDeque::from([(start, msg, false)]);
+        while let Some((index, msg, begun)) = work.pop_front() {
             let Some(entry) = self.steps.get(index) else {
                 out.push(msg);
                 continue;
             };
-            match apply_with_retry(entry, msg, cx).await? {
-                Outcome::One(m) => work.push_front((index + 1, m)),
+            let outcome = match apply_with_retry(entry, msg, cx).await {
+                Ok(outcome) => outcome,
+                Err(failure) => {
+                    if !begun {
+                        // The run's own message failed after an earlier piece of it began a
+                        // message (a split item completed a group): dead-letter the run's.
+                        cx.take_origin();
+                    }
+                    return Err(failure);
+                }
+            };
+            match outcome {
+                Outcome::One(m) => work.push_front((index + 1, m, begun)),
                 Outcome::Begins(m) => {
                     cx.begins(m.clone(), index + 1);
-                    work.push_front((index + 1, m));
+                    work.push_front((index + 1, m, true));
                 }
                 Outcome::Many(ms) => {
                     for m in ms.into_iter().rev() {
-                        work.push_front((index + 1, m));
+                        work.push_front((index + 1, m, begun));
                     }
                 }
                 Outcome::Drop => {}
@@ -227,7 +241,64 @@ fn step_span(entry: &StepEntry, msg: &mut Message, cx: &RunCx) -> Option<Span> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// A step made of a function of the message's `n`.
+    struct Fn(fn(Message) -> Result<Outcome, StepError>);
+
+    #[async_trait::async_trait]
+    impl Step for Fn {
+        async fn apply(&self, msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
+            (self.0)(msg)
+        }
+    }
+
+    fn pipeline(steps: Vec<fn(Message) -> Result<Outcome, StepError>>) -> Pipeline {
+        let steps = steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| StepEntry {
+                label: format!("{i}:fn"),
+                step: Arc::new(Fn(f)),
+                retryable: false,
+                metrics: crate::telemetry::StepMetrics::new("r", &format!("{i}:fn")),
+            })
+            .collect();
+        Pipeline { steps }
+    }
+
+    fn n(msg: &Message) -> i64 {
+        msg.body.to_json()["n"].as_i64().unwrap_or(0)
+    }
+
+    /// A split of items 1 and 2, where item 1 begins a message (as an aggregate completing a
+    /// group) and the item `fails` fails a step later.
+    async fn failing_after_a_begun_message(fails: i64) -> Option<Message> {
+        let split: fn(Message) -> Result<Outcome, StepError> =
+            |_| Ok(Outcome::Many(vec![Message::json(json!({ "n": 1 })), Message::json(json!({ "n": 2 }))]));
+        let begin: fn(Message) -> Result<Outcome, StepError> =
+            |m| Ok(if n(&m) == 1 { Outcome::Begins(Message::json(json!({ "n": 10 }))) } else { Outcome::One(m) });
+        let fail_10: fn(Message) -> Result<Outcome, StepError> =
+            |m| if n(&m) == 10 { Err(StepError::fatal("boom")) } else { Ok(Outcome::One(m)) };
+        let fail_2: fn(Message) -> Result<Outcome, StepError> =
+            |m| if n(&m) == 2 { Err(StepError::fatal("boom")) } else { Ok(Outcome::One(m)) };
+        let p = pipeline(vec![split, begin, if fails == 10 { fail_10 } else { fail_2 }]);
+        let cx = RunCx::new("r".into(), RetryPolicy::default());
+        assert!(p.run(Message::json(json!({ "n": 0 })), &cx).await.is_err());
+        cx.take_origin().map(|(m, _)| m)
+    }
+
+    #[tokio::test]
+    async fn a_failure_dead_letters_the_message_it_descends_from() {
+        let begun = failing_after_a_begun_message(10).await.expect("the begun message failed");
+        assert_eq!(n(&begun), 10);
+        assert!(
+            failing_after_a_begun_message(2).await.is_none(),
+            "item 2 is not part of the begun message: the run's own message is dead-lettered"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -141,12 +141,14 @@ impl Runtime {
                 live.insert(route.id.clone(), runtime.launch(route));
             }
         }
+        tokio::spawn(warn_of_orphans(runtime.inner.store.clone(), runtime.inner.bus.clone(), runtime.routes()));
         let tls = match &settings.tls {
             Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
             None => None,
         };
         tokio::spawn(bus_retention(runtime.inner.bus.clone(), settings.bus_retention, stop_rx.clone()));
-        let handle = tokio::spawn(gateway::serve(listener, gateway_state, tls, settings.max_connections, stop_rx));
+        let handle =
+            tokio::spawn(gateway::serve(listener, gateway_state, tls, gateway::Limits::of(&settings), stop_rx));
         *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         if project.settings.watch {
             watch_files::spawn(runtime.clone());
@@ -250,6 +252,53 @@ async fn stop_running(r: Running) {
 /// How long a stop or a reload waits for old versions to drain before giving up on them.
 fn drain_timeout(settings: &Settings) -> Duration {
     settings.shutdown_timeout
+}
+
+/// Warns of what the store keeps for routes that are no longer loaded: consumer groups no
+/// route reads (they hold back their topic's retention and count against its backlog bound),
+/// and aggregate groups no route's aggregate takes (they wait there, undelivered).
+async fn warn_of_orphans(store: Store, bus: EmbeddedBus, routes: Arc<RouteTable>) {
+    let read: std::collections::HashSet<(String, String)> =
+        routes.iter().filter_map(|r| sources::consumes(r)).collect();
+    match bus.groups().await {
+        Ok(groups) => {
+            for g in groups {
+                if !read.contains(&(g.topic.clone(), g.group.clone())) {
+                    tracing::warn!(
+                        topic = g.topic,
+                        group = g.group,
+                        backlog = g.backlog,
+                        "no loaded route reads this consumer group: the topic keeps what it has not \
+                         processed, and that counts against bus_max_backlog; if it is gone for good, \
+                         `junction bus forget-group` it"
+                    );
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot look for consumer groups no route reads"),
+    }
+    let live: std::collections::HashSet<(&str, &str)> = routes
+        .iter()
+        .flat_map(|r| r.pipeline.steps.iter())
+        .filter_map(|e| e.step.timed()?.kept())
+        .map(|at| (at.route.as_str(), at.step.as_str()))
+        .collect();
+    match store.aggregate_holders().await {
+        Ok(held) => {
+            for (at, messages) in held {
+                if !live.contains(&(at.route.as_str(), at.step.as_str())) {
+                    tracing::warn!(
+                        route = at.route,
+                        step = at.step,
+                        messages,
+                        "the store holds aggregated messages no loaded route takes: they wait there \
+                         until a route with this aggregate is loaded again"
+                    );
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot look for aggregate groups no route holds"),
+    }
 }
 
 /// Applies the bus's retention now and then (a tenth of it, at most hourly) until the stop.

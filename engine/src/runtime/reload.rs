@@ -110,7 +110,9 @@ impl Runtime {
         }
         // The swap: the next request finds the new routes; those in flight finish on the old.
         self.inner.gateway_state.swap(&table);
-        self.inner.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.inner.table.store(table.clone());
+        tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.bus.clone(), table));
         *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.root_version();
         let drain = async {
             for r in old_versions {
@@ -144,7 +146,10 @@ fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) 
         "bus",
         now.bus != new.bus || now.bus_retention != new.bus_retention || now.bus_max_backlog != new.bus_max_backlog,
     );
-    check("gateway", now.max_connections != new.max_connections || now.tls != new.tls);
+    check(
+        "gateway",
+        now.max_connections != new.max_connections || now.idle_timeout != new.idle_timeout || now.tls != new.tls,
+    );
     check("audit", now.audit_mode != new.audit_mode || now.audit_retention != new.audit_retention);
     check("admin", now.admin != new.admin);
     check("tracing", now.tracing != new.tracing);

@@ -22,6 +22,15 @@ pub fn http_topic(route: &str) -> String {
     format!("junction.http.{route}")
 }
 
+/// The bus topic and consumer group a route reads, if it reads one.
+pub fn consumes(route: &Route) -> Option<(String, String)> {
+    match &route.source {
+        Source::Http(h) if h.is_async => Some((http_topic(&route.id), route.id.to_string())),
+        Source::Bus(b) => Some((b.topic.clone(), b.group.clone())),
+        Source::Http(_) | Source::Schedule(_) => None,
+    }
+}
+
 /// What source tasks share.
 #[derive(Clone)]
 pub struct SourceCx {
@@ -36,16 +45,10 @@ pub struct SourceCx {
 /// Starts the tasks that feed `route`; synchronous http routes need none.
 pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    match &route.source {
-        Source::Http(h) if h.is_async => {
-            let topic = http_topic(&route.id);
-            tasks.push(tokio::spawn(bus::consume(route.clone(), topic, route.id.to_string(), cx.clone())));
-        }
-        Source::Http(_) => {}
-        Source::Bus(b) => {
-            tasks.push(tokio::spawn(bus::consume(route.clone(), b.topic.clone(), b.group.clone(), cx.clone())));
-        }
-        Source::Schedule(_) => tasks.push(tokio::spawn(schedule::run(route.clone(), cx.clone()))),
+    if let Some((topic, group)) = consumes(route) {
+        tasks.push(tokio::spawn(bus::consume(route.clone(), topic, group, cx.clone())));
+    } else if let Source::Schedule(_) = &route.source {
+        tasks.push(tokio::spawn(schedule::run(route.clone(), cx.clone())));
     }
     for (index, entry) in route.pipeline.steps.iter().enumerate() {
         if entry.step.timed().is_some() {

@@ -69,10 +69,8 @@ impl BuildStep for AggregateSpec {
             size: self.size.unwrap_or(usize::MAX),
             timeout: self.timeout.map(|t| t.0),
             max_groups: self.max_groups.unwrap_or(MAX_GROUPS),
-            held: match &cx.build.resources.store {
-                Some(store) => {
-                    Held::Stored { store: store.clone(), at: StepAt { route: cx.route.clone(), step: cx.step.clone() } }
-                }
+            held: match cx.build.resources.store.clone() {
+                Some(store) => Held::Stored { store, at: cx.kept_state("aggregate"), serial: Default::default() },
                 None => Held::Memory(Mutex::default()),
             },
         }))
@@ -90,8 +88,9 @@ pub struct Aggregate {
 
 /// Where the open groups are.
 enum Held {
-    /// In the store: the running engine.
-    Stored { store: Store, at: StepAt },
+    /// In the store: the running engine. `serial` queues this process's changes to the
+    /// groups here, so they wait for one another without each holding a store connection.
+    Stored { store: Store, at: StepAt, serial: tokio::sync::Mutex<()> },
     /// In memory: `junction test`, which has no store.
     Memory(Mutex<HashMap<String, Group>>),
 }
@@ -163,7 +162,8 @@ impl Step for Aggregate {
         let key = super::eval::eval_key(&self.engine, &self.key, &msg)?;
         let released = match &self.held {
             Held::Memory(groups) => self.add_in_memory(groups, key, msg),
-            Held::Stored { store, at } => {
+            Held::Stored { store, at, serial } => {
+                let _serial = serial.lock().await;
                 let rules = AggregateRules { size: self.size, max_groups: self.max_groups };
                 let claimed = store.aggregate_add(at, &key, &msg, rules).await.map_err(|e| {
                     StepError::retryable(format!("aggregate cannot keep the message in the store: {e}"))
@@ -213,7 +213,8 @@ impl Timed for Aggregate {
                     .map(|msg| Released { msg, settle: None })
                     .collect()
             }
-            Held::Stored { store, at } => {
+            Held::Stored { store, at, serial } => {
+                let _serial = serial.lock().await;
                 let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
                 let before = crate::store::now_millis().saturating_sub(timeout).saturating_add(1);
                 match store.aggregate_expired(at, before).await {
@@ -227,8 +228,15 @@ impl Timed for Aggregate {
         }
     }
 
+    fn kept(&self) -> Option<&StepAt> {
+        match &self.held {
+            Held::Stored { at, .. } => Some(at),
+            Held::Memory(_) => None,
+        }
+    }
+
     async fn unfinished(&self) -> Vec<Released> {
-        let Held::Stored { store, at } = &self.held else { return Vec::new() };
+        let Held::Stored { store, at, .. } = &self.held else { return Vec::new() };
         match store.aggregate_unsettled(at).await {
             Ok(groups) => {
                 if !groups.is_empty() {

@@ -48,12 +48,7 @@ impl BuildStep for IdempotentSpec {
             ttl: self.ttl.map_or(Duration::from_secs(86_400), |t| t.0),
             max_keys: self.max_keys.unwrap_or(100_000),
             seen: Arc::new(Mutex::new(HashMap::new())),
-            stored: cx
-                .build
-                .resources
-                .store
-                .clone()
-                .map(|store| (store, StepAt { route: cx.route.clone(), step: cx.step.clone() })),
+            stored: cx.build.resources.store.clone().map(|store| (store, cx.kept_state("idempotent"))),
             records: Arc::default(),
         }))
     }

@@ -65,6 +65,10 @@ pub trait Timed: Send + Sync {
     /// Once, when the route starts: messages released by a process that stopped before it
     /// delivered them.
     async fn unfinished(&self) -> Vec<Released>;
+    /// Where the step keeps its state in the store, if it does.
+    fn kept(&self) -> Option<&crate::store::StepAt> {
+        None
+    }
 }
 
 /// A message a timed step released, and the work to do once it is delivered or dead-lettered.

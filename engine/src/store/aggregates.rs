@@ -8,6 +8,9 @@
 //! claimed but never settled (it died meanwhile) and releases them again: at-least-once, as
 //! everywhere else in Junction.
 //!
+//! The store serves one running Junction at a time, as for the bus's consumer groups: a
+//! process started next to a running one would take over the groups that one is delivering.
+//!
 //! Every change to one aggregate's groups happens in one transaction under a lock on that
 //! aggregate (SQLite's single writer; a Postgres advisory lock), so two messages can never
 //! both complete the same group, even from an old and a new version of a reloaded route.
@@ -143,7 +146,7 @@ impl Store {
     /// delivery finished. Deliver them again, then settle them.
     pub async fn aggregate_unsettled(&self, at: &StepAt) -> Result<Vec<ClaimedGroup>, StoreError> {
         let rows = sqlx::query(
-            "SELECT DISTINCT completion FROM aggregate_messages \
+            "SELECT DISTINCT completion, claimed_by FROM aggregate_messages \
              WHERE route = $1 AND step = $2 AND completion IS NOT NULL AND claimed_by <> $3",
         )
         .bind(&at.route)
@@ -155,20 +158,25 @@ impl Store {
         let mut groups = Vec::with_capacity(rows.len());
         for row in rows {
             let completion: String = row.try_get("completion").map_err(StoreError::query("aggregate unsettled"))?;
+            let seen: String = row.try_get("claimed_by").map_err(StoreError::query("aggregate unsettled"))?;
             let _writer = self.write_guard().await;
             let mut tx = self.locked(at).await?;
-            // Taken over by this process, so another one starting now leaves it alone.
-            sqlx::query(
+            // Taken over by this process, unless another one starting at the same time was first.
+            let taken = sqlx::query(
                 "UPDATE aggregate_messages SET claimed_by = $1 \
-                 WHERE route = $2 AND step = $3 AND completion = $4",
+                 WHERE route = $2 AND step = $3 AND completion = $4 AND claimed_by = $5",
             )
             .bind(&*PROCESS)
             .bind(&at.route)
             .bind(&at.step)
             .bind(&completion)
+            .bind(&seen)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("aggregate take over"))?;
+            if taken.rows_affected() == 0 {
+                continue;
+            }
             let (key, messages) = claimed_rows(&mut tx, at, &completion).await?;
             tx.commit().await.map_err(StoreError::query("aggregate take over commit"))?;
             if let Some(key) = key {
@@ -207,6 +215,21 @@ impl Store {
             get("n").map_err(StoreError::query("aggregate open"))?,
             get("g").map_err(StoreError::query("aggregate open"))?,
         ))
+    }
+
+    /// Every aggregate with messages in the store, and how many it has (open or claimed).
+    pub async fn aggregate_holders(&self) -> Result<Vec<(StepAt, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT route, step, COUNT(*) AS n FROM aggregate_messages GROUP BY route, step")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::query("aggregate holders"))?;
+        rows.iter()
+            .map(|row| {
+                let at = StepAt { route: row.try_get("route")?, step: row.try_get("step")? };
+                Ok((at, u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::query("aggregate holders"))
     }
 
     /// A transaction holding the lock on this aggregate's groups. On SQLite the caller holds
