@@ -31,7 +31,6 @@ pub(super) async fn run(route: Arc<Route>, index: usize, mut cx: SourceCx) {
             _ = tick.tick() => {}
             () = crate::runtime::stopped(&mut cx.stop) => return,
         }
-        let Some(timed) = route.pipeline.steps.get(index).and_then(|e| e.step.timed()) else { return };
         due = timed.expired().await;
     }
 }

@@ -84,39 +84,16 @@ impl Store {
         .and_then(|row| row.try_get("n"))
         .map_err(StoreError::query("aggregate group size"))?;
 
-        let claimed = if usize::try_from(held).unwrap_or(usize::MAX) >= rules.size {
-            Some(claim(&mut tx, at, key).await?)
-        } else if held == 1 && rules.max_groups < usize::MAX {
-            // A new group: one too many completes the oldest, the one holding the oldest row.
-            let open: i64 = sqlx::query(
-                "SELECT COUNT(DISTINCT group_key) AS n FROM aggregate_messages \
-                 WHERE route = $1 AND step = $2 AND completion IS NULL",
-            )
-            .bind(&at.route)
-            .bind(&at.step)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|row| row.try_get("n"))
-            .map_err(StoreError::query("aggregate open groups"))?;
-            if usize::try_from(open).unwrap_or(usize::MAX) > rules.max_groups {
-                let oldest: String = sqlx::query(
-                    "SELECT group_key FROM aggregate_messages \
-                     WHERE route = $1 AND step = $2 AND completion IS NULL AND group_key <> $3 \
-                     ORDER BY id LIMIT 1",
-                )
-                .bind(&at.route)
-                .bind(&at.step)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|row| row.try_get("group_key"))
-                .map_err(StoreError::query("aggregate oldest group"))?;
-                Some(claim(&mut tx, at, &oldest).await?)
-            } else {
-                None
-            }
+        let complete = if usize::try_from(held).unwrap_or(usize::MAX) >= rules.size {
+            Some(key.to_owned())
+        } else if held == 1 {
+            one_too_many(&mut tx, at, key, rules.max_groups).await?
         } else {
             None
+        };
+        let claimed = match complete {
+            Some(key) => Some(claim(&mut tx, at, &key).await?),
+            None => None,
         };
         tx.commit().await.map_err(StoreError::query("aggregate add commit"))?;
         Ok(claimed)
@@ -199,24 +176,6 @@ impl Store {
         Ok(())
     }
 
-    /// How many messages the aggregate holds in open groups, and in how many groups.
-    pub async fn aggregate_open(&self, at: &StepAt) -> Result<(u64, u64), StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT group_key) AS g FROM aggregate_messages \
-             WHERE route = $1 AND step = $2 AND completion IS NULL",
-        )
-        .bind(&at.route)
-        .bind(&at.step)
-        .fetch_one(self.pool())
-        .await
-        .map_err(StoreError::query("aggregate open"))?;
-        let get = |col| row.try_get::<i64, _>(col).map(|n| u64::try_from(n).unwrap_or(0));
-        Ok((
-            get("n").map_err(StoreError::query("aggregate open"))?,
-            get("g").map_err(StoreError::query("aggregate open"))?,
-        ))
-    }
-
     /// Every aggregate with messages in the store, and how many it has (open or claimed).
     pub async fn aggregate_holders(&self) -> Result<Vec<(StepAt, u64)>, StoreError> {
         let rows = sqlx::query("SELECT route, step, COUNT(*) AS n FROM aggregate_messages GROUP BY route, step")
@@ -247,6 +206,44 @@ impl Store {
         }
         Ok(tx)
     }
+}
+
+/// When `key` just opened a group past `max_groups`: the oldest other open group, the one
+/// holding the oldest row, which completes early to make room.
+async fn one_too_many(
+    tx: &mut Transaction<'static, Any>,
+    at: &StepAt,
+    key: &str,
+    max_groups: usize,
+) -> Result<Option<String>, StoreError> {
+    if max_groups == usize::MAX {
+        return Ok(None);
+    }
+    let open: i64 = sqlx::query(
+        "SELECT COUNT(DISTINCT group_key) AS n FROM aggregate_messages \
+         WHERE route = $1 AND step = $2 AND completion IS NULL",
+    )
+    .bind(&at.route)
+    .bind(&at.step)
+    .fetch_one(&mut **tx)
+    .await
+    .and_then(|row| row.try_get("n"))
+    .map_err(StoreError::query("aggregate open groups"))?;
+    if usize::try_from(open).unwrap_or(usize::MAX) <= max_groups {
+        return Ok(None);
+    }
+    sqlx::query(
+        "SELECT group_key FROM aggregate_messages \
+         WHERE route = $1 AND step = $2 AND completion IS NULL AND group_key <> $3 \
+         ORDER BY id LIMIT 1",
+    )
+    .bind(&at.route)
+    .bind(&at.step)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await
+    .and_then(|row| row.map(|r| r.try_get("group_key")).transpose())
+    .map_err(StoreError::query("aggregate oldest group"))
 }
 
 /// The open groups whose first message arrived before `before`.
@@ -348,6 +345,20 @@ mod tests {
         group.messages.iter().map(|m| m.body.to_json()["n"].clone()).collect()
     }
 
+    /// How many messages the aggregate holds in open groups, and in how many groups.
+    async fn open(store: &Store) -> (i64, i64) {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT group_key) AS g FROM aggregate_messages \
+             WHERE route = $1 AND step = $2 AND completion IS NULL",
+        )
+        .bind(&at().route)
+        .bind(&at().step)
+        .fetch_one(store.pool())
+        .await
+        .expect("open groups");
+        (row.try_get("n").expect("n"), row.try_get("g").expect("g"))
+    }
+
     async fn rows(store: &Store) -> i64 {
         sqlx::query("SELECT COUNT(*) AS n FROM aggregate_messages")
             .fetch_one(store.pool())
@@ -362,13 +373,13 @@ mod tests {
         assert!(add(&store, "a", 3, 3, 10).await.is_none());
         let a = add(&store, "a", 4, 3, 10).await.expect("a holds 3 now");
         assert_eq!((a.key.as_str(), ns(&a)), ("a", vec![json!(1), json!(3), json!(4)]));
-        assert_eq!(store.aggregate_open(&at()).await.expect("open"), (1, 1), "only b is open");
+        assert_eq!(open(&store).await, (1, 1), "only b is open");
         assert_eq!(rows(&store).await, 4, "a's rows stay until it is settled");
         store.aggregate_settle(&at(), &a.completion).await.expect("settle");
         assert_eq!(rows(&store).await, 1);
         // The next `a` opens a new group.
         assert!(add(&store, "a", 5, 3, 10).await.is_none());
-        assert_eq!(store.aggregate_open(&at()).await.expect("open"), (2, 2));
+        assert_eq!(open(&store).await, (2, 2));
     }
 
     async fn a_new_key_past_max_groups_claims_the_oldest_group(store: Store) {
@@ -377,7 +388,7 @@ mod tests {
         assert!(add(&store, "a", 3, 3, 2).await.is_none(), "a known key never releases a group");
         let a = add(&store, "c", 4, 3, 2).await.expect("c is one group too many");
         assert_eq!((a.key.as_str(), ns(&a)), ("a", vec![json!(1), json!(3)]));
-        assert_eq!(store.aggregate_open(&at()).await.expect("open"), (2, 2), "b and c");
+        assert_eq!(open(&store).await, (2, 2), "b and c");
     }
 
     async fn groups_past_their_time_are_claimed_once(store: Store) {
@@ -389,7 +400,7 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(ns(&due[0]), vec![json!(1), json!(2)]);
         assert!(store.aggregate_expired(&at(), now + 1).await.expect("expired").is_empty(), "claimed already");
-        assert_eq!(store.aggregate_open(&at()).await.expect("open"), (0, 0));
+        assert_eq!(open(&store).await, (0, 0));
         assert!(store.aggregate_unsettled(&at()).await.expect("unsettled").is_empty(), "this process's own claim");
     }
 
