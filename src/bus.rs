@@ -40,12 +40,18 @@ pub(crate) async fn run(command: BusCommand) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(d) => return Ok(report(&d)),
     };
+    if project.settings.bus != "embedded" {
+        anyhow::bail!(
+            "the project's bus is `{}`: consumer groups are the embedded bus's; use the backend's own tools",
+            project.settings.bus
+        );
+    }
     let store = junction_engine::store::Store::open(&project.settings.store).await.context("opening the store")?;
     let bus = EmbeddedBus::new(store);
     match command {
         BusCommand::Groups { json, .. } => {
             let read: HashSet<(String, String)> =
-                project.routes.iter().filter_map(|r| junction_engine::sources::consumes(r)).collect();
+                project.routes.iter().flat_map(|r| junction_engine::sources::consumes(r)).collect();
             let groups = bus.groups().await?;
             for g in &groups {
                 let reader = read.contains(&(g.topic.clone(), g.group.clone()));

@@ -38,7 +38,7 @@ pub(crate) enum DeadLetterCommand {
     },
 }
 
-/// Opens the project's store (and bus, for replays) as `run` would.
+/// Opens the project's store as `run` would.
 async fn open_project(
     dir: &Path,
 ) -> anyhow::Result<Result<(junction_engine::config::Project, junction_engine::store::Store), Diagnostics>> {
@@ -48,8 +48,7 @@ async fn open_project(
         Err(d) => return Ok(Err(d)),
     };
     let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
-    let bus = junction_engine::bus::EmbeddedBus::new(store.clone()).with_max_backlog(settings.bus_max_backlog);
-    l.resources = Resources { store: Some(store.clone()), bus: Some(bus), cache: None };
+    l.resources = Resources { store: Some(store.clone()), cache: None };
     Ok(l.load(dir).map(|p| (p, store)))
 }
 
@@ -90,7 +89,16 @@ pub(crate) async fn run(command: DeadLetterCommand) -> anyhow::Result<ExitCode> 
                 Ok(p) => p,
                 Err(d) => return Ok(report(&d)),
             };
-            match junction_engine::runtime::replay::replay(&project.routes, &store, &id).await? {
+            // The route's connectors (the bus among them) run for the replay, as in `run`.
+            let Some(bus) = project.connectors.get("bus").and_then(|c| c.bus()) else {
+                anyhow::bail!("the project has no bus");
+            };
+            let cache = junction_engine::cache::Cache::open("memory").await?;
+            let cx = junction_engine::connector::StartCx { store: store.clone(), cache, bus };
+            let started = junction_engine::runtime::connectors::start_for_one_off(&project, &cx).await?;
+            let replayed = junction_engine::runtime::replay::replay(&project.routes, &store, &id).await;
+            junction_engine::runtime::connectors::stop_all(started).await;
+            match replayed? {
                 Replayed::Done => {
                     println!("replayed {id}: done");
                     Ok(ExitCode::SUCCESS)

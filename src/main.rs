@@ -173,7 +173,7 @@ fn print_routes(p: &junction_engine::config::Project) {
         let source = match &r.source {
             Source::Http(h) => format!("http {} {}{}", h.method, h.path, if h.is_async { " (async)" } else { "" }),
             Source::Schedule(_) => "schedule".to_owned(),
-            Source::Bus(b) => format!("bus {}", b.topic),
+            Source::Connector(c) => format!("{} ({})", c.consumer.describe(), c.connector),
         };
         println!("{:<28} {:<40} {:>5}  {:<16}  {}", r.id, source, r.pipeline.len(), r.version, r.file.display());
     }

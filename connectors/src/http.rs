@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role};
 use junction_engine::script::{Script, ScriptEngine, ScriptInput};
 use junction_engine::telemetry::ConnectorMetrics;
-use junction_engine::telemetry::otlp::{Kind, Span};
+use junction_engine::telemetry::otlp::{self, Span};
 use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
@@ -21,7 +21,7 @@ pub struct HttpKind;
 /// A connector's options in `junction.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HttpConfig {
+pub struct HttpConfig {
     /// Every path is relative to this, e.g. `http://127.0.0.1:8081/crm`.
     base_url: String,
     /// Headers sent on every call (static values).
@@ -58,13 +58,17 @@ struct CallSpec {
     timeout: Option<ConfigDuration>,
 }
 
-impl ConnectorKind for HttpKind {
-    fn name(&self) -> &'static str {
-        "http"
-    }
+impl Kind for HttpKind {
+    const NAME: &'static str = "http";
+    type Config = HttpConfig;
 
-    fn build(&self, name: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
-        let config: HttpConfig = options.parse()?;
+    fn build(
+        &self,
+        name: &str,
+        config: HttpConfig,
+        options: &Node,
+        _cx: &BuildCx<'_>,
+    ) -> Result<Arc<dyn Connector>, NodeError> {
         let at = |key: &str| options.get(key).map_or(options.pos, |n| n.pos);
         let base = reqwest::Url::parse(&config.base_url)
             .map_err(|e| NodeError { message: format!("base_url is not a URL: {e}"), pos: Some(at("base_url")) })?;
@@ -217,7 +221,7 @@ impl HttpCall {
         let body = msg.body.json();
         self.scripts
             .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
-            .map_err(|e| ConnectorError::fatal(e.to_string()))
+            .map_err(|e| ConnectorError::permanent(e.to_string()))
     }
 
     fn url(&self, msg: &Message) -> Result<reqwest::Url, ConnectorError> {
@@ -235,7 +239,7 @@ impl HttpCall {
             return Ok(self.base.clone());
         }
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
-        reqwest::Url::parse(&joined).map_err(|e| ConnectorError::fatal(format!("bad URL {joined}: {e}")))
+        reqwest::Url::parse(&joined).map_err(|e| ConnectorError::permanent(format!("bad URL {joined}: {e}")))
     }
 
     /// One call, counted and timed under the connector's name, and traced.
@@ -245,7 +249,7 @@ impl HttpCall {
         let result = self.call(msg, &mut span).await;
         self.metrics.record(result.is_ok(), started.elapsed());
         if let Some(span) = span {
-            span.end(result.as_ref().err().map(|e| e.message.as_str()));
+            span.end(result.as_ref().err().map(|e| e.message()));
         }
         result
     }
@@ -254,7 +258,8 @@ impl HttpCall {
     fn span(&self, msg: &Message) -> Option<Span> {
         let trace = msg.meta.trace_id.as_deref()?;
         let parent = msg.meta.parent_span_id.as_deref();
-        let mut span = Span::start(trace, parent, Kind::Client, format_args!("{} {}", self.method, self.connector))?;
+        let mut span =
+            Span::start(trace, parent, otlp::Kind::Client, format_args!("{} {}", self.method, self.connector))?;
         span.set("http.request.method", self.method.as_str());
         span.set("junction.connector", self.connector.as_str());
         Some(span)
@@ -281,7 +286,7 @@ impl HttpCall {
                 other => other.to_string(),
             };
             let value = HeaderValue::from_str(&value)
-                .map_err(|_| ConnectorError::fatal(format!("header {name} has an invalid value")))?;
+                .map_err(|_| ConnectorError::permanent(format!("header {name} has an invalid value")))?;
             req = req.header(name.clone(), value);
         }
         if let Some(id) = msg.meta.source.get("request_id").and_then(Value::as_str) {
@@ -299,10 +304,11 @@ impl HttpCall {
                 Body::Bytes(b) => req.body(b.clone()),
             };
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ConnectorError::retryable(format!("{} {}: {}", self.method, self.connector, describe(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            let message = format!("{} {}: {}", self.method, self.connector, describe(&e));
+            // Nobody answering is an outage; a timeout or a broken reply may pass on a retry.
+            if e.is_connect() { ConnectorError::unavailable(message) } else { ConnectorError::retryable(message) }
+        })?;
         let status = resp.status();
         if let Some(span) = span {
             span.set("http.response.status_code", status.as_u16());
@@ -320,7 +326,7 @@ impl HttpCall {
         Err(if retryable {
             ConnectorError::retryable(message).with_retry_after(retry_after)
         } else {
-            ConnectorError::fatal(message)
+            ConnectorError::permanent(message)
         })
     }
 }
@@ -341,14 +347,14 @@ const MAX_REPLY: usize = 16 << 20;
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<bytes::Bytes, ConnectorError> {
     if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
-        return Err(ConnectorError::fatal(format!("the reply is larger than {MAX_REPLY} bytes")));
+        return Err(ConnectorError::permanent(format!("the reply is larger than {MAX_REPLY} bytes")));
     }
     let mut body = Vec::new();
     while let Some(chunk) =
         resp.chunk().await.map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?
     {
         if body.len() + chunk.len() > MAX_REPLY {
-            return Err(ConnectorError::fatal(format!("the reply is larger than {MAX_REPLY} bytes")));
+            return Err(ConnectorError::permanent(format!("the reply is larger than {MAX_REPLY} bytes")));
         }
         body.extend_from_slice(&chunk);
     }

@@ -5,7 +5,10 @@
 //! - `http`: outbound HTTP calls (`to`, `request`, `enrich`) with timeouts, headers from
 //!   expressions, and `Retry-After` honoured by the route's retries.
 //!
-//! Adding a kind is one file plus one line in [`register_all`].
+//! Adding a kind is one file (or folder) plus one line in [`register_all`]: the kind
+//! implements `junction_engine::connector::Kind` (its typed `Config`, checked by the engine
+//! at `file:line:col`) and its connector offers the roles it has (operations, a consumer, a
+//! bus, an HTTP API, background tasks); the engine starts, wraps and stops it.
 
 #[cfg(feature = "http")]
 pub mod http;

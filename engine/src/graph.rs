@@ -26,7 +26,20 @@ pub fn mermaid(table: &RouteTable) -> String {
                 };
                 (id("schedule", &route.id), format!("{{{{\"{}\"}}}}", escape(&when)))
             }
-            Source::Bus(b) => (id("topic", &b.topic), format!("[/\"topic {}\"/]", escape(&b.topic))),
+            Source::Connector(c) => {
+                // A consumer of topics is drawn from each topic; any other from its connector.
+                let topics = c.consumer.topics();
+                if topics.is_empty() {
+                    (id("connector", &c.connector), format!("[(\"{}\")]", escape(&c.connector)))
+                } else {
+                    for topic in &topics[1..] {
+                        let t = id("topic", topic);
+                        nodes.insert(format!("  {t}[/\"topic {}\"/]", escape(topic)));
+                        edges.push(format!("  {t} --> {r}"));
+                    }
+                    (id("topic", &topics[0]), format!("[/\"topic {}\"/]", escape(&topics[0])))
+                }
+            }
         };
         nodes.insert(format!("  {source}{label}"));
         edges.push(format!("  {source} --> {r}"));

@@ -30,16 +30,25 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
                 return no_route(id);
             }
             let pause = *action == "pause";
-            let changed = runtime.paused().set(id, pause);
-            tracing::info!(route = %id, paused = pause, "route {}", if pause { "paused" } else { "resumed" });
-            Answer::ok(json!({ "route": id, "state": state(pause), "changed": changed })).on(*id)
+            match runtime.paused().set(id, pause).await {
+                Ok(changed) => {
+                    tracing::info!(route = %id, paused = pause, "route {}", if pause { "paused" } else { "resumed" });
+                    Answer::ok(json!({ "route": id, "state": state(pause), "changed": changed })).on(*id)
+                }
+                Err(e) => store_down(&e),
+            }
         }
         ("POST", ["admin", "reload"]) => {
             let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
             match runtime.reload(dry_run).await {
                 Ok(report) => Answer::ok(json!(report)),
-                Err(e) => {
-                    let crate::runtime::ReloadError::Invalid(diags) = &e;
+                Err(crate::runtime::ReloadError::Connector(e)) => Answer::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connector-unavailable",
+                    "A connector of the project cannot start",
+                    format!("{e}; the running routes are unchanged"),
+                ),
+                Err(crate::runtime::ReloadError::Invalid(diags)) => {
                     let errors: Vec<String> = diags.to_string().lines().map(str::to_owned).collect();
                     let mut a = Answer::problem(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,7 +149,11 @@ fn describe(runtime: &Runtime, r: &Route) -> Value {
             json!({ "http": { "method": h.method.as_str(), "path": h.path, "auth": h.auth_name, "async": h.is_async } })
         }
         Source::Schedule(_) => json!({ "schedule": {} }),
-        Source::Bus(b) => json!({ "bus": { "topic": b.topic, "group": b.group } }),
+        Source::Connector(c) => json!({ "connector": {
+            "name": c.connector,
+            "consumer": c.consumer.describe(),
+            "groups": c.consumer.groups().into_iter().map(|(topic, group)| json!({ "topic": topic, "group": group })).collect::<Vec<_>>(),
+        } }),
     };
     json!({
         "id": &*r.id,

@@ -12,8 +12,12 @@
 //! - `log`: the tables and the SQL, including how Postgres keeps offsets in order.
 //! - `subscription`: reading, waiting, back-pressure and deliveries.
 //! - `ack`: turning out-of-order acks into commits.
+//! - `connector`: the bus as the project's `bus` connector (`bus: embedded`), started with the store.
+//! - `consumer`: a route's consumer of one or several topics as a group.
 
 mod ack;
+mod connector;
+mod consumer;
 mod log;
 mod subscription;
 #[cfg(test)]
@@ -28,7 +32,14 @@ use tokio::sync::Notify;
 use crate::message::Message;
 use crate::store::{Store, StoreError};
 
+pub use connector::Embedded;
 pub use subscription::{Delivery, Subscription};
+
+/// How long processed messages are kept unless `bus_retention` says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Unprocessed messages a topic may hold unless `bus_max_backlog` says otherwise.
+pub const DEFAULT_MAX_BACKLOG: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -86,15 +97,10 @@ struct Backlog {
 }
 
 impl EmbeddedBus {
-    /// A bus whose topics hold at most [`crate::config::DEFAULT_BUS_MAX_BACKLOG`]
+    /// A bus whose topics hold at most [`DEFAULT_MAX_BACKLOG`]
     /// unprocessed messages each.
     pub fn new(store: Store) -> Self {
-        EmbeddedBus {
-            store,
-            signals: Arc::default(),
-            max_backlog: crate::config::DEFAULT_BUS_MAX_BACKLOG,
-            backlogs: Arc::default(),
-        }
+        EmbeddedBus { store, signals: Arc::default(), max_backlog: DEFAULT_MAX_BACKLOG, backlogs: Arc::default() }
     }
 
     /// At most `max` messages per topic that its slowest consumer group (or, for a topic no

@@ -65,8 +65,22 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// Connectors a running project has started, by name, with the version each was built from:
+/// a reload keeps those whose options did not change.
+pub type LiveConnectors = BTreeMap<String, (String, Arc<dyn Connector>)>;
+
+/// A short hash of a text: a connector's or the root config's version.
+fn version_of(text: &str) -> String {
+    crate::route::compile::version(text, &[])
+}
+
 impl Loader {
     pub fn load(&self, dir: &Path) -> Result<Project, Diagnostics> {
+        self.load_reusing(dir, &LiveConnectors::new())
+    }
+
+    /// Loads `dir`, keeping the connectors of `live` whose options are unchanged.
+    pub fn load_reusing(&self, dir: &Path, live: &LiveConnectors) -> Result<Project, Diagnostics> {
         let paths = ProjectPaths::new(dir);
         let root_file = dir.join("junction.yaml");
         let shown_root = paths.display(&root_file);
@@ -88,6 +102,8 @@ impl Loader {
             ));
         }
         report_unknown_keys::<RootSpec>(&mut root, &shown_root, &mut diags);
+        // Connectors have versions of their own: a change to one rebuilds the routes using it.
+        let root_version = version_of(&root.without(&["connectors"]).to_json().to_string());
         let spec: RootSpec = match root.parse() {
             Ok(s) => s,
             Err(e) => {
@@ -105,11 +121,20 @@ impl Loader {
             auth,
             broken_auth,
         };
-        let (connectors, mounts) = self.connectors(&spec, &shown_root, &build, &defaults, &mut diags);
+        let (connectors, connector_versions, mounts) =
+            self.connectors(&spec, &settings, &shown_root, &build, &defaults, live, &mut diags);
         let files = route_files(&paths, &spec, &shown_root, &mut diags);
         let mut routes = self.routes(&paths, &files, &connectors, &build, &defaults, &mut diags);
         routes.mounts = mounts;
-        diags.into_result(Project { paths, settings, routes, connectors, scripts: self.scripts.clone() })
+        diags.into_result(Project {
+            paths,
+            settings,
+            routes,
+            connectors,
+            connector_versions,
+            root_version,
+            scripts: self.scripts.clone(),
+        })
     }
 
     fn settings(&self, paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Settings {
@@ -142,27 +167,15 @@ impl Loader {
                 format!("unknown cache `{cache}`; use `memory` or redis://host:6379"),
             ));
         }
-        if spec.bus.value != "embedded" {
-            diags.push(Diagnostic::new(
-                file,
-                Some(Pos::of(&spec.bus)),
-                format!("unknown bus `{}`; only `embedded` is available yet", spec.bus.value),
-            ));
-        }
-        if let Some(max) = spec.bus_max_backlog.as_ref().filter(|m| m.value == 0) {
-            diags.push(Diagnostic::new(
-                file,
-                Some(Pos::of(max)),
-                "bus_max_backlog is 0, so nothing could ever be published: allow at least 1",
-            ));
-        }
+        let bus = or_env(&spec.bus, "JUNCTION_BUS");
+        self.check_bus(&bus, spec, file, diags);
         Settings {
             listen: or_env(&spec.listen, "JUNCTION_LISTEN"),
             store,
             cache,
-            bus: spec.bus.value.clone(),
-            bus_retention: spec.bus_retention.map_or(super::DEFAULT_BUS_RETENTION, |d| d.0),
-            bus_max_backlog: spec.bus_max_backlog.as_ref().map_or(super::DEFAULT_BUS_MAX_BACKLOG, |m| m.value),
+            bus,
+            bus_retention: spec.bus_retention.as_ref().map_or(crate::bus::DEFAULT_RETENTION, |d| d.value.0),
+            bus_max_backlog: spec.bus_max_backlog.as_ref().map_or(crate::bus::DEFAULT_MAX_BACKLOG, |m| m.value),
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             audit_mode: spec.audit.http,
             audit_retention: spec.audit.retention.map(|d| d.0),
@@ -206,6 +219,48 @@ impl Loader {
         }
     }
 
+    /// `bus:` is `embedded`, a URL of a known scheme, or a connector's name (checked with
+    /// the connectors); the embedded bus's own settings only go with it.
+    fn check_bus(&self, bus: &str, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) {
+        let at = Some(Pos::of(&spec.bus));
+        if let Some((scheme, _)) = bus.split_once("://")
+            && self.registry.by_scheme(scheme).is_none()
+        {
+            let known: Vec<&str> = self.registry.schemes().collect();
+            let known = if known.is_empty() { "none in this build".to_owned() } else { known.join(", ") };
+            diags.push(Diagnostic::new(
+                file,
+                at,
+                format!("no connector kind takes `{scheme}://` URLs (known: {known}); or write `embedded`, or a connector's name"),
+            ));
+        }
+        if bus == "embedded" {
+            if let Some(max) = spec.bus_max_backlog.as_ref().filter(|m| m.value == 0) {
+                diags.push(Diagnostic::new(
+                    file,
+                    Some(Pos::of(max)),
+                    "bus_max_backlog is 0, so nothing could ever be published: allow at least 1",
+                ));
+            }
+            return;
+        }
+        let set = [
+            spec.bus_retention.as_ref().map(|r| ("bus_retention", Pos::of(r))),
+            spec.bus_max_backlog.as_ref().map(|m| ("bus_max_backlog", Pos::of(m))),
+        ];
+        for (name, pos) in set.into_iter().flatten() {
+            diags.push(Diagnostic::new(
+                file,
+                Some(pos),
+                format!(
+                    "{name} is a setting of the embedded bus, and `bus:` is `{bus}`: set retention and \
+                     limits on the backend itself (a Kafka topic's retention.ms, a RabbitMQ queue's \
+                     x-max-length), or remove {name}"
+                ),
+            ));
+        }
+    }
+
     /// The OTLP endpoint (`$JUNCTION_OTLP` first), checked to be an http(s) URL.
     fn tracing(&self, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Option<super::TracingSettings> {
         let from_env = self.env.get("JUNCTION_OTLP").filter(|v| !v.is_empty());
@@ -228,23 +283,28 @@ impl Loader {
         Some(super::TracingSettings { endpoint: endpoint.trim_end_matches('/').to_owned(), service_name })
     }
 
+    /// The project's connectors: `log`, those `connectors:` names, and `bus`. A connector
+    /// whose options are those of one in `live` is that one, not a new one.
+    #[allow(clippy::too_many_arguments)]
     fn connectors(
         &self,
         spec: &RootSpec,
+        settings: &Settings,
         file: &Path,
         build: &BuildCx<'_>,
         defaults: &HttpDefaults,
+        live: &LiveConnectors,
         diags: &mut Diagnostics,
-    ) -> (Connectors, Vec<Arc<Mount>>) {
+    ) -> (Connectors, BTreeMap<String, String>, Vec<Arc<Mount>>) {
         let mut mounts: Vec<Arc<Mount>> = Vec::new();
         let empty = Node { pos: Pos::default(), value: NodeValue::Map(Vec::new()) };
         let mut out: Connectors = BTreeMap::new();
-        for builtin in ["bus", "log"] {
-            if let Some(kind) = self.registry.get(builtin)
-                && let Ok(c) = kind.build(builtin, &empty, build)
-            {
-                out.insert(builtin.to_owned(), c);
-            }
+        let mut versions = BTreeMap::new();
+        if let Some(kind) = self.registry.get("log")
+            && let Ok(c) = kind.build("log", &empty, build)
+        {
+            out.insert("log".to_owned(), c);
+            versions.insert("log".to_owned(), "builtin".to_owned());
         }
         let entries = match spec.connectors.as_ref().map(|n| &n.value) {
             None | Some(NodeValue::Null) => &[][..],
@@ -256,6 +316,14 @@ impl Loader {
             }
         };
         for (name, node) in entries {
+            if name.name == "bus" {
+                diags.push(Diagnostic::new(
+                    file,
+                    Some(name.pos),
+                    "`bus` is the project's bus, named by `bus:`: call this connector something else and write `bus: <its name>`",
+                ));
+                continue;
+            }
             let Some(kind_node) = node.get("kind") else {
                 diags.push(Diagnostic::new(file, Some(node.pos), format!("connector `{}` needs `kind`", name.name)));
                 continue;
@@ -273,7 +341,12 @@ impl Loader {
                 ));
                 continue;
             };
-            match kind.build(&name.name, &node.without(&["kind", "api"]), build) {
+            let version = version_of(&node.to_json().to_string());
+            let built = match live.get(&name.name) {
+                Some((v, c)) if *v == version => Ok(c.clone()),
+                _ => kind.build(&name.name, &node.without(&["kind", "api"]), build),
+            };
+            match built {
                 Ok(c) => {
                     if let Some(api) = node.get("api")
                         && let Some(mount) = mount(&name.name, api, &c, defaults, &mounts, file, diags)
@@ -281,6 +354,7 @@ impl Loader {
                         mounts.push(Arc::new(mount));
                     }
                     out.insert(name.name.clone(), c);
+                    versions.insert(name.name.clone(), version);
                 }
                 Err(e) => {
                     diags.push(Diagnostic::from_node(file, e));
@@ -288,6 +362,18 @@ impl Loader {
                 }
             }
         }
+        let bus = self.bus_connector(spec, settings, &out, &versions, build, file, diags);
+        let bus = match bus {
+            Some((version, c)) => {
+                // A running project keeps its bus: the gateway and the relays publish to it.
+                // A change of it takes a restart (the reload says so).
+                let c = live.get("bus").map_or(c, |(_, live)| live.clone());
+                versions.insert("bus".to_owned(), version);
+                c
+            }
+            None => Arc::new(crate::connector::Broken { name: "bus".into() }),
+        };
+        out.insert("bus".to_owned(), bus);
         if let Some(intercept) = &self.intercept {
             out = out
                 .into_iter()
@@ -297,7 +383,60 @@ impl Loader {
                 })
                 .collect();
         }
-        (out, mounts)
+        (out, versions, mounts)
+    }
+
+    /// The connector `bus:` stands for, and its version: the embedded bus, one built from a
+    /// URL by the kind that takes its scheme, or a connector of `connectors:` that can be a bus.
+    #[allow(clippy::too_many_arguments)]
+    fn bus_connector(
+        &self,
+        spec: &RootSpec,
+        settings: &Settings,
+        named: &Connectors,
+        versions: &BTreeMap<String, String>,
+        build: &BuildCx<'_>,
+        file: &Path,
+        diags: &mut Diagnostics,
+    ) -> Option<(String, Arc<dyn Connector>)> {
+        let (bus, at) = (settings.bus.as_str(), Pos::of(&spec.bus));
+        if bus == "embedded" {
+            let version = format!("embedded {:?} {}", settings.bus_retention, settings.bus_max_backlog);
+            let embedded = crate::bus::Embedded::new(settings.bus_retention, settings.bus_max_backlog);
+            return Some((version, Arc::new(embedded)));
+        }
+        if let Some((scheme, _)) = bus.split_once("://") {
+            // An unknown scheme was reported with the settings.
+            let kind = self.registry.by_scheme(scheme)?;
+            return match kind.build_from_url("bus", bus, at, build) {
+                Ok(c) => Some((version_of(&format!("url {bus}")), c)),
+                Err(e) => {
+                    diags.push(Diagnostic::from_node(file, e));
+                    None
+                }
+            };
+        }
+        let Some(connector) = named.get(bus) else {
+            let hint = suggest(bus, named.keys().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            diags.push(Diagnostic::new(
+                file,
+                Some(at),
+                format!("`bus: {bus}` names no connector{hint}; write `embedded`, a URL like kafka://host:9092, or a connector's name"),
+            ));
+            return None;
+        };
+        if connector.bus().is_none() {
+            diags.push(Diagnostic::new(
+                file,
+                Some(at),
+                format!("connector `{bus}` (kind `{}`) cannot be the bus", connector.kind()),
+            ));
+            return None;
+        }
+        let version = format!("alias {bus} {}", versions.get(bus).map_or("", String::as_str));
+        Some((version, connector.clone()))
     }
 
     fn routes(
@@ -370,18 +509,13 @@ impl Loader {
                 }
                 owners.insert(h.path.clone(), id.clone());
             }
-            if let Source::Bus(b) = &route.source
-                && let Some(other) = consumers.insert((b.topic.clone(), b.group.clone()), id.clone())
-            {
-                // One group's offset can only follow one route: the two would skip each other's messages.
-                diags.push(Diagnostic::new(
-                    &shown,
-                    Some(id_pos),
-                    format!(
-                        "route `{other}` already consumes topic {} as group {}; give this route its own `group`",
-                        b.topic, b.group
-                    ),
-                ));
+            // One group's offset can only follow one route: the two would skip each other's messages.
+            let taken = route.consumer().map(|c| c.groups()).unwrap_or_default().into_iter().find_map(|(topic, group)| {
+                let other = consumers.insert((topic.clone(), group.clone()), id.clone())?;
+                Some(format!("route `{other}` already consumes topic {topic} as group {group}; give this route its own `group`"))
+            });
+            if let Some(message) = taken {
+                diags.push(Diagnostic::new(&shown, Some(id_pos), message));
                 continue;
             }
             table.routes.insert(route.id.clone(), Arc::new(route));

@@ -17,7 +17,7 @@ use crate::route::RouteTable;
 use crate::route::compile::{Connectors, ProjectPaths};
 use crate::script::ScriptEngine;
 
-pub use load::{Intercept, Loader, parse_yaml};
+pub use load::{Intercept, LiveConnectors, Loader, parse_yaml};
 pub use root::RootSpec;
 
 /// A loaded, validated project.
@@ -26,14 +26,13 @@ pub struct Project {
     pub settings: Settings,
     pub routes: RouteTable,
     pub connectors: Connectors,
+    /// Each connector's version (a hash of its options): a reload keeps those unchanged.
+    pub connector_versions: std::collections::BTreeMap<String, String>,
+    /// A hash of junction.yaml without its connectors: when it changes (auth schemes,
+    /// gateway defaults), every route is rebuilt.
+    pub root_version: String,
     pub scripts: Arc<ScriptEngine>,
 }
-
-/// How long processed bus messages are kept unless `bus_retention` says otherwise.
-pub const DEFAULT_BUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Unprocessed messages a bus topic may hold unless `bus_max_backlog` says otherwise.
-pub const DEFAULT_BUS_MAX_BACKLOG: u64 = 100_000;
 
 /// Client connections the gateway serves at once unless `gateway.max_connections` says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -44,6 +43,7 @@ pub struct Settings {
     pub listen: String,
     pub store: String,
     pub cache: String,
+    /// `embedded`, a bus URL, or the name of the connector that is the bus.
     pub bus: String,
     /// How long processed bus messages are kept.
     pub bus_retention: Duration,

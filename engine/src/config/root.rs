@@ -22,15 +22,17 @@ pub struct RootSpec {
     /// Left out: `$JUNCTION_CACHE`, then `memory`.
     #[serde(default = "default_cache")]
     pub cache: Spanned<String>,
-    /// `embedded` (Kafka and RabbitMQ arrive with their connectors).
+    /// The event bus: `embedded` (durable, in the store), a URL (`kafka://host:9092`,
+    /// `amqp://user:pass@host:5672/%2f`), or the name of a connector in `connectors:` whose
+    /// kind can be the bus. Left out: `$JUNCTION_BUS`, then `embedded`.
     #[serde(default = "default_bus")]
     pub bus: Spanned<String>,
-    /// How long the embedded bus keeps a message once every consumer group of its topic has
-    /// processed it (default 7d). Unprocessed messages are kept however old.
+    /// Embedded bus only: how long it keeps a message once every consumer group of its topic
+    /// has processed it (default 7d). Unprocessed messages are kept however old.
     #[serde(default)]
-    pub bus_retention: Option<ConfigDuration>,
-    /// Messages a topic may hold that its slowest consumer group has not processed (default
-    /// 100 000); a publish past it is refused until consumers catch up.
+    pub bus_retention: Option<Spanned<ConfigDuration>>,
+    /// Embedded bus only: messages a topic may hold that its slowest consumer group has not
+    /// processed (default 100 000); a publish past it is refused until consumers catch up.
     #[serde(default)]
     pub bus_max_backlog: Option<Spanned<u64>>,
     /// Route files, or folders of them (`*.yaml`, `*.yml`), relative to the project.

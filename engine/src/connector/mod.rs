@@ -1,24 +1,49 @@
-//! Connectors: named, configured instances of a kind (`http`, `bus`, `kafka`, …). Steps reach
-//! the outside world only through them, so a route test can swap any of them for a recorder.
+//! Connectors: named, configured instances of a kind (`http`, `kafka`, `masterdeal`, …).
+//! Steps and sources reach the outside world only through them, so a route test can swap
+//! any of them for a recorder.
 //!
-//! A kind reads its options from `junction.yaml` ([`ConnectorKind::build`]); a connector reads
-//! what each step asks of it ([`Connector::endpoint`]). Both are pure: no I/O until a message
-//! is sent, so `junction check` can build everything without touching the network.
+//! A kind declares a typed `Config` ([`Kind`]) that the engine reads with positions; the
+//! connector it builds offers any of these roles, each optional:
+//!
+//! - operations ([`Connector::endpoint`]): what `to:`, `request:`, `enrich:` and dead letters call;
+//! - a consumer ([`Connector::consumer`]): what `from: { connector: X, … }` reads;
+//! - the event bus ([`Connector::bus`]): when `bus:` names it;
+//! - an HTTP API ([`Connector::http_api`]) the gateway mounts where `api:` says;
+//! - background tasks ([`Connector::tasks`]): an outbox relay, a poller.
+//!
+//! Building is pure (no I/O), so `junction check` builds everything without touching the
+//! network. The runtime [`start`](Connector::start)s a connector after the project validated,
+//! runs its tasks, and [`stop`](Connector::stop)s it on shutdown and when a reload replaces it.
+//!
+//! - `error`: [`ConnectorError`], the kinds of failure retries and answers match on.
+//! - `bus`: the [`Bus`] trait every bus backend implements.
+//! - `consumer`: [`Consumer`], and the [`Inbox`] the engine hands each route's consumer.
+//! - `api`: [`HttpApi`], served on the gateway.
+//! - `builtin`: `log`.
 
+mod api;
 mod builtin;
+mod bus;
+mod consumer;
+mod error;
+mod kind;
 mod registry;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
-use crate::bus::EmbeddedBus;
 use crate::config::node::{Node, NodeError};
 use crate::message::Message;
 use crate::script::ScriptEngine;
 use crate::store::Store;
 
+pub use api::{ApiResponse, HttpApi};
+pub use bus::{BoxedPublish, Bus, Publish, PublishError, TopicsSpec};
+pub use consumer::{Admission, Consumer, Inbox};
+pub use error::ConnectorError;
+pub use kind::{ConnectorKind, Kind};
 pub use registry::Registry;
 
 /// What a step wants from an endpoint: a one-way send (`to`, `wire_tap`, dead letters) or a
@@ -37,34 +62,92 @@ pub struct BuildCx<'a> {
     pub redact: &'a crate::redact::Redact,
 }
 
-/// The running engine's shared resources; empty while only checking a project.
+/// The running engine's store and cache, when a connector's API needs them while it is
+/// built; empty while only checking a project.
 #[derive(Clone, Default)]
 pub struct Resources {
     pub store: Option<Store>,
-    pub bus: Option<EmbeddedBus>,
     pub cache: Option<crate::cache::Cache>,
 }
 
-/// A connector kind: one per file in the connectors crate, registered in one list.
-pub trait ConnectorKind: Send + Sync + 'static {
-    /// The `kind:` string, the file name and the Cargo feature.
-    fn name(&self) -> &'static str;
+/// What a connector is started with: the engine's own store, cache and bus.
+#[derive(Clone)]
+pub struct StartCx {
+    pub store: Store,
+    pub cache: crate::cache::Cache,
+    /// The project's bus (the bus connector itself is started with its own handle, which it
+    /// does not use before it is started).
+    pub bus: Arc<dyn Bus>,
+}
 
-    /// Reads a connector's options (its mapping in `junction.yaml`, without `kind`).
-    fn build(&self, name: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError>;
+/// A future a background task runs until its stop signal.
+pub type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Work a connector runs by itself while it lives: an outbox relay, a poller.
+#[derive(Clone)]
+pub struct Task {
+    /// Unique in the project, e.g. `masterdeal.outbox`: names its lease, logs and metrics.
+    pub name: String,
+    /// Runs in one instance at a time, under a lease in the store, and moves to another
+    /// instance when its holder dies. Otherwise every instance runs it.
+    pub once: bool,
+    /// Runs until the receiver turns true (or its sender is gone); may be run again later,
+    /// when a lease comes back.
+    pub run: Arc<dyn Fn(watch::Receiver<bool>) -> TaskFuture + Send + Sync>,
 }
 
 /// A configured connector instance.
+#[async_trait]
 pub trait Connector: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Reads what a step asks of this connector (the step's mapping without `connector`).
-    fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError>;
+    fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        let _ = (role, cx);
+        Err(refused(self.kind(), "operations (`to`, `request`)", options))
+    }
 
-    /// The HTTP API this connector can serve on the gateway, mounted where its `api:` says.
-    fn http_api(&self) -> Option<Arc<dyn crate::gateway::HttpApi>> {
+    /// Reads what a route's `from: { connector: …, … }` asks (its mapping without `connector`).
+    /// `route` is the route's id (a consumer group defaults to it).
+    fn consumer(&self, route: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        let _ = (route, cx);
+        Err(refused(self.kind(), "source (`from`)", options))
+    }
+
+    /// The event bus this connector is, when `bus:` names it. Usable once started.
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
         None
     }
+
+    /// The HTTP API this connector can serve on the gateway, mounted where its `api:` says.
+    fn http_api(&self) -> Option<Arc<dyn HttpApi>> {
+        None
+    }
+
+    /// Opens what the connector needs (clients, pools); called once, after the project
+    /// validated and before any route uses it.
+    async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// The background tasks to run while the connector lives.
+    fn tasks(&self) -> Vec<Task> {
+        Vec::new()
+    }
+
+    /// Closes what `start` opened, once no route uses the connector any more: flushes what
+    /// it buffered, so nothing it accepted is lost.
+    async fn stop(&self) {}
+}
+
+/// Resolves once `stop` turns true (or its sender is gone): how a task learns it should end.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn refused(kind: &str, role: &str, options: &Node) -> NodeError {
+    NodeError { message: format!("a `{kind}` connector offers no {role}"), pos: Some(options.pos) }
 }
 
 /// One configured use of a connector by one step.
@@ -86,51 +169,25 @@ pub struct Broken {
     pub name: String,
 }
 
+impl Broken {
+    fn error(&self, options: &Node) -> NodeError {
+        NodeError {
+            message: format!("connector `{}` has errors in junction.yaml (listed there)", self.name),
+            pos: Some(options.pos),
+        }
+    }
+}
+
 impl Connector for Broken {
     fn kind(&self) -> &'static str {
         "broken"
     }
 
     fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
-        Err(NodeError {
-            message: format!("connector `{}` has errors in junction.yaml (listed there)", self.name),
-            pos: Some(options.pos),
-        })
-    }
-}
-
-/// A failed connector call, and whether trying again may help.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct ConnectorError {
-    pub retryable: bool,
-    /// The other side refused this message for what it says (not found, a forbidden change,
-    /// a stale version): the caller is told so (422), it is not an outage.
-    pub rejected: bool,
-    pub message: String,
-    /// The other side asked us to wait this long (HTTP `Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
-impl ConnectorError {
-    /// The call may succeed later: a timeout, a refused connection, a 5xx, a 429.
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self { retryable: true, rejected: false, message: message.into(), retry_after: None }
+        Err(self.error(options))
     }
 
-    /// The call will not succeed as it is: a 4xx, a payload the other side rejects.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self { retryable: false, rejected: false, message: message.into(), retry_after: None }
-    }
-
-    /// The other side refused the message itself (never retried; 422 to an HTTP caller).
-    pub fn rejected(message: impl Into<String>) -> Self {
-        Self { retryable: false, rejected: true, message: message.into(), retry_after: None }
-    }
-
-    #[must_use]
-    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
-        self.retry_after = after;
-        self
+    fn consumer(&self, _route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        Err(self.error(options))
     }
 }

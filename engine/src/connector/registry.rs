@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::ConnectorKind;
-use super::builtin::{BusKind, LogKind};
+use super::builtin::LogKind;
 
-/// Connector kinds by name. The engine registers its built-ins (`bus`, `log`); the
-/// connectors crate adds the rest, one line each.
+/// Connector kinds by name. The engine registers its built-in `log`; the connectors crate
+/// adds the rest, one line each. (The embedded bus is no kind: it is what `bus: embedded`
+/// means.)
 #[derive(Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn ConnectorKind>>,
@@ -16,7 +17,6 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Self {
         let mut r = Self { kinds: BTreeMap::new() };
-        r.register(BusKind);
         r.register(LogKind);
         r
     }
@@ -29,8 +29,18 @@ impl Registry {
         self.kinds.get(name)
     }
 
+    /// The kind a `bus: <scheme>://…` URL names.
+    pub fn by_scheme(&self, scheme: &str) -> Option<&Arc<dyn ConnectorKind>> {
+        self.kinds.values().find(|k| k.schemes().contains(&scheme))
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
+    }
+
+    /// Every scheme a `bus:` URL may use.
+    pub fn schemes(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.values().flat_map(|k| k.schemes().iter().copied())
     }
 }
 

@@ -446,10 +446,10 @@ fn hex(b: u8) -> Option<u8> {
 
 /// `async: true`: the message is stored on the route's own topic, then acknowledged.
 async fn enqueue(shared: &Shared, route: &Route, msg: &Message, request_id: &str) -> Response<Full<Bytes>> {
-    match shared.bus.publish(&crate::sources::http_topic(&route.id), msg).await {
-        Ok(_) => json_response(StatusCode::ACCEPTED, &json!({ "id": msg.id, "status": "accepted" })),
+    match shared.bus.publish(&crate::route::http_topic(&route.id), msg).await {
+        Ok(()) => json_response(StatusCode::ACCEPTED, &json!({ "id": msg.id, "status": "accepted" })),
         // Back-pressure: the route's consumer is behind by as much as the bus may hold.
-        Err(e @ crate::bus::BusError::Full { .. }) => Problem::new(
+        Err(e @ crate::connector::PublishError::Full { .. }) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "backlog-full",
             "Too many messages are waiting",

@@ -36,14 +36,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::util::BoxCloneSyncService;
 
-use crate::bus::EmbeddedBus;
 use crate::cache::Cache;
+use crate::connector::Bus;
+pub use crate::connector::HttpApi;
 use crate::route::RouteTable;
 use crate::store::Store;
 pub use audit::{AuditMode, AuditSink, outcome};
 pub use endpoints::Endpoints;
 pub use handler::percent_decode;
-pub use mount::{HttpApi, Mount, MountedAt};
+pub use mount::{Mount, MountedAt};
 
 /// A request as the endpoint stacks see it: the body as it arrived, or already read (a
 /// signature check needs the raw body first).
@@ -92,7 +93,7 @@ impl<L: EndpointLayer> tower::Service<GatewayRequest> for Stage<L> {
 /// What every endpoint shares: where messages and audit records go, and the cache.
 pub struct Shared {
     pub store: Store,
-    pub bus: EmbeddedBus,
+    pub bus: Arc<dyn Bus>,
     pub cache: Cache,
     pub audit: AuditSink,
     /// Routes an admin paused: their endpoints answer 503 meanwhile.

@@ -4,33 +4,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use http::{Request, Uri};
-use serde_json::Value;
 
 use super::auth::Authenticator;
 use super::handler::read_body;
 use super::{EndpointLayer, GatewayRequest, GatewayResponse, RequestCx};
+use crate::connector::HttpApi;
 use crate::route::RateLimit;
 
 /// The prefix a request's API is mounted at (a request extension), for links it answers with.
 #[derive(Debug, Clone)]
 pub struct MountedAt(pub Arc<str>);
-
-/// An HTTP API served by a connector. Requests arrive with the path relative to the mount
-/// (`/deals/42` for `/api/deals/42` mounted at `/api`), the caller's
-/// [`Principal`](super::auth::Principal) and [`RequestCx`] as extensions.
-#[async_trait]
-pub trait HttpApi: Send + Sync + 'static {
-    async fn handle(&self, req: Request<Bytes>) -> GatewayResponse;
-
-    /// The API's part of the gateway's OpenAPI document: `{"paths": {…}, "schemas": {…}}`,
-    /// paths relative to the mount; schemas are referenced as `#/components/schemas/Name`.
-    fn openapi(&self) -> Value {
-        Value::Null
-    }
-}
 
 /// A connector's API as configured: where it is served and who may call it.
 pub struct Mount {
@@ -87,6 +71,9 @@ impl EndpointLayer for MountService {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
     use super::*;
 
     struct Nothing;

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::pipeline::{Pipeline, StepEntry};
 use crate::config::error::{Diagnostic, Diagnostics, suggest};
 use crate::config::node::{Node, NodeValue, Pos};
-use crate::connector::{BuildCx, Connector, Endpoint, Role};
+use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Role};
 use crate::schema::Schema;
 use crate::script::{Script, ScriptEngine, ScriptError};
 use crate::steps::{self, StepSpec};
@@ -172,6 +172,45 @@ impl<'a> CompileCx<'a> {
     /// Resolves `{ connector: NAME, … }` to an endpoint; `own` lists the keys the step itself
     /// reads (they are not passed to the connector).
     pub fn endpoint(&mut self, role: Role, node: &Node, own: &[&str]) -> Option<Arc<dyn Endpoint>> {
+        let (name, connector) = self.named_connector(node)?;
+        let mut skip = vec!["connector"];
+        skip.extend_from_slice(own);
+        let options = node.without(&skip);
+        match connector.endpoint(role, &options, self.build) {
+            Ok(e) => {
+                self.links.push(Link { role, connector: name, target: e.describe() });
+                Some(e)
+            }
+            Err(e) => self.node_error(e),
+        }
+    }
+
+    /// Resolves `from: { connector: NAME, … }` to the connector's consumer.
+    pub fn consumer(&mut self, from: &Node) -> Option<(String, Arc<dyn Consumer>)> {
+        let (name, connector) = self.named_connector(from)?;
+        match connector.consumer(&self.route, &from.without(&["connector"]), self.build) {
+            Ok(c) => Some((name, c)),
+            Err(e) => self.node_error(e),
+        }
+    }
+
+    /// `from: { bus: … }`: the `bus` connector's consumer.
+    pub fn bus_consumer(&mut self, options: &Node) -> Option<Arc<dyn Consumer>> {
+        let connector = self.connectors.get("bus")?.clone();
+        match connector.consumer(&self.route, options, self.build) {
+            Ok(c) => Some(c),
+            Err(e) => self.node_error(e),
+        }
+    }
+
+    /// The project's bus (every project has one; `None` only when its config failed, which
+    /// was reported there).
+    pub fn bus(&self) -> Option<Arc<dyn Bus>> {
+        self.connectors.get("bus").and_then(|c| c.bus())
+    }
+
+    /// The connector a `connector:` key names, or an error at the key.
+    fn named_connector(&mut self, node: &Node) -> Option<(String, Arc<dyn Connector>)> {
         let Some(name_node) = node.get("connector") else {
             self.error(node.pos, "missing field `connector`: name the connector to use (e.g. `connector: bus`)");
             return None;
@@ -188,20 +227,13 @@ impl<'a> CompileCx<'a> {
             self.error(name_node.pos, format!("unknown connector `{name}`{hint}; declared: {known}"));
             return None;
         };
-        let mut skip = vec!["connector"];
-        skip.extend_from_slice(own);
-        let options = node.without(&skip);
-        match connector.endpoint(role, &options, self.build) {
-            Ok(e) => {
-                self.links.push(Link { role, connector: name.to_owned(), target: e.describe() });
-                Some(e)
-            }
-            Err(e) => {
-                let file = self.file.clone();
-                self.diags.push(Diagnostic::from_node(&file, e));
-                None
-            }
-        }
+        Some((name.to_owned(), connector.clone()))
+    }
+
+    fn node_error<T>(&mut self, e: crate::config::node::NodeError) -> Option<T> {
+        let file = self.file.clone();
+        self.diags.push(Diagnostic::from_node(&file, e));
+        None
     }
 
     /// Compiles a nested step list (a branch of a choice, the steps of a split).

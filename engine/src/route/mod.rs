@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::error::suggest;
+use crate::config::node::Node;
 use crate::config::node::Pos;
-use crate::connector::{Endpoint, Role};
+use crate::connector::{Consumer, Endpoint, Role};
 use crate::gateway::auth::Authenticator;
 use crate::gateway::cors::Cors;
 use crate::schema::Schema;
@@ -51,7 +52,42 @@ pub struct Route {
 pub enum Source {
     Http(HttpSource),
     Schedule(ScheduleSource),
-    Bus(BusSource),
+    /// A connector's consumer: `from: { connector: X, … }`, and `from: { bus: … }` (the `bus`
+    /// connector's).
+    Connector(ConnectorSource),
+}
+
+pub struct ConnectorSource {
+    /// The connector's name as the route wrote it (`bus` for `from: { bus: … }`).
+    pub connector: String,
+    pub consumer: Arc<dyn Consumer>,
+}
+
+/// The topic an `async: true` http route stores its accepted requests on.
+pub fn http_topic(route: &str) -> String {
+    format!("junction.http.{route}")
+}
+
+impl Route {
+    /// The names of the connectors this route uses: its source's and its steps'.
+    pub fn connectors(&self) -> impl Iterator<Item = &str> {
+        let source = match &self.source {
+            Source::Connector(c) => Some(c.connector.as_str()),
+            Source::Http(h) if h.is_async => Some("bus"),
+            Source::Http(_) | Source::Schedule(_) => None,
+        };
+        source.into_iter().chain(self.links.iter().map(|l| l.connector.as_str()))
+    }
+
+    /// What reads this route's messages from outside, if anything does: its connector's
+    /// consumer, or the bus queue of an async http route.
+    pub fn consumer(&self) -> Option<&Arc<dyn Consumer>> {
+        match &self.source {
+            Source::Connector(c) => Some(&c.consumer),
+            Source::Http(h) => h.queue.as_ref(),
+            Source::Schedule(_) => None,
+        }
+    }
 }
 
 pub struct HttpSource {
@@ -65,6 +101,8 @@ pub struct HttpSource {
     pub cors: Option<Arc<Cors>>,
     pub schema: Option<Schema>,
     pub is_async: bool,
+    /// An async route's consumer of its own bus topic ([`http_topic`]).
+    pub queue: Option<Arc<dyn Consumer>>,
     pub max_body: u64,
     pub timeout: Duration,
     pub pos: Pos,
@@ -78,11 +116,6 @@ pub struct ScheduleSource {
 pub enum Trigger {
     Every(Duration),
     Cron(Box<croner::Cron>),
-}
-
-pub struct BusSource {
-    pub topic: String,
-    pub group: String,
 }
 
 /// A compiled `rate_limit:`.
@@ -107,7 +140,7 @@ const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Compiles one route file's spec. Errors go to `cx.diags`; `None` when there were any.
 pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Route> {
-    let source = compile_source(&spec.from.value, Pos::of(&spec.from), defaults, cx);
+    let source = compile_source(&spec.from, defaults, cx);
     let mut steps = Vec::with_capacity(spec.steps.len());
     let mut steps_ok = true;
     for node in &spec.steps {
@@ -166,8 +199,21 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut C
     })
 }
 
-fn compile_source(spec: &SourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Source> {
-    match spec {
+fn compile_source(from: &Node, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) -> Option<Source> {
+    let at = from.pos;
+    if from.get("connector").is_some() {
+        let (connector, consumer) = cx.consumer(from)?;
+        return Some(Source::Connector(ConnectorSource { connector, consumer }));
+    }
+    let spec: SourceSpec = match from.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            let file = cx.file.clone();
+            cx.diags.push(crate::config::error::Diagnostic::from_node(&file, e));
+            return None;
+        }
+    };
+    match &spec {
         SourceSpec::Http(h) => compile_http(h, at, defaults, cx).map(Source::Http),
         SourceSpec::Schedule(s) => {
             let trigger = match (&s.every, &s.cron) {
@@ -187,10 +233,10 @@ fn compile_source(spec: &SourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut 
             let body = s.body.as_ref().map_or_else(|| Value::Object(Default::default()), |b| b.to_json());
             Some(Source::Schedule(ScheduleSource { trigger, body }))
         }
-        SourceSpec::Bus(b) => Some(Source::Bus(BusSource {
-            topic: b.topic.value.clone(),
-            group: b.group.clone().unwrap_or_else(|| cx.route.clone()),
-        })),
+        SourceSpec::Bus(options) => {
+            let consumer = cx.bus_consumer(options)?;
+            Some(Source::Connector(ConnectorSource { connector: "bus".into(), consumer }))
+        }
     }
 }
 
@@ -232,6 +278,10 @@ fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut C
         Some(file) => Some(cx.schema(&file.value, Pos::of(file))?),
         None => None,
     };
+    let queue = match h.is_async {
+        true => Some(cx.bus()?.consumer(vec![http_topic(&cx.route)], cx.route.clone())),
+        false => None,
+    };
     Some(HttpSource {
         method,
         path: h.path.value.clone(),
@@ -241,6 +291,7 @@ fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut C
         cors,
         schema,
         is_async: h.is_async,
+        queue,
         max_body: h.max_body.map_or(defaults.max_body, |b| b.0),
         timeout: h.timeout.map_or(defaults.timeout, |t| t.0),
         pos: Pos::of(&h.path),

@@ -15,8 +15,10 @@ pub struct RouteSpec {
     /// What the route is for, shown by `junction routes`.
     #[serde(default)]
     pub description: Option<String>,
-    /// Where messages come from: `http`, `schedule` or `bus`.
-    pub from: Spanned<SourceSpec>,
+    /// Where messages come from: `http`, `schedule`, `bus`, or a connector's consumer
+    /// (`{ connector: orders, topics: [a, b], group: g }`). Read as a node first: a
+    /// connector's options are its kind's to check.
+    pub from: Node,
     /// The steps each message goes through, in order. Read one by one, so a mistake in one
     /// step does not hide the mistakes in the others.
     #[serde(default)]
@@ -29,12 +31,15 @@ pub struct RouteSpec {
     pub max_in_flight: Option<usize>,
 }
 
+/// The sources the engine itself knows; `from: { connector: … }` is read before these.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceSpec {
     Http(Box<HttpSourceSpec>),
     Schedule(ScheduleSpec),
-    Bus(BusSourceSpec),
+    /// `from: { bus: { topic: a, group: g } }`: the project's bus, whatever its backend;
+    /// the same as `from: { connector: bus, topic: a }`.
+    Bus(Node),
 }
 
 /// `from: { http: { method: POST, path: /deals/{id} } }`
@@ -122,16 +127,6 @@ pub struct ScheduleSpec {
     /// The body of each message fired (default `{}`).
     #[serde(default)]
     pub body: Option<Node>,
-}
-
-/// `from: { bus: { topic: masterdeal.deal.upserted } }`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusSourceSpec {
-    pub topic: Spanned<String>,
-    /// The consumer group; defaults to the route id, so each route gets every message.
-    #[serde(default)]
-    pub group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

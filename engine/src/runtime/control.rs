@@ -1,30 +1,80 @@
-//! Routes an admin has paused: their endpoints answer 503 and their sources take nothing
-//! new until resumed. Kept by route id, so a paused route stays paused across reloads.
+//! Routes an admin has paused: their endpoints answer 503 and their sources take nothing new
+//! until resumed. Kept by route id in the store, so a pause holds for every instance sharing
+//! it and across restarts and reloads; each instance reads the stored set every second and
+//! answers from its copy in memory.
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
-#[derive(Clone, Default)]
-pub struct Paused(Arc<RwLock<HashSet<String>>>);
+use crate::store::{Store, StoreError};
+
+/// How often an instance reads the stored pauses (so another instance's pause or resume is
+/// seen here within this long).
+const REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Paused {
+    routes: Arc<RwLock<HashSet<String>>>,
+    store: Option<Store>,
+}
 
 impl Paused {
+    /// Pauses kept in `store`, read from it now.
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
+        let paused = Self { routes: Arc::default(), store: Some(store) };
+        paused.refresh().await?;
+        Ok(paused)
+    }
+
+    /// Pauses kept in this process only (tests of a single route).
+    pub fn in_memory() -> Self {
+        Self { routes: Arc::default(), store: None }
+    }
+
     pub fn is(&self, route: &str) -> bool {
         // The common case, nothing paused, costs one read lock.
-        let set = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let set = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         !set.is_empty() && set.contains(route)
     }
 
-    /// Returns whether it changed.
-    pub fn set(&self, route: &str, paused: bool) -> bool {
-        let mut set = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if paused { set.insert(route.to_owned()) } else { set.remove(route) }
+    /// Pauses or resumes `route` for every instance; whether it changed.
+    pub async fn set(&self, route: &str, paused: bool) -> Result<bool, StoreError> {
+        let stored = match &self.store {
+            Some(store) => store.set_paused(route, paused).await?,
+            None => false,
+        };
+        let mut set = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let here = if paused { set.insert(route.to_owned()) } else { set.remove(route) };
+        Ok(stored || here)
+    }
+
+    /// Reads the stored pauses again.
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let now: HashSet<String> = store.paused_routes().await?.into_iter().collect();
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = now;
+        Ok(())
+    }
+
+    /// Keeps reading the stored pauses until `stop`; a store that fails keeps the last ones.
+    pub async fn follow(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(REFRESH);
+        loop {
+            tokio::select! {
+                _ = every.tick() => if let Err(error) = self.refresh().await {
+                    tracing::warn!(%error, "cannot read the paused routes; keeping the last known");
+                },
+                () = super::stopped(&mut stop) => return,
+            }
+        }
     }
 
     /// Waits while `route` is paused; false if `stop` came first.
     pub async fn wait_while_paused(&self, route: &str, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
         while self.is(route) {
             tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 () = super::stopped(stop) => return false,
             }
         }
@@ -36,14 +86,22 @@ impl Paused {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pauses_and_resumes_by_id() {
-        let p = Paused::default();
-        assert!(!p.is("a"));
-        assert!(p.set("a", true));
-        assert!(!p.set("a", true));
-        assert!(p.is("a") && !p.is("b"));
-        assert!(p.set("a", false));
-        assert!(!p.is("a"));
+    async fn pauses_hold_for_every_instance_sharing_the_store(store: Store) {
+        let (a, b) =
+            (Paused::load(store.clone()).await.expect("load"), Paused::load(store.clone()).await.expect("load"));
+        assert!(!a.is("r"));
+        assert!(a.set("r", true).await.expect("pause"));
+        assert!(!a.set("r", true).await.expect("pause again"));
+        assert!(a.is("r") && !a.is("other"));
+        assert!(!b.is("r"), "b has not read the store yet");
+        b.refresh().await.expect("refresh");
+        assert!(b.is("r"), "a pause by one instance holds for another");
+        let restarted = Paused::load(store).await.expect("load");
+        assert!(restarted.is("r"), "and across a restart");
+        assert!(b.set("r", false).await.expect("resume"));
+        a.refresh().await.expect("refresh");
+        assert!(!a.is("r"));
     }
+
+    crate::store::test_support::on_both_backends!(pauses_hold_for_every_instance_sharing_the_store);
 }

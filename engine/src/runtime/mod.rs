@@ -1,11 +1,15 @@
 //! A running project: the store opened, sources started, the gateway serving; reloads that
 //! swap routes without losing a message; and a clean stop that lets in-flight messages finish.
 
+pub mod connectors;
 pub mod control;
 pub mod deliver;
 pub mod detach;
 mod reload;
 pub mod replay;
+mod tasks;
+#[cfg(test)]
+mod tests;
 mod watch_files;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +26,7 @@ use crate::bus::EmbeddedBus;
 use crate::cache::Cache;
 use crate::config::error::Diagnostics;
 use crate::config::{Loader, Project, Settings};
-use crate::connector::{Registry, Resources};
+use crate::connector::{Bus, Connector, ConnectorError, Registry, Resources, StartCx};
 use crate::gateway;
 use crate::route::{Route, RouteTable};
 use crate::script::{ScriptEngine, ScriptLimits};
@@ -44,12 +48,11 @@ pub enum StartError {
     Tls(String),
     #[error("cannot listen on {addr}: {source} (is another process using the port? set JUNCTION_LISTEN)")]
     Bind { addr: String, source: std::io::Error },
+    #[error("a connector cannot start: {0}")]
+    Connector(#[from] ConnectorError),
 }
 
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
+pub use crate::connector::stopped;
 
 /// A started project. Cheap to clone: every clone is the same running project.
 #[derive(Clone)]
@@ -63,9 +66,16 @@ struct Inner {
     settings: Settings,
     addr: SocketAddr,
     store: Store,
-    bus: EmbeddedBus,
+    /// The project's bus, whatever its backend.
+    bus: Arc<dyn Bus>,
+    /// The connector that is the bus: stopped last.
+    bus_connector: Arc<dyn Connector>,
     cache: Cache,
     paused: Paused,
+    /// This process among the instances sharing the store: it names the leases it holds.
+    instance: Arc<str>,
+    /// The started connectors; held while a reload or stop changes them (after `live`).
+    connectors: Mutex<connectors::Started>,
     gateway_state: Arc<gateway::State>,
     /// The table being served, for readers (admin API).
     table: ArcSwap<RouteTable>,
@@ -73,7 +83,7 @@ struct Inner {
     live: Mutex<BTreeMap<Arc<str>, Running>>,
     stop: watch::Sender<bool>,
     gateway: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// The hash of junction.yaml the running routes were built from.
+    /// The hash of junction.yaml (without its connectors) the running routes were built from.
     root_version: std::sync::Mutex<String>,
 }
 
@@ -95,10 +105,15 @@ impl Runtime {
             crate::telemetry::otlp::install(&t.endpoint, &t.service_name);
         }
         let store = Store::open(&settings.store).await?;
-        let bus = EmbeddedBus::new(store.clone()).with_max_backlog(settings.bus_max_backlog);
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
-        loader.resources = Resources { store: Some(store.clone()), bus: Some(bus.clone()), cache: Some(cache.clone()) };
+        loader.resources = Resources { store: Some(store.clone()), cache: Some(cache.clone()) };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
+        let bus_connector = project.connectors.get("bus").cloned().ok_or_else(no_bus)?;
+        let bus = bus_connector.bus().ok_or_else(no_bus)?;
+        let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let mut started = connectors::Started::default();
+        let start_cx = StartCx { store: store.clone(), cache: cache.clone(), bus: bus.clone() };
+        started.adopt(&project, &start_cx, &instance).await?;
 
         let listener = gateway::bind(&settings.listen)
             .await
@@ -106,7 +121,7 @@ impl Runtime {
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
         let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
-        let paused = Paused::default();
+        let paused = Paused::load(store.clone()).await?;
         let shared = Arc::new(gateway::Shared {
             store: store.clone(),
             bus: bus.clone(),
@@ -116,6 +131,7 @@ impl Runtime {
         });
         let gateway_state = Arc::new(gateway::State::new(&project.routes, shared));
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(paused.clone().follow(stop_rx.clone()));
         let runtime = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -124,48 +140,48 @@ impl Runtime {
                 addr,
                 store,
                 bus,
+                bus_connector,
                 cache,
                 paused,
+                instance,
+                connectors: Mutex::new(started),
                 gateway_state: gateway_state.clone(),
                 table: ArcSwap::from_pointee(project.routes.clone()),
                 live: Mutex::new(BTreeMap::new()),
                 stop,
                 gateway: std::sync::Mutex::new(None),
-                root_version: std::sync::Mutex::new(String::new()),
+                root_version: std::sync::Mutex::new(project.root_version.clone()),
             }),
         };
-        *runtime.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = runtime.root_version();
         {
             let mut live = runtime.inner.live.lock().await;
             for route in project.routes.iter() {
                 live.insert(route.id.clone(), runtime.launch(route));
             }
         }
-        tokio::spawn(warn_of_orphans(runtime.inner.store.clone(), runtime.inner.bus.clone(), runtime.routes()));
+        tokio::spawn(warn_of_orphans(
+            runtime.inner.store.clone(),
+            runtime.settings().bus == "embedded",
+            runtime.routes(),
+        ));
         let tls = match &settings.tls {
             Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
             None => None,
         };
-        tokio::spawn(bus_retention(runtime.inner.bus.clone(), settings.bus_retention, stop_rx.clone()));
         let handle =
             tokio::spawn(gateway::serve(listener, gateway_state, tls, gateway::Limits::of(&settings), stop_rx));
         *runtime.inner.gateway.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         if project.settings.watch {
             watch_files::spawn(runtime.clone());
         }
-        tracing::info!(listen = %addr, routes = project.routes.routes.len(), "junction is running");
+        tracing::info!(listen = %addr, routes = project.routes.routes.len(), bus = runtime.inner.bus.describe(), "junction is running");
         Ok(runtime)
     }
 
     /// Starts the tasks feeding one route version.
     fn launch(&self, route: &Arc<Route>) -> Running {
         let (stop, stop_rx) = watch::channel(false);
-        let cx = SourceCx {
-            store: self.inner.store.clone(),
-            bus: self.inner.bus.clone(),
-            stop: stop_rx,
-            paused: self.inner.paused.clone(),
-        };
+        let cx = SourceCx { store: self.inner.store.clone(), stop: stop_rx, paused: self.inner.paused.clone() };
         tracing::info!(route = %route.id, version = %route.version, "route started");
         Running { route: route.clone(), stop, tasks: sources::start(route, &cx) }
     }
@@ -182,6 +198,16 @@ impl Runtime {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The project's bus.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.inner.bus
+    }
+
+    /// This process's id among the instances sharing the store.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     pub fn cache(&self) -> &Cache {
@@ -217,12 +243,17 @@ impl Runtime {
         for r in &running {
             let _ = r.stop.send(true);
         }
+        let connectors = self.inner.connectors.lock().await.take_all(&self.inner.bus_connector);
         let drain = async {
             if let Some(g) = gateway {
                 let _ = g.await;
             }
             for r in running {
                 stop_running(r).await;
+            }
+            // Nothing uses the connectors now: they flush what they hold, the bus last.
+            for c in connectors {
+                c.stop().await;
             }
         };
         if tokio::time::timeout(timeout, drain).await.is_err() {
@@ -254,13 +285,13 @@ fn drain_timeout(settings: &Settings) -> Duration {
     settings.shutdown_timeout
 }
 
-/// Warns of what the store keeps for routes that are no longer loaded: consumer groups no
-/// route reads (they hold back their topic's retention and count against its backlog bound),
-/// and aggregate groups no route's aggregate takes (they wait there, undelivered).
-async fn warn_of_orphans(store: Store, bus: EmbeddedBus, routes: Arc<RouteTable>) {
-    let read: std::collections::HashSet<(String, String)> =
-        routes.iter().filter_map(|r| sources::consumes(r)).collect();
-    match bus.groups().await {
+/// Warns of what the store keeps for routes that are no longer loaded: consumer groups of the
+/// embedded bus no route reads (they hold back their topic's retention and count against its
+/// backlog bound), and aggregate groups no route's aggregate takes (they wait there, undelivered).
+async fn warn_of_orphans(store: Store, embedded_bus: bool, routes: Arc<RouteTable>) {
+    let read: std::collections::HashSet<(String, String)> = routes.iter().flat_map(|r| sources::consumes(r)).collect();
+    let groups = if embedded_bus { EmbeddedBus::new(store.clone()).groups().await } else { Ok(Vec::new()) };
+    match groups {
         Ok(groups) => {
             for g in groups {
                 if !read.contains(&(g.topic.clone(), g.group.clone())) {
@@ -301,17 +332,7 @@ async fn warn_of_orphans(store: Store, bus: EmbeddedBus, routes: Arc<RouteTable>
     }
 }
 
-/// Applies the bus's retention now and then (a tenth of it, at most hourly) until the stop.
-async fn bus_retention(bus: EmbeddedBus, retention: Duration, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval((retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600)));
-    loop {
-        tokio::select! {
-            _ = every.tick() => match bus.purge(retention).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "processed bus messages past their retention removed"),
-                Err(e) => tracing::warn!(error = %e, "bus retention could not run"),
-            },
-            _ = stop.changed() => return,
-        }
-    }
+/// A project that validated always has a bus; this is for the impossible case.
+fn no_bus() -> StartError {
+    StartError::Connector(ConnectorError::permanent("the project has no bus connector"))
 }

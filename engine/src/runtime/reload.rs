@@ -28,6 +28,9 @@ pub enum ReloadError {
     /// The project on disk does not validate; the running routes stay as they are.
     #[error("the project does not validate; the running routes are unchanged:\n{0}")]
     Invalid(Diagnostics),
+    /// A new or changed connector did not start; the running routes stay as they are.
+    #[error("a connector cannot start; the running routes are unchanged: {0}")]
+    Connector(crate::connector::ConnectorError),
 }
 
 impl Runtime {
@@ -55,21 +58,36 @@ impl Runtime {
         live: &mut std::collections::BTreeMap<Arc<str>, super::Running>,
         dry_run: bool,
     ) -> Result<ReloadReport, ReloadError> {
-        let project = self.inner.loader.load(&self.inner.dir).map_err(ReloadError::Invalid)?;
+        let mut started = self.inner.connectors.lock().await;
+        let project =
+            self.inner.loader.load_reusing(&self.inner.dir, &started.by_name).map_err(ReloadError::Invalid)?;
         let old = self.inner.table.load_full();
         let mut report = ReloadReport {
             dry_run,
             restart_needed: restart_needed(&self.inner.settings, &project.settings),
             ..Default::default()
         };
-        // The root config holds the connectors and auth schemes routes use: when it changes,
-        // every route is rebuilt rather than guessing which ones it touched.
+        if started.by_name.get("bus").map(|(v, _)| v) != project.connector_versions.get("bus")
+            && !report.restart_needed.iter().any(|r| r == "bus")
+        {
+            report.restart_needed.push("bus".into());
+        }
+        // The root config holds the auth schemes and defaults routes use: when it changes,
+        // every route is rebuilt rather than guessing which ones it touched. A connector whose
+        // options changed is rebuilt, and so is every route using it.
         let root_changed =
-            self.root_version() != *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            project.root_version != *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rebuilt: BTreeSet<&str> = project
+            .connectors
+            .iter()
+            .filter(|(name, c)| started.by_name.get(*name).is_none_or(|(_, live)| !Arc::ptr_eq(live, c)))
+            .map(|(name, _)| name.as_str())
+            .collect();
         let mut table = RouteTable { mounts: project.routes.mounts.clone(), ..RouteTable::default() };
         for (id, route) in &project.routes.routes {
+            let uses_rebuilt = route.connectors().any(|c| rebuilt.contains(c));
             match old.get(id) {
-                Some(o) if o.version == route.version && !root_changed => {
+                Some(o) if o.version == route.version && !root_changed && !uses_rebuilt => {
                     report.unchanged += 1;
                     table.routes.insert(id.clone(), o.clone());
                 }
@@ -88,6 +106,14 @@ impl Runtime {
         if dry_run {
             return Ok(report);
         }
+        // New and changed connectors start before any route uses them; a failure changes nothing.
+        let cx = crate::connector::StartCx {
+            store: self.inner.store.clone(),
+            cache: self.inner.cache.clone(),
+            bus: self.inner.bus.clone(),
+        };
+        let replaced = started.adopt(&project, &cx, &self.inner.instance).await.map_err(ReloadError::Connector)?;
+        drop(started);
         // Old sources stop first (a bus consumer commits its acks), so old and new versions
         // never consume one group at once; the bus holds what arrives in between.
         let going: BTreeSet<&str> = report.changed.iter().chain(&report.removed).map(String::as_str).collect();
@@ -112,23 +138,22 @@ impl Runtime {
         self.inner.gateway_state.swap(&table);
         let table = Arc::new(table);
         self.inner.table.store(table.clone());
-        tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.bus.clone(), table));
-        *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.root_version();
+        tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.settings.bus == "embedded", table));
+        *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = project.root_version;
         let drain = async {
             for r in old_versions {
                 stop_running(r).await;
             }
+            // The replaced connectors go once no route version uses them any more.
+            for c in replaced {
+                c.stop().await;
+            }
         };
-        if tokio::time::timeout(drain_timeout(&self.inner.settings), drain).await.is_err() {
+        let mut drain = tokio::spawn(drain);
+        if tokio::time::timeout(drain_timeout(&self.inner.settings), &mut drain).await.is_err() {
             tracing::warn!("old route versions still have messages in flight; they finish in the background");
         }
         Ok(report)
-    }
-
-    /// A hash of the root config's text.
-    pub(super) fn root_version(&self) -> String {
-        let text = std::fs::read(self.inner.dir.join("junction.yaml")).unwrap_or_default();
-        crate::route::compile::version(&String::from_utf8_lossy(&text), &[])
     }
 }
 

@@ -1,8 +1,9 @@
 //! Where messages come from. HTTP requests are served by the [`crate::gateway`]; this module
-//! runs the sources that are tasks: bus consumers, schedules, and the timers of stateful
-//! steps. Each holds a route permit per message in flight and acks only after delivery.
+//! runs the sources that are tasks: a route's consumer (a connector's, or the bus queue of an
+//! `async: true` http route), schedules, and the timers of stateful steps. Each holds a route
+//! permit per message in flight and acks only after delivery.
 
-mod bus;
+mod inbox;
 mod schedule;
 mod timed;
 
@@ -12,30 +13,26 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::bus::EmbeddedBus;
 use crate::route::{Route, Source};
 use crate::runtime::control::Paused;
 use crate::store::Store;
+
+pub use inbox::RouteInbox;
 
 /// The topic an `async: true` http route stores its accepted requests on.
 pub fn http_topic(route: &str) -> String {
     format!("junction.http.{route}")
 }
 
-/// The bus topic and consumer group a route reads, if it reads one.
-pub fn consumes(route: &Route) -> Option<(String, String)> {
-    match &route.source {
-        Source::Http(h) if h.is_async => Some((http_topic(&route.id), route.id.to_string())),
-        Source::Bus(b) => Some((b.topic.clone(), b.group.clone())),
-        Source::Http(_) | Source::Schedule(_) => None,
-    }
+/// The (topic, consumer group) pairs a route reads.
+pub fn consumes(route: &Route) -> Vec<(String, String)> {
+    route.consumer().map(|c| c.groups()).unwrap_or_default()
 }
 
 /// What source tasks share.
 #[derive(Clone)]
 pub struct SourceCx {
     pub store: Store,
-    pub bus: EmbeddedBus,
     /// Turns true when the source should stop taking new messages.
     pub stop: watch::Receiver<bool>,
     /// Routes an admin paused: their sources take nothing new meanwhile.
@@ -45,8 +42,10 @@ pub struct SourceCx {
 /// Starts the tasks that feed `route`; synchronous http routes need none.
 pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    if let Some((topic, group)) = consumes(route) {
-        tasks.push(tokio::spawn(bus::consume(route.clone(), topic, group, cx.clone())));
+    if let Some(consumer) = route.consumer() {
+        let inbox = Arc::new(RouteInbox::new(route.clone(), cx.store.clone(), cx.paused.clone()));
+        let (consumer, stop) = (consumer.clone(), cx.stop.clone());
+        tasks.push(tokio::spawn(async move { consumer.run(inbox, stop).await }));
     } else if let Source::Schedule(_) = &route.source {
         tasks.push(tokio::spawn(schedule::run(route.clone(), cx.clone())));
     }

@@ -137,12 +137,20 @@ impl From<ScriptError> for StepError {
 
 impl From<crate::connector::ConnectorError> for StepError {
     fn from(e: crate::connector::ConnectorError) -> Self {
-        let kind = match (e.retryable, e.rejected) {
-            (true, _) => ErrorKind::Retryable,
-            (false, true) => ErrorKind::Rejected,
-            (false, false) => ErrorKind::Fatal,
+        use crate::connector::ConnectorError as E;
+        let kind = match &e {
+            E::Retryable { .. } | E::Unavailable { .. } => ErrorKind::Retryable,
+            E::Rejected { .. } => ErrorKind::Rejected,
+            E::Permanent { .. } => ErrorKind::Fatal,
         };
-        Self { kind, message: e.message, retry_after: e.retry_after }
+        let retry_after = e.retry_after();
+        let message = match e {
+            E::Retryable { message, .. }
+            | E::Unavailable { message, .. }
+            | E::Rejected { message }
+            | E::Permanent { message } => message,
+        };
+        Self { kind, message, retry_after }
     }
 }
 

@@ -10,6 +10,7 @@ mod checkpoints;
 mod dead_letters;
 mod error;
 mod idempotency;
+mod leases;
 mod open;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::node::{Node, NodeError};
-use crate::connector::{BuildCx, Connector, ConnectorError, Endpoint, Role};
+use crate::connector::{BuildCx, Bus, Connector, ConnectorError, Consumer, Endpoint, Role};
 use crate::message::{Body, Message};
 
 /// A canned answer for one operation (or `default` for any).
@@ -77,6 +77,15 @@ impl Connector for Recorder {
             journal: self.journal.clone(),
         }))
     }
+
+    /// A route test runs the steps only: the source is checked by the real connector.
+    fn consumer(&self, route: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        self.real.consumer(route, options, cx)
+    }
+
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
+        self.real.bus()
+    }
 }
 
 struct Recording {
@@ -108,7 +117,7 @@ impl Recording {
             return Err(if reply.retryable {
                 ConnectorError::retryable(fail.clone())
             } else {
-                ConnectorError::fatal(fail.clone())
+                ConnectorError::permanent(fail.clone())
             });
         }
         Ok(match &reply.reply {

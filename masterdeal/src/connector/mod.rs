@@ -2,8 +2,8 @@
 //! (`op: upsert_deal_by_external_id`, `add_media_plan`, `deal_summary`…, see [`Op`]); the
 //! message body is its input and the reply body its result.
 //!
-//! Building it does no I/O, so `junction check` accepts it without a store. When the engine
-//! runs with a store and a bus, building it also starts the outbox relay (see [`relay`]).
+//! Building it does no I/O, so `junction check` accepts it without a store. Started, it runs
+//! the outbox relay (see [`relay`]) as a background task, in one instance at a time.
 
 /// Also what the REST and GraphQL APIs call, so every surface shares one implementation.
 pub(crate) mod ops;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use junction_engine::Message;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, ConnectorKind, Endpoint, Role};
+use junction_engine::connector::{BuildCx, Bus, Connector, ConnectorError, Endpoint, Kind, Role, StartCx, Task};
 use junction_engine::gateway::HttpApi;
 use junction_engine::store::Store;
 use serde::Deserialize;
@@ -30,9 +30,11 @@ use crate::store::{self, Expected, MasterDealStoreError};
 
 pub struct MasterDealKind;
 
+/// `masterdeal` takes no options of its own (besides `api:`): it keeps its tables in the
+/// engine's store.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoOptions {}
+pub struct NoOptions {}
 
 /// What a step asks: `request: { connector: masterdeal, op: get_deal }`.
 #[derive(Deserialize)]
@@ -42,24 +44,29 @@ struct OpSpec {
     op: String,
 }
 
-impl ConnectorKind for MasterDealKind {
-    fn name(&self) -> &'static str {
-        "masterdeal"
-    }
+impl Kind for MasterDealKind {
+    const NAME: &'static str = "masterdeal";
+    type Config = NoOptions;
 
-    fn build(&self, _name: &str, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
-        let _: NoOptions = options.parse()?;
+    fn build(&self, name: &str, _: NoOptions, _: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
         let migrated = Arc::new(OnceCell::new());
-        if let (Some(store), Some(bus)) = (&cx.resources.store, &cx.resources.bus) {
-            relay::start_once(store.clone(), bus.clone(), migrated.clone());
-        }
         let store = cx.resources.store.clone();
         let api = MasterDealApi::new(store.clone(), migrated.clone(), cx.resources.cache.clone());
-        Ok(Arc::new(MasterDealConnector { plans: api.plans.clone(), api: Arc::new(api), store, migrated }))
+        Ok(Arc::new(MasterDealConnector {
+            name: name.to_owned(),
+            plans: api.plans.clone(),
+            api: Arc::new(api),
+            store,
+            migrated,
+            started: std::sync::OnceLock::new(),
+        }))
     }
 }
 
 struct MasterDealConnector {
+    name: String,
+    /// What the outbox relay publishes with, once started.
+    started: std::sync::OnceLock<(Store, Arc<dyn Bus>)>,
     /// `None` under `junction check`.
     store: Option<Store>,
     /// Set once the migrations have run in this process.
@@ -141,6 +148,7 @@ impl Op {
     }
 }
 
+#[async_trait]
 impl Connector for MasterDealConnector {
     fn kind(&self) -> &'static str {
         "masterdeal"
@@ -159,6 +167,21 @@ impl Connector for MasterDealConnector {
     fn http_api(&self) -> Option<Arc<dyn HttpApi>> {
         Some(self.api.clone())
     }
+
+    async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
+        let _ = self.started.set((cx.store.clone(), cx.bus.clone()));
+        Ok(())
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        let Some((store, bus)) = self.started.get().cloned() else { return Vec::new() };
+        let migrated = self.migrated.clone();
+        vec![Task {
+            name: format!("{}.outbox", self.name),
+            once: true,
+            run: Arc::new(move |stop| relay::task(store.clone(), bus.clone(), migrated.clone(), stop)),
+        }]
+    }
 }
 
 struct MasterDealEndpoint {
@@ -170,7 +193,8 @@ struct MasterDealEndpoint {
 
 impl MasterDealEndpoint {
     async fn store(&self) -> Result<&Store, ConnectorError> {
-        let store = self.store.as_ref().ok_or_else(|| ConnectorError::fatal("masterdeal needs the engine's store"))?;
+        let store =
+            self.store.as_ref().ok_or_else(|| ConnectorError::permanent("masterdeal needs the engine's store"))?;
         self.migrated.get_or_try_init(|| store::migrate(store)).await.map_err(store_error)?;
         Ok(store)
     }
@@ -241,6 +265,6 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
         | MasterDealStoreError::VersionRequired { .. } => {
             ConnectorError::rejected(format!("masterdeal rejected the request: {e}"))
         }
-        _ => ConnectorError::fatal(e.to_string()),
+        _ => ConnectorError::permanent(e.to_string()),
     }
 }

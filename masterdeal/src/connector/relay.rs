@@ -1,38 +1,40 @@
-//! The outbox relay: publishes MasterDeal's committed events to the embedded bus, on the
-//! topic named by each event's type. One per process, since two relays would publish every
-//! event twice; a config reload builds the connector again but keeps the running relay.
+//! The outbox relay: publishes MasterDeal's committed events to the project's bus, on the
+//! topic named by each event's type, in the order they were committed. A background task of
+//! the connector that runs in one instance at a time (under a lease): two relays would
+//! publish every event twice.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use junction_engine::bus::EmbeddedBus;
+use junction_engine::connector::Bus;
 use junction_engine::store::Store;
 use junction_engine::{Body, Message};
 use serde_json::Value;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::store::{self, OutboxEvent};
 
 const TICK: Duration = Duration::from_millis(200);
 
-static STARTED: AtomicBool = AtomicBool::new(false);
-
-/// Starts the relay unless this process already has one. Outside a Tokio runtime there is
-/// nothing to run it on, and nothing running to publish for.
-pub(super) fn start_once(store: Store, bus: EmbeddedBus, migrated: Arc<OnceCell<()>>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    if STARTED.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    runtime.spawn(run(store, bus, migrated));
+/// The relay as a connector's task.
+pub(super) fn task(
+    store: Store,
+    bus: Arc<dyn Bus>,
+    migrated: Arc<OnceCell<()>>,
+    stop: watch::Receiver<bool>,
+) -> junction_engine::connector::TaskFuture {
+    Box::pin(run(store, bus, migrated, stop))
 }
 
-async fn run(store: Store, bus: EmbeddedBus, migrated: Arc<OnceCell<()>>) {
+/// Publishes what the outbox holds every tick, until `stop`.
+async fn run(store: Store, bus: Arc<dyn Bus>, migrated: Arc<OnceCell<()>>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = junction_engine::connector::stopped(&mut stop) => return,
+        }
         if let Err(e) = migrated.get_or_try_init(|| store::migrate(&store)).await {
             tracing::warn!(error = %e, "masterdeal outbox relay: migrations failed; retrying");
             continue;
@@ -44,16 +46,14 @@ async fn run(store: Store, bus: EmbeddedBus, migrated: Arc<OnceCell<()>>) {
     }
 }
 
-/// Builds the message now and returns a future owning all it needs: one that borrowed the
-/// event could not be proven `Send` for every lifetime `relay_once` may call it with.
-fn publish(
-    bus: EmbeddedBus,
-    event: &OutboxEvent,
-) -> impl Future<Output = Result<(), junction_engine::bus::BusError>> + Send + use<> {
+/// Builds the message now and returns a boxed future owning all it needs: an opaque one, or
+/// one that borrowed the event, could not be proven `Send` for every lifetime `relay_once`
+/// may call it with.
+fn publish(bus: Arc<dyn Bus>, event: &OutboxEvent) -> junction_engine::connector::BoxedPublish {
     let mut msg = Message::with_id(event.event_id.to_string(), Body::Json(event.payload.clone()));
     msg.headers.insert("event_id".into(), Value::String(event.event_id.to_string()));
     msg.headers.insert("aggregate_id".into(), Value::String(event.aggregate_id.clone()));
     msg.headers.insert("aggregate_seq".into(), Value::from(event.aggregate_seq));
     let topic = event.event_type.clone();
-    async move { bus.publish(&topic, &msg).await.map(|_| ()) }
+    Box::pin(async move { bus.publish(&topic, &msg).await })
 }

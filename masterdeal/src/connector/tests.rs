@@ -27,7 +27,7 @@ fn node(yaml: &str) -> Node {
 /// The endpoint for `op` on a connector over `store` (`None`: as under `junction check`).
 pub(super) fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoint>, String> {
     let scripts = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
-    let resources = Resources { store, bus: None, cache: None };
+    let resources = Resources { store, cache: None };
     let redact = junction_engine::redact::Redact::default();
     let cx = BuildCx { scripts: &scripts, resources: &resources, redact: &redact };
     let connector = MasterDealKind.build("masterdeal", &node("{}"), &cx).map_err(|e| e.to_string())?;
@@ -36,7 +36,7 @@ pub(super) fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoin
 
 pub(super) async fn call(store: &Store, op: &str, body: Value) -> Result<Value, String> {
     let ep = endpoint(Some(store.clone()), op).expect("a known op");
-    let reply = ep.request(&Message::json(body)).await.map_err(|e| e.message)?;
+    let reply = ep.request(&Message::json(body)).await.map_err(|e| e.message().to_owned())?;
     match reply.body {
         Body::Json(v) => Ok(v),
         Body::Bytes(_) => panic!("masterdeal replies with JSON"),

@@ -93,11 +93,12 @@ const BATCH: u32 = 100;
 /// Publishes every pending event in order and returns how many. Stops at the first failed
 /// publish, leaving that event and all after it pending, so nothing is skipped and no
 /// aggregate's events are reordered. Run one relay at a time: two would publish twice.
-pub async fn relay_once<E>(
-    store: &Store,
-    publish: impl AsyncFn(&OutboxEvent) -> Result<(), E>,
-) -> Result<usize, MasterDealStoreError>
+///
+/// `publish` builds the publish's future from the event without holding on to it (a future
+/// borrowing the event could not be proven `Send` for every lifetime it may be called with).
+pub async fn relay_once<E, F>(store: &Store, publish: impl Fn(&OutboxEvent) -> F) -> Result<usize, MasterDealStoreError>
 where
+    F: Future<Output = Result<(), E>>,
     E: std::error::Error + Send + Sync + 'static,
 {
     let mut published = 0;

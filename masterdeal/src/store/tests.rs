@@ -112,21 +112,27 @@ async fn relay_publishes_in_order_and_resumes_after_a_failure(store: Store) {
     assert_eq!(all.len(), 4);
 
     let seen = Mutex::new(Vec::new());
-    let fail_third = async |e: &OutboxEvent| {
-        let mut seen = seen.lock().expect("not poisoned");
-        if seen.len() == 2 {
-            return Err(BusDown);
+    let fail_third = |e: &OutboxEvent| {
+        let (seq, seen) = (e.seq, &seen);
+        async move {
+            let mut seen = seen.lock().expect("not poisoned");
+            if seen.len() == 2 {
+                return Err(BusDown);
+            }
+            seen.push(seq);
+            Ok(())
         }
-        seen.push(e.seq);
-        Ok(())
     };
     let err = relay_once(&store, fail_third).await.expect_err("the third publish fails");
     assert!(matches!(err, MasterDealStoreError::Publish { published: 2, .. }), "{err:?}");
     assert_eq!(pending(&store, 10).await.expect("pending").len(), 2, "the failed one and the rest stay");
 
-    let collect = async |e: &OutboxEvent| {
-        seen.lock().expect("not poisoned").push(e.seq);
-        Ok::<(), BusDown>(())
+    let collect = |e: &OutboxEvent| {
+        let (seq, seen) = (e.seq, &seen);
+        async move {
+            seen.lock().expect("not poisoned").push(seq);
+            Ok::<(), BusDown>(())
+        }
     };
     assert_eq!(relay_once(&store, collect).await.expect("relay"), 2);
     assert_eq!(*seen.lock().expect("not poisoned"), all, "every event once, in order");
@@ -139,9 +145,12 @@ async fn committed_but_unpublished_events_survive_a_crash(store: Store) {
     // The process dies after the commit: nothing relayed. A new process's relay finds it.
     let restarted = store.clone();
     let seen = Mutex::new(Vec::new());
-    let collect = async |e: &OutboxEvent| {
-        seen.lock().expect("not poisoned").push(e.event_type.clone());
-        Ok::<(), BusDown>(())
+    let collect = |e: &OutboxEvent| {
+        let (event_type, seen) = (e.event_type.clone(), &seen);
+        async move {
+            seen.lock().expect("not poisoned").push(event_type);
+            Ok::<(), BusDown>(())
+        }
     };
     assert_eq!(relay_once(&restarted, collect).await.expect("relay"), 1);
     assert_eq!(*seen.lock().expect("not poisoned"), ["masterdeal.deal.created"]);

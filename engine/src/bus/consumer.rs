@@ -1,0 +1,98 @@
+//! A route's consumer of the embedded bus: one subscription per topic, all in one group.
+//! Each message is acked once the route delivered it; acks commit in offset order.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::EmbeddedBus;
+use crate::connector::{Consumer, Inbox};
+
+pub(super) struct EmbeddedConsumer {
+    pub(super) bus: Arc<OnceLock<EmbeddedBus>>,
+    pub(super) topics: Vec<String>,
+    pub(super) group: String,
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn run(&self, inbox: Arc<dyn Inbox>, stop: watch::Receiver<bool>) {
+        let Some(bus) = self.bus.get() else {
+            tracing::error!(route = inbox.route(), "the embedded bus is not started; nothing is consumed");
+            return;
+        };
+        let mut topics = JoinSet::new();
+        for topic in &self.topics {
+            let (bus, topic, group) = (bus.clone(), topic.clone(), self.group.clone());
+            topics.spawn(consume(bus, topic, group, inbox.clone(), stop.clone()));
+        }
+        while topics.join_next().await.is_some() {}
+    }
+
+    fn describe(&self) -> String {
+        format!("bus {} as group {}", self.topics.join(", "), self.group)
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.topics.clone()
+    }
+
+    fn groups(&self) -> Vec<(String, String)> {
+        self.topics.iter().map(|t| (t.clone(), self.group.clone())).collect()
+    }
+}
+
+async fn consume(
+    bus: EmbeddedBus,
+    topic: String,
+    group: String,
+    inbox: Arc<dyn Inbox>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let route = inbox.route().to_owned();
+    let mut subscription = loop {
+        match bus.subscribe(&group, &topic, inbox.max_in_flight()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::error!(route, topic, error = %e, "cannot subscribe; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = crate::connector::stopped(&mut stop) => return,
+                }
+            }
+        }
+    };
+    let mut in_flight = JoinSet::new();
+    loop {
+        let Some(admission) = inbox.admit(&mut stop).await else { break };
+        let delivery = tokio::select! {
+            d = subscription.recv() => d,
+            () = crate::connector::stopped(&mut stop) => break,
+        };
+        let delivery = match delivery {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(route, topic, error = %e, "bus receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let inbox = inbox.clone();
+        in_flight.spawn(async move {
+            let mut msg = delivery.message.clone();
+            msg.meta.source.insert("topic".into(), delivery.topic.clone().into());
+            msg.meta.source.insert("offset".into(), delivery.offset.into());
+            inbox.deliver(msg, admission).await;
+            delivery.ack();
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    // Stopping: let the messages in flight finish, then commit their acks before going.
+    while in_flight.join_next().await.is_some() {}
+    if let Err(e) = subscription.flush().await {
+        tracing::warn!(route, topic, error = %e, "cannot commit acks on stop; those messages will be redelivered");
+    }
+}

@@ -1,0 +1,71 @@
+//! A connector's source role: a consumer takes messages from the outside (a topic, a queue,
+//! an API walked page by page) and hands each to the route's [`Inbox`], acknowledging it only
+//! once the inbox has delivered it. The inbox is the engine's: it bounds what is in flight,
+//! holds back while the route is paused, and runs each message with the same metrics, spans,
+//! logs, retries and dead letters whatever the source.
+
+use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use crate::message::Message;
+
+/// What reads messages for one route.
+#[async_trait]
+pub trait Consumer: Send + Sync {
+    /// Takes messages until `stop` turns true and hands each to `inbox`, asking
+    /// [`Inbox::admit`] (or [`Inbox::try_admit`]) before taking each. A message is
+    /// acknowledged (committed, acked) only after [`Inbox::deliver`] returned for it and for
+    /// every message before it that the backend orders with it. Returns once the messages in
+    /// flight are delivered and their acknowledgements committed, so a successor started
+    /// afterwards in the same group gets none of them again.
+    async fn run(&self, inbox: std::sync::Arc<dyn Inbox>, stop: watch::Receiver<bool>);
+
+    /// `topics a, b as group g`, for `junction routes`, the graph and the admin API.
+    fn describe(&self) -> String;
+
+    /// The topics this consumer reads (for the graph).
+    fn topics(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The (topic, group) pairs this consumer reads as a consumer group. One group's offsets
+    /// can follow one route only: two routes in one group would each skip the other's messages.
+    fn groups(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// Where a consumer hands its messages: one route.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// The route's id.
+    fn route(&self) -> &str;
+
+    /// How many messages the route takes at once; a consumer reads ahead no further.
+    fn max_in_flight(&self) -> usize;
+
+    /// Room for one more message: waits for it, and while the route is paused. `None` once
+    /// `stop` turned true.
+    async fn admit(&self, stop: &mut watch::Receiver<bool>) -> Option<Admission>;
+
+    /// Room for one more message now, or `None` (full or paused). For consumers that must
+    /// keep polling while they hold back, like Kafka's (which pause their partitions).
+    fn try_admit(&self) -> Option<Admission>;
+
+    /// Runs `msg` through the route to its end: done, or dead-lettered where it can be
+    /// replayed. Never fails: once it returns, the message may be acknowledged.
+    async fn deliver(&self, msg: Message, admission: Admission);
+}
+
+/// A place in a route, held from [`Inbox::admit`] until the message it was taken for is
+/// delivered.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self { _permit: permit }
+    }
+}

@@ -1,0 +1,91 @@
+//! What a failed connector call says: whether trying again may help, and how the caller of
+//! the route is answered. Retries, dead letters and HTTP answers match on its kind.
+
+use std::time::Duration;
+
+/// A failed connector call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// The call may succeed if tried again: a timeout, a 5xx, a 429. The other side may say
+    /// how long to wait (HTTP `Retry-After`).
+    #[error("{message}")]
+    Retryable { message: String, retry_after: Option<Duration> },
+
+    /// The other side cannot be reached at all (refused connection, broker down, circuit
+    /// open): retried like [`ConnectorError::Retryable`], and an HTTP caller gets 503.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: Option<Duration> },
+
+    /// The other side refused this message for what it says (not found, a forbidden change,
+    /// a stale version): never retried, and an HTTP caller is told so (422), not an outage.
+    #[error("{message}")]
+    Rejected { message: String },
+
+    /// The call cannot succeed as it is (a 4xx, a payload the other side cannot take, a
+    /// misconfiguration): never retried, dead-lettered.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl ConnectorError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable { message: message.into(), retry_after: None }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable { message: message.into(), retry_after: None }
+    }
+
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::Rejected { message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent { message: message.into() }
+    }
+
+    /// Sets how long the other side asked to wait; only retryable kinds keep it.
+    #[must_use]
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        if let Self::Retryable { retry_after, .. } | Self::Unavailable { retry_after, .. } = &mut self {
+            *retry_after = after;
+        }
+        self
+    }
+
+    /// Whether trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. } | Self::Unavailable { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Retryable { retry_after, .. } | Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Rejected { .. } | Self::Permanent { .. } => None,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retryable { message, .. }
+            | Self::Unavailable { message, .. }
+            | Self::Rejected { message }
+            | Self::Permanent { message } => message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_retryable_kinds_keep_a_retry_after() {
+        let wait = Some(Duration::from_secs(2));
+        assert_eq!(ConnectorError::retryable("x").with_retry_after(wait).retry_after(), wait);
+        assert_eq!(ConnectorError::unavailable("x").with_retry_after(wait).retry_after(), wait);
+        assert_eq!(ConnectorError::rejected("x").with_retry_after(wait).retry_after(), None);
+        assert!(!ConnectorError::permanent("x").is_retryable());
+        assert_eq!(ConnectorError::permanent("boom").to_string(), "boom");
+    }
+}

@@ -1,0 +1,213 @@
+//! The connector model driven through a real runtime: a kind defined here, as any kind in the
+//! connectors crate would be (a typed config, one registry line), offering a consumer and a
+//! task that must run once across instances.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::Runtime;
+use crate::config::node::{Node, NodeError};
+use crate::connector::{BuildCx, Connector, Consumer, Inbox, Kind, Registry, StartCx, Task};
+use crate::message::{Body, Message};
+
+/// What the test kind's connectors did, shared with the test.
+#[derive(Default)]
+struct Journal {
+    started: AtomicUsize,
+    stopped: AtomicUsize,
+    /// Message numbers acked by consumers, in ack order.
+    acked: Mutex<Vec<u64>>,
+    /// How many task runs are going on now, and the most there ever were at once.
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    task_runs: AtomicUsize,
+}
+
+struct Ticker(Arc<Journal>);
+
+/// `kind: ticker`'s options.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TickerConfig {
+    /// Changes the connector's version only.
+    #[serde(default)]
+    #[allow(dead_code)]
+    label: String,
+}
+
+/// `from: { connector: t, count: 5 }`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedSpec {
+    count: u64,
+}
+
+impl Kind for Ticker {
+    const NAME: &'static str = "ticker";
+    type Config = TickerConfig;
+
+    fn build(&self, _: &str, _: TickerConfig, _: &Node, _: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
+        Ok(Arc::new(TickerConnector(self.0.clone())))
+    }
+}
+
+struct TickerConnector(Arc<Journal>);
+
+#[async_trait]
+impl Connector for TickerConnector {
+    fn kind(&self) -> &'static str {
+        "ticker"
+    }
+
+    fn consumer(&self, _route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        let spec: FeedSpec = options.parse()?;
+        Ok(Arc::new(Feed { count: spec.count, journal: self.0.clone() }))
+    }
+
+    async fn start(&self, _cx: &StartCx) -> Result<(), crate::connector::ConnectorError> {
+        self.0.started.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        let journal = self.0.clone();
+        vec![Task {
+            name: "ticker.once".into(),
+            once: true,
+            run: Arc::new(move |mut stop: watch::Receiver<bool>| {
+                let journal = journal.clone();
+                Box::pin(async move {
+                    let now = journal.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    journal.most_running.fetch_max(now, Ordering::SeqCst);
+                    journal.task_runs.fetch_add(1, Ordering::SeqCst);
+                    crate::connector::stopped(&mut stop).await;
+                    journal.running.fetch_sub(1, Ordering::SeqCst);
+                })
+            }),
+        }]
+    }
+
+    async fn stop(&self) {
+        self.0.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Hands out `count` numbered messages, acking each once the route delivered it.
+struct Feed {
+    count: u64,
+    journal: Arc<Journal>,
+}
+
+#[async_trait]
+impl Consumer for Feed {
+    async fn run(&self, inbox: Arc<dyn Inbox>, mut stop: watch::Receiver<bool>) {
+        for n in 0..self.count {
+            let Some(admission) = inbox.admit(&mut stop).await else { return };
+            inbox.deliver(Message::new(Body::Json(serde_json::json!({ "n": n }))), admission).await;
+            self.journal.acked.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+        }
+        crate::connector::stopped(&mut stop).await;
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ticks", self.count)
+    }
+}
+
+fn registry(journal: &Arc<Journal>) -> Registry {
+    let mut r = Registry::new();
+    r.register(Ticker(journal.clone()));
+    r
+}
+
+fn project(dir: &std::path::Path, store: &str, label: &str) {
+    std::fs::create_dir_all(dir.join("routes")).expect("mkdir");
+    let root = format!(
+        "listen: 127.0.0.1:0\nstore: {store}\nreload: {{ watch: false }}\nconnectors:\n  t: {{ kind: ticker, label: {label} }}\n"
+    );
+    std::fs::write(dir.join("junction.yaml"), root).expect("write");
+    let route = "route: ticks\nfrom: { connector: t, count: 5 }\nsteps:\n  - log: \"tick ${body.n}\"\n";
+    std::fs::write(dir.join("routes/ticks.yaml"), route).expect("write");
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("waited 10s for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_outside_the_engine_feeds_a_route_and_lives_with_the_project() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("j.db").display());
+    project(dir.path(), &store, "one");
+    let journal = Arc::new(Journal::default());
+    let runtime = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    assert_eq!(journal.started.load(Ordering::SeqCst), 1, "started once the project validated");
+    let acked = || journal.acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    wait_for("five acks", || acked().len() == 5).await;
+    assert_eq!(acked(), [0, 1, 2, 3, 4]);
+    let route = runtime.routes().get("ticks").cloned().expect("the route");
+    assert_eq!(route.counters.snapshot().completed, 5, "each went through the route before its ack");
+
+    // A reload that changes nothing keeps the connector; one that changes its options
+    // rebuilds it and the route using it, and stops the old one.
+    let report = runtime.reload(false).await.expect("reload");
+    assert_eq!((report.unchanged, journal.started.load(Ordering::SeqCst)), (1, 1));
+    project(dir.path(), &store, "two");
+    let report = runtime.reload(false).await.expect("reload");
+    assert_eq!(report.changed, ["ticks"]);
+    assert_eq!(journal.started.load(Ordering::SeqCst), 2, "the new connector started");
+    assert_eq!(journal.stopped.load(Ordering::SeqCst), 1, "the old one stopped");
+
+    runtime.shutdown().await;
+    assert_eq!(journal.stopped.load(Ordering::SeqCst), 2, "stopped with the project");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_runs_once_moves_to_another_instance_when_its_holder_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("j.db").display());
+    project(dir.path(), &store, "one");
+    let journal = Arc::new(Journal::default());
+    let first = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    let second = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    wait_for("the task to run", || journal.running.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(journal.most_running.load(Ordering::SeqCst), 1, "one instance at a time");
+    assert_eq!(journal.task_runs.load(Ordering::SeqCst), 1);
+    first.shutdown().await;
+    wait_for("the other instance to take over", || journal.task_runs.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(journal.most_running.load(Ordering::SeqCst), 1);
+    second.shutdown().await;
+    assert_eq!(journal.running.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_kind_checks_its_source_options_where_they_are_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    project(dir.path(), "sqlite://x.db", "one");
+    std::fs::write(dir.path().join("routes/ticks.yaml"), "route: ticks\nfrom: { connector: t, cuont: 5 }\nsteps: []\n")
+        .expect("write");
+    let journal = Arc::new(Journal::default());
+    let loader = crate::config::Loader {
+        registry: registry(&journal),
+        resources: Default::default(),
+        env: HashMap::new(),
+        scripts: Arc::new(crate::script::ScriptEngine::new(&Default::default())),
+        intercept: None,
+    };
+    let Err(diags) = loader.load(dir.path()) else { panic!("an unknown option must not load") };
+    let text = diags.to_string();
+    assert!(text.contains("routes/ticks.yaml:2:") && text.contains("cuont"), "{text}");
+}
