@@ -84,12 +84,7 @@ async fn route_request(
                 let cors: Vec<&super::cors::Cors> = cors.iter().map(Arc::as_ref).collect();
                 return (preflight_answer(origin, &cors, &cx.request_id), None);
             }
-            let mut resp = problem::method_not_allowed(req.method(), &allowed).into_response(&cx.request_id);
-            let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
-            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-                resp.headers_mut().insert(header::ALLOW, v);
-            }
-            return (resp, None);
+            return (problem::method_not_allowed(req.method(), &allowed, &cx.request_id), None);
         }
         Lookup::NotFound if super::openapi::wanted(&req) => return (super::openapi::response(&endpoints), None),
         Lookup::NotFound => return (problem::not_found(req.uri().path()).into_response(&cx.request_id), None),

@@ -64,15 +64,21 @@ pub fn not_found(path: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not-found", "No route serves this path", format!("no route serves {path}"))
 }
 
-pub fn method_not_allowed(method: &http::Method, allowed: &[http::Method]) -> Problem {
+/// 405 with the `Allow` header RFC 9110 requires (and the same list in the body).
+pub fn method_not_allowed(method: &http::Method, allowed: &[http::Method], request_id: &str) -> Response<Full<Bytes>> {
     let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
-    Problem::new(
+    let mut resp = Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",
         format!("{method} is not served here; use {}", list.join(", ")),
     )
     .with("allow", json!(list))
+    .into_response(request_id);
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
 }
 
 pub fn overloaded(route: &str) -> Problem {

@@ -4,8 +4,11 @@
 use serde_json::{Map, Value, json};
 
 use super::rest::{OPERATIONS, Op};
+use crate::domain::{ContractStatus, Currency, DealStatus, Lifecycle, PlanStatus, ProposalStatus};
 
 const PROBLEM: &str = "#/components/schemas/Problem";
+/// `CampaignStatus` has no lifecycle of its own (a platform sets it), so its statuses are listed.
+const CAMPAIGN_STATUSES: [&str; 5] = ["draft", "active", "paused", "completed", "cancelled"];
 
 pub(crate) fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
@@ -18,29 +21,27 @@ pub(crate) fn document() -> Value {
         if o.path.contains("{id}") {
             parameters.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
         }
-        if o.op == Op::ListDeals {
-            for (name, description) in [
-                ("status", "Only deals in this status"),
-                ("owner", "Only deals of this owner"),
-                ("cursor", "The `next_cursor` of the previous page"),
-            ] {
-                parameters.push(
-                    json!({ "name": name, "in": "query", "description": description, "schema": { "type": "string" } }),
-                );
+        if let Some(statuses) = listed_statuses(o.op) {
+            parameters.push(json!({ "name": "status", "in": "query", "description": "Only records in this status", "schema": status(&statuses) }));
+            if o.op == Op::ListDeals {
+                parameters.push(json!({ "name": "owner", "in": "query", "description": "Only deals of this owner", "schema": { "type": "string" } }));
             }
-            parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }));
-        }
-        if matches!(o.op, Op::ListPlans | Op::ListProposals | Op::ListContracts | Op::ListCampaigns) {
-            parameters.push(json!({ "name": "status", "in": "query", "description": "Only records in this status", "schema": { "type": "string" } }));
-            parameters.push(json!({ "name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page", "schema": { "type": "string" } }));
+            parameters.push(json!({ "name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page", "schema": cursor() }));
             parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }));
         }
         let needs_version = needs_if_match(o.op);
         if needs_version != Requires::Never {
+            let description = match needs_version {
+                Requires::Always => {
+                    "The ETag of the version you read (or send `expected_version` in the body instead, where there is one); a stale one is answered 409"
+                }
+                _ => {
+                    "When the record exists already: the ETag of the version you read (or `expected_version` in the body); without either an existing record is answered 428, a stale one 409"
+                }
+            };
             parameters.push(json!({
-                "name": "If-Match", "in": "header", "required": false,
-                "description": "The ETag of the version you read; a stale one is answered 409",
-                "schema": { "type": "string" },
+                "name": "If-Match", "in": "header", "required": needs_version == Requires::Always,
+                "description": description, "schema": etag(),
             }));
         }
         if !parameters.is_empty() {
@@ -80,6 +81,21 @@ fn needs_if_match(op: Op) -> Requires {
         | Op::DeleteCampaign => Requires::Always,
         Op::UpsertDeal | Op::UpsertContract | Op::UpsertCampaign => Requires::OnUpdate,
         _ => Requires::Never,
+    }
+}
+
+/// The statuses a list filters by, for the operations that are lists.
+fn listed_statuses(op: Op) -> Option<Vec<&'static str>> {
+    fn all<S: Lifecycle>() -> Vec<&'static str> {
+        S::ALL.iter().map(|s| s.as_str()).collect()
+    }
+    match op {
+        Op::ListDeals => Some(all::<DealStatus>()),
+        Op::ListPlans => Some(all::<PlanStatus>()),
+        Op::ListProposals => Some(all::<ProposalStatus>()),
+        Op::ListContracts => Some(all::<ContractStatus>()),
+        Op::ListCampaigns => Some(CAMPAIGN_STATUSES.to_vec()),
+        _ => None,
     }
 }
 
@@ -125,14 +141,16 @@ fn responses(op: Op, output: &str, read: bool, version: Requires) -> Value {
         out.insert("304".into(), json!({ "description": "Not modified: If-None-Match holds the current ETag" }));
     }
     out.insert("400".into(), problem("Malformed JSON, a bad id, cursor or limit"));
-    if op != Op::ListDeals && op != Op::UpsertDeal && op != Op::UpsertCampaign && op != Op::GraphQl {
+    if op == Op::UpsertCampaign {
+        out.insert("404".into(), problem("No media plan line `media_plan_line_id`"));
+    } else if op != Op::ListDeals && op != Op::UpsertDeal && op != Op::GraphQl {
         out.insert("404".into(), problem("No such record"));
     }
     if !read {
         out.insert("409".into(), problem("A stale version (`stale-version`), a forbidden status change (`forbidden-transition`, with `allowed`), a delete of a record in use (`not-deletable`), or a concurrent writer that got there first (`conflict`)"));
         out.insert("422".into(), problem("Invalid input (`invalid-input`) or a broken domain rule (`rule-violation`)"));
     }
-    if version == Requires::Always || op == Op::UpsertDeal {
+    if version != Requires::Never {
         out.insert("428".into(), problem("No If-Match (nor `expected_version`) was sent"));
     }
     out.insert("503".into(), problem("The database is unavailable; retry after `Retry-After` seconds"));
@@ -143,12 +161,63 @@ fn money() -> Value {
     json!({ "type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "A decimal amount, exact (never a float)" })
 }
 
+/// Money as the API takes it: a decimal string, or a JSON number while a float keeps its
+/// digits (at most 15 significant ones; more is refused, send a string).
 fn money_in() -> Value {
-    json!({ "type": ["string", "number"], "description": "A decimal amount; send a string to keep every digit" })
+    json!({
+        "description": "A decimal amount: a string (every digit kept), or a JSON number of at most 15 significant digits \
+                        that a decimal holds (below 7.9e28, at most 28 digits after the point); other numbers are 422, send a string",
+        "anyOf": [
+            { "type": "string", "pattern": "^-?[0-9]{1,16}(\\.[0-9]{1,12})?$" },
+            { "type": "number" },
+        ],
+    })
 }
 
 fn date() -> Value {
     json!({ "type": "string", "format": "date" })
+}
+
+/// A date range's ends, `from <= to`; JSON Schema cannot compare two fields, so it is said.
+fn range_end(which: &str) -> Value {
+    json!({ "type": "string", "format": "date", "description": format!("The range's {which} day; from ≤ to") })
+}
+
+fn currency() -> Value {
+    json!({ "type": "string", "description": "An active ISO 4217 code with minor units", "enum": Currency::codes().collect::<Vec<_>>() })
+}
+
+/// A count the store keeps in a signed 64-bit column.
+fn count() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX })
+}
+
+fn version_in() -> Value {
+    json!({ "type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX, "description": "The version you read, instead of If-Match" })
+}
+
+/// `schema`, or null for an optional field that may be sent as null.
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
+}
+
+/// An ETag of this API as If-Match takes it: `"3"`, weak `W/"3"`, or the bare version.
+fn etag() -> Value {
+    json!({ "type": "string", "pattern": "^(W/)?\"*[0-9]{1,18}\"*$" })
+}
+
+/// A cursor as the API hands it out: a record id, base64url without padding.
+fn cursor() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{21}[AQgw]$" })
+}
+
+/// `{"to": …}`: one of the statuses of `S`.
+fn transition_input<S: Lifecycle>() -> Value {
+    let statuses: Vec<&str> = S::ALL.iter().map(|s| s.as_str()).collect();
+    json!({
+        "type": "object", "required": ["to"], "additionalProperties": false,
+        "properties": { "to": status(&statuses), "expected_version": version_in() },
+    })
 }
 
 fn list_of(item: &str) -> Value {
@@ -187,36 +256,40 @@ fn schemas() -> Value {
 }
 
 fn own_schemas() -> Value {
-    let deal_status =
-        ["draft", "planning", "proposal_sent", "negotiation", "signed", "in_flight", "completed", "cancelled"];
+    let deal_statuses: Vec<&str> = DealStatus::ALL.iter().map(|s| s.as_str()).collect();
     let ids = json!({ "type": "object", "additionalProperties": { "type": "string" } });
     json!({
-        "DealPage": {
-            "type": "object", "required": ["items", "next_cursor"],
-            "properties": {
-                "items": { "type": "array", "items": reference("Deal") },
-                "next_cursor": { "type": ["string", "null"], "description": "Pass as `cursor` for the next page; null on the last" },
-            },
-        },
+        "DealPage": list_of("Deal"),
         "DealInput": {
+            "description": "Fields beyond these are accepted and ignored (a CRM deal's `channels`, `source`).",
             "type": "object", "required": ["external_id", "name", "advertiser", "currency"],
+            "anyOf": [{ "required": ["budget"] }, { "required": ["amount"] }],
             "properties": {
-                "external_id": { "type": "string", "description": "`crm:<CRM id>`: the key of the upsert" },
+                "external_id": { "type": "string", "pattern": "^[^:]+:[\\s\\S]+$", "description": "`<system>:<id>` (`crm:D-100245`): the key of the upsert" },
                 "name": { "type": "string" },
                 "advertiser": {
                     "type": "object", "required": ["name", "inn"],
-                    "properties": { "name": { "type": "string" }, "inn": { "type": "string" }, "kpp": { "type": ["string", "null"] } },
+                    "properties": {
+                        "name": { "type": "string" },
+                        "inn": { "type": "string", "format": "inn", "pattern": "^([0-9]{10}|[0-9]{12})$", "description": "10 or 12 digits whose check digits are valid" },
+                        "kpp": { "type": ["string", "null"], "pattern": "^[0-9]{4}[0-9A-Z]{2}[0-9]{3}$" },
+                    },
                 },
-                "owner": { "type": ["string", "null"] }, "budget": money_in(), "amount": money_in(),
-                "currency": { "type": "string" }, "status": status(&deal_status),
-                "period": { "type": "object", "required": ["from", "to"], "properties": { "from": date(), "to": date() } },
-                "expected_version": { "type": "integer" },
+                "owner": { "type": ["string", "null"] },
+                "budget": nullable(money_in()), "amount": nullable(money_in()),
+                "currency": currency(),
+                "status": { "description": "Only at creation (draft when absent); an update keeps the status", "type": "string", "enum": deal_statuses },
+                "period": {
+                    "type": ["object", "null"], "required": ["from", "to"],
+                    "properties": { "from": range_end("first"), "to": range_end("last") },
+                },
+                "expected_version": version_in(),
             },
         },
-        "TransitionInput": {
-            "type": "object", "required": ["to"],
-            "properties": { "to": { "type": "string" }, "expected_version": { "type": "integer", "description": "Instead of If-Match" } },
-        },
+        "DealTransition": transition_input::<DealStatus>(),
+        "MediaPlanTransition": transition_input::<PlanStatus>(),
+        "ProposalTransition": transition_input::<ProposalStatus>(),
+        "ContractTransition": transition_input::<ContractStatus>(),
         "DealSummary": {
             "type": "object", "required": ["deal_id", "media_plan_id", "currency", "channels", "budget", "spend"],
             "properties": {
@@ -230,24 +303,28 @@ fn own_schemas() -> Value {
         },
         "MediaPlanList": list_of("MediaPlan"),
         "MediaPlanInput": {
-            "type": "object", "required": ["lines"],
+            "type": "object", "required": ["lines"], "additionalProperties": false,
             "properties": {
                 "source": status(&["manual", "llm"]), "prompt_template_version": { "type": ["string", "null"] },
-                "model": { "type": ["string", "null"] }, "currency": { "type": "string" },
-                "lines": { "type": "array", "items": {
+                "model": { "type": ["string", "null"] }, "currency": nullable(currency()),
+                "lines": { "type": "array", "minItems": 1, "items": {
                     "type": "object", "required": ["channel", "platform", "format", "flight_from", "flight_to", "budget"],
+                    "additionalProperties": false,
                     "properties": {
                         "channel": { "type": "string" }, "platform": { "type": "string" }, "format": { "type": "string" },
-                        "flight_from": date(), "flight_to": date(), "budget": money_in(),
-                        "impressions": { "type": "integer" }, "clicks": { "type": "integer" }, "reach": { "type": "integer" },
-                        "cpm": money_in(), "ctr": money_in(),
+                        "flight_from": range_end("first"), "flight_to": range_end("last"), "budget": money_in(),
+                        "impressions": nullable(count()), "clicks": nullable(count()), "reach": nullable(count()),
+                        "cpm": nullable(money_in()), "ctr": nullable(money_in()),
                     },
                 } },
             },
+            // An LLM's draft names its prompt template, so it can be reproduced.
+            "if": { "required": ["source"], "properties": { "source": { "const": "llm" } } },
+            "then": { "required": ["prompt_template_version"], "properties": { "prompt_template_version": { "type": "string" } } },
         },
         "ProposalList": list_of("Proposal"),
         "ProposalInput": {
-            "type": "object", "required": ["body_markdown", "body_html", "generated_by"],
+            "type": "object", "required": ["body_markdown", "body_html", "generated_by"], "additionalProperties": false,
             "properties": {
                 "body_markdown": { "type": "string" }, "body_html": { "type": "string" },
                 "generated_by": { "type": "string", "description": "`manual:<who>` or `llm:<model>`" },
@@ -256,36 +333,42 @@ fn own_schemas() -> Value {
         },
         "ContractList": list_of("Contract"),
         "ContractInput": {
-            "type": "object", "required": ["number", "date", "amount"],
+            "type": "object", "required": ["number", "date", "amount", "currency"], "additionalProperties": false,
             "properties": {
                 "number": { "type": "string", "description": "The key of the upsert" }, "date": date(), "amount": money_in(),
-                "currency": { "type": "string" }, "amount_override_reason": { "type": ["string", "null"] },
-                "billing_ids": ids.clone(), "payment_status": status(&["unpaid", "partially_paid", "paid", "overdue"]),
-                "expected_version": { "type": "integer" },
+                "currency": currency(), "amount_override_reason": { "type": ["string", "null"] },
+                "billing_ids": ids, "payment_status": status(&["unpaid", "partially_paid", "paid", "overdue"]),
+                "expected_version": version_in(),
             },
         },
         "CampaignList": list_of("Campaign"),
         "CampaignInput": {
             "type": "object", "required": ["media_plan_line_id", "platform", "name", "flight_from", "flight_to", "budget"],
+            "additionalProperties": false,
             "properties": {
                 "media_plan_line_id": { "type": "string", "format": "uuid" }, "platform": { "type": "string" },
                 "platform_campaign_id": { "type": ["string", "null"], "description": "With platform, the key of the upsert" },
-                "name": { "type": "string" }, "status": status(&["draft", "active", "paused", "completed", "cancelled"]),
-                "flight_from": date(), "flight_to": date(), "budget": money_in(), "expected_version": { "type": "integer" },
+                "name": { "type": "string" }, "status": status(&CAMPAIGN_STATUSES),
+                "flight_from": range_end("first"), "flight_to": range_end("last"), "budget": money_in(),
+                "currency": nullable(currency()), "expected_version": version_in(),
             },
         },
         "StatsInput": {
-            "type": "object", "required": ["days"],
-            "properties": { "days": { "type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["day", "spend"],
-                "properties": {
-                    "day": date(), "impressions": { "type": "integer" }, "clicks": { "type": "integer" },
-                    "spend": money_in(), "conversions": { "type": "integer" },
-                },
-            } } },
+            "type": "object", "required": ["days"], "additionalProperties": false,
+            "properties": {
+                "currency": nullable(currency()),
+                "days": { "type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["day", "spend"], "additionalProperties": false,
+                    "properties": {
+                        "day": date(), "impressions": count(), "clicks": count(),
+                        "spend": money_in(), "conversions": count(),
+                    },
+                } },
+            },
         },
         "GraphQlRequest": {
-            "type": "object", "required": ["query"],
+            "description": "Without `query`, the answer is 200 with `errors`, as GraphQL over HTTP answers any request it cannot run.",
+            "type": "object",
             "properties": {
                 "query": { "type": "string" }, "operationName": { "type": ["string", "null"] },
                 "variables": { "type": ["object", "null"] },

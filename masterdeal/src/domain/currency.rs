@@ -67,6 +67,11 @@ impl Currency {
         self.0
     }
 
+    /// Every code [`Currency::parse`] accepts, in alphabetical order.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        CODES.iter().map(|(code, _)| *code)
+    }
+
     /// Digits after the decimal point in this currency (2 for RUB, 0 for JPY, 3 for KWD).
     pub fn minor_units(self) -> u8 {
         CODES.iter().find(|(c, _)| *c == self.0).map_or(2, |(_, units)| *units)

@@ -83,20 +83,20 @@ pub(super) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         POST "/deals" => UpsertDeal, "Create a master deal, or update the one with this external_id (If-Match when it exists)", Some("DealInput"), "Deal";
         GET "/deals/{id}" => GetDeal, "Get a master deal (ETag: its version)", None, "Deal";
         PUT "/deals/{id}" => UpdateDeal, "Replace a master deal's fields (If-Match required)", Some("DealInput"), "Deal";
-        POST "/deals/{id}/transitions" => TransitionDeal, "Move a master deal to another status (If-Match required)", Some("TransitionInput"), "Deal";
+        POST "/deals/{id}/transitions" => TransitionDeal, "Move a master deal to another status (If-Match required)", Some("DealTransition"), "Deal";
         GET "/deals/{id}/summary" => DealSummary, "Budget vs spend by channel for the deal's approved plan", None, "DealSummary";
         GET "/deals/{id}/media-plans" => ListPlans, "The deal's media plans, by number", None, "MediaPlanList";
         POST "/deals/{id}/media-plans" => AddPlan, "Add a media plan (the next number) to the deal", Some("MediaPlanInput"), "MediaPlan";
         GET "/media-plans/{id}" => GetPlan, "Get a media plan with its lines (cached)", None, "MediaPlan";
-        POST "/media-plans/{id}/transitions" => TransitionPlan, "Propose, approve, reject or rework a media plan (If-Match required)", Some("TransitionInput"), "MediaPlan";
+        POST "/media-plans/{id}/transitions" => TransitionPlan, "Propose, approve, reject or rework a media plan (If-Match required)", Some("MediaPlanTransition"), "MediaPlan";
         GET "/deals/{id}/proposals" => ListProposals, "The deal's commercial proposals", None, "ProposalList";
         POST "/media-plans/{id}/proposals" => AttachProposal, "Attach a commercial proposal (КП) to a media plan", Some("ProposalInput"), "Proposal";
         GET "/proposals/{id}" => GetProposal, "Get a commercial proposal", None, "Proposal";
-        POST "/proposals/{id}/transitions" => TransitionProposal, "Send, accept or decline a proposal (If-Match required)", Some("TransitionInput"), "Proposal";
+        POST "/proposals/{id}/transitions" => TransitionProposal, "Send, accept or decline a proposal (If-Match required)", Some("ProposalTransition"), "Proposal";
         GET "/deals/{id}/contracts" => ListContracts, "The deal's contracts", None, "ContractList";
         POST "/deals/{id}/contracts" => UpsertContract, "Create a contract, or update the one with this number (If-Match when it exists)", Some("ContractInput"), "Contract";
         GET "/contracts/{id}" => GetContract, "Get a contract", None, "Contract";
-        POST "/contracts/{id}/transitions" => TransitionContract, "Send, sign or terminate a contract (If-Match required)", Some("TransitionInput"), "Contract";
+        POST "/contracts/{id}/transitions" => TransitionContract, "Send, sign or terminate a contract (If-Match required)", Some("ContractTransition"), "Contract";
         GET "/deals/{id}/campaigns" => ListCampaigns, "The deal's campaigns with their daily stats", None, "CampaignList";
         POST "/campaigns" => UpsertCampaign, "Create a campaign, or update the one with this platform campaign id (If-Match when it exists)", Some("CampaignInput"), "Campaign";
         GET "/campaigns/{id}" => GetCampaign, "Get a campaign with its daily stats", None, "Campaign";
@@ -138,7 +138,7 @@ pub(super) async fn handle(api: &MasterDealApi, req: Request<Bytes>) -> GatewayR
     };
     let Some(op) = found.value.iter().find(|(m, _)| *m == parts.method).map(|(_, op)| *op) else {
         let allowed: Vec<Method> = found.value.iter().map(|(m, _)| m.clone()).collect();
-        return problem::method_not_allowed(&parts.method, &allowed).into_response(&request_id);
+        return problem::method_not_allowed(&parts.method, &allowed, &request_id);
     };
     let params: HashMap<String, String> = found.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     let req = Req::new(&parts, params, body);
