@@ -15,7 +15,10 @@ const DEAL: &str = r#"{"external_id": "crm:D-7", "name": "Spring campaign",
 #[tokio::test]
 async fn upserts_a_deal_and_relays_its_creation_once() {
     let dir = project(&[
-        ("junction.yaml", "routes: [routes/]\nconnectors:\n  masterdeal: { kind: masterdeal }\n"),
+        (
+            "junction.yaml",
+            "routes: [routes/]\nadmin: { listen: 127.0.0.1:0, token: test-admin-token }\nconnectors:\n  masterdeal: { kind: masterdeal }\n",
+        ),
         (
             "routes/deals.yaml",
             "route: deals\nfrom: { http: { method: POST, path: /deals, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: upsert_deal_by_external_id }\n",
@@ -59,4 +62,15 @@ async fn upserts_a_deal_and_relays_its_creation_once() {
     // Several relay ticks: a second publish of the same event would show by now.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(j.logs().matches("created D-7").count(), 1, "{}", j.logs());
+    // The relay measures its outbox: nothing waits once the event went out.
+    let metrics = client.get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    for series in [
+        "junction_outbox_pending{connector=\"masterdeal\"}",
+        "junction_outbox_oldest_age_seconds{connector=\"masterdeal\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing in:\n{metrics}");
+    }
+    assert!(metrics.contains("junction_route_in_flight{route=\"created\"} 0"), "{metrics}");
+    let lag = metrics.lines().find(|l| l.starts_with("junction_consumer_lag{") && l.contains("route=\"created\""));
+    assert!(lag.is_some_and(|l| l.contains("topic=\"masterdeal.deal.created\"")), "{metrics}");
 }

@@ -29,6 +29,7 @@ impl Consumer for EmbeddedConsumer {
             let (bus, topic, group) = (bus.clone(), topic.clone(), self.group.clone());
             topics.spawn(consume(bus, topic, group, inbox.clone(), stop.clone()));
         }
+        topics.spawn(report_lag(bus.clone(), self.groups(), inbox.route().to_owned(), stop));
         while topics.join_next().await.is_some() {}
     }
 
@@ -42,6 +43,28 @@ impl Consumer for EmbeddedConsumer {
 
     fn groups(&self) -> Vec<(String, String)> {
         self.topics.iter().map(|t| (t.clone(), self.group.clone())).collect()
+    }
+}
+
+/// How often a consumer's lag is measured (a count in the store).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets `junction_consumer_lag` for each of the group's topics (the embedded bus has one
+/// partition per topic, `0`) until `stop`.
+async fn report_lag(bus: EmbeddedBus, groups: Vec<(String, String)>, route: String, mut stop: watch::Receiver<bool>) {
+    let gauges: Vec<_> = groups.iter().map(|(topic, _)| crate::telemetry::consumer_lag(&route, topic, "0")).collect();
+    let mut every = tokio::time::interval(LAG_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = crate::connector::stopped(&mut stop) => return,
+        }
+        let Ok(all) = bus.groups().await else { continue };
+        for ((topic, group), gauge) in groups.iter().zip(&gauges) {
+            if let Some(state) = all.iter().find(|g| &g.topic == topic && &g.group == group) {
+                gauge.set(state.backlog as f64);
+            }
+        }
     }
 }
 

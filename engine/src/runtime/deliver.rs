@@ -52,6 +52,9 @@ pub async fn deliver_with(
     cx.span = span.as_ref().map(|s| s.id().to_owned());
     route.counters.received();
     route.metrics.received.increment(1);
+    route.metrics.in_flight.increment(1.0);
+    // Down again however the run ends, early returns and panics included.
+    let _in_flight = scopeguard(|| route.metrics.in_flight.decrement(1.0));
     let started = std::time::Instant::now();
     let run = route.pipeline.run_from(start, msg, &cx).await;
     route.metrics.duration.record(started.elapsed());
@@ -78,6 +81,19 @@ pub async fn deliver_with(
     route.counters.dead_lettered();
     route.metrics.dead_lettered.increment(1);
     Ok(Delivered::DeadLettered { failure, dead_letter_id })
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// The span of this run when spans are exported: in the message's trace (a new one if it has

@@ -7,7 +7,7 @@ pub mod deliver;
 pub mod detach;
 mod reload;
 pub mod replay;
-mod tasks;
+pub(crate) mod tasks;
 #[cfg(test)]
 mod tests;
 mod watch_files;
@@ -181,7 +181,12 @@ impl Runtime {
     /// Starts the tasks feeding one route version.
     fn launch(&self, route: &Arc<Route>) -> Running {
         let (stop, stop_rx) = watch::channel(false);
-        let cx = SourceCx { store: self.inner.store.clone(), stop: stop_rx, paused: self.inner.paused.clone() };
+        let cx = SourceCx {
+            store: self.inner.store.clone(),
+            stop: stop_rx,
+            paused: self.inner.paused.clone(),
+            instance: self.inner.instance.clone(),
+        };
         tracing::info!(route = %route.id, version = %route.version, "route started");
         Running { route: route.clone(), stop, tasks: sources::start(route, &cx) }
     }

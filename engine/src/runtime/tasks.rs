@@ -19,7 +19,7 @@ const LEASE_TTL: Duration = Duration::from_secs(10);
 const RENEW_EVERY: Duration = Duration::from_secs(3);
 
 /// Runs `task` until `stop`: at once, or while holding its lease.
-pub(super) fn spawn(task: Task, store: Store, holder: Arc<str>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub(crate) fn spawn(task: Task, store: Store, holder: Arc<str>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
     if task.once { tokio::spawn(under_lease(task, store, holder, stop)) } else { tokio::spawn((task.run)(stop)) }
 }
 

@@ -13,7 +13,9 @@ use tokio::sync::watch;
 
 use super::Runtime;
 use crate::config::node::{Node, NodeError};
-use crate::connector::{BuildCx, Connector, Consumer, Inbox, Kind, Registry, StartCx, Task};
+use crate::connector::{
+    BuildCx, Connector, ConnectorError, Consumer, Endpoint, Inbox, Kind, Registry, Role, StartCx, Task,
+};
 use crate::message::{Body, Message};
 
 /// What the test kind's connectors did, shared with the test.
@@ -27,6 +29,8 @@ struct Journal {
     running: AtomicUsize,
     most_running: AtomicUsize,
     task_runs: AtomicUsize,
+    /// When each message sent with `to: { connector: t }` was fired (`meta.source.fired_at`).
+    fired: Mutex<Vec<String>>,
 }
 
 struct Ticker(Arc<Journal>);
@@ -65,6 +69,10 @@ impl Connector for TickerConnector {
         "ticker"
     }
 
+    fn endpoint(&self, _role: Role, _options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        Ok(Arc::new(Record(self.0.clone())))
+    }
+
     fn consumer(&self, _route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
         let spec: FeedSpec = options.parse()?;
         Ok(Arc::new(Feed { count: spec.count, journal: self.0.clone() }))
@@ -95,6 +103,26 @@ impl Connector for TickerConnector {
 
     async fn stop(&self) {
         self.0.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Records when each message it is sent was fired.
+struct Record(Arc<Journal>);
+
+#[async_trait]
+impl Endpoint for Record {
+    async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
+        let fired = msg.meta.source.get("fired_at").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        self.0.fired.lock().unwrap_or_else(PoisonError::into_inner).push(fired);
+        Ok(())
+    }
+
+    async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        self.send(msg).await.map(|()| msg.clone())
+    }
+
+    fn describe(&self) -> String {
+        "record".into()
     }
 }
 
@@ -191,6 +219,33 @@ async fn a_task_that_runs_once_moves_to_another_instance_when_its_holder_stops()
     assert_eq!(journal.most_running.load(Ordering::SeqCst), 1);
     second.shutdown().await;
     assert_eq!(journal.running.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_in_one_instance_of_several() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("j.db").display());
+    project(dir.path(), &store, "one");
+    let every = "route: tick\nfrom: { schedule: { every: 300ms } }\nsteps:\n  - to: { connector: t }\n";
+    std::fs::write(dir.path().join("routes/tick.yaml"), every).expect("write");
+    let journal = Arc::new(Journal::default());
+    let fired = || journal.fired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let a = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    let b = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    wait_for("six ticks", || fired().len() >= 6).await;
+    // The first holder stops; the other carries on from the stored last fire.
+    a.shutdown().await;
+    let before = fired().len();
+    wait_for("ticks from the other instance", || fired().len() >= before + 3).await;
+    b.shutdown().await;
+    let mut times: Vec<chrono::DateTime<chrono::FixedOffset>> =
+        fired().iter().map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("fired_at")).collect();
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        // Two instances each firing would send pairs of ticks moments apart.
+        assert!(gap >= chrono::Duration::milliseconds(250), "ticks {} and {} are {gap} apart", pair[0], pair[1]);
+    }
 }
 
 #[test]

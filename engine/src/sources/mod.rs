@@ -37,6 +37,8 @@ pub struct SourceCx {
     pub stop: watch::Receiver<bool>,
     /// Routes an admin paused: their sources take nothing new meanwhile.
     pub paused: Paused,
+    /// This process among the instances sharing the store (it names the leases it holds).
+    pub instance: Arc<str>,
 }
 
 /// Starts the tasks that feed `route`; synchronous http routes need none.
@@ -47,7 +49,18 @@ pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
         let (consumer, stop) = (consumer.clone(), cx.stop.clone());
         tasks.push(tokio::spawn(async move { consumer.run(inbox, stop).await }));
     } else if let Source::Schedule(_) = &route.source {
-        tasks.push(tokio::spawn(schedule::run(route.clone(), cx.clone())));
+        // One instance fires each tick: the schedule runs where its lease is held, and moves
+        // (carrying on from the stored last fire) when that instance dies.
+        let (route, source_cx) = (route.clone(), cx.clone());
+        let task = crate::connector::Task {
+            name: format!("schedule.{}", route.id),
+            once: true,
+            run: Arc::new(move |stop| {
+                let cx = SourceCx { stop, ..source_cx.clone() };
+                Box::pin(schedule::run(route.clone(), cx))
+            }),
+        };
+        tasks.push(crate::runtime::tasks::spawn(task, cx.store.clone(), cx.instance.clone(), cx.stop.clone()));
     }
     for (index, entry) in route.pipeline.steps.iter().enumerate() {
         if entry.step.timed().is_some() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, counter, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 pub(super) const ROUTE_RECEIVED: &str = "junction_route_messages_received_total";
 pub(super) const ROUTE_COMPLETED: &str = "junction_route_messages_completed_total";
@@ -14,6 +14,10 @@ pub(super) const STEP_MESSAGES: &str = "junction_step_messages_total";
 pub(super) const STEP_DURATION: &str = "junction_step_duration_seconds";
 pub(super) const CONNECTOR_CALLS: &str = "junction_connector_calls_total";
 pub(super) const CONNECTOR_DURATION: &str = "junction_connector_call_duration_seconds";
+pub(super) const ROUTE_IN_FLIGHT: &str = "junction_route_in_flight";
+pub(super) const CONSUMER_LAG: &str = "junction_consumer_lag";
+pub(super) const OUTBOX_PENDING: &str = "junction_outbox_pending";
+pub(super) const OUTBOX_AGE: &str = "junction_outbox_oldest_age_seconds";
 
 /// A route's message counts and run time.
 #[derive(Clone)]
@@ -23,6 +27,8 @@ pub struct RouteMetrics {
     pub failed: Counter,
     pub dead_lettered: Counter,
     pub duration: Histogram,
+    /// Messages in the route now, from every source.
+    pub in_flight: Gauge,
 }
 
 impl RouteMetrics {
@@ -33,7 +39,30 @@ impl RouteMetrics {
             completed: counter!(ROUTE_COMPLETED, "route" => route.clone()),
             failed: counter!(ROUTE_FAILED, "route" => route.clone()),
             dead_lettered: counter!(ROUTE_DEAD_LETTERED, "route" => route.clone()),
-            duration: histogram!(ROUTE_DURATION, "route" => route),
+            duration: histogram!(ROUTE_DURATION, "route" => route.clone()),
+            in_flight: gauge!(ROUTE_IN_FLIGHT, "route" => route),
+        }
+    }
+}
+
+/// Messages of a topic (and partition) a route's consumer group has yet to process.
+pub fn consumer_lag(route: &str, topic: &str, partition: &str) -> Gauge {
+    gauge!(CONSUMER_LAG, "route" => route.to_owned(), "topic" => topic.to_owned(), "partition" => partition.to_owned())
+}
+
+/// A connector's transactional outbox: events not yet published, and how long the oldest
+/// has waited (0 when none waits).
+#[derive(Clone)]
+pub struct OutboxMetrics {
+    pub pending: Gauge,
+    pub oldest_age: Gauge,
+}
+
+impl OutboxMetrics {
+    pub fn new(connector: &str) -> Self {
+        Self {
+            pending: gauge!(OUTBOX_PENDING, "connector" => connector.to_owned()),
+            oldest_age: gauge!(OUTBOX_AGE, "connector" => connector.to_owned()),
         }
     }
 }

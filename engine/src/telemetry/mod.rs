@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use gateway::GatewayMetrics;
-pub use handles::{ConnectorMetrics, RouteMetrics, StepMetrics};
+pub use handles::{ConnectorMetrics, OutboxMetrics, RouteMetrics, StepMetrics, consumer_lag};
 
 /// Latency buckets from 0.5 ms (an in-process step) to 30 s (a slow partner API at its
 /// timeout), roughly ×2–2.5 apart.
@@ -99,6 +99,17 @@ fn describe() {
     describe_histogram!(handles::STEP_DURATION, metrics::Unit::Seconds, "Time of one attempt of a step.");
     describe_counter!(handles::CONNECTOR_CALLS, "Outbound connector calls by outcome: ok or error.");
     describe_histogram!(handles::CONNECTOR_DURATION, metrics::Unit::Seconds, "Time of one outbound connector call.");
+    describe_gauge!(handles::ROUTE_IN_FLIGHT, "Messages in a route now, from any source.");
+    describe_gauge!(
+        handles::CONSUMER_LAG,
+        "Messages of a topic partition a route's consumer group has yet to process."
+    );
+    describe_gauge!(handles::OUTBOX_PENDING, "Events of a connector's outbox not yet published to the bus.");
+    describe_gauge!(
+        handles::OUTBOX_AGE,
+        metrics::Unit::Seconds,
+        "How long the oldest unpublished outbox event has waited."
+    );
     describe_counter!(gateway::REQUESTS, "Gateway answers by route (`none` when no route matched) and status.");
     describe_counter!(gateway::RATE_LIMITED, "Requests answered 429 by a route's rate limit.");
     describe_counter!(gateway::SHED, "Requests answered 503 because the route was at max_in_flight.");

@@ -176,10 +176,11 @@ impl Connector for MasterDealConnector {
     fn tasks(&self) -> Vec<Task> {
         let Some((store, bus)) = self.started.get().cloned() else { return Vec::new() };
         let migrated = self.migrated.clone();
+        let metrics = junction_engine::telemetry::OutboxMetrics::new(&self.name);
         vec![Task {
             name: format!("{}.outbox", self.name),
             once: true,
-            run: Arc::new(move |stop| relay::task(store.clone(), bus.clone(), migrated.clone(), stop)),
+            run: Arc::new(move |stop| relay::task(metrics.clone(), store.clone(), bus.clone(), migrated.clone(), stop)),
         }]
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use junction_engine::connector::Bus;
 use junction_engine::store::Store;
+use junction_engine::telemetry::OutboxMetrics;
 use junction_engine::{Body, Message};
 use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
@@ -15,21 +16,31 @@ use tokio::sync::{OnceCell, watch};
 use crate::store::{self, OutboxEvent};
 
 const TICK: Duration = Duration::from_millis(200);
+/// Ticks between two readings of the outbox's backlog for the metrics.
+const MEASURE_EVERY: u32 = 25;
 
 /// The relay as a connector's task.
 pub(super) fn task(
+    metrics: OutboxMetrics,
     store: Store,
     bus: Arc<dyn Bus>,
     migrated: Arc<OnceCell<()>>,
     stop: watch::Receiver<bool>,
 ) -> junction_engine::connector::TaskFuture {
-    Box::pin(run(store, bus, migrated, stop))
+    Box::pin(run(metrics, store, bus, migrated, stop))
 }
 
 /// Publishes what the outbox holds every tick, until `stop`.
-async fn run(store: Store, bus: Arc<dyn Bus>, migrated: Arc<OnceCell<()>>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    metrics: OutboxMetrics,
+    store: Store,
+    bus: Arc<dyn Bus>,
+    migrated: Arc<OnceCell<()>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -43,6 +54,22 @@ async fn run(store: Store, bus: Arc<dyn Bus>, migrated: Arc<OnceCell<()>>, mut s
         if let Err(e) = store::relay_once(&store, move |event: &OutboxEvent| publish(publisher.clone(), event)).await {
             tracing::warn!(error = %e, "masterdeal outbox relay failed; retrying");
         }
+        ticks += 1;
+        if ticks % MEASURE_EVERY == 1 {
+            measure(&metrics, &store).await;
+        }
+    }
+}
+
+/// Sets the outbox gauges: events waiting, and the age of the oldest.
+async fn measure(metrics: &OutboxMetrics, store: &Store) {
+    match store::backlog(store).await {
+        Ok((pending, oldest)) => {
+            metrics.pending.set(pending as f64);
+            let age = oldest.map_or(0, |t| (chrono::Utc::now().timestamp_millis() - t).max(0));
+            metrics.oldest_age.set(age as f64 / 1000.0);
+        }
+        Err(error) => tracing::warn!(%error, "cannot measure the masterdeal outbox"),
     }
 }
 

@@ -71,6 +71,19 @@ pub async fn pending(store: &Store, limit: u32) -> Result<Vec<OutboxEvent>, Mast
     rows.iter().map(decode).collect()
 }
 
+/// How many events wait to be published, and when the oldest of them was appended (unix ms).
+pub async fn backlog(store: &Store) -> Result<(i64, Option<i64>), MasterDealStoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM masterdeal_outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .map_err(MasterDealStoreError::query("outbox backlog"))?;
+    let n: i64 = row.try_get("n").map_err(MasterDealStoreError::query("outbox backlog"))?;
+    let oldest: Option<i64> = row.try_get("oldest").map_err(MasterDealStoreError::query("outbox backlog"))?;
+    Ok((n, oldest))
+}
+
 /// Marks these events published; already published ones keep their first time.
 pub async fn mark_published(store: &Store, seqs: &[i64]) -> Result<(), MasterDealStoreError> {
     const OP: &str = "outbox mark_published";

@@ -108,8 +108,11 @@ async fn relay_publishes_in_order_and_resumes_after_a_failure(store: Store) {
     let d = update_status(&store, d.id, 1, "approved").await.expect("status");
     upsert_by_crm_id(&store, deal("crm-2")).await.expect("create another");
     update_status(&store, d.id, 2, "signed").await.expect("status");
-    let all: Vec<i64> = pending(&store, 10).await.expect("pending").iter().map(|e| e.seq).collect();
+    let waiting = pending(&store, 10).await.expect("pending");
+    let all: Vec<i64> = waiting.iter().map(|e| e.seq).collect();
     assert_eq!(all.len(), 4);
+    let oldest = waiting.iter().map(|e| e.created_at.timestamp_millis()).min();
+    assert_eq!(backlog(&store).await.expect("backlog"), (4, oldest), "what the relay's metrics read");
 
     let seen = Mutex::new(Vec::new());
     let fail_third = |e: &OutboxEvent| {
@@ -137,6 +140,7 @@ async fn relay_publishes_in_order_and_resumes_after_a_failure(store: Store) {
     assert_eq!(relay_once(&store, collect).await.expect("relay"), 2);
     assert_eq!(*seen.lock().expect("not poisoned"), all, "every event once, in order");
     assert!(pending(&store, 10).await.expect("pending").is_empty());
+    assert_eq!(backlog(&store).await.expect("backlog"), (0, None));
     assert_eq!(relay_once(&store, collect).await.expect("relay"), 0);
 }
 
