@@ -213,3 +213,34 @@ async fn idempotent_keys_outlive_a_restart_postgres() {
     let db = PgDatabase::create().await;
     idempotent_keys_outlive_a_restart(&db.url).await;
 }
+
+/// With `cache: redis://…` an idempotent step keeps its keys in Redis, shared by every
+/// instance: two instances with stores of their own still drop each other's duplicates.
+#[tokio::test]
+async fn idempotent_keys_are_shared_through_redis() {
+    let redis = std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        (
+            "routes/pay.yaml",
+            "route: pay\nfrom: { http: { method: POST, path: /pay, auth: none } }\nsteps:\n  - idempotent: { key: body.id, ttl: 1h }\n  - transform: pay.rhai\n  - log: \"paid ${body.id}\"\n",
+        ),
+        ("transforms/pay.rhai", "if body.fail { throw \"declined\" }\nbody\n"),
+    ]);
+    // Keys live an hour in Redis: each run pays ids of its own.
+    let run = uuid::Uuid::new_v4();
+    let (p1, p2) = (format!("p1-{run}"), format!("p2-{run}"));
+    let ((_a, store_a), (_b, store_b)) = (sqlite_store(), sqlite_store());
+    let a = Junction::start(dir.path(), &[("JUNCTION_STORE", &store_a), ("JUNCTION_CACHE", &redis)]);
+    let b = Junction::start(dir.path(), &[("JUNCTION_STORE", &store_b), ("JUNCTION_CACHE", &redis)]);
+    let c = reqwest::Client::new();
+    let pay = |j: &Junction, id: &str, fail: bool| {
+        c.post(j.url("/pay")).body(format!("{{\"id\": \"{id}\", \"fail\": {fail}}}")).send()
+    };
+    assert_eq!(pay(&a, &p1, false).await.expect("send").status(), 200);
+    assert_eq!(pay(&b, &p1, false).await.expect("send").status(), 204, "a duplicate at another instance");
+    assert_eq!(pay(&a, &p2, true).await.expect("send").status(), 422);
+    assert_eq!(pay(&b, &p2, false).await.expect("send").status(), 200, "p2 failed, so it left no key");
+    b.wait_for_log(&format!("paid {p2}"), Duration::from_secs(5));
+    assert!(!b.logs().contains(&format!("paid {p1}")), "{}", b.logs());
+}

@@ -156,6 +156,11 @@ impl Cache {
         }
     }
 
+    /// Whether every instance using this cache sees the same one (Redis), not one of its own.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Cache::Redis(_))
+    }
+
     /// `memory`, or the Redis URL with any password masked.
     pub fn describe(&self) -> String {
         match self {
