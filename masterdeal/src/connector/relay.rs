@@ -1,5 +1,8 @@
-//! The outbox relay: publishes MasterDeal's committed events to the project's bus, on the
-//! topic named by each event's type, in the order they were committed. A background task of
+//! The outbox relay: publishes MasterDeal's committed events to the project's bus in the order
+//! they were committed, on one topic per aggregate type (`masterdeal.deal`,
+//! `masterdeal.media_plan`, …) with the event's type in the `event_type` header and the
+//! aggregate's id in `aggregate_id` (the key a partitioned bus keeps one aggregate's events in
+//! order by). A background task of
 //! the connector that runs in one instance at a time (under a lease): two relays would
 //! publish every event twice.
 
@@ -79,8 +82,25 @@ async fn measure(metrics: &OutboxMetrics, store: &Store) {
 fn publish(bus: Arc<dyn Bus>, event: &OutboxEvent) -> junction_engine::connector::BoxedPublish {
     let mut msg = Message::with_id(event.event_id.to_string(), Body::Json(event.payload.clone()));
     msg.headers.insert("event_id".into(), Value::String(event.event_id.to_string()));
+    msg.headers.insert("event_type".into(), Value::String(event.event_type.clone()));
     msg.headers.insert("aggregate_id".into(), Value::String(event.aggregate_id.clone()));
     msg.headers.insert("aggregate_seq".into(), Value::from(event.aggregate_seq));
-    let topic = event.event_type.clone();
+    let topic = topic_of(&event.event_type).to_owned();
     Box::pin(async move { bus.publish(&topic, &msg).await })
+}
+
+/// The topic of an event: its type without the change, `masterdeal.deal.created` →
+/// `masterdeal.deal`.
+fn topic_of(event_type: &str) -> &str {
+    event_type.rsplit_once('.').map_or(event_type, |(topic, _)| topic)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn events_go_to_their_aggregates_topic() {
+        assert_eq!(super::topic_of("masterdeal.deal.created"), "masterdeal.deal");
+        assert_eq!(super::topic_of("masterdeal.campaign.stats_recorded"), "masterdeal.campaign");
+        assert_eq!(super::topic_of("plain"), "plain");
+    }
 }
