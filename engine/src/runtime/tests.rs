@@ -266,3 +266,37 @@ fn a_kind_checks_its_source_options_where_they_are_written() {
     let text = diags.to_string();
     assert!(text.contains("routes/ticks.yaml:2:") && text.contains("cuont"), "{text}");
 }
+
+#[test]
+fn the_bus_setting_is_checked_where_it_is_written() {
+    let journal = Arc::new(Journal::default());
+    let check = |root: &str| -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+        std::fs::write(dir.path().join("junction.yaml"), root).expect("write");
+        let loader = crate::config::Loader {
+            registry: registry(&journal),
+            resources: Default::default(),
+            env: HashMap::new(),
+            scripts: Arc::new(crate::script::ScriptEngine::new(&Default::default())),
+            intercept: None,
+        };
+        loader.load(dir.path()).err().map(|d| d.to_string()).unwrap_or_default()
+    };
+    let unknown = check("bus: nats://127.0.0.1:4222\n");
+    assert!(unknown.contains("junction.yaml:1:6: no connector kind takes `nats://` URLs"), "{unknown}");
+    let nameless = check("bus: events\n");
+    assert!(nameless.contains("junction.yaml:1:6: `bus: events` names no connector"), "{nameless}");
+    let not_a_bus = check("bus: t\nconnectors:\n  t: { kind: ticker }\n");
+    assert!(not_a_bus.contains("connector `t` (kind `ticker`) cannot be the bus"), "{not_a_bus}");
+    // The embedded bus's own settings are refused with another bus, never silently ignored.
+    let embedded_only = check("bus: t\nbus_retention: 1d\nbus_max_backlog: 10\nconnectors:\n  t: { kind: ticker }\n");
+    assert!(
+        embedded_only.contains("junction.yaml:2:16: bus_retention is a setting of the embedded bus"),
+        "{embedded_only}"
+    );
+    assert!(embedded_only.contains("junction.yaml:3:18: bus_max_backlog is a setting"), "{embedded_only}");
+    let reserved = check("connectors:\n  bus: { kind: ticker }\n");
+    assert!(reserved.contains("junction.yaml:2:3: `bus` is the project's bus"), "{reserved}");
+    assert_eq!(check("bus: embedded\nbus_retention: 1d\n"), "", "fine with the embedded bus");
+}
