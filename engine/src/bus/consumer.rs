@@ -41,6 +41,11 @@ impl Consumer for EmbeddedConsumer {
         self.topics.clone()
     }
 
+    /// Every subscription of a group reads the whole topic: one instance reads it at a time.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn groups(&self) -> Vec<(String, String)> {
         self.topics.iter().map(|t| (t.clone(), self.group.clone())).collect()
     }

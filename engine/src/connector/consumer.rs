@@ -28,6 +28,14 @@ pub trait Consumer: Send + Sync {
         Vec::new()
     }
 
+    /// Whether one instance at a time may run this consumer (its backend cannot share a group
+    /// among processes, as the embedded bus cannot): the engine then runs it under a lease,
+    /// and another instance takes over when its holder stops or dies. Brokers that balance a
+    /// group themselves (Kafka, RabbitMQ) say false.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// The (topic, group) pairs this consumer reads as a consumer group. One group's offsets
     /// can follow one route only: two routes in one group would each skip the other's messages.
     fn groups(&self) -> Vec<(String, String)> {

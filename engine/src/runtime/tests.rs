@@ -300,3 +300,29 @@ fn the_bus_setting_is_checked_where_it_is_written() {
     assert!(reserved.contains("junction.yaml:2:3: `bus` is the project's bus"), "{reserved}");
     assert_eq!(check("bus: embedded\nbus_retention: 1d\n"), "", "fine with the embedded bus");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_bus_group_is_read_by_one_instance_of_several() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("j.db").display());
+    project(dir.path(), &store, "one");
+    let read = "route: read\nfrom: { bus: { topic: orders } }\nsteps:\n  - to: { connector: t }\n";
+    std::fs::write(dir.path().join("routes/read.yaml"), read).expect("write");
+    let journal = Arc::new(Journal::default());
+    let a = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    let b = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    let fired = || journal.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
+    for n in 0..20 {
+        a.bus().publish("orders", &Message::new(Body::Json(serde_json::json!({ "n": n })))).await.expect("publish");
+    }
+    wait_for("twenty deliveries", || fired() >= 20).await;
+    // The holder stops; the other instance carries on from the committed offset.
+    a.shutdown().await;
+    for n in 20..30 {
+        b.bus().publish("orders", &Message::new(Body::Json(serde_json::json!({ "n": n })))).await.expect("publish");
+    }
+    wait_for("thirty deliveries", || fired() >= 30).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    b.shutdown().await;
+    assert_eq!(fired(), 30, "every message once: two instances did not both read the group");
+}

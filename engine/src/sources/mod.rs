@@ -45,9 +45,18 @@ pub struct SourceCx {
 pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if let Some(consumer) = route.consumer() {
-        let inbox = Arc::new(RouteInbox::new(route.clone(), cx.store.clone(), cx.paused.clone()));
-        let (consumer, stop) = (consumer.clone(), cx.stop.clone());
-        tasks.push(tokio::spawn(async move { consumer.run(inbox, stop).await }));
+        let inbox: Arc<dyn crate::connector::Inbox> =
+            Arc::new(RouteInbox::new(route.clone(), cx.store.clone(), cx.paused.clone()));
+        let consumer = consumer.clone();
+        let task = crate::connector::Task {
+            name: format!("consumer.{}", route.id),
+            once: consumer.exclusive(),
+            run: Arc::new(move |stop| {
+                let (consumer, inbox) = (consumer.clone(), inbox.clone());
+                Box::pin(async move { consumer.run(inbox, stop).await })
+            }),
+        };
+        tasks.push(crate::runtime::tasks::spawn(task, cx.store.clone(), cx.instance.clone(), cx.stop.clone()));
     } else if let Source::Schedule(_) = &route.source {
         // One instance fires each tick: the schedule runs where its lease is held, and moves
         // (carrying on from the stored last fire) when that instance dies.
