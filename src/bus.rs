@@ -40,7 +40,7 @@ pub(crate) async fn run(command: BusCommand) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(d) => return Ok(report(&d)),
     };
-    if project.settings.bus != "embedded" {
+    if !project.settings.embedded_bus() {
         anyhow::bail!(
             "the project's bus is `{}`: consumer groups are the embedded bus's; use the backend's own tools",
             project.settings.bus

@@ -28,7 +28,7 @@ pub fn mermaid(table: &RouteTable) -> String {
             }
             Source::Connector(c) => {
                 // A consumer of topics is drawn from each topic; any other from its connector.
-                let topics = c.consumer.topics();
+                let topics: Vec<String> = c.consumer.groups().into_iter().map(|(topic, _)| topic).collect();
                 if topics.is_empty() {
                     (id("connector", &c.connector), format!("[(\"{}\")]", escape(&c.connector)))
                 } else {

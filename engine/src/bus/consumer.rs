@@ -37,10 +37,6 @@ impl Consumer for EmbeddedConsumer {
         format!("bus {} as group {}", self.topics.join(", "), self.group)
     }
 
-    fn topics(&self) -> Vec<String> {
-        self.topics.clone()
-    }
-
     /// Every subscription of a group reads the whole topic: one instance reads it at a time.
     fn exclusive(&self) -> bool {
         true

@@ -234,7 +234,7 @@ impl Loader {
                 format!("no connector kind takes `{scheme}://` URLs (known: {known}); or write `embedded`, or a connector's name"),
             ));
         }
-        if bus == "embedded" {
+        if bus == super::EMBEDDED_BUS {
             if let Some(max) = spec.bus_max_backlog.as_ref().filter(|m| m.value == 0) {
                 diags.push(Diagnostic::new(
                     file,
@@ -400,7 +400,7 @@ impl Loader {
         diags: &mut Diagnostics,
     ) -> Option<(String, Arc<dyn Connector>)> {
         let (bus, at) = (settings.bus.as_str(), Pos::of(&spec.bus));
-        if bus == "embedded" {
+        if settings.embedded_bus() {
             let version = format!("embedded {:?} {}", settings.bus_retention, settings.bus_max_backlog);
             let embedded = crate::bus::Embedded::new(settings.bus_retention, settings.bus_max_backlog);
             return Some((version, Arc::new(embedded)));

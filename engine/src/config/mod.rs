@@ -64,6 +64,16 @@ pub struct Settings {
     pub tracing: Option<TracingSettings>,
 }
 
+impl Settings {
+    /// Whether the bus is the embedded one (its settings, groups and retention apply).
+    pub fn embedded_bus(&self) -> bool {
+        self.bus == EMBEDDED_BUS
+    }
+}
+
+/// What `bus:` says for the embedded bus.
+pub const EMBEDDED_BUS: &str = "embedded";
+
 /// The OTLP/HTTP collector spans go to, and the service they are reported under.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracingSettings {

@@ -23,11 +23,6 @@ pub trait Consumer: Send + Sync {
     /// `topics a, b as group g`, for `junction routes`, the graph and the admin API.
     fn describe(&self) -> String;
 
-    /// The topics this consumer reads (for the graph).
-    fn topics(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     /// Whether one instance at a time may run this consumer (its backend cannot share a group
     /// among processes, as the embedded bus cannot): the engine then runs it under a lease,
     /// and another instance takes over when its holder stops or dies. Brokers that balance a

@@ -230,7 +230,7 @@ impl<'a> CompileCx<'a> {
         Some((name.to_owned(), connector.clone()))
     }
 
-    fn node_error<T>(&mut self, e: crate::config::node::NodeError) -> Option<T> {
+    pub(crate) fn node_error<T>(&mut self, e: crate::config::node::NodeError) -> Option<T> {
         let file = self.file.clone();
         self.diags.push(Diagnostic::from_node(&file, e));
         None

@@ -207,11 +207,7 @@ fn compile_source(from: &Node, defaults: &HttpDefaults, cx: &mut CompileCx<'_>) 
     }
     let spec: SourceSpec = match from.parse() {
         Ok(s) => s,
-        Err(e) => {
-            let file = cx.file.clone();
-            cx.diags.push(crate::config::error::Diagnostic::from_node(&file, e));
-            return None;
-        }
+        Err(e) => return cx.node_error(e),
     };
     match &spec {
         SourceSpec::Http(h) => compile_http(h, at, defaults, cx).map(Source::Http),

@@ -38,13 +38,8 @@ impl Started {
         holder: &Arc<str>,
     ) -> Result<Vec<Instance>, ConnectorError> {
         let mut fresh: Vec<Instance> = Vec::new();
-        // The bus first: the others are started with it.
-        let names =
-            project.connectors.keys().filter(|n| *n == "bus").chain(project.connectors.keys().filter(|n| *n != "bus"));
-        for name in names {
-            let connector = &project.connectors[name];
-            let running = self.instances.iter().chain(&fresh).any(|i| Arc::ptr_eq(&i.connector, connector));
-            if running {
+        for (name, connector) in bus_first(project) {
+            if self.instances.iter().any(|i| Arc::ptr_eq(&i.connector, connector)) {
                 continue;
             }
             match start(name, connector, cx, holder).await {
@@ -71,12 +66,25 @@ impl Started {
 
     /// Every instance, to stop them all: the bus last, since the others may publish to it
     /// while they drain.
-    pub(super) fn take_all(&mut self, bus: &Arc<dyn Connector>) -> Vec<Instance> {
-        self.by_name.clear();
+    pub(super) fn take_all(&mut self) -> Vec<Instance> {
+        let bus = std::mem::take(&mut self.by_name).remove("bus").map(|(_, c)| c);
         let mut all = std::mem::take(&mut self.instances);
-        all.sort_by_key(|i| Arc::ptr_eq(&i.connector, bus));
+        all.sort_by_key(|i| bus.as_ref().is_some_and(|bus| Arc::ptr_eq(&i.connector, bus)));
         all
     }
+}
+
+/// The project's connectors, each instance once (the bus may also go by another name), the
+/// bus first: the others are started with it.
+fn bus_first(project: &Project) -> Vec<(&str, &Arc<dyn Connector>)> {
+    let bus = project.connectors.iter().filter(|(n, _)| *n == "bus");
+    let mut out: Vec<(&str, &Arc<dyn Connector>)> = Vec::new();
+    for (name, connector) in bus.chain(project.connectors.iter().filter(|(n, _)| *n != "bus")) {
+        if !out.iter().any(|(_, c)| Arc::ptr_eq(c, connector)) {
+            out.push((name.as_str(), connector));
+        }
+    }
+    out
 }
 
 /// Starts one connector and spawns its tasks.
@@ -116,15 +124,7 @@ impl Instance {
 /// a running project (`junction dead-letters replay`); stop them with [`stop_all`] after.
 pub async fn start_for_one_off(project: &Project, cx: &StartCx) -> Result<Vec<Arc<dyn Connector>>, ConnectorError> {
     let mut started: Vec<Arc<dyn Connector>> = Vec::new();
-    let bus_first = project
-        .connectors
-        .iter()
-        .filter(|(n, _)| *n == "bus")
-        .chain(project.connectors.iter().filter(|(n, _)| *n != "bus"));
-    for (_, connector) in bus_first {
-        if started.iter().any(|c| Arc::ptr_eq(c, connector)) {
-            continue;
-        }
+    for (_, connector) in bus_first(project) {
         connector.start(cx).await?;
         started.push(connector.clone());
     }

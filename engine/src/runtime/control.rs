@@ -16,20 +16,15 @@ const REFRESH: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Paused {
     routes: Arc<RwLock<HashSet<String>>>,
-    store: Option<Store>,
+    store: Store,
 }
 
 impl Paused {
     /// Pauses kept in `store`, read from it now.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let paused = Self { routes: Arc::default(), store: Some(store) };
+        let paused = Self { routes: Arc::default(), store };
         paused.refresh().await?;
         Ok(paused)
-    }
-
-    /// Pauses kept in this process only (tests of a single route).
-    pub fn in_memory() -> Self {
-        Self { routes: Arc::default(), store: None }
     }
 
     pub fn is(&self, route: &str) -> bool {
@@ -38,21 +33,21 @@ impl Paused {
         !set.is_empty() && set.contains(route)
     }
 
-    /// Pauses or resumes `route` for every instance; whether it changed.
+    /// Pauses or resumes `route` for every instance; whether the stored state changed.
     pub async fn set(&self, route: &str, paused: bool) -> Result<bool, StoreError> {
-        let stored = match &self.store {
-            Some(store) => store.set_paused(route, paused).await?,
-            None => false,
-        };
+        let changed = self.store.set_paused(route, paused).await?;
         let mut set = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        let here = if paused { set.insert(route.to_owned()) } else { set.remove(route) };
-        Ok(stored || here)
+        if paused {
+            set.insert(route.to_owned())
+        } else {
+            set.remove(route)
+        };
+        Ok(changed)
     }
 
     /// Reads the stored pauses again.
     async fn refresh(&self) -> Result<(), StoreError> {
-        let Some(store) = &self.store else { return Ok(()) };
-        let now: HashSet<String> = store.paused_routes().await?.into_iter().collect();
+        let now: HashSet<String> = self.store.paused_routes().await?.into_iter().collect();
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = now;
         Ok(())
     }

@@ -26,7 +26,7 @@ use crate::bus::EmbeddedBus;
 use crate::cache::Cache;
 use crate::config::error::Diagnostics;
 use crate::config::{Loader, Project, Settings};
-use crate::connector::{Bus, Connector, ConnectorError, Registry, Resources, StartCx};
+use crate::connector::{Bus, ConnectorError, Registry, Resources, StartCx};
 use crate::gateway;
 use crate::route::{Route, RouteTable};
 use crate::script::{ScriptEngine, ScriptLimits};
@@ -68,8 +68,6 @@ struct Inner {
     store: Store,
     /// The project's bus, whatever its backend.
     bus: Arc<dyn Bus>,
-    /// The connector that is the bus: stopped last.
-    bus_connector: Arc<dyn Connector>,
     cache: Cache,
     paused: Paused,
     /// This process among the instances sharing the store: it names the leases it holds.
@@ -108,8 +106,7 @@ impl Runtime {
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
         loader.resources = Resources { store: Some(store.clone()), cache: Some(cache.clone()) };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
-        let bus_connector = project.connectors.get("bus").cloned().ok_or_else(no_bus)?;
-        let bus = bus_connector.bus().ok_or_else(no_bus)?;
+        let bus = project.connectors.get("bus").and_then(|c| c.bus()).ok_or_else(no_bus)?;
         let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
         let mut started = connectors::Started::default();
         let start_cx = StartCx { store: store.clone(), cache: cache.clone(), bus: bus.clone() };
@@ -140,7 +137,6 @@ impl Runtime {
                 addr,
                 store,
                 bus,
-                bus_connector,
                 cache,
                 paused,
                 instance,
@@ -159,11 +155,7 @@ impl Runtime {
                 live.insert(route.id.clone(), runtime.launch(route));
             }
         }
-        tokio::spawn(warn_of_orphans(
-            runtime.inner.store.clone(),
-            runtime.settings().bus == "embedded",
-            runtime.routes(),
-        ));
+        tokio::spawn(warn_of_orphans(runtime.inner.store.clone(), runtime.settings().embedded_bus(), runtime.routes()));
         let tls = match &settings.tls {
             Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
             None => None,
@@ -248,7 +240,7 @@ impl Runtime {
         for r in &running {
             let _ = r.stop.send(true);
         }
-        let connectors = self.inner.connectors.lock().await.take_all(&self.inner.bus_connector);
+        let connectors = self.inner.connectors.lock().await.take_all();
         let drain = async {
             if let Some(g) = gateway {
                 let _ = g.await;

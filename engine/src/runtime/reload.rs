@@ -64,14 +64,13 @@ impl Runtime {
         let old = self.inner.table.load_full();
         let mut report = ReloadReport {
             dry_run,
-            restart_needed: restart_needed(&self.inner.settings, &project.settings),
+            restart_needed: restart_needed(
+                &self.inner.settings,
+                &project.settings,
+                started.by_name.get("bus").map(|(v, _)| v) != project.connector_versions.get("bus"),
+            ),
             ..Default::default()
         };
-        if started.by_name.get("bus").map(|(v, _)| v) != project.connector_versions.get("bus")
-            && !report.restart_needed.iter().any(|r| r == "bus")
-        {
-            report.restart_needed.push("bus".into());
-        }
         // The root config holds the auth schemes and defaults routes use: when it changes,
         // every route is rebuilt rather than guessing which ones it touched. A connector whose
         // options changed is rebuilt, and so is every route using it.
@@ -138,7 +137,7 @@ impl Runtime {
         self.inner.gateway_state.swap(&table);
         let table = Arc::new(table);
         self.inner.table.store(table.clone());
-        tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.settings.bus == "embedded", table));
+        tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.settings.embedded_bus(), table));
         *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = project.root_version;
         let drain = async {
             for r in old_versions {
@@ -157,7 +156,9 @@ impl Runtime {
     }
 }
 
-fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) -> Vec<String> {
+/// The settings that changed but take a restart; `bus_changed`: the bus connector's own
+/// options did (`bus: events` and the options of `events`).
+fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings, bus_changed: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |name: &str, changed: bool| {
         if changed {
@@ -169,7 +170,10 @@ fn restart_needed(now: &crate::config::Settings, new: &crate::config::Settings) 
     check("cache", now.cache != new.cache);
     check(
         "bus",
-        now.bus != new.bus || now.bus_retention != new.bus_retention || now.bus_max_backlog != new.bus_max_backlog,
+        bus_changed
+            || now.bus != new.bus
+            || now.bus_retention != new.bus_retention
+            || now.bus_max_backlog != new.bus_max_backlog,
     );
     check(
         "gateway",

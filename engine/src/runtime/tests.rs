@@ -154,6 +154,17 @@ fn registry(journal: &Arc<Journal>) -> Registry {
     r
 }
 
+/// Loads projects as `junction check` does, with the test kind registered.
+fn loader(journal: &Arc<Journal>) -> crate::config::Loader {
+    crate::config::Loader {
+        registry: registry(journal),
+        resources: Default::default(),
+        env: HashMap::new(),
+        scripts: Arc::new(crate::script::ScriptEngine::new(&Default::default())),
+        intercept: None,
+    }
+}
+
 fn project(dir: &std::path::Path, store: &str, label: &str) {
     std::fs::create_dir_all(dir.join("routes")).expect("mkdir");
     let root = format!(
@@ -255,14 +266,7 @@ fn a_kind_checks_its_source_options_where_they_are_written() {
     std::fs::write(dir.path().join("routes/ticks.yaml"), "route: ticks\nfrom: { connector: t, cuont: 5 }\nsteps: []\n")
         .expect("write");
     let journal = Arc::new(Journal::default());
-    let loader = crate::config::Loader {
-        registry: registry(&journal),
-        resources: Default::default(),
-        env: HashMap::new(),
-        scripts: Arc::new(crate::script::ScriptEngine::new(&Default::default())),
-        intercept: None,
-    };
-    let Err(diags) = loader.load(dir.path()) else { panic!("an unknown option must not load") };
+    let Err(diags) = loader(&journal).load(dir.path()) else { panic!("an unknown option must not load") };
     let text = diags.to_string();
     assert!(text.contains("routes/ticks.yaml:2:") && text.contains("cuont"), "{text}");
 }
@@ -274,14 +278,7 @@ fn the_bus_setting_is_checked_where_it_is_written() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
         std::fs::write(dir.path().join("junction.yaml"), root).expect("write");
-        let loader = crate::config::Loader {
-            registry: registry(&journal),
-            resources: Default::default(),
-            env: HashMap::new(),
-            scripts: Arc::new(crate::script::ScriptEngine::new(&Default::default())),
-            intercept: None,
-        };
-        loader.load(dir.path()).err().map(|d| d.to_string()).unwrap_or_default()
+        loader(&journal).load(dir.path()).err().map(|d| d.to_string()).unwrap_or_default()
     };
     let unknown = check("bus: nats://127.0.0.1:4222\n");
     assert!(unknown.contains("junction.yaml:1:6: no connector kind takes `nats://` URLs"), "{unknown}");
