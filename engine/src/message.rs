@@ -36,6 +36,11 @@ pub struct Meta {
     /// The delivery attempt of the current step, starting at 1.
     #[serde(default)]
     pub attempt: u32,
+    /// The partition key: a partitioned bus (Kafka) keeps the messages with one key on one
+    /// partition, in order, and a consumer of it processes them in order. Set by the source
+    /// (a Kafka record's key) or by the producer (the outbox relay's aggregate id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     /// The span work on this message nests under: the caller's (from its `traceparent`) when

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
 use super::consumer::EmbeddedConsumer;
 use super::{BusError, EmbeddedBus};
@@ -37,29 +36,14 @@ impl Embedded {
     }
 }
 
-/// `to: { connector: bus, topic: … }`
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishSpec {
-    /// The topic to publish to.
-    topic: String,
-}
-
 #[async_trait]
 impl Connector for Embedded {
     fn kind(&self) -> &'static str {
         "embedded"
     }
 
-    fn endpoint(&self, role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
-        let spec: PublishSpec = options.parse()?;
-        if role == Role::Request {
-            return Err(NodeError {
-                message: "the bus has no request/reply; use `to` to publish".into(),
-                pos: Some(options.pos),
-            });
-        }
-        Ok(Arc::new(Publish { bus: self.handle(), topic: spec.topic }))
+    fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
+        Publish::from_options(self.handle(), role, options, cx)
     }
 
     fn consumer(&self, route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {

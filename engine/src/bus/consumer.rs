@@ -91,7 +91,6 @@ async fn consume(
     };
     let mut in_flight = JoinSet::new();
     loop {
-        let Some(admission) = inbox.admit(&mut stop).await else { break };
         let delivery = tokio::select! {
             d = subscription.recv() => d,
             () = crate::connector::stopped(&mut stop) => break,
@@ -104,6 +103,9 @@ async fn consume(
                 continue;
             }
         };
+        // Admitted once it is here, not before: a route paused while this one was awaited
+        // holds it. A stop meanwhile leaves it unacked, so it is delivered again later.
+        let Some(admission) = inbox.admit(&mut stop).await else { break };
         let inbox = inbox.clone();
         in_flight.spawn(async move {
             let mut msg = delivery.message.clone();

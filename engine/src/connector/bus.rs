@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{ConnectorError, Consumer};
-use crate::config::node::NodeError;
+use crate::config::node::{Node, NodeError};
 use crate::message::Message;
+use crate::script::{Script, ScriptEngine, ScriptInput};
 
 /// One bus backend.
 #[async_trait]
@@ -61,16 +62,72 @@ impl From<PublishError> for ConnectorError {
     }
 }
 
-/// `to: { connector: bus, topic: … }` on any backend: publishes each message to one topic.
+/// `to: { connector: bus, topic: …, key: … }` on any backend: publishes each message to one
+/// topic, under the key the expression gives (or the message's own `meta.key`).
 pub struct Publish {
-    pub bus: Arc<dyn Bus>,
-    pub topic: String,
+    bus: Arc<dyn Bus>,
+    topic: String,
+    key: Option<Script>,
+    scripts: Arc<ScriptEngine>,
+}
+
+/// What `to: { connector: bus, … }` says.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishSpec {
+    /// The topic to publish to.
+    topic: String,
+    /// An expression for the message's key (a partitioned bus keeps one key's messages in
+    /// order); without one, the message keeps the key it came with, if any.
+    #[serde(default)]
+    key: Option<String>,
+}
+
+impl Publish {
+    /// Reads a step's options (`topic`, `key`) into an endpoint that publishes on `bus`.
+    pub fn from_options(
+        bus: Arc<dyn Bus>,
+        role: super::Role,
+        options: &Node,
+        cx: &super::BuildCx<'_>,
+    ) -> Result<Arc<dyn super::Endpoint>, NodeError> {
+        let spec: PublishSpec = options.parse()?;
+        if role == super::Role::Request {
+            return Err(NodeError {
+                message: "the bus has no request/reply; use `to` to publish".into(),
+                pos: Some(options.pos),
+            });
+        }
+        let key = match &spec.key {
+            Some(text) => Some(cx.scripts.compile_expression("key", text).map_err(|e| NodeError {
+                message: format!("Rhai: {}", e.message),
+                pos: options.get("key").map(|n| n.pos),
+            })?),
+            None => None,
+        };
+        Ok(Arc::new(Publish { bus, topic: spec.topic, key, scripts: cx.scripts.clone() }))
+    }
+
+    fn keyed<'m>(&self, msg: &'m Message) -> Result<std::borrow::Cow<'m, Message>, ConnectorError> {
+        let Some(script) = &self.key else { return Ok(std::borrow::Cow::Borrowed(msg)) };
+        let body = msg.body.json();
+        let input = ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] };
+        let key = match self.scripts.eval(script, input).map_err(|e| ConnectorError::permanent(e.to_string()))? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s),
+            other => Some(other.to_string()),
+        };
+        let mut keyed = msg.clone();
+        keyed.meta.key = key;
+        Ok(std::borrow::Cow::Owned(keyed))
+    }
 }
 
 #[async_trait]
 impl super::Endpoint for Publish {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
-        Ok(self.bus.publish(&self.topic, msg).await?)
+        let msg = self.keyed(msg)?;
+        Ok(self.bus.publish(&self.topic, &msg).await?)
     }
 
     async fn request(&self, _msg: &Message) -> Result<Message, ConnectorError> {

@@ -153,6 +153,8 @@ pub fn envelope(route: &str, dead_letter_id: Option<&str>, failure: &Failure, or
         "message": serde_json::to_value(original).unwrap_or(Value::Null),
     }));
     envelope.meta.route = route.to_owned();
+    // On a partitioned dead-letter topic one key's failures stay in order, as its messages did.
+    envelope.meta.key.clone_from(&original.meta.key);
     envelope
 }
 

@@ -1,10 +1,9 @@
 //! The outbox relay: publishes MasterDeal's committed events to the project's bus in the order
 //! they were committed, on one topic per aggregate type (`masterdeal.deal`,
 //! `masterdeal.media_plan`, …) with the event's type in the `event_type` header and the
-//! aggregate's id in `aggregate_id` (the key a partitioned bus keeps one aggregate's events in
-//! order by). A background task of
-//! the connector that runs in one instance at a time (under a lease): two relays would
-//! publish every event twice.
+//! aggregate's id in `aggregate_id` and as the message key (which a partitioned bus keeps one
+//! aggregate's events in order by). A background task of the connector that runs in one
+//! instance at a time (under a lease): two relays would publish every event twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +84,7 @@ fn publish(bus: Arc<dyn Bus>, event: &OutboxEvent) -> junction_engine::connector
     msg.headers.insert("event_type".into(), Value::String(event.event_type.clone()));
     msg.headers.insert("aggregate_id".into(), Value::String(event.aggregate_id.clone()));
     msg.headers.insert("aggregate_seq".into(), Value::from(event.aggregate_seq));
+    msg.meta.key = Some(event.aggregate_id.clone());
     let topic = topic_of(&event.event_type).to_owned();
     Box::pin(async move { bus.publish(&topic, &msg).await })
 }
