@@ -4,6 +4,7 @@
 //!
 //! - `http`: outbound HTTP calls (`to`, `request`, `enrich`) with timeouts, headers from
 //!   expressions, and `Retry-After` honoured by the route's retries.
+//! - `kafka`: a Kafka cluster: publishing, consumer groups as route sources, the bus.
 //!
 //! Adding a kind is one file (or folder) plus one line in [`register_all`]: the kind
 //! implements `junction_engine::connector::Kind` (its typed `Config`, checked by the engine
@@ -12,6 +13,8 @@
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use junction_engine::connector::Registry;
 
@@ -19,6 +22,8 @@ use junction_engine::connector::Registry;
 pub fn register_all(registry: &mut Registry) {
     #[cfg(feature = "http")]
     registry.register(http::HttpKind);
+    #[cfg(feature = "kafka")]
+    registry.register(kafka::KafkaKind);
 }
 
 /// A registry with every kind this build knows.

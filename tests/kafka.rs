@@ -1,0 +1,97 @@
+//! The `kafka` connector through the binary: its options checked at `file:line:col` (no
+//! broker needed), the README's example valid, and a Kafka source and sink carrying keys and
+//! headers over tansu on 127.0.0.1:9092 (or `JUNCTION_TEST_KAFKA`, started by `scripts/test`).
+//! What every bus must do is in `tests/bus_conformance.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Junction, junction, project, sqlite_store};
+
+fn brokers() -> String {
+    std::env::var("JUNCTION_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn check(files: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = project(files);
+    junction(&["check", dir.path().to_str().expect("utf-8")], &[("KAFKA_PASSWORD", "secret")])
+}
+
+#[test]
+fn the_readmes_kafka_connector_is_valid() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
+    let start = readme.find("connectors:\n  events:\n    kind: kafka").expect("the README's kafka example");
+    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
+    let (code, out, err) = check(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn kafka_options_are_checked_at_their_line_and_column() {
+    let cases = [
+        ("    lingr: 5ms\n", "junction.yaml:5:5: unknown field `lingr`"),
+        ("    partitions: 0\n", "junction.yaml:5:17: `partitions` is at least 1"),
+        ("    sasl: { mechanism: GSSAPI, username: u, password: p }\n", "not a SASL mechanism"),
+        ("    options: { no.such.property: \"1\" }\n", "librdkafka refuses these options"),
+    ];
+    for (line, expected) in cases {
+        let config =
+            format!("routes: [routes/]\nconnectors:\n  events:\n    kind: kafka\n{line}    brokers: 127.0.0.1:9092\n");
+        let (code, out, err) = check(&[("junction.yaml", &config), ("routes/.keep", "")]);
+        assert_eq!(code, 1, "{config}\n{out}");
+        assert!(err.contains(expected), "{line}: expected {expected:?} in\n{err}");
+    }
+    // A source's options are the kind's too.
+    let (code, _, err) = check(&[
+        ("junction.yaml", "routes: [routes/]\nconnectors:\n  events: { kind: kafka, brokers: \"127.0.0.1:9092\" }\n"),
+        (
+            "routes/r.yaml",
+            "route: r\nfrom: { connector: events, topics: [a], checkpoint_limt: 5 }\nsteps:\n  - log: x\n",
+        ),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("routes/r.yaml:2:") && err.contains("unknown field `checkpoint_limt`"), "{err}");
+}
+
+/// One route publishes with a key from an expression and a header; another reads the topic
+/// as a consumer group and sees the body, the key, the header and where the record was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_sink_and_source_carry_keys_and_headers() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let brokers = brokers();
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\nconnectors:\n  events: {{ kind: kafka, brokers: \"{brokers}\", partitions: 2 }}\n"
+            ),
+        ),
+        (
+            "routes/send.yaml",
+            &format!(
+                "route: send-{tag}\nfrom: {{ http: {{ method: POST, path: /send, auth: none }} }}\nsteps:\n  - set: {{ headers: {{ kind: '\"deal\"' }} }}\n  - to: {{ connector: events, topic: deals-{tag}, key: '\"D-\" + body.n' }}\n"
+            ),
+        ),
+        (
+            "routes/read.yaml",
+            &format!(
+                "route: read-{tag}\nfrom: {{ connector: events, topic: deals-{tag} }}\nsteps:\n  - log: \"got n=${{body.n}} key=${{meta.key}} kind=${{headers.kind}} topic=${{meta.source.topic}};\"\n"
+            ),
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = reqwest::Client::new();
+    for n in 0..5 {
+        let resp = c.post(j.url("/send")).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{}\n{}", resp.text().await.unwrap_or_default(), j.logs());
+    }
+    for n in 0..5 {
+        j.wait_for_log(&format!("got n={n} key=D-{n} kind=deal topic=deals-{tag};"), Duration::from_secs(60));
+    }
+    // The graph shows the source as the kind describes it.
+    let (code, out, err) = junction(&["routes", dir.path().to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("kafka deals-{tag} as group read-{tag}")), "{out}");
+}
