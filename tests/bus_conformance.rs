@@ -63,6 +63,7 @@ every_backend!(
     a_paused_route_holds_its_messages_until_resumed,
     drains_on_stop,
     a_reload_hands_the_group_over_without_duplicates,
+    an_async_route_queues_on_the_bus,
 );
 
 // Order per key is promised where the backend partitions by key (Kafka); the embedded bus
@@ -354,4 +355,25 @@ async fn keeps_order_per_key(backend: Backend) {
         assert!(ns.windows(2).all(|w| w[0] < w[1]), "key {k} out of order: {ns:?}");
     }
     assert_eq!(by_key.len(), 3);
+}
+
+/// An async HTTP route answers 202 once its queue topic on the bus holds the message (on
+/// Kafka a topic the connector creates, `junction.http.<route>`), and runs it from there.
+async fn an_async_route_queues_on_the_bus(backend: Backend) {
+    let s = Setup::new(backend, 4, "");
+    let tag = &s.tag;
+    std::fs::write(
+        s.dir.path().join("routes/accept.yaml"),
+        format!(
+            "route: accept-{tag}\nfrom: {{ http: {{ method: POST, path: /work, auth: none, async: true }} }}\nsteps:\n  - log: \"processed n=${{body.n}} k=${{body.k}};\"\n"
+        ),
+    )
+    .expect("write");
+    let j = s.start();
+    let c = reqwest::Client::new();
+    for n in 0..10 {
+        let resp = c.post(j.url("/work")).body(format!("{{\"n\": {n}, \"k\": \"k0\"}}")).send().await.expect("post");
+        assert_eq!(resp.status(), 202, "{}\n{}", resp.text().await.unwrap_or_default(), j.logs());
+    }
+    wait_for_all(|| j.logs(), "processed", 10, Duration::from_secs(60)).await;
 }

@@ -95,3 +95,58 @@ async fn a_kafka_sink_and_source_carry_keys_and_headers() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("kafka deals-{tag} as group read-{tag}")), "{out}");
 }
+
+/// `checkpoint_limit` bounds what one partition runs at once, below the route's own
+/// `max_in_flight`: with one partition and a limit of 2, never more than 2 run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_limit_bounds_a_partition() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let brokers = brokers();
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\nadmin: {{ listen: 127.0.0.1:9090, token: kafka-test-token-1 }}\nconnectors:\n  events: {{ kind: kafka, brokers: \"{brokers}\" }}\n"
+            ),
+        ),
+        (
+            "routes/send.yaml",
+            &format!(
+                "route: send-{tag}\nfrom: {{ http: {{ method: POST, path: /send, auth: none }} }}\nsteps:\n  - to: {{ connector: events, topic: slow-{tag} }}\n"
+            ),
+        ),
+        (
+            "routes/read.yaml",
+            &format!(
+                "route: read-{tag}\nfrom: {{ connector: events, topic: slow-{tag}, checkpoint_limit: 2 }}\nmax_in_flight: 8\nsteps:\n  - delay: 200ms\n  - log: \"done n=${{body.n}};\"\n"
+            ),
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = reqwest::Client::new();
+    for n in 0..10 {
+        let resp = c.post(j.url("/send")).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{}", j.logs());
+    }
+    let gauge = format!("junction_route_in_flight{{route=\"read-{tag}\"}} ");
+    let mut most = 0.0_f64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while j.logs().matches("done n=").count() < 10 {
+        assert!(std::time::Instant::now() < deadline, "not all done:\n{}", j.logs());
+        let text = c
+            .get(j.admin_url("/metrics"))
+            .bearer_auth("kafka-test-token-1")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&gauge)) {
+            most = most.max(v.trim().parse().expect("a number"));
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(most, 2.0, "checkpoint_limit 2 on one partition: at most (and here exactly) 2 at once");
+}

@@ -4,8 +4,8 @@
 //!   without a key, run side by side, as many as the route takes at once.
 //! - An offset is committed only once its message and every one before it on the partition
 //!   are done (delivered or dead-lettered): periodically, on a rebalance, and on stop.
-//! - A partition holds at most `checkpoint_limit` messages read and not committed; at that
-//!   many it is paused (never by not polling, which would cost the group membership) and
+//! - A partition runs at most `checkpoint_limit` messages at once and holds about as many
+//!   read and not committed (a few more may already be fetched); at that many it is paused (never by not polling, which would cost the group membership) and
 //!   resumed once half of them are done. A route full or paused by an admin fills its
 //!   partitions and so pauses them.
 //! - On a revoke, what is done is committed synchronously and the revoked partitions' queued
@@ -321,7 +321,7 @@ impl KafkaConsumer {
             let Some(p) = assigned.partitions.get_mut(&tp) else { continue };
             let mut waiting: HashSet<String> = HashSet::new();
             let mut i = 0;
-            while room && i < p.queued.len() {
+            while room && i < p.queued.len() && p.running < self.checkpoint_limit {
                 let key = p.queued[i].msg.meta.key.clone();
                 if let Some(key) = key.as_ref().filter(|k| p.busy.contains(*k) || waiting.contains(*k)) {
                     // An earlier message of this key is running or waiting: this one follows it.
