@@ -249,19 +249,9 @@ async fn bounds_the_messages_in_flight(backend: Backend) {
     let s = Setup::new(backend, 2, "  - delay: 300ms\n");
     let j = s.start();
     post(&j, 0..10, 10).await;
-    let c = reqwest::Client::new();
-    let gauge = format!("junction_route_in_flight{{route=\"{}\"}} ", s.route());
-    let mut most = 0.0_f64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen(&j.logs(), "processed").len() < 10 {
-        assert!(Instant::now() < deadline, "not all processed:\n{}", j.logs());
-        let metrics = c.get(j.admin_url("/metrics")).bearer_auth(TOKEN).send().await.expect("metrics");
-        let text = metrics.text().await.expect("text");
-        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&gauge)) {
-            most = most.max(v.trim().parse().expect("a number"));
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let gauge = format!("junction_route_in_flight{{route=\"{}\"}}", s.route());
+    let all_processed = |logs: &str| seen(logs, "processed").len() >= 10;
+    let most = j.highest_until(&gauge, all_processed, Duration::from_secs(60)).await;
     assert!(most <= 2.0, "{most} messages in flight with max_in_flight: 2");
     assert!(most >= 2.0, "the route never ran two at once ({most}): the measure saw nothing");
 }

@@ -129,24 +129,7 @@ async fn checkpoint_limit_bounds_a_partition() {
         let resp = c.post(j.url("/send")).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
         assert_eq!(resp.status(), 200, "{}", j.logs());
     }
-    let gauge = format!("junction_route_in_flight{{route=\"read-{tag}\"}} ");
-    let mut most = 0.0_f64;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while j.logs().matches("done n=").count() < 10 {
-        assert!(std::time::Instant::now() < deadline, "not all done:\n{}", j.logs());
-        let text = c
-            .get(j.admin_url("/metrics"))
-            .bearer_auth("kafka-test-token-1")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&gauge)) {
-            most = most.max(v.trim().parse().expect("a number"));
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let gauge = format!("junction_route_in_flight{{route=\"read-{tag}\"}}");
+    let most = j.highest_until(&gauge, |logs| logs.matches("done n=").count() >= 10, Duration::from_secs(60)).await;
     assert_eq!(most, 2.0, "checkpoint_limit 2 on one partition: at most (and here exactly) 2 at once");
 }

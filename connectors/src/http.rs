@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role};
-use junction_engine::script::{Script, ScriptEngine, ScriptInput};
+use junction_engine::script::{Script, ScriptEngine};
 use junction_engine::telemetry::ConnectorMetrics;
 use junction_engine::telemetry::otlp::{self, Span};
 use junction_engine::{Body, Message, trace};
@@ -218,10 +218,7 @@ struct HttpCall {
 
 impl HttpCall {
     fn eval(&self, script: &Script, msg: &Message) -> Result<Value, ConnectorError> {
-        let body = msg.body.json();
-        self.scripts
-            .eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
-            .map_err(|e| ConnectorError::permanent(e.to_string()))
+        self.scripts.eval_message(script, msg).map_err(|e| ConnectorError::permanent(e.to_string()))
     }
 
     fn url(&self, msg: &Message) -> Result<reqwest::Url, ConnectorError> {

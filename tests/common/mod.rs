@@ -93,6 +93,24 @@ impl Junction {
         panic!("the log never showed {needle:?} within {within:?}:\n{}", self.logs());
     }
 
+    /// The highest value the gauge `series` (`name{labels}`) showed on the admin API's
+    /// `/metrics`, sampled every 30 ms until `done(log)` holds; panics with the log after `within`.
+    pub async fn highest_until(&self, series: &str, done: impl Fn(&str) -> bool, within: Duration) -> f64 {
+        let c = reqwest::Client::new();
+        let line = format!("{series} ");
+        let deadline = Instant::now() + within;
+        let mut most = 0.0_f64;
+        while !done(&self.logs()) {
+            assert!(Instant::now() < deadline, "not done within {within:?}:\n{}", self.logs());
+            let text = c.get(self.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+            if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&line)) {
+                most = most.max(v.trim().parse().expect("a number"));
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        most
+    }
+
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

@@ -97,10 +97,11 @@ impl Partition {
     }
 }
 
-/// The partitions this member holds now; shared with the rebalance callbacks.
+/// The partitions this member holds now (in order, so they can take turns); shared with the
+/// rebalance callbacks.
 #[derive(Default)]
 struct Assigned {
-    partitions: HashMap<Tp, Partition>,
+    partitions: BTreeMap<Tp, Partition>,
     next_epoch: u64,
 }
 
@@ -110,15 +111,20 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Assigned> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Adds the partition's offset to commit to `list`, if it moved; returns it.
+fn add_commit(list: &mut TopicPartitionList, (topic, partition): &Tp, p: &mut Partition) -> Option<i64> {
+    let next = p.advance()?;
+    list.add_partition_offset(topic, *partition, Offset::Offset(next)).ok()?;
+    Some(next)
+}
+
 /// The offsets to commit, as a list (empty when nothing moved).
 fn commit_list(assigned: &mut Assigned) -> (TopicPartitionList, Vec<(Tp, i64)>) {
     let mut list = TopicPartitionList::new();
     let mut moved = Vec::new();
-    for ((topic, partition), p) in &mut assigned.partitions {
-        if let Some(next) = p.advance()
-            && list.add_partition_offset(topic, *partition, Offset::Offset(next)).is_ok()
-        {
-            moved.push(((topic.clone(), *partition), next));
+    for (tp, p) in &mut assigned.partitions {
+        if let Some(next) = add_commit(&mut list, tp, p) {
+            moved.push((tp.clone(), next));
         }
     }
     (list, moved)
@@ -166,9 +172,8 @@ impl ConsumerContext for Context {
         let mut assigned = lock(&self.assigned);
         let mut list = TopicPartitionList::new();
         for e in revoked.elements() {
-            let Some(mut p) = assigned.partitions.remove(&(e.topic().to_owned(), e.partition())) else { continue };
-            if let Some(next) = p.advance() {
-                let _ = list.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
+            if let Some((tp, mut p)) = assigned.partitions.remove_entry(&(e.topic().to_owned(), e.partition())) {
+                add_commit(&mut list, &tp, &mut p);
             }
         }
         drop(assigned);
@@ -268,13 +273,13 @@ impl KafkaConsumer {
     }
 
     async fn try_connect(&self, route: &str) -> Result<StreamConsumer<Context>, String> {
-        self.ensure.ensure(&self.topics).await?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.ensure.ensure(&topics).await?;
         let mut config = self.config.clone();
         config.set("group.id", &self.group);
         let context = Context { assigned: Shared::default(), route: route.to_owned(), lag: Mutex::default() };
         let consumer: StreamConsumer<Context> =
             config.create_with_context(context).map_err(|e| format!("cannot create the consumer: {e}"))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
         Ok(consumer)
     }
@@ -310,15 +315,13 @@ impl KafkaConsumer {
         turn: usize,
     ) {
         let mut assigned = lock(assigned);
-        let mut order: Vec<Tp> = assigned.partitions.keys().cloned().collect();
-        order.sort();
+        let mut order: Vec<(&Tp, &mut Partition)> = assigned.partitions.iter_mut().collect();
         if !order.is_empty() {
             let first = turn % order.len();
             order.rotate_left(first);
         }
         let mut room = true;
-        for tp in order {
-            let Some(p) = assigned.partitions.get_mut(&tp) else { continue };
+        for (tp, p) in order {
             let mut waiting: HashSet<String> = HashSet::new();
             let mut i = 0;
             while room && i < p.queued.len() && p.running < self.checkpoint_limit {
@@ -346,7 +349,7 @@ impl KafkaConsumer {
                 });
             }
             if p.paused && p.held() <= self.checkpoint_limit / 2 {
-                p.paused = !set_paused(consumer, &tp, false);
+                p.paused = !set_paused(consumer, tp, false);
             }
         }
     }

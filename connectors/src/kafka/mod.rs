@@ -178,21 +178,21 @@ impl Kind for KafkaKind {
             return Err(error(key, format!("`{key}` is at least 1")));
         }
         let client = client_config(name, &config).map_err(|m| error("options", m))?;
+        let (producer_config, consumer_config) =
+            (producer_config(&client, &config), consumer_config(&client, &config.consumer));
         // librdkafka checks each property's name and value as it reads it: reading them here
         // (no client, no connection) reports a bad option at `check`, not at start.
-        for c in [producer_config(&client, &config), consumer_config(&client, &config.consumer)] {
+        for c in [&producer_config, &consumer_config] {
             c.create_native_config().map_err(|e| error("options", format!("librdkafka refuses these options: {e}")))?;
         }
-        let consumer = &config.consumer;
-        Ok(Arc::new(KafkaConnector {
-            name: name.to_owned(),
+        let bus = KafkaBus {
             brokers: config.brokers.clone(),
-            producer_config: producer_config(&client, &config),
-            consumer_config: consumer_config(&client, consumer),
-            commit_interval: consumer.commit_interval.map_or(Duration::from_secs(1), |d| d.0),
+            producer: OnceLock::new(),
+            consumer_config,
+            commit_interval: config.consumer.commit_interval.map_or(Duration::from_secs(1), |d| d.0),
             topics: Arc::new(topics::Topics::new(client, config.create_topics, config.partitions, config.replication)),
-            producer: Arc::default(),
-        }))
+        };
+        Ok(Arc::new(KafkaConnector { name: name.to_owned(), producer_config, bus: Arc::new(bus) }))
     }
 
     /// `kafka://host:9092[,host:9092][?partitions=6&replication=3]`
@@ -287,25 +287,9 @@ fn millis(d: Duration) -> String {
 
 struct KafkaConnector {
     name: String,
-    brokers: String,
     producer_config: ClientConfig,
-    consumer_config: ClientConfig,
-    commit_interval: Duration,
-    topics: Arc<topics::Topics>,
-    /// Set when the connector starts.
-    producer: Arc<OnceLock<Producer>>,
-}
-
-impl KafkaConnector {
-    fn handle(&self) -> Arc<KafkaBus> {
-        Arc::new(KafkaBus {
-            brokers: self.brokers.clone(),
-            producer: self.producer.clone(),
-            consumer_config: self.consumer_config.clone(),
-            commit_interval: self.commit_interval,
-            topics: self.topics.clone(),
-        })
-    }
+    /// What the routes' endpoints and consumers publish and read through, and the bus.
+    bus: Arc<KafkaBus>,
 }
 
 #[async_trait]
@@ -316,7 +300,7 @@ impl Connector for KafkaConnector {
 
     /// `to: { connector: events, topic: deals, key: "body.deal_id" }`, as on every bus.
     fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
-        Publish::from_options(self.handle(), role, options, cx)
+        Publish::from_options(self.bus.clone(), role, options, cx)
     }
 
     fn consumer(&self, route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
@@ -330,26 +314,26 @@ impl Connector for KafkaConnector {
         }
         let (topics, group) =
             TopicsSpec { topic: spec.topic, topics: spec.topics, group: spec.group }.resolve(route, options.pos)?;
-        Ok(self.handle().consumer_with(topics, group, limit))
+        Ok(self.bus.consumer_with(topics, group, limit))
     }
 
     fn bus(&self) -> Option<Arc<dyn Bus>> {
-        Some(self.handle())
+        Some(self.bus.clone())
     }
 
     async fn start(&self, _cx: &StartCx) -> Result<(), ConnectorError> {
-        if self.producer.get().is_none() {
-            let producer = Producer::new(&self.producer_config, self.topics.clone()).map_err(|e| {
+        if self.bus.producer.get().is_none() {
+            let producer = Producer::new(&self.producer_config, self.bus.topics.clone()).map_err(|e| {
                 ConnectorError::permanent(format!("connector `{}`: cannot create the Kafka producer: {e}", self.name))
             })?;
-            let _ = self.producer.set(producer);
+            let _ = self.bus.producer.set(producer);
         }
         Ok(())
     }
 
     /// Waits for what the producer still holds to reach the brokers.
     async fn stop(&self) {
-        if let Some(producer) = self.producer.get() {
+        if let Some(producer) = self.bus.producer.get() {
             producer.flush(Duration::from_secs(10)).await;
         }
     }

@@ -33,7 +33,7 @@ impl Producer {
         if topic.is_empty() {
             return Err(PublishError::Invalid("a topic name cannot be empty".into()));
         }
-        self.topics.ensure(&[topic.to_owned()]).await.map_err(PublishError::Unavailable)?;
+        self.topics.ensure(&[topic]).await.map_err(PublishError::Unavailable)?;
         let payload = msg.body.to_bytes();
         let mut record: FutureRecord<'_, str, [u8]> =
             FutureRecord::to(topic).payload(&payload[..]).headers(wire::headers_of(msg));
@@ -72,7 +72,8 @@ fn refusal(topic: &str, e: &KafkaError) -> PublishError {
 /// through.
 pub(super) struct KafkaBus {
     pub(super) brokers: String,
-    pub(super) producer: Arc<OnceLock<Producer>>,
+    /// Set when the connector starts.
+    pub(super) producer: OnceLock<Producer>,
     pub(super) consumer_config: ClientConfig,
     pub(super) commit_interval: Duration,
     pub(super) topics: Arc<Topics>,

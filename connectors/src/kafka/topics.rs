@@ -27,13 +27,13 @@ impl Topics {
     }
 
     /// Makes sure each of `topics` exists, creating the missing ones (when the connector may).
-    pub(super) async fn ensure(&self, topics: &[String]) -> Result<(), String> {
+    pub(super) async fn ensure(&self, topics: &[&str]) -> Result<(), String> {
         if !self.create {
             return Ok(());
         }
-        let missing: Vec<&String> = {
+        let missing: Vec<&str> = {
             let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            topics.iter().filter(|t| !known.contains(*t)).collect()
+            topics.iter().copied().filter(|t| !known.contains(*t)).collect()
         };
         if missing.is_empty() {
             return Ok(());

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{ConnectorError, Consumer};
 use crate::config::node::{Node, NodeError};
 use crate::message::Message;
-use crate::script::{Script, ScriptEngine, ScriptInput};
+use crate::script::{Script, ScriptEngine};
 
 /// One bus backend.
 #[async_trait]
@@ -110,9 +110,7 @@ impl Publish {
 
     fn keyed<'m>(&self, msg: &'m Message) -> Result<std::borrow::Cow<'m, Message>, ConnectorError> {
         let Some(script) = &self.key else { return Ok(std::borrow::Cow::Borrowed(msg)) };
-        let body = msg.body.json();
-        let input = ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] };
-        let key = match self.scripts.eval(script, input).map_err(|e| ConnectorError::permanent(e.to_string()))? {
+        let key = match self.scripts.eval_message(script, msg).map_err(|e| ConnectorError::permanent(e.to_string()))? {
             serde_json::Value::Null => None,
             serde_json::Value::String(s) => Some(s),
             other => Some(other.to_string()),

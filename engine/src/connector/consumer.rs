@@ -13,7 +13,8 @@ use crate::message::Message;
 #[async_trait]
 pub trait Consumer: Send + Sync {
     /// Takes messages until `stop` turns true and hands each to `inbox`, asking
-    /// [`Inbox::admit`] (or [`Inbox::try_admit`]) before taking each. A message is
+    /// [`Inbox::admit`] (or [`Inbox::try_admit`]) once it has the message, not before (a place
+    /// taken while waiting for one would let it run after an admin paused the route). A message is
     /// acknowledged (committed, acked) only after [`Inbox::deliver`] returned for it and for
     /// every message before it that the backend orders with it. Returns once the messages in
     /// flight are delivered and their acknowledgements committed, so a successor started

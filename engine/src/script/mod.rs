@@ -132,6 +132,12 @@ impl ScriptEngine {
         vars::to_json(&script.name, "result", result)
     }
 
+    /// [`ScriptEngine::eval`] over a message as scripts see it (a bytes body as a string).
+    pub fn eval_message(&self, script: &Script, msg: &crate::message::Message) -> Result<Value, ScriptError> {
+        let body = msg.body.json();
+        self.eval(script, ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] })
+    }
+
     /// Evaluate an expression that must yield a bool (filters, choices).
     pub fn eval_bool(&self, script: &Script, input: ScriptInput<'_>) -> Result<bool, ScriptError> {
         if let Some(value) = script.lowered.as_deref().and_then(|p| p.eval_bool(input.body, self.lowered_limits)) {

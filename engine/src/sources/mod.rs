@@ -19,11 +19,6 @@ use crate::store::Store;
 
 pub use inbox::RouteInbox;
 
-/// The topic an `async: true` http route stores its accepted requests on.
-pub fn http_topic(route: &str) -> String {
-    format!("junction.http.{route}")
-}
-
 /// The (topic, consumer group) pairs a route reads.
 pub fn consumes(route: &Route) -> Vec<(String, String)> {
     route.consumer().map(|c| c.groups()).unwrap_or_default()

@@ -13,7 +13,7 @@ pub(super) fn with_input<T>(msg: &Message, f: impl FnOnce(ScriptInput<'_>) -> T)
 }
 
 pub(super) fn eval(engine: &ScriptEngine, script: &Script, msg: &Message) -> Result<Value, StepError> {
-    Ok(with_input(msg, |input| engine.eval(script, input))?)
+    Ok(engine.eval_message(script, msg)?)
 }
 
 pub(super) fn eval_bool(engine: &ScriptEngine, script: &Script, msg: &Message) -> Result<bool, StepError> {
