@@ -3,7 +3,8 @@
 //! [`Backend`]; [`every_backend!`] runs it on each. A new backend joins with one line there
 //! (and one in [`Backend`]).
 //!
-//! Kafka is tansu on 127.0.0.1:9092 (or `JUNCTION_TEST_KAFKA`), started by `scripts/test`.
+//! Kafka is tansu on 127.0.0.1:9092 (or `JUNCTION_TEST_KAFKA`), started by `scripts/test`;
+//! RabbitMQ is 127.0.0.1:5672, guest/guest (or `JUNCTION_TEST_AMQP`, an `amqp://` URL).
 //! Topics, groups and routes carry a tag of their own per test: the broker outlives the runs.
 
 mod common;
@@ -19,6 +20,7 @@ const TOKEN: &str = "conformance-admin-token";
 enum Backend {
     Embedded,
     Kafka,
+    Amqp,
 }
 
 impl Backend {
@@ -30,8 +32,13 @@ impl Backend {
                 let brokers = std::env::var("JUNCTION_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
                 format!("\"kafka://{brokers}?partitions=3\"")
             }
+            Backend::Amqp => format!("\"{}\"", amqp_url()),
         }
     }
+}
+
+fn amqp_url() -> String {
+    std::env::var("JUNCTION_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// Runs each named test on every backend: `mod embedded { fn publishes… }`, `mod kafka { … }`.
@@ -39,6 +46,7 @@ macro_rules! every_backend {
     ($($test:ident),* $(,)?) => {
         backend_tests!(embedded, super::Backend::Embedded, $($test),*);
         backend_tests!(kafka, super::Backend::Kafka, $($test),*);
+        backend_tests!(amqp, super::Backend::Amqp, $($test),*);
     };
 }
 
@@ -66,9 +74,11 @@ every_backend!(
     an_async_route_queues_on_the_bus,
 );
 
-// Order per key is promised where the backend partitions by key (Kafka); the embedded bus
-// runs `max_in_flight` messages of a topic side by side whatever their key.
+// Order per key is promised where the backend partitions by key (Kafka) or the consumer keeps
+// a lane per key (RabbitMQ; across instances with single-active-consumer queues); the
+// embedded bus runs `max_in_flight` messages of a topic side by side whatever their key.
 backend_tests!(kafka_ordered, super::Backend::Kafka, keeps_order_per_key);
+backend_tests!(amqp_ordered, super::Backend::Amqp, keeps_order_per_key);
 
 /// A project on `backend`: `POST /work` publishes its body on the work topic keyed by
 /// `body.k`; the work route reads that topic, runs `steps`, and logs `processed n=… k=…;`.

@@ -5,12 +5,15 @@
 //! - `http`: outbound HTTP calls (`to`, `request`, `enrich`) with timeouts, headers from
 //!   expressions, and `Retry-After` honoured by the route's retries.
 //! - `kafka`: a Kafka cluster: publishing, consumer groups as route sources, the bus.
+//! - `amqp`: RabbitMQ: confirmed publishing, queues and consumer groups as route sources, the bus.
 //!
 //! Adding a kind is one file (or folder) plus one line in [`register_all`]: the kind
 //! implements `junction_engine::connector::Kind` (its typed `Config`, checked by the engine
 //! at `file:line:col`) and its connector offers the roles it has (operations, a consumer, a
 //! bus, an HTTP API, background tasks); the engine starts, wraps and stops it.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]
@@ -24,6 +27,8 @@ pub fn register_all(registry: &mut Registry) {
     registry.register(http::HttpKind);
     #[cfg(feature = "kafka")]
     registry.register(kafka::KafkaKind);
+    #[cfg(feature = "amqp")]
+    registry.register(amqp::AmqpKind);
 }
 
 /// A registry with every kind this build knows.

@@ -135,6 +135,11 @@ impl Junction {
     }
 
     /// Sends a signal (`HUP`, `TERM`, …) without waiting.
+    /// The process id (what it names itself by to brokers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, name: &str) {
         let _ = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
     }

@@ -1,0 +1,249 @@
+//! A route's RabbitMQ consumer: one channel reading the route's queues.
+//!
+//! - RabbitMQ sends at most `prefetch` unacknowledged messages (default: as many as the route
+//!   runs at once); a message is acked only after the route finished it (delivered or
+//!   dead-lettered by the engine, whose retries run in the process). It is never nacked with
+//!   requeue, which would loop.
+//! - Messages with one key (`junction-key`) run one after another, others side by side; with a
+//!   single-active-consumer queue that is order per key across every instance.
+//! - A broken connection or channel is opened again with backoff and the queues consumed
+//!   anew; the old channel's delivery tags are dropped (RabbitMQ redelivers those messages),
+//!   never acked on the new one.
+//! - On stop the consumer is cancelled, the running messages finish and are acked, and the
+//!   channel closes before `run` returns: what was received and not started goes back to its
+//!   queue for the successor.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::SelectAll;
+use junction_engine::Message;
+use junction_engine::connector::{Consumer, Inbox, stopped};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Acker, Channel};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::link::Link;
+use super::wire;
+
+/// What a route reads.
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// Topics of the bus as a consumer group: one queue per topic, `<topic>.<group>`.
+    Topics { topics: Vec<String>, group: String, single_active: bool },
+    /// A queue as it is (declared by the connector's `queues:` or by someone else).
+    Queue(String),
+}
+
+pub(super) struct AmqpConsumer {
+    pub(super) link: Arc<Link>,
+    pub(super) source: Source,
+    pub(super) prefetch: Option<u16>,
+}
+
+/// A message received and not started yet.
+struct Pending {
+    msg: Message,
+    acker: Acker,
+}
+
+/// How often a route that had no room is offered its pending messages again.
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+
+/// A queue's consumer as a stream of (queue, delivery).
+type Deliveries =
+    SelectAll<futures_util::stream::BoxStream<'static, (String, lapin::Result<lapin::message::Delivery>)>>;
+
+#[async_trait]
+impl Consumer for AmqpConsumer {
+    async fn run(&self, inbox: Arc<dyn Inbox>, mut stop: watch::Receiver<bool>) {
+        let route = inbox.route().to_owned();
+        let prefetch = self.prefetch.unwrap_or_else(|| u16::try_from(inbox.max_in_flight()).unwrap_or(u16::MAX)).max(1);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<String>>();
+        let mut running = JoinSet::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let (channel, tags, mut deliveries) = match self.open(&route, prefetch).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    tracing::error!(route, error = %e, "cannot consume from RabbitMQ; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stopped(&mut stop) => break,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            wait = Duration::from_millis(200);
+            tracing::info!(route, queues = %tags.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>().join(", "), "consuming from RabbitMQ");
+            let mut pending: VecDeque<Pending> = VecDeque::new();
+            let mut retry = tokio::time::interval(RETRY_EVERY);
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stopping = loop {
+                dispatch(&mut pending, &mut busy, &inbox, &done_tx, &mut running);
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut stop) => break true,
+                    Some(key) = done_rx.recv() => release(&mut busy, key),
+                    _ = retry.tick() => {}
+                    next = deliveries.next() => match next {
+                        Some((queue, Ok(delivery))) => {
+                            let msg = wire::message_of(&queue, &delivery);
+                            pending.push_back(Pending { msg, acker: delivery.acker });
+                        }
+                        Some((queue, Err(e))) => {
+                            tracing::warn!(route, queue, error = %e, "RabbitMQ consumer failed; consuming again");
+                            break false;
+                        }
+                        None => {
+                            tracing::warn!(route, "RabbitMQ cancelled the consumer; consuming again");
+                            break false;
+                        }
+                    },
+                    Some(_) = running.join_next() => {}
+                }
+            };
+            // Received and not started: not acked, so RabbitMQ gives them to the next consumer.
+            drop(pending);
+            if stopping {
+                for (queue, tag) in &tags {
+                    if let Err(e) = channel.basic_cancel(tag.clone(), BasicCancelOptions::default()).await {
+                        tracing::debug!(route, queue, error = %e, "cannot cancel the consumer");
+                    }
+                }
+                drain(&mut running, &mut done_rx, &mut busy).await;
+                let _ = channel.close(200, "route stopped".into()).await;
+                return;
+            }
+            let _ = channel.close(200, "consuming again".into()).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopped(&mut stop) => break,
+            }
+        }
+        drain(&mut running, &mut done_rx, &mut busy).await;
+    }
+
+    fn describe(&self) -> String {
+        match &self.source {
+            Source::Topics { topics, group, .. } => format!("amqp {} as group {group}", topics.join(", ")),
+            Source::Queue(queue) => format!("amqp queue {queue}"),
+        }
+    }
+
+    fn groups(&self) -> Vec<(String, String)> {
+        match &self.source {
+            Source::Topics { topics, group, .. } => topics.iter().map(|t| (t.clone(), group.clone())).collect(),
+            Source::Queue(queue) => vec![(queue.clone(), queue.clone())],
+        }
+    }
+}
+
+impl AmqpConsumer {
+    /// A channel with `prefetch`, the queues declared, and a consumer on each.
+    async fn open(
+        &self,
+        route: &str,
+        prefetch: u16,
+    ) -> Result<(Channel, Vec<(String, ShortString)>, Deliveries), String> {
+        let channel = self.link.channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| format!("cannot set the prefetch: {e}"))?;
+        let queues = match &self.source {
+            Source::Topics { topics, group, single_active } => {
+                // After a broker lost its state (or before anyone declared it): the exchange first.
+                self.link.topology.declare(&channel).await?;
+                let mut queues = Vec::with_capacity(topics.len());
+                for topic in topics {
+                    queues.push(self.link.topology.declare_group(&channel, topic, group, *single_active).await?);
+                }
+                queues
+            }
+            Source::Queue(queue) => vec![queue.clone()],
+        };
+        let mut tags = Vec::with_capacity(queues.len());
+        let mut deliveries = SelectAll::new();
+        for queue in queues {
+            let name =
+                ShortString::try_new(queue.as_str()).map_err(|_| format!("`{queue}` is longer than 255 bytes"))?;
+            let tag: ShortString = format!("{route} {}", junction_engine::trace::new_span_id()).into();
+            let consumer = channel
+                .basic_consume(name, tag.clone(), BasicConsumeOptions::default(), FieldTable::default())
+                .await
+                .map_err(|e| format!("cannot consume queue `{queue}`: {e}"))?;
+            let q = queue.clone();
+            deliveries.push(consumer.map(move |d| (q.clone(), d)).boxed());
+            tags.push((queue, tag));
+        }
+        Ok((channel, tags, deliveries))
+    }
+}
+
+/// Starts every pending message whose key is free, while the route has room.
+fn dispatch(
+    pending: &mut VecDeque<Pending>,
+    busy: &mut HashSet<String>,
+    inbox: &Arc<dyn Inbox>,
+    done_tx: &mpsc::UnboundedSender<Option<String>>,
+    running: &mut JoinSet<()>,
+) {
+    let mut waiting: HashSet<String> = HashSet::new();
+    let mut i = 0;
+    while i < pending.len() {
+        let key = pending[i].msg.meta.key.clone();
+        if let Some(key) = key.as_ref().filter(|k| busy.contains(*k) || waiting.contains(*k)) {
+            // An earlier message of this key is running or waiting: this one follows it.
+            waiting.insert(key.clone());
+            i += 1;
+            continue;
+        }
+        let Some(admission) = inbox.try_admit() else { return };
+        let Some(Pending { msg, acker }) = pending.remove(i) else { return };
+        if let Some(key) = &key {
+            busy.insert(key.clone());
+        }
+        let (inbox, done_tx) = (inbox.clone(), done_tx.clone());
+        running.spawn(async move {
+            inbox.deliver(msg, admission).await;
+            ack(&acker).await;
+            let _ = done_tx.send(key);
+        });
+    }
+}
+
+/// Acks a finished message on the channel it came from. A channel that broke since cannot
+/// take the ack: RabbitMQ redelivers the message (at least once), and its tag is dropped.
+async fn ack(acker: &Acker) {
+    match acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!("a RabbitMQ delivery tag of a closed channel dropped; the message is redelivered"),
+        Err(e) => tracing::warn!(error = %e, "cannot ack a RabbitMQ message; it is redelivered"),
+    }
+}
+
+fn release(busy: &mut HashSet<String>, key: Option<String>) {
+    if let Some(key) = key {
+        busy.remove(&key);
+    }
+}
+
+/// Waits for the running messages to finish (and be acked).
+async fn drain(
+    running: &mut JoinSet<()>,
+    done_rx: &mut mpsc::UnboundedReceiver<Option<String>>,
+    busy: &mut HashSet<String>,
+) {
+    while running.join_next().await.is_some() {}
+    while let Ok(key) = done_rx.try_recv() {
+        release(busy, key);
+    }
+}
