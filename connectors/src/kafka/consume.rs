@@ -182,19 +182,29 @@ impl ConsumerContext for Context {
         {
             tracing::warn!(route = %self.route, error = %e, "cannot commit on revoke; those messages will be read again");
         }
-        tracing::info!(route = %self.route, partitions = revoked.count(), "Kafka partitions revoked");
+        tracing::info!(route = %self.route, partitions = %names(revoked), "Kafka partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(given) = rebalance else { return };
+        // librdkafka keeps a partition's pause across a revoke and a new assignment, while its
+        // state here starts unpaused: resumed now, it is paused again if it fills up.
+        if let Err(e) = consumer.resume(given) {
+            tracing::warn!(route = %self.route, error = %e, "cannot resume newly assigned partitions");
+        }
         let mut assigned = lock(&self.assigned);
         for e in given.elements() {
             let epoch = assigned.next_epoch;
             assigned.next_epoch += 1;
             assigned.partitions.entry((e.topic().to_owned(), e.partition())).or_insert_with(|| Partition::new(epoch));
         }
-        tracing::info!(route = %self.route, partitions = given.count(), "Kafka partitions assigned");
+        tracing::info!(route = %self.route, partitions = %names(given), "Kafka partitions assigned");
     }
+}
+
+/// `topic/0, topic/1`, for logs.
+fn names(list: &TopicPartitionList) -> String {
+    list.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(", ")
 }
 
 /// A message finished by the route.
@@ -418,6 +428,7 @@ fn commit(consumer: &StreamConsumer<Context>, assigned: &Shared, mode: CommitMod
 fn set_paused(consumer: &StreamConsumer<Context>, (topic, partition): &Tp, pause: bool) -> bool {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, *partition);
+    tracing::debug!(topic, partition, pause, "Kafka partition paused or resumed");
     let result = if pause { consumer.pause(&list) } else { consumer.resume(&list) };
     result.map_err(|e| tracing::warn!(topic, partition, error = %e, pause, "cannot pause/resume a partition")).is_ok()
 }
