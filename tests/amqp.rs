@@ -81,7 +81,8 @@ fn amqp_options_are_checked_at_their_line_and_column() {
 
 /// The exchanges, queues and bindings in the options are declared (quorum queues with a delivery
 /// limit and a dead-letter exchange); a route publishes to the exchange and another reads the
-/// bound queue as it is, with the key, headers and where the message came from.
+/// bound queue as it is, with the key, headers and where the message came from; the engine
+/// counts the connector's calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_topology_carries_messages_from_an_exchange_to_a_queue() {
     let t = tag();
@@ -90,7 +91,7 @@ async fn declared_topology_carries_messages_from_an_exchange_to_a_queue() {
         (
             "junction.yaml",
             &format!(
-                "routes: [routes/]\nconnectors:\n  rabbit:\n    kind: amqp\n    url: \"{url}\"\n    exchanges: [{{ name: orders-{t}, type: direct }}]\n    queues: [{{ name: billing-{t}, delivery_limit: 3 }}]\n    bindings: [{{ queue: billing-{t}, exchange: orders-{t}, routing_key: created }}]\n"
+                "routes: [routes/]\nadmin: {{ listen: 127.0.0.1:0, token: amqp-test-token }}\nconnectors:\n  rabbit:\n    kind: amqp\n    url: \"{url}\"\n    exchanges: [{{ name: orders-{t}, type: direct }}]\n    queues: [{{ name: billing-{t}, delivery_limit: 3 }}]\n    bindings: [{{ queue: billing-{t}, exchange: orders-{t}, routing_key: created }}]\n"
             ),
         ),
         (
@@ -116,6 +117,9 @@ async fn declared_topology_carries_messages_from_an_exchange_to_a_queue() {
     for n in 0..5 {
         j.wait_for_log(&format!("got n={n} kind=order queue=billing-{t} key=created;"), Duration::from_secs(30));
     }
+    // The engine counts every connector's calls, whatever its kind: the five publishes.
+    let metrics = c.get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("junction_connector_calls_total{connector=\"rabbit\",outcome=\"ok\"} 5"), "{metrics}");
     let queues = rabbitmqctl(&["list_queues", "-q", "name", "type", "arguments"]);
     let line = queues.lines().find(|l| l.starts_with(&format!("billing-{t}"))).expect("the declared queue");
     assert!(line.contains("quorum"), "{line}");

@@ -2,14 +2,13 @@
 //! pooled client; each step says the method, path and headers (expressions over the message).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role};
 use junction_engine::script::{Script, ScriptEngine};
-use junction_engine::telemetry::ConnectorMetrics;
 use junction_engine::telemetry::otlp::{self, Span};
 use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -88,8 +87,7 @@ impl Kind for HttpKind {
             .default_headers(headers)
             .build()
             .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
-        let metrics = ConnectorMetrics::new(name);
-        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth, metrics }))
+        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth }))
     }
 }
 
@@ -98,7 +96,6 @@ struct HttpConnector {
     base: reqwest::Url,
     client: reqwest::Client,
     auth: Option<AuthConfig>,
-    metrics: ConnectorMetrics,
 }
 
 impl Connector for HttpConnector {
@@ -140,7 +137,6 @@ impl Connector for HttpConnector {
         }
         Ok(Arc::new(HttpCall {
             connector: self.name.clone(),
-            metrics: self.metrics.clone(),
             client: self.client.clone(),
             base: self.base.clone(),
             auth: self.auth.as_ref().map(|a| match a {
@@ -212,8 +208,6 @@ struct HttpCall {
     headers: Vec<(HeaderName, Script)>,
     timeout: Option<Duration>,
     scripts: Arc<ScriptEngine>,
-    /// Shared by every call to the connector, whichever route makes it.
-    metrics: ConnectorMetrics,
 }
 
 impl HttpCall {
@@ -239,12 +233,10 @@ impl HttpCall {
         reqwest::Url::parse(&joined).map_err(|e| ConnectorError::permanent(format!("bad URL {joined}: {e}")))
     }
 
-    /// One call, counted and timed under the connector's name, and traced.
-    async fn measured(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        let started = Instant::now();
+    /// One call, traced (the engine counts and times it, as every connector's).
+    async fn traced(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let mut span = self.span(msg);
         let result = self.call(msg, &mut span).await;
-        self.metrics.record(result.is_ok(), started.elapsed());
         if let Some(span) = span {
             span.end(result.as_ref().err().map(|e| e.message()));
         }
@@ -381,11 +373,11 @@ fn describe(e: &reqwest::Error) -> String {
 #[async_trait]
 impl Endpoint for HttpCall {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
-        self.measured(msg).await.map(|_| ())
+        self.traced(msg).await.map(|_| ())
     }
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        self.measured(msg).await
+        self.traced(msg).await
     }
 
     fn describe(&self) -> String {

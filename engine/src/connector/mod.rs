@@ -19,6 +19,7 @@
 //! - `bus`: the [`Bus`] trait every bus backend implements.
 //! - `consumer`: [`Consumer`], and the [`Inbox`] the engine hands each route's consumer.
 //! - `api`: [`HttpApi`], served on the gateway.
+//! - `measured`: every endpoint counted and timed by the engine, whatever its kind.
 //! - `builtin`: `log`.
 
 mod api;
@@ -27,6 +28,7 @@ mod bus;
 mod consumer;
 mod error;
 mod kind;
+mod measured;
 mod registry;
 
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub use bus::{BoxedPublish, Bus, Publish, PublishError, TopicsSpec};
 pub use consumer::{Admission, Consumer, Inbox};
 pub use error::ConnectorError;
 pub use kind::{ConnectorKind, Kind};
+pub(crate) use measured::Measured;
 pub use registry::Registry;
 
 /// What a step wants from an endpoint: a one-way send (`to`, `wire_tap`, dead letters) or a

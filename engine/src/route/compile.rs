@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::pipeline::{Pipeline, StepEntry};
 use crate::config::error::{Diagnostic, Diagnostics, suggest};
 use crate::config::node::{Node, NodeValue, Pos};
-use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Role};
+use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Measured, Role};
 use crate::schema::Schema;
 use crate::script::{Script, ScriptEngine, ScriptError};
 use crate::steps::{self, StepSpec};
@@ -178,8 +178,8 @@ impl<'a> CompileCx<'a> {
         let options = node.without(&skip);
         match connector.endpoint(role, &options, self.build) {
             Ok(e) => {
-                self.links.push(Link { role, connector: name, target: e.describe() });
-                Some(e)
+                self.links.push(Link { role, connector: name.clone(), target: e.describe() });
+                Some(Measured::wrap(&name, e))
             }
             Err(e) => self.node_error(e),
         }
