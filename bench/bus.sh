@@ -35,14 +35,6 @@ addr=127.0.0.1:18090
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/junction-bus-bench.XXXXXX")
 pids=()
-cleanup() {
-    local status=$?
-    # `run` starts its processes in a subshell: they are listed in $work/pids.
-    [[ -f $work/pids ]] && mapfile -t -O "${#pids[@]}" pids <"$work/pids"
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

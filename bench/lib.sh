@@ -2,6 +2,23 @@
 
 die() { echo "bench: $*" >&2; exit 1; }
 
+# Stops what the script started: the pids in `pids`, and those that a subshell listed in
+# $work/pids (its own `pids` does not reach the caller).
+stop_started() {
+    [[ -f $work/pids ]] && mapfile -t -O "${#pids[@]}" pids <"$work/pids"
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# The scripts' EXIT trap: stops what they started, runs the script's own `cleanup_extra` if it
+# has one, and keeps $work (the logs) only on failure.
+cleanup() {
+    local status=$?
+    stop_started
+    if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+    if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
+}
+
 ensure_wrk() {
     command -v wrk >/dev/null && return
     local sudo=()

@@ -28,13 +28,8 @@ api_key=dev-partner-key-change-me
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-md.XXXXXX")
 pids=()
-cleanup() {
-    local status=$?
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-    if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
-}
+# lib.sh's `cleanup` also drops the throw-away database.
+cleanup_extra() { psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

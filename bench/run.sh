@@ -36,12 +36,6 @@ min_ratio=0.50
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench.XXXXXX")
 pids=()
-cleanup() {
-    local status=$?
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

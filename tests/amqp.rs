@@ -9,15 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Junction, junction, project, sqlite_store};
-
-fn url() -> String {
-    std::env::var("JUNCTION_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn tag() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-}
+use common::{Junction, amqp_url, junction, project, sqlite_store, tag};
 
 fn check(files: &[(&str, &str)]) -> (i32, String, String) {
     let dir = project(files);
@@ -86,7 +78,7 @@ fn amqp_options_are_checked_at_their_line_and_column() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_topology_carries_messages_from_an_exchange_to_a_queue() {
     let t = tag();
-    let url = url();
+    let url = amqp_url();
     let dir = project(&[
         (
             "junction.yaml",
@@ -133,7 +125,7 @@ async fn declared_topology_carries_messages_from_an_exchange_to_a_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_publish_is_not_taken_as_delivered() {
     let t = tag();
-    let url = url();
+    let url = amqp_url();
     let dir = project(&[
         (
             "junction.yaml",
@@ -163,7 +155,7 @@ async fn an_unroutable_publish_is_not_taken_as_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_resumes_by_itself_after_its_connection_is_closed() {
     let t = tag();
-    let url = url();
+    let url = amqp_url();
     let dir = project(&[
         ("junction.yaml", &format!("routes: [routes/]\nbus: \"{url}\"\n")),
         (

@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Junction, project, sqlite_store};
+use common::{Junction, amqp_url, kafka_brokers, project, sqlite_store, tag};
 
 const TOKEN: &str = "conformance-admin-token";
 
@@ -29,8 +29,7 @@ impl Backend {
         match self {
             Backend::Embedded => "embedded".into(),
             Backend::Kafka => {
-                let brokers = std::env::var("JUNCTION_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-                format!("\"kafka://{brokers}?partitions=3\"")
+                format!("\"kafka://{}?partitions=3\"", kafka_brokers())
             }
             Backend::Amqp => format!("\"{}\"", amqp_url()),
         }
@@ -46,10 +45,6 @@ impl Backend {
             Backend::Embedded | Backend::Amqp => Duration::ZERO,
         }
     }
-}
-
-fn amqp_url() -> String {
-    std::env::var("JUNCTION_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// Runs each named test on every backend: `mod embedded { fn publishes… }`, `mod kafka { … }`.
@@ -102,7 +97,7 @@ struct Setup {
 
 impl Setup {
     fn new(backend: Backend, max_in_flight: usize, steps: &str) -> Self {
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let tag = tag();
         let bus = backend.bus();
         let dir = project(&[
             (

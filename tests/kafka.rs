@@ -7,11 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Junction, junction, project, sqlite_store};
-
-fn brokers() -> String {
-    std::env::var("JUNCTION_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+use common::{Junction, junction, kafka_brokers, project, sqlite_store, tag};
 
 fn check(files: &[(&str, &str)]) -> (i32, String, String) {
     let dir = project(files);
@@ -58,8 +54,8 @@ fn kafka_options_are_checked_at_their_line_and_column() {
 /// as a consumer group and sees the body, the key, the header and where the record was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_sink_and_source_carry_keys_and_headers() {
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let brokers = brokers();
+    let tag = tag();
+    let brokers = kafka_brokers();
     let dir = project(&[
         (
             "junction.yaml",
@@ -100,8 +96,8 @@ async fn a_kafka_sink_and_source_carry_keys_and_headers() {
 /// `max_in_flight`: with one partition and a limit of 2, never more than 2 run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_limit_bounds_a_partition() {
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let brokers = brokers();
+    let tag = tag();
+    let brokers = kafka_brokers();
     let dir = project(&[
         (
             "junction.yaml",

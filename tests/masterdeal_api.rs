@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Junction, PgDatabase, junction, project, sqlite_store};
+use common::{Junction, PgDatabase, deal_input, junction, project, sqlite_store};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -24,19 +24,6 @@ fn api_project() -> tempfile::TempDir {
         ),
         ("routes/.keep", ""),
     ])
-}
-
-fn deal_input(crm_id: &str) -> Value {
-    json!({
-        "external_id": format!("crm:{crm_id}"),
-        "name": "Spring campaign",
-        "advertiser": { "name": "Romashka LLC", "inn": "7707083893", "kpp": "770701001" },
-        "owner": "anna",
-        "budget": "1000000.00",
-        "currency": "RUB",
-        "status": "draft",
-        "period": { "from": "2026-03-01", "to": "2026-05-31" },
-    })
 }
 
 struct Api {

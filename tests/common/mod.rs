@@ -196,6 +196,36 @@ pub fn deal() -> String {
     std::fs::read_to_string(root().join("examples/crm-deal.json")).expect("examples/crm-deal.json")
 }
 
+/// The tests' Kafka brokers: tansu on 127.0.0.1:9092 as `scripts/test` starts it, or
+/// `JUNCTION_TEST_KAFKA`.
+pub fn kafka_brokers() -> String {
+    std::env::var("JUNCTION_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The tests' RabbitMQ: 127.0.0.1:5672 as guest, or `JUNCTION_TEST_AMQP` (an `amqp://` URL).
+pub fn amqp_url() -> String {
+    std::env::var("JUNCTION_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A tag of its own for one test's topics, groups and routes: brokers outlive the runs.
+pub fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A master deal as the MasterDeal API takes it, with `external_id` `crm:<crm_id>`.
+pub fn deal_input(crm_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "external_id": format!("crm:{crm_id}"),
+        "name": "Spring campaign",
+        "advertiser": { "name": "Romashka LLC", "inn": "7707083893", "kpp": "770701001" },
+        "owner": "anna",
+        "budget": "1000000.00",
+        "currency": "RUB",
+        "status": "draft",
+        "period": { "from": "2026-03-01", "to": "2026-05-31" },
+    })
+}
+
 /// A scripted HTTP server standing in for a third-party API: answers each request with the
 /// next scripted response (the last one repeats) and records the request bodies.
 pub struct Stub {

@@ -118,7 +118,7 @@ impl Consumer for AmqpConsumer {
                         tracing::debug!(route, queue, error = %e, "cannot cancel the consumer");
                     }
                 }
-                drain(&mut running, &mut done_rx, &mut busy).await;
+                drain(&mut running).await;
                 let _ = channel.close(200, "route stopped".into()).await;
                 return;
             }
@@ -128,7 +128,7 @@ impl Consumer for AmqpConsumer {
                 () = stopped(&mut stop) => break,
             }
         }
-        drain(&mut running, &mut done_rx, &mut busy).await;
+        drain(&mut running).await;
     }
 
     fn describe(&self) -> String {
@@ -160,8 +160,6 @@ impl AmqpConsumer {
             .map_err(|e| format!("cannot set the prefetch: {e}"))?;
         let queues = match &self.source {
             Source::Topics { topics, group, single_active } => {
-                // After a broker lost its state (or before anyone declared it): the exchange first.
-                self.link.topology.declare(&channel).await?;
                 let mut queues = Vec::with_capacity(topics.len());
                 for topic in topics {
                     queues.push(self.link.topology.declare_group(&channel, topic, group, *single_active).await?);
@@ -237,13 +235,6 @@ fn release(busy: &mut HashSet<String>, key: Option<String>) {
 }
 
 /// Waits for the running messages to finish (and be acked).
-async fn drain(
-    running: &mut JoinSet<()>,
-    done_rx: &mut mpsc::UnboundedReceiver<Option<String>>,
-    busy: &mut HashSet<String>,
-) {
+async fn drain(running: &mut JoinSet<()>) {
     while running.join_next().await.is_some() {}
-    while let Ok(key) = done_rx.try_recv() {
-        release(busy, key);
-    }
 }

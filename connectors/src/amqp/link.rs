@@ -17,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
+use super::wire::long_string;
 use super::{BindingSpec, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
 
 /// How long opening a connection may take before it counts as failed.
@@ -36,7 +37,9 @@ impl Link {
         Self { url, connection_name, connection: Mutex::new(None), topology }
     }
 
-    /// A new channel on a live connection; connects again when the connection broke.
+    /// A new channel on a live connection. Connects again when the connection broke, and
+    /// declares the topology on each new connection (a restarted broker may have lost it)
+    /// before anyone uses it.
     pub(super) async fn channel(&self) -> Result<Channel, String> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref().filter(|c| c.status().connected()) {
@@ -52,7 +55,15 @@ impl Link {
             .await
             .map_err(|_| format!("no answer from RabbitMQ within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| format!("cannot connect to RabbitMQ: {e}"))?;
-        let channel = connection.create_channel().await.map_err(|e| format!("cannot open a channel: {e}"))?;
+        let open = || async { connection.create_channel().await.map_err(|e| format!("cannot open a channel: {e}")) };
+        // A refused declaration closes its channel: the topology gets one of its own.
+        let declaring = open().await?;
+        if let Err(e) = self.topology.declare(&declaring).await {
+            let _ = connection.close(200, "topology refused".into()).await;
+            return Err(e);
+        }
+        let _ = declaring.close(200, "declared".into()).await;
+        let channel = open().await?;
         *slot = Some(Arc::new(connection));
         Ok(channel)
     }
@@ -96,14 +107,14 @@ impl Topology {
 
     /// Declares the bus's exchange and dead-letter queue, then the exchanges, queues and
     /// bindings the options list.
-    pub(super) async fn declare(&self, channel: &Channel) -> Result<(), String> {
+    async fn declare(&self, channel: &Channel) -> Result<(), String> {
         // The ends of the line: no limit and no dead-lettering of their own.
         let unrouted = self.unrouted_queue();
         exchange(channel, &unrouted, ExchangeType::Fanout, FieldTable::default()).await?;
         queue(channel, &unrouted, quorum_arguments(None, None, false)).await?;
         bind(channel, &unrouted, &unrouted, "").await?;
         let mut alternate = FieldTable::default();
-        alternate.insert("alternate-exchange".into(), long(&unrouted));
+        alternate.insert("alternate-exchange".into(), long_string(&unrouted));
         exchange(channel, &self.exchange, ExchangeType::Topic, alternate).await?;
         let (dlx, dead) = (self.dead_letter_exchange(), self.dead_letter_queue());
         exchange(channel, &dlx, ExchangeType::Topic, FieldTable::default()).await?;
@@ -121,9 +132,9 @@ impl Topology {
                 ),
                 QueueType::Classic => {
                     let mut a = FieldTable::default();
-                    a.insert("x-queue-type".into(), long("classic"));
+                    a.insert("x-queue-type".into(), long_string("classic"));
                     if let Some(dlx) = &q.dead_letter_exchange {
-                        a.insert("x-dead-letter-exchange".into(), long(dlx));
+                        a.insert("x-dead-letter-exchange".into(), long_string(dlx));
                     }
                     if q.single_active_consumer {
                         a.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
@@ -165,21 +176,17 @@ pub(super) fn group_queue(topic: &str, group: &str) -> String {
     format!("{topic}.{group}")
 }
 
-fn long(text: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(text.as_bytes().to_vec()))
-}
-
 fn quorum_arguments(delivery_limit: Option<u32>, dead_letters: Option<String>, single_active: bool) -> FieldTable {
     let mut a = FieldTable::default();
-    a.insert("x-queue-type".into(), long("quorum"));
+    a.insert("x-queue-type".into(), long_string("quorum"));
     if let Some(limit) = delivery_limit {
         a.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(limit)));
     }
     if let Some(dlx) = dead_letters {
-        a.insert("x-dead-letter-exchange".into(), long(&dlx));
+        a.insert("x-dead-letter-exchange".into(), long_string(&dlx));
         // RabbitMQ keeps a message until the dead-letter queue confirmed it (needs reject-publish).
-        a.insert("x-dead-letter-strategy".into(), long("at-least-once"));
-        a.insert("x-overflow".into(), long("reject-publish"));
+        a.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+        a.insert("x-overflow".into(), long_string("reject-publish"));
     }
     if single_active {
         a.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));

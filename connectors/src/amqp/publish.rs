@@ -37,8 +37,7 @@ impl AmqpBus {
         Self { link, channel: Mutex::new(None), timeout, prefetch, groups: std::sync::Mutex::default() }
     }
 
-    /// The publishing channel, opened (in confirm mode, the topology declared) if there is none
-    /// or it broke.
+    /// The publishing channel, opened (in confirm mode) if there is none or it broke.
     async fn channel(&self) -> Result<Channel, PublishError> {
         let mut slot = self.channel.lock().await;
         if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
@@ -49,7 +48,6 @@ impl AmqpBus {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| PublishError::Unavailable(format!("cannot turn on publisher confirms: {e}")))?;
-        self.link.topology.declare(&channel).await.map_err(PublishError::Unavailable)?;
         *slot = Some(channel.clone());
         Ok(channel)
     }

@@ -52,7 +52,7 @@ pub(super) fn properties_of(msg: &Message) -> (Bytes, BasicProperties) {
     (msg.body.to_bytes(), properties)
 }
 
-fn long_string(text: &str) -> AMQPValue {
+pub(super) fn long_string(text: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(text.as_bytes().to_vec()))
 }
 
