@@ -48,7 +48,7 @@ async fn open_project(
         Err(d) => return Ok(Err(d)),
     };
     let store = junction_engine::store::Store::open(&settings.store).await.context("opening the store")?;
-    l.resources = Resources { store: Some(store.clone()), cache: None };
+    l.resources = Resources { store: Some(store.clone()), ..Resources::default() };
     Ok(l.load(dir).map(|p| (p, store)))
 }
 

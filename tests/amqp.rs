@@ -216,3 +216,117 @@ fn close_connections_named(name: &str) -> usize {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The messages waiting in a route's queue are its `junction_consumer_lag`: a slow route (one
+/// message at a time, a second each) behind ten messages shows some waiting, then none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_waiting_messages_are_its_consumer_lag() {
+    let t = tag();
+    let url = amqp_url();
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!("routes: [routes/]\nbus: \"{url}\"\nadmin: {{ listen: 127.0.0.1:0, token: amqp-test-token }}\n"),
+        ),
+        (
+            "routes/send.yaml",
+            &format!(
+                "route: send-{t}\nfrom: {{ http: {{ method: POST, path: /send, auth: none }} }}\nsteps:\n  - to: {{ connector: bus, topic: slow-{t} }}\n"
+            ),
+        ),
+        (
+            "routes/read.yaml",
+            &format!(
+                "route: read-{t}\nmax_in_flight: 1\nfrom: {{ bus: {{ topic: slow-{t} }} }}\nsteps:\n  - delay: 1s\n  - log: \"done n=${{body.n}};\"\n"
+            ),
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = reqwest::Client::new();
+    for n in 0..12 {
+        let resp = c.post(j.url("/send")).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{}\n{}", resp.text().await.unwrap_or_default(), j.logs());
+    }
+    let series = format!("junction_consumer_lag{{route=\"read-{t}\",topic=\"slow-{t}\",partition=\"0\"}}");
+    let most = j.highest_until(&series, |log| log.contains("done n=11;"), Duration::from_secs(60)).await;
+    assert!(most >= 2.0, "at most {most} messages were seen waiting:\n{}", j.logs());
+    // Once all are done, the next measure shows none waiting.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = c.get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        if metrics.lines().any(|l| l == format!("{series} 0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lag did not fall to 0:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A message that kills its consumer every time (SIGKILL while the route holds it) stops
+/// coming back after `delivery_limit` deliveries: RabbitMQ dead-letters it into
+/// `<exchange>.dead-letters`, where a route can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_killing_its_consumer_is_dead_lettered() {
+    let t = tag();
+    let url = amqp_url();
+    let limit = 2;
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\nconnectors:\n  rabbit: {{ kind: amqp, url: \"{url}\", exchange: ex-{t}, delivery_limit: {limit} }}\n"
+            ),
+        ),
+        (
+            "routes/send.yaml",
+            &format!(
+                "route: send-{t}\nfrom: {{ http: {{ method: POST, path: /send, auth: none }} }}\nsteps:\n  - to: {{ connector: rabbit, topic: poison-{t} }}\n"
+            ),
+        ),
+        (
+            "routes/hold.yaml",
+            &format!(
+                "route: hold-{t}\nfrom: {{ connector: rabbit, topic: poison-{t} }}\nsteps:\n  - log: \"holding n=${{body.n}};\"\n  - delay: 120s\n"
+            ),
+        ),
+        (
+            "routes/dead.yaml",
+            &format!(
+                "route: dead-{t}\nfrom: {{ connector: rabbit, queue: ex-{t}.dead-letters }}\nsteps:\n  - log: \"dead n=${{body.n}} from=${{meta.source.routing_key}};\"\n"
+            ),
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let mut holds = 0;
+    let mut sent = false;
+    loop {
+        let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+        if !sent {
+            // The consumer declared its queue before anything is published to its topic.
+            j.wait_for_log("consuming from RabbitMQ", Duration::from_secs(30));
+            let resp = reqwest::Client::new().post(j.url("/send")).body("{\"n\": 7}").send().await.expect("send");
+            assert_eq!(resp.status(), 200, "{}", j.logs());
+            sent = true;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let logs = loop {
+            let logs = j.logs();
+            if logs.contains("holding n=7;") || logs.contains("dead n=7") {
+                break logs;
+            }
+            assert!(Instant::now() < deadline, "neither held nor dead-lettered:\n{logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if logs.contains("dead n=7") {
+            assert!(logs.contains(&format!("dead n=7 from=poison-{t};")), "{logs}");
+            assert!(!logs.contains("holding n=7;"), "a dead-lettered message came back:\n{logs}");
+            j.terminate();
+            break;
+        }
+        holds += 1;
+        assert!(holds <= limit + 2, "held {holds} times with a delivery limit of {limit}:\n{logs}");
+        j.crash();
+    }
+    assert!(holds > limit, "dead-lettered after {holds} deliveries, before the limit of {limit}");
+}

@@ -1,6 +1,6 @@
 //! Spans over OTLP/HTTP through the running binary: a request in the caller's trace yields a
-//! route span, step spans and a client span nested as the caller, the collector and the called
-//! API expect.
+//! route span, step spans and a client span per connector call (whatever its kind) nested as
+//! the caller, the collector and the called API expect.
 
 mod common;
 
@@ -27,14 +27,14 @@ fn received_spans(collector: &Stub) -> Vec<Value> {
     spans
 }
 
-/// Waits until the collector has a route span, two step spans and a client span.
+/// Waits until the collector has a route span, three step spans and both client spans.
 fn wait_for_spans(collector: &Stub, within: Duration) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let spans = received_spans(collector);
         let named =
             |prefix: &str| spans.iter().filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix))).count();
-        if named("route ") >= 1 && named("step ") >= 2 && named("POST api") >= 1 {
+        if named("route ") >= 1 && named("step ") >= 3 && named("POST api") >= 1 && named("send bus") >= 1 {
             return spans;
         }
         assert!(start.elapsed() < within, "the collector did not get every span within {within:?}: {spans:#?}");
@@ -63,7 +63,7 @@ async fn a_traced_request_exports_route_step_and_client_spans_in_the_callers_tra
         ),
         (
             "routes/relay.yaml",
-            "route: relay\nfrom: { http: { method: POST, path: /relay, auth: none } }\nsteps:\n  - log: relaying\n  - request: { connector: api, method: POST, path: /in }\n",
+            "route: relay\nfrom: { http: { method: POST, path: /relay, auth: none } }\nsteps:\n  - log: relaying\n  - request: { connector: api, method: POST, path: /in }\n  - to: { connector: bus, topic: relayed }\n",
         ),
     ]);
     let (_tmp, store) = sqlite_store();
@@ -90,7 +90,7 @@ async fn a_traced_request_exports_route_step_and_client_spans_in_the_callers_tra
 
     let steps: Vec<&Value> =
         spans.iter().filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("step "))).collect();
-    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert_eq!(steps.len(), 3, "{steps:#?}");
     for step in &steps {
         assert_eq!(step["kind"], 1, "{step}");
         assert_eq!(step["parentSpanId"], route["spanId"], "steps nest under their route: {step}");
@@ -108,6 +108,14 @@ async fn a_traced_request_exports_route_step_and_client_spans_in_the_callers_tra
     let started: u64 = client["startTimeUnixNano"].as_str().and_then(|t| t.parse().ok()).expect("a nanosecond string");
     let ended: u64 = client["endTimeUnixNano"].as_str().and_then(|t| t.parse().ok()).expect("a nanosecond string");
     assert!(started > 0 && ended >= started, "{client}");
+
+    // The engine traces every connector's calls, not only http's: the bus publish as well.
+    let publish = spans.iter().find(|s| s["name"] == "send bus").expect("the bus publish's span");
+    assert_eq!(publish["kind"], 3, "{publish}");
+    let to_step = steps.iter().find(|s| s["name"].as_str().is_some_and(|n| n.ends_with(":to"))).expect("the to step");
+    assert_eq!(publish["parentSpanId"], to_step["spanId"], "the publish nests under its step: {publish}");
+    assert_eq!(attribute(publish, "junction.connector")["stringValue"], "bus");
+    assert_eq!(attribute(client, "junction.connector")["stringValue"], "api");
 
     let api_head = api.heads.lock().expect("lock")[0].to_ascii_lowercase();
     let client_id = client["spanId"].as_str().expect("a span id");

@@ -9,7 +9,7 @@ use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role};
 use junction_engine::script::{Script, ScriptEngine};
-use junction_engine::telemetry::otlp::{self, Span};
+use junction_engine::telemetry::otlp;
 use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
@@ -233,31 +233,18 @@ impl HttpCall {
         reqwest::Url::parse(&joined).map_err(|e| ConnectorError::permanent(format!("bad URL {joined}: {e}")))
     }
 
-    /// One call, traced (the engine counts and times it, as every connector's).
+    /// One call. The engine counts, times and traces it as every connector's; this adds
+    /// what only an HTTP call knows to its span (`POST crm`, the method, URL and status).
     async fn traced(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        let mut span = self.span(msg);
-        let result = self.call(msg, &mut span).await;
-        if let Some(span) = span {
-            span.end(result.as_ref().err().map(|e| e.message()));
-        }
-        result
+        otlp::call::name(format_args!("{} {}", self.method, self.connector));
+        otlp::call::set("http.request.method", self.method.as_str());
+        self.call(msg).await
     }
 
-    /// The CLIENT span of one call when spans are exported, under the step making it.
-    fn span(&self, msg: &Message) -> Option<Span> {
-        let trace = msg.meta.trace_id.as_deref()?;
-        let parent = msg.meta.parent_span_id.as_deref();
-        let mut span =
-            Span::start(trace, parent, otlp::Kind::Client, format_args!("{} {}", self.method, self.connector))?;
-        span.set("http.request.method", self.method.as_str());
-        span.set("junction.connector", self.connector.as_str());
-        Some(span)
-    }
-
-    async fn call(&self, msg: &Message, span: &mut Option<Span>) -> Result<Message, ConnectorError> {
+    async fn call(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let url = self.url(msg)?;
-        if let Some(span) = span {
-            span.set("url.full", shown_url(&url));
+        if otlp::call::traced() {
+            otlp::call::set("url.full", shown_url(&url));
         }
         let mut req = self.client.request(self.method.clone(), url);
         if let Some(t) = self.timeout {
@@ -284,7 +271,7 @@ impl HttpCall {
         if let Some(trace) = &msg.meta.trace_id {
             // The called system's spans nest under this call's span; untraced, the call is
             // still a span of its own, as the W3C spec asks.
-            let span_id = span.as_ref().map_or_else(trace::new_span_id, |s| s.id().to_owned());
+            let span_id = otlp::call::id().unwrap_or_else(trace::new_span_id);
             req = req.header("traceparent", trace::traceparent(trace, &span_id));
         }
         if !matches!(self.method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::DELETE) {
@@ -299,9 +286,7 @@ impl HttpCall {
             if e.is_connect() { ConnectorError::unavailable(message) } else { ConnectorError::retryable(message) }
         })?;
         let status = resp.status();
-        if let Some(span) = span {
-            span.set("http.response.status_code", status.as_u16());
-        }
+        otlp::call::set("http.response.status_code", status.as_u16());
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         let bytes = read_limited(resp).await?;
         if status.is_success() {

@@ -22,13 +22,13 @@ use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use junction_engine::Message;
 use junction_engine::connector::{Consumer, Inbox, stopped};
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Acker, Channel};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::link::Link;
+use super::link::{Link, group_queue};
 use super::wire;
 
 /// What a route reads.
@@ -61,7 +61,29 @@ type Deliveries =
 
 #[async_trait]
 impl Consumer for AmqpConsumer {
-    async fn run(&self, inbox: Arc<dyn Inbox>, mut stop: watch::Receiver<bool>) {
+    async fn run(&self, inbox: Arc<dyn Inbox>, stop: watch::Receiver<bool>) {
+        let depth = tokio::spawn(report_depth(self.link.clone(), self.queues(), inbox.route().to_owned()));
+        self.consume(inbox, stop).await;
+        depth.abort();
+    }
+
+    fn describe(&self) -> String {
+        match &self.source {
+            Source::Topics { topics, group, .. } => format!("amqp {} as group {group}", topics.join(", ")),
+            Source::Queue(queue) => format!("amqp queue {queue}"),
+        }
+    }
+
+    fn groups(&self) -> Vec<(String, String)> {
+        match &self.source {
+            Source::Topics { topics, group, .. } => topics.iter().map(|t| (t.clone(), group.clone())).collect(),
+            Source::Queue(queue) => vec![(queue.clone(), queue.clone())],
+        }
+    }
+}
+
+impl AmqpConsumer {
+    async fn consume(&self, inbox: Arc<dyn Inbox>, mut stop: watch::Receiver<bool>) {
         let route = inbox.route().to_owned();
         let prefetch = self.prefetch.unwrap_or_else(|| u16::try_from(inbox.max_in_flight()).unwrap_or(u16::MAX)).max(1);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<String>>();
@@ -131,22 +153,14 @@ impl Consumer for AmqpConsumer {
         drain(&mut running).await;
     }
 
-    fn describe(&self) -> String {
+    /// Each queue the route reads, with the topic (or queue) its depth is reported under.
+    fn queues(&self) -> Vec<(String, String)> {
         match &self.source {
-            Source::Topics { topics, group, .. } => format!("amqp {} as group {group}", topics.join(", ")),
-            Source::Queue(queue) => format!("amqp queue {queue}"),
-        }
-    }
-
-    fn groups(&self) -> Vec<(String, String)> {
-        match &self.source {
-            Source::Topics { topics, group, .. } => topics.iter().map(|t| (t.clone(), group.clone())).collect(),
+            Source::Topics { topics, group, .. } => topics.iter().map(|t| (group_queue(t, group), t.clone())).collect(),
             Source::Queue(queue) => vec![(queue.clone(), queue.clone())],
         }
     }
-}
 
-impl AmqpConsumer {
     /// A channel with `prefetch`, the queues declared, and a consumer on each.
     async fn open(
         &self,
@@ -231,6 +245,38 @@ async fn ack(acker: &Acker) {
 fn release(busy: &mut HashSet<String>, key: Option<String>) {
     if let Some(key) = key {
         busy.remove(&key);
+    }
+}
+
+/// How often the depth of a route's queues is measured.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets `junction_consumer_lag{route, topic, partition="0"}` to the messages ready in each of
+/// the route's queues (received by no consumer yet), asked of RabbitMQ by a passive declare
+/// every five seconds, until aborted.
+async fn report_depth(link: Arc<Link>, queues: Vec<(String, String)>, route: String) {
+    let gauges: Vec<_> =
+        queues.iter().map(|(_, topic)| junction_engine::telemetry::consumer_lag(&route, topic, "0")).collect();
+    let mut channel: Option<Channel> = None;
+    let mut every = tokio::time::interval(DEPTH_EVERY);
+    loop {
+        every.tick().await;
+        for ((queue, _), gauge) in queues.iter().zip(&gauges) {
+            if channel.as_ref().is_none_or(|c| !c.status().connected()) {
+                channel = link.channel().await.ok();
+            }
+            let Some(open) = &channel else { break };
+            let Ok(name) = ShortString::try_new(queue.as_str()) else { continue };
+            let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            match open.queue_declare(name, passive, FieldTable::default()).await {
+                Ok(q) => gauge.set(f64::from(q.message_count())),
+                // Not declared yet (the consumer declares it) or the channel broke: next time.
+                Err(e) => {
+                    tracing::debug!(route, queue, error = %e, "cannot measure a RabbitMQ queue's depth");
+                    channel = None;
+                }
+            }
+        }
     }
 }
 

@@ -342,9 +342,16 @@ impl Loader {
                 continue;
             };
             let version = version_of(&node.to_json().to_string());
+            if let Err(e) = build.resources.guards.resolve(&name.name, &version, node, build.resources.cache.as_ref()) {
+                diags.push(Diagnostic::from_node(file, e));
+            }
             let built = match live.get(&name.name) {
                 Some((v, c)) if *v == version => Ok(c.clone()),
-                _ => kind.build(&name.name, &node.without(&["kind", "api"]), build),
+                _ => {
+                    let mut engine_keys = vec!["kind", "api"];
+                    engine_keys.extend_from_slice(crate::connector::GUARD_OPTIONS);
+                    kind.build(&name.name, &node.without(&engine_keys), build)
+                }
             };
             match built {
                 Ok(c) => {

@@ -1,42 +1,113 @@
-//! Every endpoint a step uses, counted and timed under its connector's name by the engine:
-//! `junction_connector_calls_total{connector, outcome}` and
-//! `junction_connector_call_duration_seconds{connector}`, whatever the kind. A kind adds
-//! what only it knows (an HTTP call's span with its method and status), never these.
+//! Every endpoint a step uses, counted, timed and traced under its connector's name by the
+//! engine: `junction_connector_calls_total{connector, outcome}`,
+//! `junction_connector_call_duration_seconds{connector}`, and, when spans are exported, a
+//! CLIENT span per call (`send <connector>` / `request <connector>`, under the step making
+//! it), whatever the kind. A kind adds what only it knows to that span
+//! ([`crate::telemetry::otlp::call`]: an HTTP call's method, URL and status), never these.
+//! Calls also pass the connector's [`Guard`] (its `limits` and `breaker`) when it has one.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{ConnectorError, Endpoint};
+use super::guard::{Outcome, Permit};
+use super::{ConnectorError, Endpoint, Guard};
 use crate::message::Message;
 use crate::telemetry::ConnectorMetrics;
+use crate::telemetry::otlp::{self, Kind, Span};
 
 pub(crate) struct Measured {
     inner: Arc<dyn Endpoint>,
+    /// The connector's limits and breaker, when its options have them.
+    guard: Option<Arc<Guard>>,
+    connector: String,
     /// Shared by every endpoint of the connector, whichever route uses it.
     metrics: ConnectorMetrics,
 }
 
 impl Measured {
-    pub(crate) fn wrap(connector: &str, inner: Arc<dyn Endpoint>) -> Arc<dyn Endpoint> {
-        Arc::new(Self { inner, metrics: ConnectorMetrics::new(connector) })
+    pub(crate) fn wrap(connector: &str, guard: Option<Arc<Guard>>, inner: Arc<dyn Endpoint>) -> Arc<dyn Endpoint> {
+        Arc::new(Self { inner, guard, connector: connector.to_owned(), metrics: ConnectorMetrics::new(connector) })
     }
+
+    /// Waits until the guard lets the call go (a token, a slot, a breaker not open).
+    async fn enter(&self) -> Result<Option<Permit>, ConnectorError> {
+        match &self.guard {
+            Some(guard) => guard.enter().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn leave<T>(&self, permit: Option<Permit>, result: &Result<T, ConnectorError>) {
+        if let (Some(guard), Some(permit)) = (&self.guard, permit) {
+            guard.leave(permit, Outcome::of(result)).await;
+        }
+    }
+
+    /// The call's span when spans are exported and the message is in a trace, and the
+    /// message as the kind sees it then: naming that span as its parent.
+    fn traced(&self, op: &str, msg: &Message) -> Option<(Span, Message)> {
+        let span = self.span(op, msg)?;
+        let mut traced = msg.clone();
+        traced.meta.parent_span_id = Some(span.id().to_owned());
+        Some((span, traced))
+    }
+
+    /// The call's span when spans are exported and the message is in a trace.
+    fn span(&self, op: &str, msg: &Message) -> Option<Span> {
+        let trace = msg.meta.trace_id.as_deref()?;
+        let mut span = Span::start(
+            trace,
+            msg.meta.parent_span_id.as_deref(),
+            Kind::Client,
+            format_args!("{op} {}", self.connector),
+        )?;
+        span.set("junction.connector", self.connector.as_str());
+        Some(span)
+    }
+}
+
+/// Runs a traced call as the call of `span`, and ends the span with what the kind added.
+async fn in_span<T>(
+    mut span: Span,
+    call: impl Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    let (result, added) = otlp::call::within(span.id().to_owned(), call).await;
+    if let Some(name) = added.name {
+        span.rename(name);
+    }
+    for (key, value) in added.attributes {
+        span.set(key, value);
+    }
+    span.end(result.as_ref().err().map(ConnectorError::message));
+    result
 }
 
 #[async_trait]
 impl Endpoint for Measured {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
+        let permit = self.enter().await?;
         let started = Instant::now();
-        let result = self.inner.send(msg).await;
+        let result = match self.traced("send", msg) {
+            None => self.inner.send(msg).await,
+            Some((span, traced)) => in_span(span, self.inner.send(&traced)).await,
+        };
         self.metrics.record(result.is_ok(), started.elapsed());
+        self.leave(permit, &result).await;
         result
     }
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
+        let permit = self.enter().await?;
         let started = Instant::now();
-        let result = self.inner.request(msg).await;
+        let result = match self.traced("request", msg) {
+            None => self.inner.request(msg).await,
+            Some((span, traced)) => in_span(span, self.inner.request(&traced)).await,
+        };
         self.metrics.record(result.is_ok(), started.elapsed());
+        self.leave(permit, &result).await;
         result
     }
 

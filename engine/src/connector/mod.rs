@@ -27,6 +27,7 @@ mod builtin;
 mod bus;
 mod consumer;
 mod error;
+mod guard;
 mod kind;
 mod measured;
 mod registry;
@@ -45,6 +46,8 @@ pub use api::{ApiResponse, HttpApi};
 pub use bus::{BoxedPublish, Bus, Publish, PublishError, TopicsSpec};
 pub use consumer::{Admission, Consumer, Inbox};
 pub use error::ConnectorError;
+pub(crate) use guard::OPTIONS as GUARD_OPTIONS;
+pub use guard::{Guard, Guards};
 pub use kind::{ConnectorKind, Kind};
 pub(crate) use measured::Measured;
 pub use registry::Registry;
@@ -71,6 +74,8 @@ pub struct BuildCx<'a> {
 pub struct Resources {
     pub store: Option<Store>,
     pub cache: Option<crate::cache::Cache>,
+    /// The connectors' limits and breakers, kept across reloads.
+    pub guards: Arc<Guards>,
 }
 
 /// What a connector is started with: the engine's own store, cache and bus.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::pipeline::{Pipeline, StepEntry};
 use crate::config::error::{Diagnostic, Diagnostics, suggest};
 use crate::config::node::{Node, NodeValue, Pos};
-use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Measured, Role};
+use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Guard, Measured, Role};
 use crate::schema::Schema;
 use crate::script::{Script, ScriptEngine, ScriptError};
 use crate::steps::{self, StepSpec};
@@ -66,6 +66,9 @@ pub struct CompileCx<'a> {
     pub(crate) inputs: Vec<(PathBuf, String)>,
     /// Every endpoint the route uses, for `junction graph`.
     pub(crate) links: Vec<Link>,
+    /// The guards of the connectors the route calls: its bus sources hold back while one of
+    /// their breakers is open.
+    pub(crate) guards: Vec<Arc<Guard>>,
     /// How many steps of each kind that keep state in the store were compiled so far.
     kept: HashMap<&'static str, usize>,
     schemas: &'a mut HashMap<String, Schema>,
@@ -95,6 +98,7 @@ impl<'a> CompileCx<'a> {
             top_level: true,
             inputs: Vec::new(),
             links: Vec::new(),
+            guards: Vec::new(),
             kept: HashMap::new(),
             schemas,
         }
@@ -179,7 +183,13 @@ impl<'a> CompileCx<'a> {
         match connector.endpoint(role, &options, self.build) {
             Ok(e) => {
                 self.links.push(Link { role, connector: name.clone(), target: e.describe() });
-                Some(Measured::wrap(&name, e))
+                let guard = self.build.resources.guards.get(&name);
+                if let Some(g) = &guard
+                    && !self.guards.iter().any(|known| Arc::ptr_eq(known, g))
+                {
+                    self.guards.push(g.clone());
+                }
+                Some(Measured::wrap(&name, guard, e))
             }
             Err(e) => self.node_error(e),
         }

@@ -43,6 +43,8 @@ pub struct Route {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// The connectors the route's steps use (`junction graph`).
     pub links: Vec<compile::Link>,
+    /// The limits and breakers of the connectors its steps call.
+    pub guards: Vec<Arc<crate::connector::Guard>>,
     /// Messages received, completed and dead-lettered by this version.
     pub counters: counters::RouteCounters,
     /// The route's Prometheus series, registered once per compile.
@@ -194,6 +196,7 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut C
         max_in_flight,
         permits: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
         links: std::mem::take(&mut cx.links),
+        guards: std::mem::take(&mut cx.guards),
         counters: Default::default(),
         metrics: crate::telemetry::RouteMetrics::new(&spec.route.value),
     })

@@ -104,7 +104,7 @@ impl Runtime {
         }
         let store = Store::open(&settings.store).await?;
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
-        loader.resources = Resources { store: Some(store.clone()), cache: Some(cache.clone()) };
+        loader.resources = Resources { store: Some(store.clone()), cache: Some(cache.clone()), ..Resources::default() };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
         let bus = project.connectors.get("bus").and_then(|c| c.bus()).ok_or_else(no_bus)?;
         let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();

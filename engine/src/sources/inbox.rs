@@ -1,8 +1,10 @@
 //! The engine's side of every consumer: a route's [`Inbox`]. It bounds the messages in flight
-//! with the route's permits, holds back while an admin has the route paused, and delivers
+//! with the route's permits, holds back while an admin has the route paused or a breaker of a
+//! connector it calls is open, and delivers
 //! each message with the route's retries, dead letters, metrics and spans.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -25,6 +27,17 @@ impl RouteInbox {
     }
 }
 
+/// How often a route held back by an open breaker looks again.
+const BREAKER_POLL: Duration = Duration::from_millis(100);
+
+impl RouteInbox {
+    /// Whether a connector the route calls has its breaker open: its calls would fail at once,
+    /// so the source leaves the messages where they are (a backlog, not dead letters).
+    fn held_by_a_breaker(&self) -> bool {
+        self.route.guards.iter().any(|g| g.is_open())
+    }
+}
+
 #[async_trait]
 impl Inbox for RouteInbox {
     fn route(&self) -> &str {
@@ -36,8 +49,17 @@ impl Inbox for RouteInbox {
     }
 
     async fn admit(&self, stop: &mut watch::Receiver<bool>) -> Option<Admission> {
-        if !self.paused.wait_while_paused(&self.route.id, stop).await {
-            return None;
+        loop {
+            if !self.paused.wait_while_paused(&self.route.id, stop).await {
+                return None;
+            }
+            if !self.held_by_a_breaker() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(BREAKER_POLL) => {}
+                () = crate::runtime::stopped(stop) => return None,
+            }
         }
         tokio::select! {
             permit = self.route.permits.clone().acquire_owned() => permit.ok().map(Admission::new),
@@ -46,7 +68,7 @@ impl Inbox for RouteInbox {
     }
 
     fn try_admit(&self) -> Option<Admission> {
-        if self.paused.is(&self.route.id) {
+        if self.paused.is(&self.route.id) || self.held_by_a_breaker() {
             return None;
         }
         self.route.permits.clone().try_acquire_owned().ok().map(Admission::new)

@@ -18,6 +18,8 @@ pub(super) const ROUTE_IN_FLIGHT: &str = "junction_route_in_flight";
 pub(super) const CONSUMER_LAG: &str = "junction_consumer_lag";
 pub(super) const OUTBOX_PENDING: &str = "junction_outbox_pending";
 pub(super) const OUTBOX_AGE: &str = "junction_outbox_oldest_age_seconds";
+pub(super) const BREAKER_STATE: &str = "junction_connector_breaker_state";
+pub(super) const BREAKER_OPENED: &str = "junction_connector_breaker_opened_total";
 
 /// A route's message counts and run time.
 #[derive(Clone)]
@@ -48,6 +50,16 @@ impl RouteMetrics {
 /// Messages of a topic (and partition) a route's consumer group has yet to process.
 pub fn consumer_lag(route: &str, topic: &str, partition: &str) -> Gauge {
     gauge!(CONSUMER_LAG, "route" => route.to_owned(), "topic" => topic.to_owned(), "partition" => partition.to_owned())
+}
+
+/// A connector's circuit breaker: 0 closed, 1 half-open, 2 open.
+pub fn breaker_state(connector: &str) -> Gauge {
+    gauge!(BREAKER_STATE, "connector" => connector.to_owned())
+}
+
+/// How often a connector's circuit breaker opened.
+pub fn breaker_opened(connector: &str) -> Counter {
+    counter!(BREAKER_OPENED, "connector" => connector.to_owned())
 }
 
 /// A connector's transactional outbox: events not yet published, and how long the oldest

@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use gateway::GatewayMetrics;
-pub use handles::{ConnectorMetrics, OutboxMetrics, RouteMetrics, StepMetrics, consumer_lag};
+pub use handles::{
+    ConnectorMetrics, OutboxMetrics, RouteMetrics, StepMetrics, breaker_opened, breaker_state, consumer_lag,
+};
 
 /// Latency buckets from 0.5 ms (an in-process step) to 30 s (a slow partner API at its
 /// timeout), roughly ×2–2.5 apart.
@@ -110,6 +112,8 @@ fn describe() {
         metrics::Unit::Seconds,
         "How long the oldest unpublished outbox event has waited."
     );
+    describe_gauge!(handles::BREAKER_STATE, "A connector's circuit breaker: 0 closed, 1 half-open, 2 open.");
+    describe_counter!(handles::BREAKER_OPENED, "How often a connector's circuit breaker opened.");
     describe_counter!(gateway::REQUESTS, "Gateway answers by route (`none` when no route matched) and status.");
     describe_counter!(gateway::RATE_LIMITED, "Requests answered 429 by a route's rate limit.");
     describe_counter!(gateway::SHED, "Requests answered 503 because the route was at max_in_flight.");

@@ -27,7 +27,7 @@ fn node(yaml: &str) -> Node {
 /// The endpoint for `op` on a connector over `store` (`None`: as under `junction check`).
 pub(super) fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoint>, String> {
     let scripts = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
-    let resources = Resources { store, cache: None };
+    let resources = Resources { store, ..Resources::default() };
     let redact = junction_engine::redact::Redact::default();
     let cx = BuildCx { scripts: &scripts, resources: &resources, redact: &redact };
     let connector = MasterDealKind.build("masterdeal", &node("{}"), &cx).map_err(|e| e.to_string())?;

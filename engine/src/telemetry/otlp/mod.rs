@@ -4,6 +4,7 @@
 //!
 //! Nothing is made or sent unless [`install`] was called (`tracing.otlp` in junction.yaml).
 
+pub mod call;
 mod encode;
 mod export;
 mod span;

@@ -96,6 +96,10 @@ impl Span {
         &self.0.span_id
     }
 
+    pub fn rename(&mut self, name: String) {
+        self.0.name = name;
+    }
+
     pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
         self.0.attributes.push((key, value.into()));
     }
