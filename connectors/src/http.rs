@@ -7,11 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role, StartCx};
 use junction_engine::script::{Script, ScriptEngine};
 use junction_engine::telemetry::otlp;
 use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::web::auth::AuthConfig;
+use crate::web::{Auth, describe, parse_retry_after, read_limited, shown_url};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -31,13 +34,6 @@ pub struct HttpConfig {
     /// Per-call timeout (default 10s).
     #[serde(default)]
     timeout: Option<ConfigDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum AuthConfig {
-    Bearer(String),
-    Basic { user: String, password: String },
 }
 
 /// What a step asks: `{ connector: crm, method: POST, path: "/deals/${body.id}", headers: {…} }`.
@@ -87,7 +83,13 @@ impl Kind for HttpKind {
             .default_headers(headers)
             .build()
             .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
-        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth: config.auth }))
+        let auth = match &config.auth {
+            Some(a) => {
+                Auth::new(name, a, &base, &client).map_err(|message| NodeError { message, pos: Some(at("auth")) })?
+            }
+            None => Auth::None,
+        };
+        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth }))
     }
 }
 
@@ -95,12 +97,19 @@ struct HttpConnector {
     name: String,
     base: reqwest::Url,
     client: reqwest::Client,
-    auth: Option<AuthConfig>,
+    auth: Auth,
 }
 
+#[async_trait]
 impl Connector for HttpConnector {
     fn kind(&self) -> &'static str {
         "http"
+    }
+
+    /// Credentials that keep tokens in the store (OAuth2) get it and the cache.
+    async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
+        self.auth.start(&cx.store, &cx.cache);
+        Ok(())
     }
 
     fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
@@ -139,10 +148,7 @@ impl Connector for HttpConnector {
             connector: self.name.clone(),
             client: self.client.clone(),
             base: self.base.clone(),
-            auth: self.auth.as_ref().map(|a| match a {
-                AuthConfig::Bearer(t) => Auth::Bearer(t.clone()),
-                AuthConfig::Basic { user, password } => Auth::Basic(user.clone(), password.clone()),
-            }),
+            auth: self.auth.clone(),
             method,
             path,
             headers,
@@ -193,16 +199,11 @@ fn encode_segment(value: &str, out: &mut String) {
     }
 }
 
-enum Auth {
-    Bearer(String),
-    Basic(String, String),
-}
-
 struct HttpCall {
     connector: String,
     client: reqwest::Client,
     base: reqwest::Url,
-    auth: Option<Auth>,
+    auth: Auth,
     method: reqwest::Method,
     path: Vec<Part>,
     headers: Vec<(HeaderName, Script)>,
@@ -238,10 +239,17 @@ impl HttpCall {
     async fn traced(&self, msg: &Message) -> Result<Message, ConnectorError> {
         otlp::call::name(format_args!("{} {}", self.method, self.connector));
         otlp::call::set("http.request.method", self.method.as_str());
-        self.call(msg).await
+        match self.call(msg).await {
+            // A token the server refused (expired early, revoked): a new one, and once more.
+            Err(f) if f.unauthorized && self.auth.can_renew() => {
+                self.auth.renew().await?;
+                self.call(msg).await.map_err(|f| f.error)
+            }
+            other => other.map_err(|f| f.error),
+        }
     }
 
-    async fn call(&self, msg: &Message) -> Result<Message, ConnectorError> {
+    async fn call(&self, msg: &Message) -> Result<Message, Failed> {
         let url = self.url(msg)?;
         if otlp::call::traced() {
             otlp::call::set("url.full", shown_url(&url));
@@ -250,11 +258,7 @@ impl HttpCall {
         if let Some(t) = self.timeout {
             req = req.timeout(t);
         }
-        req = match &self.auth {
-            Some(Auth::Bearer(t)) => req.bearer_auth(t),
-            Some(Auth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-            None => req,
-        };
+        req = self.auth.apply(req).await?;
         for (name, script) in &self.headers {
             let value = match self.eval(script, msg)? {
                 Value::String(s) => s,
@@ -297,62 +301,27 @@ impl HttpCall {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
         let message = format!("{} {} answered {status}: {text}", self.method, self.connector);
         let retryable = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
-        Err(if retryable {
-            ConnectorError::retryable(message).with_retry_after(retry_after)
-        } else {
-            ConnectorError::permanent(message)
+        Err(Failed {
+            error: if retryable {
+                ConnectorError::retryable(message).with_retry_after(retry_after)
+            } else {
+                ConnectorError::permanent(message)
+            },
+            unauthorized: status == reqwest::StatusCode::UNAUTHORIZED,
         })
     }
 }
 
-/// A URL as a span shows it: without credentials, query or fragment, which may hold secrets.
-fn shown_url(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    // Only URLs that cannot have credentials refuse these, and those have none to hide.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.into()
+/// A failed call; `unauthorized` when the server answered 401, which new credentials may cure.
+struct Failed {
+    error: ConnectorError,
+    unauthorized: bool,
 }
 
-/// The largest reply body read; a bigger one is an error rather than a memory blow-up.
-const MAX_REPLY: usize = 16 << 20;
-
-async fn read_limited(mut resp: reqwest::Response) -> Result<bytes::Bytes, ConnectorError> {
-    if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
-        return Err(ConnectorError::permanent(format!("the reply is larger than {MAX_REPLY} bytes")));
+impl From<ConnectorError> for Failed {
+    fn from(error: ConnectorError) -> Self {
+        Self { error, unauthorized: false }
     }
-    let mut body = Vec::new();
-    while let Some(chunk) =
-        resp.chunk().await.map_err(|e| ConnectorError::retryable(format!("reading the reply: {}", describe(&e))))?
-    {
-        if body.len() + chunk.len() > MAX_REPLY {
-            return Err(ConnectorError::permanent(format!("the reply is larger than {MAX_REPLY} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.into())
-}
-
-/// Seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    Some((when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]

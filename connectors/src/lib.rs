@@ -6,18 +6,30 @@
 //!   expressions, and `Retry-After` honoured by the route's retries.
 //! - `kafka`: a Kafka cluster: publishing, consumer groups as route sources, the bus.
 //! - `amqp`: RabbitMQ: confirmed publishing, queues and consumer groups as route sources, the bus.
+//! - `amocrm`: the amoCRM API v4 (OAuth2 with rotated refresh tokens, leads, notes, tasks; a
+//!   source walking the leads changed since a checkpoint).
+//! - `onec_odata`: 1C:Enterprise over OData v3 (invoices created once per key, posted, changed
+//!   with `If-Match`; any entity set read page by page).
+//! - `web`: what the connectors speaking to HTTP APIs share (credentials, replies checked,
+//!   paging sources); not a kind.
 //!
 //! Adding a kind is one file (or folder) plus one line in [`register_all`]: the kind
 //! implements `junction_engine::connector::Kind` (its typed `Config`, checked by the engine
 //! at `file:line:col`) and its connector offers the roles it has (operations, a consumer, a
 //! bus, an HTTP API, background tasks); the engine starts, wraps and stops it.
 
+#[cfg(feature = "amocrm")]
+pub mod amocrm;
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "onec_odata")]
+pub mod onec;
+#[cfg(feature = "http")]
+pub mod web;
 
 use junction_engine::connector::Registry;
 
@@ -29,6 +41,10 @@ pub fn register_all(registry: &mut Registry) {
     registry.register(kafka::KafkaKind);
     #[cfg(feature = "amqp")]
     registry.register(amqp::AmqpKind);
+    #[cfg(feature = "amocrm")]
+    registry.register(amocrm::AmoCrmKind);
+    #[cfg(feature = "onec_odata")]
+    registry.register(onec::OneCKind);
 }
 
 /// A registry with every kind this build knows.

@@ -102,9 +102,29 @@ impl<'a> Outcome<'a> {
 
 /// What a call holds while it runs.
 pub(crate) struct Permit {
+    guard: Arc<Guard>,
     local: Option<OwnedSemaphorePermit>,
     shared: Option<String>,
     probe: bool,
+    /// Whether [`Guard::leave`] took it back; a permit dropped without (its call panicked or
+    /// was cancelled) gives back its slot and leaves the probe to the next call on drop.
+    left: bool,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        if let (Some(key), Some(cache)) = (self.shared.take(), self.guard.cache.clone())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { cache.release(&key).await });
+        }
+        if let Some(b) = &self.guard.breaker {
+            b.record(self.probe, Outcome::NotSent);
+        }
+    }
 }
 
 impl Guard {
@@ -170,19 +190,19 @@ impl Guard {
         &self.connector
     }
 
-    /// Whether the breaker is open now (and no probe is due): the routes calling the connector
-    /// take nothing new from their bus sources meanwhile.
+    /// Whether the breaker is open now (and no probe is due), or its probe is out: the routes
+    /// calling the connector take nothing new from their bus sources meanwhile.
     pub fn is_open(&self) -> bool {
         self.breaker.as_ref().is_some_and(Breaker::is_open)
     }
 
     /// Waits until the call may go: the breaker lets it through, a token and a slot are free.
-    pub(crate) async fn enter(&self) -> Result<Permit, ConnectorError> {
+    pub(crate) async fn enter(self: &Arc<Self>) -> Result<Permit, ConnectorError> {
         let probe = match &self.breaker {
             Some(b) => b.admit()?,
             None => false,
         };
-        let mut permit = Permit { local: None, shared: None, probe };
+        let mut permit = Permit { guard: self.clone(), local: None, shared: None, probe, left: false };
         if let Err(e) = self.wait_for_token().await {
             self.leave(permit, Outcome::NotSent).await;
             return Err(e);
@@ -202,13 +222,14 @@ impl Guard {
     }
 
     /// Gives back what the call held, and tells the breaker how it went.
-    pub(crate) async fn leave(&self, permit: Permit, outcome: Outcome<'_>) {
-        if let (Some(key), Some(cache)) = (&permit.shared, &self.cache)
-            && let Err(e) = cache.release(key).await
+    pub(crate) async fn leave(&self, mut permit: Permit, outcome: Outcome<'_>) {
+        permit.left = true;
+        if let (Some(key), Some(cache)) = (permit.shared.take(), &self.cache)
+            && let Err(e) = cache.release(&key).await
         {
             tracing::warn!(connector = %self.connector, error = %e, "cannot give back a concurrency slot; it frees itself within {SLOT_TTL:?}");
         }
-        drop(permit.local);
+        drop(permit.local.take());
         if let Some(b) = &self.breaker {
             b.record(permit.probe, outcome);
         }
@@ -334,8 +355,13 @@ impl Breaker {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Open, or half-open with its probe out: calls now would fail at once.
     fn is_open(&self) -> bool {
-        matches!(*self.state(), State::Open { until } if until > Instant::now())
+        match *self.state() {
+            State::Open { until } => until > Instant::now(),
+            State::HalfOpen { probing } => probing,
+            State::Closed { .. } => false,
+        }
     }
 
     /// Whether a call may go now: `Ok(true)` when it is the probe of a half-open breaker.
@@ -432,6 +458,7 @@ mod tests {
         assert!(!b.is_open(), "due for a probe");
         assert_eq!(b.admit().ok(), Some(true), "the probe goes");
         assert!(b.admit().is_err(), "one probe at a time");
+        assert!(b.is_open(), "sources hold back while the probe is out");
         b.record(true, Outcome::Failed(&outage()));
         assert!(b.is_open(), "a failed probe opens it again");
         std::thread::sleep(Duration::from_millis(60));
@@ -480,13 +507,13 @@ mod tests {
     #[tokio::test]
     async fn calls_wait_for_the_rate() {
         let cache = Cache::open("memory").await.expect("the in-process cache");
-        let guard = Guard {
+        let guard = Arc::new(Guard {
             connector: "t-rate".into(),
             rate: Some(Rate { per_second: 50.0, burst: 1 }),
             slots: None,
             cache: Some(cache),
             breaker: None,
-        };
+        });
         let started = tokio::time::Instant::now();
         for _ in 0..6 {
             let permit = guard.enter().await.expect("enter");
@@ -494,6 +521,29 @@ mod tests {
         }
         // One at once, five more at 20 ms each.
         assert!(started.elapsed() >= Duration::from_millis(95), "{:?}", started.elapsed());
+    }
+
+    /// A call dropped half-way (cancelled, or its task panicked) gives its slot back and leaves
+    /// the probe to the next call, rather than holding the breaker half-open for good.
+    #[tokio::test]
+    async fn a_dropped_call_gives_back_its_slot_and_its_probe() {
+        let guard = Arc::new(Guard {
+            connector: "t-drop".into(),
+            rate: None,
+            slots: Some(Slots::Local(Arc::new(Semaphore::new(1)))),
+            cache: None,
+            breaker: Some(Breaker::new("t-drop", 1, Duration::from_secs(10), Duration::from_millis(1))),
+        });
+        let first = guard.enter().await.expect("enter");
+        guard.leave(first, Outcome::Failed(&outage())).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let probe = guard.enter().await.expect("the probe");
+        assert!(guard.is_open(), "the probe is out");
+        drop(probe);
+        assert!(!guard.is_open(), "the probe was dropped: the next call probes");
+        let next = tokio::time::timeout(Duration::from_secs(1), guard.enter()).await.expect("the slot came back");
+        guard.leave(next.expect("enter"), Outcome::Succeeded).await;
+        assert!(!guard.is_open());
     }
 
     #[test]

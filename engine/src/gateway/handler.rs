@@ -192,7 +192,16 @@ async fn accept(
             .into_response(request_id));
         }
     }
-    let msg = message(&parts, body, params.clone(), request_id, fresh.then(|| request_id.to_owned()));
+    // A key that travels in the query is checked and goes no further.
+    let secret_query = source.auth.as_ref().and_then(|a| a.query_param()).map(str::to_owned);
+    let msg = message(
+        &parts,
+        body,
+        params.clone(),
+        secret_query.as_deref(),
+        request_id,
+        fresh.then(|| request_id.to_owned()),
+    );
     if source.is_async {
         return Ok(enqueue(shared, route, &msg, request_id).await);
     }
@@ -208,7 +217,7 @@ async fn accept(
     let (id, request) = (msg.id.clone(), request_id.to_owned());
     let rebuild = move || {
         let body = parse_body(&parts.headers, bytes, expects_json).unwrap_or_else(|_| Body::Json(Value::Null));
-        message(&parts, body, params, &request, Some(id))
+        message(&parts, body, params, secret_query.as_deref(), &request, Some(id))
     };
     let message_id = msg.id.clone();
     // A caller that hangs up or stops waiting must not cancel the run halfway (that would
@@ -308,6 +317,7 @@ fn message(
     parts: &http::request::Parts,
     body: Body,
     params: Vec<(String, String)>,
+    secret_query: Option<&str>,
     request_id: &str,
     id: Option<String>,
 ) -> Message {
@@ -316,7 +326,7 @@ fn message(
         None => Message::new(body),
     };
     msg.headers = request_headers(&parts.headers);
-    msg.meta.source = source_meta(parts, params, request_id);
+    msg.meta.source = source_meta(parts, params, secret_query, request_id);
     let caller = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::trace::ids_of);
     let (trace_id, parent_span_id) = match caller {
         Some((trace, span)) => (trace, Some(span)),
@@ -327,10 +337,19 @@ fn message(
     msg
 }
 
-/// JSON when the request says JSON, says nothing, or the route has a schema (then bad JSON is
-/// a 400); for other content types JSON if it parses, raw bytes otherwise.
+/// A form (`application/x-www-form-urlencoded`) as JSON with its nested keys (unless the body
+/// is JSON, as `curl -d` labels it); JSON when the
+/// request says JSON, says nothing, or the route has a schema (then bad JSON is a 400); for
+/// other content types JSON if it parses, raw bytes otherwise.
 fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<Body, Box<Problem>> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        // `curl -d '{"a": 1}'` sends JSON labelled as a form: JSON that parses stays JSON.
+        if let Ok(value) = crate::json::from_slice(&bytes, MAX_BODY_DEPTH) {
+            return Ok(Body::Json(value));
+        }
+        return Ok(Body::Json(super::form::nested(&bytes)));
+    }
     let is_json = expects_json || content_type.is_empty() || content_type.contains("json");
     if !is_json {
         return Ok(Body::from_bytes_lenient(bytes));
@@ -392,7 +411,12 @@ fn is_credential(name: &str) -> bool {
     })
 }
 
-fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, request_id: &str) -> Map<String, Value> {
+fn source_meta(
+    parts: &http::request::Parts,
+    params: Vec<(String, String)>,
+    secret_query: Option<&str>,
+    request_id: &str,
+) -> Map<String, Value> {
     let query: Map<String, Value> = parts
         .uri
         .query()
@@ -403,6 +427,9 @@ fn source_meta(parts: &http::request::Parts, params: Vec<(String, String)>, requ
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (percent_decode(k), Value::String(percent_decode(v)))
         })
+        // A secret in the URL (a webhook's `?token=…`) is checked by the route's auth and goes
+        // no further.
+        .filter(|(k, _)| Some(k.as_str()) != secret_query && !is_credential(&k.to_ascii_lowercase()))
         .collect();
     let mut m = Map::with_capacity(5);
     m.insert("method".into(), Value::String(parts.method.to_string()));

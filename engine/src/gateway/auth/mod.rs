@@ -81,7 +81,7 @@ impl Authenticator {
     /// Checks a request: its headers, and its raw body when [`Self::needs_body`].
     pub async fn check(&self, parts: &Parts, body: Option<&Bytes>) -> Result<Principal, Denied> {
         match self {
-            Self::ApiKey(keys) => keys.check(&parts.headers),
+            Self::ApiKey(keys) => keys.check(&parts.headers, &parts.uri),
             Self::Basic(users) => users.check(&parts.headers),
             Self::Hmac(verifier) => verifier.check(&parts.headers, body.map_or(&[][..], |b| &b[..])),
             Self::Jwt(verifier) => {
@@ -108,10 +108,18 @@ impl Authenticator {
         }
     }
 
+    /// The query parameter the credentials travel in, if they do (an `api_key` with `query`).
+    pub fn query_param(&self) -> Option<&str> {
+        match self {
+            Self::ApiKey(keys) if keys.location() == "query" => Some(keys.name()),
+            _ => None,
+        }
+    }
+
     /// The header the credentials travel in (for the OpenAPI document).
     pub fn header(&self) -> &str {
         match self {
-            Self::ApiKey(keys) => keys.header(),
+            Self::ApiKey(keys) => keys.name(),
             Self::Hmac(verifier) => verifier.header(),
             Self::Jwt(_) | Self::Basic(_) => "authorization",
         }

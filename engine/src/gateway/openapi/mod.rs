@@ -217,7 +217,7 @@ fn security(auth: Option<&Arc<Authenticator>>, auth_name: &str, schemes: &mut Ma
 
 fn scheme(auth: &Authenticator) -> Value {
     match auth {
-        Authenticator::ApiKey(_) => json!({ "type": "apiKey", "in": "header", "name": auth.header() }),
+        Authenticator::ApiKey(keys) => json!({ "type": "apiKey", "in": keys.location(), "name": keys.name() }),
         Authenticator::Jwt(_) => json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }),
         Authenticator::Basic(_) => json!({ "type": "http", "scheme": "basic" }),
         Authenticator::Hmac(verifier) => json!({

@@ -1,0 +1,55 @@
+//! `junction-simulators amocrm --listen 127.0.0.1:8081`: serves a simulator until Ctrl-C, for
+//! the offline demo and for trying a route by hand.
+
+use clap::{Parser, Subcommand};
+use junction_simulators::amocrm::{Amocrm, Options};
+
+#[derive(Parser)]
+#[command(about = "Simulators of the outside systems Junction's adapters speak to")]
+struct Cli {
+    #[command(subcommand)]
+    system: System,
+}
+
+#[derive(Subcommand)]
+enum System {
+    /// amoCRM API v4 (OAuth2 with rotated refresh tokens, leads, notes, tasks).
+    Amocrm {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Leads to start with.
+        #[arg(long, default_value_t = 3)]
+        leads: u64,
+        /// The refresh token the connector is configured with.
+        #[arg(long, default_value = "sim-refresh-0")]
+        refresh_token: String,
+    },
+    /// 1C:Enterprise's OData v3 interface (invoices, payments; HTTP Basic).
+    Onec {
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        listen: String,
+        #[arg(long, default_value = "junction")]
+        user: String,
+        #[arg(long, default_value = "junction")]
+        password: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    match Cli::parse().system {
+        System::Amocrm { listen, leads, refresh_token } => {
+            let sim = Amocrm::start(&listen, Options { refresh_token, ..Options::default() }).await?;
+            for n in 0..leads {
+                sim.add_lead(serde_json::json!({ "name": format!("Demo deal {n}"), "price": 100_000 * (n + 1) }));
+            }
+            eprintln!("amoCRM simulator on {} (control API under /_sim/)", sim.url);
+        }
+        System::Onec { listen, user, password } => {
+            let sim = junction_simulators::onec::OneC::start(&listen, &user, &password).await?;
+            eprintln!("1C OData simulator at {}", sim.url);
+        }
+    }
+    tokio::signal::ctrl_c().await
+}
