@@ -109,8 +109,8 @@ fn graph_draws_endpoints_routes_and_topics() {
     assert!(out.starts_with("flowchart LR\n"), "{out}");
     for edge in [
         "http_POST__webhooks_crm_deals --> route_crm_deal_won",
-        "route_crm_deal_won -->|\"topic masterdeal.deal.upserted\"| topic_masterdeal_deal_upserted",
-        "topic_masterdeal_deal_upserted --> route_master_deal_log",
+        "route_crm_deal_won <-->|\"masterdeal upsert_deal_by_external_id\"| connector_masterdeal",
+        "topic_masterdeal_deal --> route_master_deal_log",
     ] {
         assert!(out.contains(edge), "missing {edge:?} in:\n{out}");
     }
@@ -121,7 +121,7 @@ fn routes_lists_ids_sources_and_versions() {
     let (code, out, _) = junction(&["routes", root().to_str().expect("utf-8 path")], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("crm-deal-won") && out.contains("http POST /webhooks/crm/deals (async)"), "{out}");
-    assert!(out.contains("bus masterdeal.deal.upserted"), "{out}");
+    assert!(out.contains("bus masterdeal.deal"), "{out}");
 }
 
 #[test]

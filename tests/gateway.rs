@@ -110,7 +110,11 @@ async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
     assert_eq!(resp.status(), 202);
     let accepted: Value = resp.json().await.expect("json");
     assert_eq!(accepted["status"], "accepted");
-    j.wait_for_log("master deal crm:D-100245 (signed), budget 1250000.5 RUB", Duration::from_secs(10));
+    // The deal's event, from the outbox through the bus.
+    j.wait_for_log(
+        "master deal crm:D-100245 (signed), budget 1250000.5 RUB: masterdeal.deal.created",
+        Duration::from_secs(10),
+    );
 
     let status = j.terminate();
     assert!(status.success(), "SIGTERM should end with exit 0, got {status:?}");
