@@ -10,6 +10,9 @@
 //!   source walking the leads changed since a checkpoint).
 //! - `onec_odata`: 1C:Enterprise over OData v3 (invoices created once per key, posted, changed
 //!   with `If-Match`; any entity set read page by page).
+//! - `yandex_direct`: Yandex Direct API v5 (campaigns added once per key, suspended, resumed;
+//!   reports polled until built; daily statistics as a source with trailing re-reads).
+//! - `sql`: a SQL database (SQLite, Postgres) as a sink loaded in batches of upserts (the DWH).
 //! - `web`: what the connectors speaking to HTTP APIs share (credentials, replies checked,
 //!   paging sources); not a kind.
 //!
@@ -22,12 +25,16 @@
 pub mod amocrm;
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "yandex_direct")]
+pub mod direct;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "onec_odata")]
 pub mod onec;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "http")]
 pub mod web;
 
@@ -45,6 +52,10 @@ pub fn register_all(registry: &mut Registry) {
     registry.register(amocrm::AmoCrmKind);
     #[cfg(feature = "onec_odata")]
     registry.register(onec::OneCKind);
+    #[cfg(feature = "sql")]
+    registry.register(sql::SqlKind);
+    #[cfg(feature = "yandex_direct")]
+    registry.register(direct::DirectKind);
 }
 
 /// A registry with every kind this build knows.

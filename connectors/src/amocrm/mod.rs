@@ -76,9 +76,8 @@ impl Kind for AmoCrmKind {
         options: &Node,
         _cx: &BuildCx<'_>,
     ) -> Result<Arc<dyn Connector>, NodeError> {
-        let at = |key: &str| Some(options.get(key).map_or(options.pos, |n| n.pos));
-        let base = reqwest::Url::parse(&config.base_url)
-            .map_err(|e| NodeError { message: format!("base_url is not a URL: {e}"), pos: at("base_url") })?;
+        let timeout = config.timeout.map_or(Duration::from_secs(10), |t| t.0);
+        let mut api = Api::from_options(name, &config.base_url, timeout, options)?;
         let auth = match (&config.long_lived_token, &config.client_id, &config.client_secret, &config.refresh_token) {
             (Some(token), None, None, None) => AuthConfig::Bearer(token.clone()),
             (None, Some(id), Some(secret), Some(refresh)) => AuthConfig::Oauth2(OAuth2Config {
@@ -99,17 +98,9 @@ impl Kind for AmoCrmKind {
                 });
             }
         };
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout.map_or(Duration::from_secs(10), |t| t.0))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
-        let auth =
-            Auth::new(name, &auth, &base, &client).map_err(|message| NodeError { message, pos: Some(options.pos) })?;
-        Ok(Arc::new(AmoCrm {
-            api: Arc::new(Api { name: name.to_owned(), base, client, auth }),
-            store: Arc::new(OnceLock::new()),
-        }))
+        api.auth = Auth::new(name, &auth, &api.base, &api.client)
+            .map_err(|message| NodeError { message, pos: Some(options.pos) })?;
+        Ok(Arc::new(AmoCrm { api: Arc::new(api), store: Arc::new(OnceLock::new()) }))
     }
 }
 

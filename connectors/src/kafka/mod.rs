@@ -217,7 +217,15 @@ impl Kind for KafkaKind {
             match key {
                 "partitions" => config.partitions = number()?,
                 "replication" => config.replication = number()?,
-                _ => return Err(format!("`{key}` is not a kafka:// URL option (partitions, replication)")),
+                "session_timeout" => {
+                    config.consumer.session_timeout =
+                        Some(ConfigDuration::parse(value).map_err(|e| format!("`session_timeout` in `{url}`: {e}"))?);
+                }
+                _ => {
+                    return Err(format!(
+                        "`{key}` is not a kafka:// URL option (partitions, replication, session_timeout)"
+                    ));
+                }
             }
         }
         Ok(config)

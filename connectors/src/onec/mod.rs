@@ -70,22 +70,17 @@ impl Kind for OneCKind {
         _cx: &BuildCx<'_>,
     ) -> Result<Arc<dyn Connector>, NodeError> {
         let at = |key: &str| Some(options.get(key).map_or(options.pos, |n| n.pos));
-        let base = reqwest::Url::parse(&config.base_url)
-            .map_err(|e| NodeError { message: format!("base_url is not a URL: {e}"), pos: at("base_url") })?;
-        if !base.path().trim_end_matches('/').ends_with("standard.odata") {
+        let timeout = config.timeout.map_or(Duration::from_secs(30), |t| t.0);
+        let mut api = Api::from_options(name, &config.base_url, timeout, options)?;
+        if !api.base.path().trim_end_matches('/').ends_with("standard.odata") {
             return Err(NodeError {
                 message: "base_url is the infobase's OData root, ending in `/odata/standard.odata`".into(),
                 pos: at("base_url"),
             });
         }
-        let timeout = config.timeout.map_or(Duration::from_secs(30), |t| t.0);
-        let client =
-            reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5)).build().map_err(
-                |e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) },
-            )?;
-        let auth = Auth::Basic(config.user, config.password);
+        api.auth = Auth::Basic(config.user, config.password);
         Ok(Arc::new(OneC {
-            api: Arc::new(Api { name: name.to_owned(), base, client, auth }),
+            api: Arc::new(api),
             invoice: config.invoice.unwrap_or_else(|| "Document_СчетНаОплатуПокупателю".into()),
             key_field: config.key_field.unwrap_or_else(|| "Комментарий".into()),
             cache: Arc::new(OnceLock::new()),

@@ -39,6 +39,8 @@ pub enum Expect {
     Json,
     /// JSON, or nothing at all (204 No Content, an empty 200).
     JsonOrEmpty,
+    /// Text as it is (a TSV report), as a JSON string.
+    Text,
 }
 
 /// A call's answer.
@@ -75,6 +77,26 @@ impl<'a> Call<'a> {
 }
 
 impl Api {
+    /// The API a connector's `base_url` and `timeout` options describe (errors at the
+    /// options' positions), with `auth` to be set by the kind.
+    pub fn from_options(
+        name: &str,
+        base_url: &str,
+        timeout: Duration,
+        options: &junction_engine::config::node::Node,
+    ) -> Result<Api, junction_engine::config::node::NodeError> {
+        use junction_engine::config::node::NodeError;
+        let base = Url::parse(base_url).map_err(|e| NodeError {
+            message: format!("base_url is not a URL: {e}"),
+            pos: Some(options.get("base_url").map_or(options.pos, |n| n.pos)),
+        })?;
+        let client =
+            reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5)).build().map_err(
+                |e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) },
+            )?;
+        Ok(Api { name: name.to_owned(), base, client, auth: Auth::None })
+    }
+
     /// The URL of `path` under the base URL.
     pub fn url(&self, path: &str) -> Result<Url, ConnectorError> {
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
@@ -184,9 +206,12 @@ fn checked_body(
     bytes: &Bytes,
     expect: Expect,
 ) -> Result<Value, ConnectorError> {
+    if expect == Expect::Text {
+        return Ok(Value::String(String::from_utf8_lossy(bytes).into_owned()));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return match expect {
-            Expect::JsonOrEmpty => Ok(Value::Null),
+            Expect::JsonOrEmpty | Expect::Text => Ok(Value::Null),
             Expect::Json => {
                 Err(ConnectorError::retryable(format!("{what} answered with an empty body where JSON was expected")))
             }

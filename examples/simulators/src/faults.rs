@@ -52,7 +52,7 @@ pub(crate) fn status_answer(status: u16, retry_after: Option<u64>) -> Response {
 
 /// `resp` with its body cut in half (the content length stays the whole's, as a dropped
 /// connection would leave it; the client sees a short, unparsable body).
-pub(crate) async fn truncated(resp: Response) -> Response {
+async fn truncated(resp: Response) -> Response {
     let (mut parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let half = bytes.slice(..bytes.len() / 2);
@@ -60,6 +60,19 @@ pub(crate) async fn truncated(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(half))
 }
 
-pub(crate) async fn delay(ms: u64) {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+/// The answer to a request with the next fault, if any, applied.
+pub(crate) async fn apply(fault: Option<Fault>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match fault {
+        None => next.run(req).await,
+        Some(Fault::Status { status, retry_after }) => status_answer(status, retry_after),
+        Some(Fault::Truncate) => truncated(next.run(req).await).await,
+        Some(Fault::Delay { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            next.run(req).await
+        }
+        Some(Fault::AfterCommit { status }) => {
+            let _committed = next.run(req).await;
+            status_answer(status, None)
+        }
+    }
 }

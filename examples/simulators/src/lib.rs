@@ -8,6 +8,7 @@
 //! `/_sim/`.
 
 pub mod amocrm;
+pub mod direct;
 mod faults;
 pub mod onec;
 

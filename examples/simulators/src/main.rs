@@ -24,6 +24,14 @@ enum System {
         #[arg(long, default_value = "sim-refresh-0")]
         refresh_token: String,
     },
+    /// Yandex Direct API v5 (campaigns, points per client, reports built offline).
+    Direct {
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        listen: String,
+        /// The OAuth token the connector is configured with.
+        #[arg(long, default_value = "sim-direct-token")]
+        token: String,
+    },
     /// 1C:Enterprise's OData v3 interface (invoices, payments; HTTP Basic).
     Onec {
         #[arg(long, default_value = "127.0.0.1:8082")]
@@ -45,6 +53,15 @@ async fn main() -> std::io::Result<()> {
                 sim.add_lead(serde_json::json!({ "name": format!("Demo deal {n}"), "price": 100_000 * (n + 1) }));
             }
             eprintln!("amoCRM simulator on {} (control API under /_sim/)", sim.url);
+        }
+        System::Direct { listen, token } => {
+            let sim = junction_simulators::direct::Direct::start(&listen, &token).await?;
+            let today = chrono::Utc::now().date_naive();
+            for back in 0..7 {
+                let day = (today - chrono::Duration::days(back)).to_string();
+                sim.set_stats(701, &day, 1000 + back, 20 + back, 1_500_000_000);
+            }
+            eprintln!("Yandex Direct simulator on {}", sim.url);
         }
         System::Onec { listen, user, password } => {
             let sim = junction_simulators::onec::OneC::start(&listen, &user, &password).await?;

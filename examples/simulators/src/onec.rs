@@ -161,19 +161,7 @@ async fn guard(State(sim): State<OneC>, req: Request, next: Next) -> Response {
         }
         if d.faults.is_empty() { None } else { Some(d.faults.remove(0)) }
     };
-    match fault {
-        None => next.run(req).await,
-        Some(Fault::Status { status, retry_after }) => faults::status_answer(status, retry_after),
-        Some(Fault::Truncate) => faults::truncated(next.run(req).await).await,
-        Some(Fault::Delay { ms }) => {
-            faults::delay(ms).await;
-            next.run(req).await
-        }
-        Some(Fault::AfterCommit { status }) => {
-            let _committed = next.run(req).await;
-            faults::status_answer(status, None)
-        }
-    }
+    faults::apply(fault, req, next).await
 }
 
 fn odata_error(status: StatusCode, message: &str) -> Response {
