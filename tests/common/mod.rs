@@ -149,6 +149,16 @@ impl Junction {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGKILL like [`Junction::crash`], returning the whole log up to the kill: what finished
+    /// between a look at the log and the kill is in it too.
+    pub fn crash_keeping_log(self) -> String {
+        let log = self.log.clone();
+        self.crash();
+        // The reader thread drains stderr until the pipe closes with the process.
+        std::thread::sleep(Duration::from_millis(100));
+        log.lock().expect("log lock").clone()
+    }
 }
 
 impl Drop for Junction {
