@@ -343,7 +343,8 @@ fn message(
 /// other content types JSON if it parses, raw bytes otherwise.
 fn parse_body(headers: &HeaderMap, bytes: Bytes, expects_json: bool) -> Result<Body, Box<Problem>> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+    const FORM: &str = "application/x-www-form-urlencoded";
+    if content_type.trim_start().get(..FORM.len()).is_some_and(|t| t.eq_ignore_ascii_case(FORM)) {
         // `curl -d '{"a": 1}'` sends JSON labelled as a form: JSON that parses stays JSON.
         if let Ok(value) = crate::json::from_slice(&bytes, MAX_BODY_DEPTH) {
             return Ok(Body::Json(value));
