@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Junction, junction, project, sqlite_store};
+use common::{Junction, junction, post_json, project, sqlite_store};
 use junction_simulators::Fault;
 use junction_simulators::amocrm::{Amocrm, Options};
 use serde_json::{Value, json};
@@ -39,13 +39,6 @@ fn op_route(op: &str, extra: &str) -> (String, String) {
     )
 }
 
-async fn post(j: &Junction, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new().post(j.url(path)).json(&body).send().await.expect("send");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 fn ops_project(sim: &Amocrm) -> tempfile::TempDir {
     let routes = [
         op_route("get_lead", ", with: contacts"),
@@ -72,25 +65,25 @@ async fn operations_speak_amocrm_and_a_rotated_refresh_token_survives_a_restart(
     let (_tmp, store) = sqlite_store();
     let j = Junction::start(dir.path(), &env(&store));
 
-    let (status, got) = post(&j, "/get_lead", json!({ "id": lead })).await;
+    let (status, got) = post_json(&j, "/get_lead", json!({ "id": lead })).await;
     assert_eq!(status, 200, "{got}\n{}", j.logs());
     assert_eq!(got["name"], "Рекламная кампания");
     assert_eq!(got["_embedded"]["contacts"][0]["is_main"], true, "with=contacts: {got}");
 
-    let (status, page) = post(&j, "/list_leads", json!({ "limit": 2, "page": 1 })).await;
+    let (status, page) = post_json(&j, "/list_leads", json!({ "limit": 2, "page": 1 })).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(page["next"], "2");
-    let (_, last) = post(&j, "/list_leads", json!({ "limit": 2, "page": 3 })).await;
+    let (_, last) = post_json(&j, "/list_leads", json!({ "limit": 2, "page": 3 })).await;
     assert_eq!((last["items"].as_array().map(Vec::len), &last["next"]), (Some(1), &Value::Null), "{last}");
-    let (_, none) = post(&j, "/list_leads", json!({ "limit": 2, "page": 4 })).await;
+    let (_, none) = post_json(&j, "/list_leads", json!({ "limit": 2, "page": 4 })).await;
     assert_eq!(none["items"], json!([]), "204 is an empty last page: {none}");
 
-    let (status, updated) = post(&j, "/update_lead", json!({ "id": lead, "status_id": 143 })).await;
+    let (status, updated) = post_json(&j, "/update_lead", json!({ "id": lead, "status_id": 143 })).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(sim.lead(lead).expect("lead")["status_id"], 143);
 
-    let (status, note) = post(&j, "/add_note", json!({ "lead_id": lead, "text": "Медиаплан готов" })).await;
+    let (status, note) = post_json(&j, "/add_note", json!({ "lead_id": lead, "text": "Медиаплан готов" })).await;
     assert_eq!(status, 200, "{note}");
     assert_eq!(note["entity_id"], lead);
     let notes = sim.notes();
@@ -98,11 +91,12 @@ async fn operations_speak_amocrm_and_a_rotated_refresh_token_survives_a_restart(
     assert_eq!(notes[0]["params"]["text"], "Медиаплан готов");
 
     let (status, task) =
-        post(&j, "/add_task", json!({ "lead_id": lead, "text": "Позвонить", "complete_till": 1_900_000_000 })).await;
+        post_json(&j, "/add_task", json!({ "lead_id": lead, "text": "Позвонить", "complete_till": 1_900_000_000 }))
+            .await;
     assert_eq!(status, 200, "{task}");
     assert_eq!(sim.tasks()[0]["entity_type"], "leads");
 
-    let (status, missing) = post(&j, "/get_lead", json!({ "id": 999_999 })).await;
+    let (status, missing) = post_json(&j, "/get_lead", json!({ "id": 999_999 })).await;
     assert_eq!(status, 422, "an unknown lead is refused, not retried: {missing}");
 
     // One token for all those calls; amoCRM rotated the refresh token it was fetched with.
@@ -116,7 +110,7 @@ async fn operations_speak_amocrm_and_a_rotated_refresh_token_survives_a_restart(
     // token gets a 401, and the rotated refresh token (the configured one is revoked) gets a new one.
     sim.revoke_access_tokens();
     let j = Junction::start(dir.path(), &env(&store));
-    let (status, got) = post(&j, "/get_lead", json!({ "id": lead })).await;
+    let (status, got) = post_json(&j, "/get_lead", json!({ "id": lead })).await;
     assert_eq!(status, 200, "{got}\n{}", j.logs());
     assert_eq!(sim.token_requests(), 2, "{}", j.logs());
 }
@@ -131,7 +125,7 @@ async fn amocrms_failures_are_retried_as_they_ask() {
 
     // 429 with Retry-After: 1 — the retry waits that second, not the route's 50 ms.
     sim.fail_next([Fault::too_many_requests(Some(1))]);
-    let (status, got) = post(&j, "/get_lead", json!({ "id": lead })).await;
+    let (status, got) = post_json(&j, "/get_lead", json!({ "id": lead })).await;
     assert_eq!(status, 200, "{got}\n{}", j.logs());
     let seen = sim.requests();
     let gap = seen[seen.len() - 1].at.duration_since(seen[seen.len() - 2].at);
@@ -140,7 +134,7 @@ async fn amocrms_failures_are_retried_as_they_ask() {
     // A reply cut in the middle is not passed on as a body: retried, then the whole one.
     sim.fail_next([Fault::Truncate, Fault::status(503)]);
     let before = sim.requests().len();
-    let (status, got) = post(&j, "/get_lead", json!({ "id": lead })).await;
+    let (status, got) = post_json(&j, "/get_lead", json!({ "id": lead })).await;
     assert_eq!(status, 200, "{got}\n{}", j.logs());
     assert_eq!(got["id"], lead);
     assert_eq!(sim.requests().len() - before, 3, "truncated, 503, then the answer");
@@ -251,18 +245,12 @@ async fn a_status_webhook_is_accepted_at_once_and_the_lead_re_fetched() {
 /// The README's amoCRM connector and its limits-and-breaker example pass `junction check`.
 #[test]
 fn the_readmes_amocrm_and_guard_examples_are_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    for marker in [
-        "connectors:\n  crm:\n    kind: amocrm",
+    let env = [("AMO_CLIENT_ID", "id"), ("AMO_CLIENT_SECRET", "secret"), ("AMO_REFRESH_TOKEN", "refresh")];
+    common::assert_readme_example_checks("connectors:\n  crm:\n    kind: amocrm", &env);
+    common::assert_readme_example_checks(
         "connectors:\n  crm:\n    kind: http\n    base_url: https://example.amocrm.ru",
-    ] {
-        let start = readme.find(marker).unwrap_or_else(|| panic!("the README's example `{marker}`"));
-        let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-        let dir = project(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
-        let env = [("AMO_CLIENT_ID", "id"), ("AMO_CLIENT_SECRET", "secret"), ("AMO_REFRESH_TOKEN", "refresh")];
-        let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &env);
-        assert_eq!(code, 0, "{marker}: {out}{err}");
-    }
+        &env,
+    );
 }
 
 /// A lead changed in the middle of a walk moves to the end of the list; the walk asks each

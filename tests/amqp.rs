@@ -6,30 +6,18 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Junction, amqp_url, junction, project, sqlite_store, tag};
+use common::{Junction, amqp_url, junction, project, rabbitmqctl, sqlite_store, tag};
 
 fn check(files: &[(&str, &str)]) -> (i32, String, String) {
     let dir = project(files);
     junction(&["check", dir.path().to_str().expect("utf-8")], &[("RABBIT_PASSWORD", "secret")])
 }
 
-/// `rabbitmqctl` with its output, for what only the broker can tell.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (the RabbitMQ server's CLI) runs");
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_readmes_amqp_connector_is_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let start = readme.find("connectors:\n  rabbit:\n    kind: amqp").expect("the README's amqp example");
-    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-    let (code, out, err) = check(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
-    assert_eq!(code, 0, "{out}{err}");
+    common::assert_readme_example_checks("connectors:\n  rabbit:\n    kind: amqp", &[("RABBIT_PASSWORD", "secret")]);
 }
 
 #[test]

@@ -8,9 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Junction, junction, project, sqlite_store};
+use common::{Junction, junction, post_json, project, sqlite_store};
 use junction_simulators::direct::Direct;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "y0_direct-token";
 
@@ -32,13 +32,6 @@ fn op_route(op: &str, extra: &str) -> (String, String) {
 
 fn env(store: &str) -> Vec<(&str, &str)> {
     vec![("JUNCTION_STORE", store), ("DIRECT_TOKEN", TOKEN)]
-}
-
-async fn post(j: &Junction, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new().post(j.url(path)).json(&body).send().await.expect("send");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,41 +59,44 @@ async fn campaigns_are_added_once_per_key_and_points_pause_only_their_client() {
 
     let campaign =
         json!({ "Name": "Весна 2027", "StartDate": "2026-12-08", "TextCampaign": { "BiddingStrategy": {} } });
-    let (status, added) = post(&j, "/add_campaign", json!({ "key": "line-1", "campaign": campaign })).await;
+    let (status, added) = post_json(&j, "/add_campaign", json!({ "key": "line-1", "campaign": campaign })).await;
     assert_eq!(status, 200, "{added}\n{}", j.logs());
     assert_eq!(added["created"], true);
     assert!(added["name"].as_str().is_some_and(|n| n.ends_with("[jn:line-1]")), "{added}");
     // Asked again (a retry whose first try went through, a replay): the same campaign.
-    let (_, again) = post(&j, "/add_campaign", json!({ "key": "line-1", "campaign": campaign })).await;
+    let (_, again) = post_json(&j, "/add_campaign", json!({ "key": "line-1", "campaign": campaign })).await;
     assert_eq!((again["id"].clone(), again["created"].clone()), (added["id"].clone(), json!(false)));
     assert_eq!(sim.adds(), 1);
 
     // A per-item error inside HTTP 200 is a refusal, not a success.
     let (status, refused) =
-        post(&j, "/add_campaign", json!({ "key": "line-2", "campaign": { "Name": "no start" } })).await;
+        post_json(&j, "/add_campaign", json!({ "key": "line-2", "campaign": { "Name": "no start" } })).await;
     assert_eq!(status, 422, "{refused}");
     assert!(refused.to_string().contains("8000"), "{refused}");
 
     let id = added["id"].clone();
-    let (status, _) = post(&j, "/suspend_campaign", json!({ "id": id })).await;
+    let (status, _) = post_json(&j, "/suspend_campaign", json!({ "id": id })).await;
     assert_eq!(status, 200);
     assert_eq!(sim.campaigns()[0]["State"], "SUSPENDED");
-    post(&j, "/resume_campaign", json!({ "id": id })).await;
+    post_json(&j, "/resume_campaign", json!({ "id": id })).await;
     assert_eq!(sim.campaigns()[0]["State"], "ON");
-    let (status, _) =
-        post(&j, "/update_campaign", json!({ "id": id, "fields": { "Name": "Весна 2027 (обновлено) [jn:line-1]" } }))
-            .await;
+    let (status, _) = post_json(
+        &j,
+        "/update_campaign",
+        json!({ "id": id, "fields": { "Name": "Весна 2027 (обновлено) [jn:line-1]" } }),
+    )
+    .await;
     assert_eq!(status, 200);
 
     // client-a's points run out: its calls stop (error 152), client-b's go on.
     sim.set_units("client-a", 5);
-    let (status, out) = post(&j, "/get_campaigns", json!({})).await;
+    let (status, out) = post_json(&j, "/get_campaigns", json!({})).await;
     assert_eq!(status, 503, "{out}");
-    let (status, b) = post(&j, "/get_b", json!({})).await;
+    let (status, b) = post_json(&j, "/get_b", json!({})).await;
     assert_eq!(status, 200, "another client is not held back: {b}");
     assert!(j.logs().contains("points ran out"), "{}", j.logs());
     let calls_before = sim.calls();
-    let (status, again) = post(&j, "/get_campaigns", json!({})).await;
+    let (status, again) = post_json(&j, "/get_campaigns", json!({})).await;
     assert_eq!(status, 503, "{again}");
     assert!(again.to_string().contains("calls resume in"), "failed at once: {again}");
     assert_eq!(sim.calls(), calls_before, "no request spent on a client without points");
@@ -158,11 +154,6 @@ fn direct_options_are_checked_at_their_line_and_column() {
 
 #[test]
 fn the_readmes_direct_connector_is_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let start = readme.find("connectors:\n  ads:\n    kind: yandex_direct").expect("the README's Direct example");
-    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-    let dir = project(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
     let env = [("DIRECT_TOKEN", "t"), ("DIRECT_CLIENT_LOGIN", "client-a")];
-    let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &env);
-    assert_eq!(code, 0, "{out}{err}");
+    common::assert_readme_example_checks("connectors:\n  ads:\n    kind: yandex_direct", &env);
 }

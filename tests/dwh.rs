@@ -130,10 +130,5 @@ fn sql_options_are_checked_at_their_line_and_column() {
 
 #[test]
 fn the_readmes_sql_connector_is_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let start = readme.find("connectors:\n  dwh:\n    kind: sql").expect("the README's sql example");
-    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-    let dir = project(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
-    let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    common::assert_readme_example_checks("connectors:\n  dwh:\n    kind: sql", &[]);
 }

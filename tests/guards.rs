@@ -7,13 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Junction, Stub, junction, project, sqlite_store};
+use common::{Junction, Stub, junction, project, redis_url, sqlite_store};
 
 const ADMIN: &str = "admin: { listen: 127.0.0.1:0, token: guards-test-token }\n";
-
-fn redis_url() -> String {
-    std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// The value of `series` on the admin API's `/metrics` (0 when absent).
 async fn metric(j: &Junction, series: &str) -> f64 {

@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::{Junction, PgDatabase, Stub, amqp_url, deal_input, kafka_brokers, project, tag};
+use common::{Junction, PgDatabase, Stub, amqp_url, deal_input, kafka_brokers, project, redis_url, tag};
 use serde_json::Value;
 
 const MESSAGES: u64 = 10_000;
@@ -27,10 +27,6 @@ fn kafka_bus() -> String {
 
 fn amqp_bus() -> String {
     format!("\"{}\"", amqp_url())
-}
-
-fn redis() -> String {
-    std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -83,7 +79,7 @@ async fn several_instances(bus: &str, restart_after: Duration, ordered_source: &
             "junction.yaml",
             &format!(
                 "routes: [routes/]\nbus: {bus}\ncache: {redis}\nconnectors:\n  table: {{ kind: http, base_url: \"{table}\" }}\n  events: {{ kind: http, base_url: \"{events}\" }}\n  ticks: {{ kind: http, base_url: \"{ticks}\" }}\n  masterdeal: {{ kind: masterdeal, api: {{ path: /api, auth: none }} }}\n",
-                redis = redis(),
+                redis = redis_url(),
                 table = table.url,
                 events = events.url,
                 ticks = ticks.url,

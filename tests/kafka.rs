@@ -16,11 +16,7 @@ fn check(files: &[(&str, &str)]) -> (i32, String, String) {
 
 #[test]
 fn the_readmes_kafka_connector_is_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let start = readme.find("connectors:\n  events:\n    kind: kafka").expect("the README's kafka example");
-    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-    let (code, out, err) = check(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
-    assert_eq!(code, 0, "{out}{err}");
+    common::assert_readme_example_checks("connectors:\n  events:\n    kind: kafka", &[("KAFKA_PASSWORD", "secret")]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Junction, junction, project, sqlite_store};
+use common::{Junction, junction, post_json, project, redis_url, sqlite_store};
 use junction_simulators::Fault;
 use junction_simulators::onec::{INVOICES, OneC, PAYMENTS};
 use serde_json::{Value, json};
@@ -36,22 +36,11 @@ fn project_for(sim: &OneC) -> tempfile::TempDir {
 
 const CREDENTIALS: [(&str, &str); 2] = [("ONEC_USER", "Администратор"), ("ONEC_PASSWORD", "p@ss")];
 
-fn redis_url() -> String {
-    std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Instances share Redis, where one create per key at a time is claimed.
 fn env<'a>(store: &'a str, redis: &'a str) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![("JUNCTION_STORE", store), ("JUNCTION_CACHE", redis)];
     env.extend_from_slice(&CREDENTIALS);
     env
-}
-
-async fn post(j: &Junction, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new().post(j.url(path)).json(&body).send().await.expect("send");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 fn invoice_fields() -> Value {
@@ -70,14 +59,15 @@ async fn an_invoice_is_made_once_however_the_create_is_retried() {
 
     // 1C commits the document and then answers 500: the retry finds it instead of making another.
     sim.fail_next_create_after_commit(500);
-    let (status, made) = post(&j, "/create_invoice", json!({ "contract_id": c42, "fields": invoice_fields() })).await;
+    let (status, made) =
+        post_json(&j, "/create_invoice", json!({ "contract_id": c42, "fields": invoice_fields() })).await;
     assert_eq!(status, 200, "{made}\n{}", j.logs());
     assert_eq!(sim.creates(), 1, "{}", j.logs());
     assert_eq!(made["invoice"]["Комментарий"], format!("junction:{c42}"));
     assert_eq!(made["created"], false, "the retry found the committed invoice: {made}");
 
     // Asked again later (a replayed message): the same invoice.
-    let (_, again) = post(&j, "/create_invoice", json!({ "contract_id": c42, "fields": invoice_fields() })).await;
+    let (_, again) = post_json(&j, "/create_invoice", json!({ "contract_id": c42, "fields": invoice_fields() })).await;
     assert_eq!(again["ref"], made["ref"]);
     assert_eq!(sim.creates(), 1);
 
@@ -106,11 +96,11 @@ async fn an_invoice_is_made_once_however_the_create_is_retried() {
     assert_eq!(invoices.iter().filter(|i| i["Комментарий"] == format!("junction:{c43}").as_str()).count(), 1);
 
     // Posted; changed with the version it was read at; a stale version is refused with 412.
-    let (status, posted) = post(&j, "/post_invoice", json!({ "ref": made["ref"] })).await;
+    let (status, posted) = post_json(&j, "/post_invoice", json!({ "ref": made["ref"] })).await;
     assert_eq!(status, 200, "{posted}");
-    let (_, read) = post(&j, "/get_invoice", json!({ "contract_id": c42 })).await;
+    let (_, read) = post_json(&j, "/get_invoice", json!({ "contract_id": c42 })).await;
     assert_eq!(read["posted"], true, "{read}");
-    let (status, changed) = post(
+    let (status, changed) = post_json(
         &j,
         "/update_invoice",
         json!({ "ref": read["ref"], "data_version": read["data_version"], "fields": { "СуммаДокумента": 1_600_000 } }),
@@ -118,7 +108,7 @@ async fn an_invoice_is_made_once_however_the_create_is_retried() {
     .await;
     assert_eq!(status, 200, "{changed}");
     assert_ne!(changed["data_version"], read["data_version"]);
-    let (status, stale) = post(
+    let (status, stale) = post_json(
         &j,
         "/update_invoice",
         json!({ "ref": read["ref"], "data_version": read["data_version"], "fields": { "СуммаДокумента": 1 } }),
@@ -141,9 +131,12 @@ async fn payments_are_read_page_by_page() {
     let mut seen = Vec::new();
     let mut skip = json!(0);
     loop {
-        let (status, page) =
-            post(&j, "/query", json!({ "entity": PAYMENTS, "top": 2, "skip": skip, "select": "Ref_Key,Комментарий" }))
-                .await;
+        let (status, page) = post_json(
+            &j,
+            "/query",
+            json!({ "entity": PAYMENTS, "top": 2, "skip": skip, "select": "Ref_Key,Комментарий" }),
+        )
+        .await;
         assert_eq!(status, 200, "{page}");
         seen.extend(page["items"].as_array().cloned().unwrap_or_default());
         if page["next"].is_null() {
@@ -157,11 +150,11 @@ async fn payments_are_read_page_by_page() {
 
     // A 503 is retried; wrong credentials are refused, not retried.
     sim.fail_next([Fault::status(503)]);
-    let (status, _) = post(&j, "/query", json!({ "entity": PAYMENTS, "top": 1 })).await;
+    let (status, _) = post_json(&j, "/query", json!({ "entity": PAYMENTS, "top": 1 })).await;
     assert_eq!(status, 200);
     let (_tmp2, store2) = sqlite_store();
     let wrong = Junction::start(dir.path(), &[("JUNCTION_STORE", &store2), ("ONEC_USER", "x"), ("ONEC_PASSWORD", "y")]);
-    let (status, refused) = post(&wrong, "/query", json!({ "entity": PAYMENTS })).await;
+    let (status, refused) = post_json(&wrong, "/query", json!({ "entity": PAYMENTS })).await;
     assert_eq!(status, 422, "{refused}");
     std::thread::sleep(Duration::from_millis(10));
 }
@@ -179,10 +172,5 @@ fn onec_options_are_checked_at_their_line_and_column() {
 
 #[test]
 fn the_readmes_onec_connector_is_valid() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let start = readme.find("connectors:\n  billing:\n    kind: onec_odata").expect("the README's 1C example");
-    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
-    let dir = project(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
-    let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &CREDENTIALS);
-    assert_eq!(code, 0, "{out}{err}");
+    common::assert_readme_example_checks("connectors:\n  billing:\n    kind: onec_odata", &CREDENTIALS);
 }

@@ -14,7 +14,7 @@ use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::web::auth::AuthConfig;
-use crate::web::{Auth, describe, parse_retry_after, read_limited, shown_url};
+use crate::web::{Auth, parse_retry_after, read_limited, shown_url, transport_error};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -284,11 +284,7 @@ impl HttpCall {
                 Body::Bytes(b) => req.body(b.clone()),
             };
         }
-        let resp = req.send().await.map_err(|e| {
-            let message = format!("{} {}: {}", self.method, self.connector, describe(&e));
-            // Nobody answering is an outage; a timeout or a broken reply may pass on a retry.
-            if e.is_connect() { ConnectorError::unavailable(message) } else { ConnectorError::retryable(message) }
-        })?;
+        let resp = req.send().await.map_err(|e| transport_error(&format!("{} {}", self.method, self.connector), &e))?;
         let status = resp.status();
         otlp::call::set("http.response.status_code", status.as_u16());
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);

@@ -357,3 +357,34 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// The Redis the tests share (`JUNCTION_TEST_REDIS`, or the machine's on 6379).
+pub fn redis_url() -> String {
+    std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `rabbitmqctl` with its output, for what only the broker can tell.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (the RabbitMQ server's CLI) runs");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// POSTs `body` as JSON to the gateway; the status and the answer (JSON, or its text).
+pub async fn post_json(j: &Junction, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new().post(j.url(path)).json(&body).send().await.expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// The README's example that starts with `marker`, up to its code block's end, passes
+/// `junction check` as a project's `junction.yaml` (after `routes: [routes/]`), with `env`.
+pub fn assert_readme_example_checks(marker: &str, env: &[(&str, &str)]) {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme.find(marker).unwrap_or_else(|| panic!("the README's example `{marker}`"));
+    let block = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
+    let dir = project(&[("junction.yaml", &format!("routes: [routes/]\n{block}")), ("routes/.keep", "")]);
+    let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], env);
+    assert_eq!(code, 0, "{marker}: {out}{err}");
+}

@@ -110,9 +110,10 @@ impl Api {
         match self.send(call).await {
             Err(Failure::Unauthorized(message)) if self.auth.can_renew() => {
                 self.auth.renew().await?;
-                self.send(call).await.map_err(|f| f.into_error(&message))
+                let _ = message;
+                self.send(call).await.map_err(|f| f.into_error(true))
             }
-            other => other.map_err(|f| f.into_error("")),
+            other => other.map_err(|f| f.into_error(false)),
         }
     }
 
@@ -169,11 +170,13 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_error(self, before: &str) -> ConnectorError {
+    /// The error to give; `renewed` when the call was refused once already and sent again with
+    /// a new token.
+    fn into_error(self, renewed: bool) -> ConnectorError {
         match self {
             // Twice refused (or credentials that cannot renew): the other side refuses them.
             Failure::Unauthorized(message) => {
-                let message = if before.is_empty() { message } else { format!("{message} (again after a new token)") };
+                let message = if renewed { format!("{message} (again after a new token)") } else { message };
                 ConnectorError::rejected(format!("{message}; check the connector's credentials"))
             }
             Failure::Error(e) => e,

@@ -186,10 +186,6 @@ impl Guard {
         Ok(Some(Guard { connector: connector.to_owned(), rate, slots, cache: cache.cloned(), breaker }))
     }
 
-    pub fn connector(&self) -> &str {
-        &self.connector
-    }
-
     /// Whether the breaker is open now (and no probe is due), or its probe is out: the routes
     /// calling the connector take nothing new from their bus sources meanwhile.
     pub fn is_open(&self) -> bool {
