@@ -166,6 +166,14 @@ async fn the_leads_source_walks_every_page_and_resumes_from_its_checkpoint() {
     }
     sim.update_lead(ids[2], json!({ "name": "renamed" }));
     j.wait_for_log("name=renamed;", Duration::from_secs(10));
+    // The page's checkpoint is stored after its leads are delivered, and before the source
+    // asks for anything more: the next request says it is stored.
+    let asked = sim.requests().len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.requests().len() == asked {
+        assert!(Instant::now() < deadline, "the source stopped asking");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     j.crash();
 
     // Killed; a lead changes meanwhile. The restarted walk gives that one only.

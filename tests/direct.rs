@@ -143,7 +143,7 @@ fn direct_options_are_checked_at_their_line_and_column() {
     let dir = project(&[
         (
             "junction.yaml",
-            "routes: [routes/]\nconnectors:\n  ads: { kind: yandex_direct, base_url: https://api.direct.yandex.com, token: t }\n",
+            "routes: [routes/]\nconnectors:\n  ads: { kind: yandex_direct, base_url: https://api.direct.yandex.com, token: \"${DIRECT_TOKEN:-t}\" }\n",
         ),
         ("routes/s.yaml", "route: s\nfrom: { connector: ads, statistics: { since: yesterday } }\nsteps:\n  - log: x\n"),
     ]);

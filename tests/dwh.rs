@@ -62,7 +62,7 @@ async fn batches(j: &Junction) -> f64 {
     let text =
         reqwest::Client::new().get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     text.lines()
-        .find(|l| l.starts_with("junction_sql_batch_rows_count{") && l.contains("table=\"campaign_stats\""))
+        .find(|l| l.starts_with("junction_batch_rows_count{") && l.contains("table=\"campaign_stats\""))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)

@@ -163,7 +163,7 @@ async fn payments_are_read_page_by_page() {
 fn onec_options_are_checked_at_their_line_and_column() {
     let dir = project(&[(
         "junction.yaml",
-        "routes: []\nconnectors:\n  billing:\n    kind: onec_odata\n    base_url: http://1c.example/buh/hs/api\n    user: u\n    password: p\n",
+        "routes: []\nconnectors:\n  billing:\n    kind: onec_odata\n    base_url: http://1c.example/buh/hs/api\n    user: u\n    password: \"${ONEC_PASSWORD:-p}\"\n",
     )]);
     let (code, _, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &[]);
     assert_eq!(code, 1, "{err}");

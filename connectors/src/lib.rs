@@ -12,9 +12,14 @@
 //!   with `If-Match`; any entity set read page by page).
 //! - `yandex_direct`: Yandex Direct API v5 (campaigns added once per key, suspended, resumed;
 //!   reports polled until built; daily statistics as a source with trailing re-reads).
+//! - `vk_ads`: the VK Ads API (ad plans created once per key, paused, resumed; daily
+//!   statistics as a source; one stored token shared by every instance, since VK allows five).
 //! - `sql`: a SQL database (SQLite, Postgres) as a sink loaded in batches of upserts (the DWH).
+//! - `clickhouse`: ClickHouse over HTTP as a sink loaded in batches, each insert deduplicated
+//!   by a token made of its bytes.
 //! - `web`: what the connectors speaking to HTTP APIs share (credentials, replies checked,
 //!   paging sources); not a kind.
+//! - `batch`: rows from many messages gathered into batches, for the table sinks; not a kind.
 //!
 //! Adding a kind is one file (or folder) plus one line in [`register_all`]: the kind
 //! implements `junction_engine::connector::Kind` (its typed `Config`, checked by the engine
@@ -25,6 +30,10 @@
 pub mod amocrm;
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(any(feature = "sql", feature = "clickhouse"))]
+pub mod batch;
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 #[cfg(feature = "yandex_direct")]
 pub mod direct;
 #[cfg(feature = "http")]
@@ -35,6 +44,8 @@ pub mod kafka;
 pub mod onec;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "vk_ads")]
+pub mod vk;
 #[cfg(feature = "http")]
 pub mod web;
 
@@ -56,6 +67,10 @@ pub fn register_all(registry: &mut Registry) {
     registry.register(sql::SqlKind);
     #[cfg(feature = "yandex_direct")]
     registry.register(direct::DirectKind);
+    #[cfg(feature = "clickhouse")]
+    registry.register(clickhouse::ClickHouseKind);
+    #[cfg(feature = "vk_ads")]
+    registry.register(vk::VkAdsKind);
 }
 
 /// A registry with every kind this build knows.

@@ -88,6 +88,8 @@ impl Kind for AmoCrmKind {
                 scope: None,
                 redirect_uri: config.redirect_uri.clone(),
                 encoding: Encoding::Json,
+                grant_type: None,
+                params: Default::default(),
             }),
             _ => {
                 return Err(NodeError {

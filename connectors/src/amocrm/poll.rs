@@ -116,7 +116,7 @@ impl Pages for LeadPages {
         let page = list_leads(&self.api, &args, self.with.as_deref(), None).await?;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         let next = page["next"].as_str().map(str::to_owned);
-        Ok(Page { items, next })
+        Ok(Page { items, next, at: None })
     }
 
     fn seen(&self, checkpoint: Option<&str>, item: &Value) -> bool {
@@ -125,7 +125,7 @@ impl Pages for LeadPages {
         })
     }
 
-    fn advance(&self, checkpoint: Option<String>, items: &[Value]) -> Option<String> {
+    fn advance(&self, checkpoint: Option<String>, items: &[Value], _: Option<&str>, _: Option<&str>) -> Option<String> {
         let mut c = parse(checkpoint.as_deref()).unwrap_or_default();
         for item in items {
             let (at, id) = (updated_at(item), id(item));
@@ -172,14 +172,14 @@ mod tests {
     fn the_checkpoint_skips_what_the_last_walk_delivered_and_nothing_else() {
         let p = pages();
         let lead = |id: u64, at: i64| json!({ "id": id, "updated_at": at });
-        let c = p.advance(None, &[lead(1, 100), lead(2, 105), lead(3, 105)]);
+        let c = p.advance(None, &[lead(1, 100), lead(2, 105), lead(3, 105)], None, None);
         let c = c.as_deref();
         assert!(p.seen(c, &lead(1, 100)));
         assert!(p.seen(c, &lead(2, 105)) && p.seen(c, &lead(3, 105)));
         assert!(!p.seen(c, &lead(4, 105)), "another lead changed within the same second");
         assert!(!p.seen(c, &lead(2, 106)), "a lead changed again");
-        let c2 = p.advance(c.map(str::to_owned), &[lead(4, 105)]);
+        let c2 = p.advance(c.map(str::to_owned), &[lead(4, 105)], None, None);
         assert!(p.seen(c2.as_deref(), &lead(2, 105)) && p.seen(c2.as_deref(), &lead(4, 105)));
-        assert_eq!(p.advance(c2.clone(), &[]), c2, "an empty page keeps the checkpoint");
+        assert_eq!(p.advance(c2.clone(), &[], None, None), c2, "an empty page keeps the checkpoint");
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Direct;
+use crate::web::args;
 
 /// `{ connector: ads, op: add_campaign, client_login: … }`
 #[derive(Debug, Deserialize)]
@@ -74,7 +75,7 @@ impl Endpoint for DirectOp {
             }
             Op::AddCampaign => add_campaign(d, &args, login, trace).await?,
             Op::UpdateCampaign => {
-                let id = id_of(&args)?;
+                let id = args::id(&args, "Yandex Direct campaign")?;
                 let mut campaign = args
                     .get("fields")
                     .filter(|f| f.is_object())
@@ -85,7 +86,7 @@ impl Endpoint for DirectOp {
                 item_result(&result, "UpdateResults")?
             }
             Op::SuspendCampaign | Op::ResumeCampaign => {
-                let id = id_of(&args)?;
+                let id = args::id(&args, "Yandex Direct campaign")?;
                 let (method, key) = if self.op == Op::SuspendCampaign {
                     ("suspend", "SuspendResults")
                 } else {
@@ -96,8 +97,8 @@ impl Endpoint for DirectOp {
                 item_result(&result, key)?
             }
             Op::Report => {
-                let from = date(&args, "date_from")?;
-                let to = date(&args, "date_to")?;
+                let from = args::date(&args, "date_from")?.to_string();
+                let to = args::date(&args, "date_to")?.to_string();
                 json!({ "rows": super::report::campaign_days(d, &from, &to, login, trace).await? })
             }
         };
@@ -109,11 +110,6 @@ impl Endpoint for DirectOp {
     }
 }
 
-/// The tag a campaign made for `key` carries in its name.
-fn tag(key: &str) -> String {
-    format!("[jn:{key}]")
-}
-
 /// The campaign of `key`: the one whose name carries its tag, or one added now.
 async fn add_campaign(
     d: &Direct,
@@ -121,15 +117,13 @@ async fn add_campaign(
     login: Option<&str>,
     trace: Option<&str>,
 ) -> Result<Value, ConnectorError> {
-    let key = args.get("key").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or_else(|| {
-        ConnectorError::rejected("add_campaign needs `key` (what the campaign is for, e.g. a media plan line's id)")
-    })?;
+    let (_, tag) = args::create_key(args, "add_campaign")?;
+
     let mut campaign = args
         .get("campaign")
         .filter(|c| c.is_object())
         .cloned()
         .ok_or_else(|| ConnectorError::rejected("add_campaign needs `campaign` (Direct's campaign object)"))?;
-    let tag = tag(key);
     // Direct has no idempotency keys: a campaign added before (a retry whose first try went
     // through) is found by the tag in its name.
     let existing = d
@@ -174,18 +168,4 @@ fn item_result(result: &Value, key: &str) -> Result<Value, ConnectorError> {
         tracing::warn!(warnings, "Yandex Direct accepted with warnings");
     }
     Ok(item)
-}
-
-fn id_of(args: &Value) -> Result<i64, ConnectorError> {
-    args.get("id")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ConnectorError::rejected("`id` must be a Yandex Direct campaign id"))
-}
-
-fn date(args: &Value, key: &str) -> Result<String, ConnectorError> {
-    let text = args.get(key).and_then(Value::as_str).unwrap_or_default();
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.to_string())
-        .map_err(|_| ConnectorError::rejected(format!("`{key}` must be a date, YYYY-MM-DD")))
 }

@@ -1,16 +1,15 @@
-//! One table's batches: rows from many messages gathered until the batch is full or old
-//! enough, written in one transaction of upserts, and each message told how its batch went.
+//! One table's writer: a batch of rows as one transaction of upserts (the batching itself is
+//! [`crate::batch`]'s).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use async_trait::async_trait;
 use junction_engine::connector::ConnectorError;
-use metrics::Histogram;
 use serde_json::Value;
 use sqlx::AnyPool;
-use tokio::sync::{mpsc, oneshot};
 
 use super::{ColumnType, TableSpec};
+use crate::batch::Sink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Dialect {
@@ -18,158 +17,41 @@ pub(super) enum Dialect {
     Postgres,
 }
 
-/// Rows waiting for a batch, each with where its message waits for the outcome.
-type Pending = (Vec<Value>, oneshot::Sender<Result<(), ConnectorError>>);
-
-pub(super) struct Batcher {
-    tx: mpsc::Sender<Command>,
+pub(super) struct Writer {
+    pub(super) connector: String,
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
+    pub(super) table: String,
+    pub(super) spec: TableSpec,
 }
 
-enum Command {
-    Load(Pending),
-    /// Write what is pending now and end.
-    Stop(oneshot::Sender<()>),
-}
-
-/// Rows waiting at most, across messages, before a load waits for room.
-const QUEUE: usize = 1024;
-
-impl Batcher {
-    /// Creates the table when missing and starts the task that writes its batches.
-    pub(super) async fn start(
-        connector: &str,
-        pool: AnyPool,
-        dialect: Dialect,
-        table: &str,
-        spec: TableSpec,
-        rows: usize,
-        every: Duration,
-    ) -> Result<Batcher, ConnectorError> {
-        let writer = Writer {
-            connector: connector.to_owned(),
-            pool,
-            dialect,
-            table: table.to_owned(),
-            spec,
-            sizes: metrics::histogram!("junction_sql_batch_rows", "connector" => connector.to_owned(), "table" => table.to_owned()),
-        };
-        writer.create_table().await?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer.run(rx, rows, every));
-        Ok(Batcher { tx })
+#[async_trait]
+impl Sink for Writer {
+    fn check(&self, row: &Value) -> Result<(), ConnectorError> {
+        crate::batch::check_row(&self.table, row, |c| self.spec.columns.contains_key(c), &self.spec.key)
     }
 
-    /// Adds `rows` to the next batch; returns once that batch committed (or failed).
-    pub(super) async fn load(&self, rows: Vec<Value>) -> Result<(), ConnectorError> {
-        let (done, outcome) = oneshot::channel();
-        self.tx
-            .send(Command::Load((rows, done)))
-            .await
-            .map_err(|_| ConnectorError::unavailable("the table's batch writer has stopped"))?;
-        outcome.await.map_err(|_| ConnectorError::retryable("the batch was dropped before it was written"))?
+    async fn write(&self, rows: &[&Value]) -> Result<(), ConnectorError> {
+        self.upsert(rows).await
     }
 
-    /// Writes what is pending and stops taking rows.
-    pub(super) async fn flush_and_stop(&self) {
-        let (done, flushed) = oneshot::channel();
-        if self.tx.send(Command::Stop(done)).await.is_ok() {
-            let _ = flushed.await;
-        }
+    fn describe(&self) -> String {
+        format!("connector `{}`, table `{}`", self.connector, self.table)
     }
-}
-
-struct Writer {
-    connector: String,
-    pool: AnyPool,
-    dialect: Dialect,
-    table: String,
-    spec: TableSpec,
-    sizes: Histogram,
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Command>, rows: usize, every: Duration) {
-        let mut batch: Vec<Pending> = Vec::new();
-        let mut held = 0;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let command = match deadline {
-                Some(at) => tokio::select! {
-                    c = rx.recv() => c,
-                    () = tokio::time::sleep_until(at) => {
-                        self.flush(std::mem::take(&mut batch)).await;
-                        (held, deadline) = (0, None);
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            match command {
-                Some(Command::Load(p)) => {
-                    held += p.0.len();
-                    batch.push(p);
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + every);
-                    if held >= rows {
-                        self.flush(std::mem::take(&mut batch)).await;
-                        (held, deadline) = (0, None);
-                    }
-                }
-                Some(Command::Stop(done)) => {
-                    self.flush(std::mem::take(&mut batch)).await;
-                    let _ = done.send(());
-                    return;
-                }
-                None => {
-                    self.flush(batch).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Writes one batch and tells each of its messages how it went.
-    async fn flush(&self, batch: Vec<Pending>) {
-        if batch.is_empty() {
-            return;
-        }
-        let rows: Vec<&Value> = batch.iter().flat_map(|(rows, _)| rows.iter()).collect();
-        let outcome = self.write(&rows).await;
-        if let Err(e) = &outcome {
-            tracing::warn!(connector = %self.connector, table = %self.table, rows = rows.len(), error = %e, "a batch failed; its messages are retried");
-        }
-        for (_, done) in batch {
-            let _ = done.send(outcome.clone());
-        }
-    }
-
     /// One transaction of upserts, a row repeated in the batch (by key) written once, the last.
-    async fn write(&self, rows: &[&Value]) -> Result<(), ConnectorError> {
+    async fn upsert(&self, rows: &[&Value]) -> Result<(), ConnectorError> {
         let columns: Vec<(&String, ColumnType)> = self.spec.columns.iter().map(|(c, t)| (c, *t)).collect();
         let mut by_key: BTreeMap<Vec<String>, Vec<Option<String>>> = BTreeMap::new();
         for row in rows {
-            let Some(object) = row.as_object() else {
-                return Err(ConnectorError::rejected(format!("a row of `{}` is not an object", self.table)));
-            };
-            if let Some(unknown) = object.keys().find(|k| !self.spec.columns.contains_key(*k)) {
-                return Err(ConnectorError::rejected(format!("table `{}` has no column `{unknown}`", self.table)));
-            }
-            let mut key = Vec::with_capacity(self.spec.key.len());
-            for k in &self.spec.key {
-                match object.get(k) {
-                    Some(v) if !v.is_null() => key.push(v.to_string()),
-                    _ => {
-                        return Err(ConnectorError::rejected(format!(
-                            "a row of `{}` has no `{k}` (part of its key)",
-                            self.table
-                        )));
-                    }
-                }
-            }
+            self.check(row)?;
+            let key = self.spec.key.iter().map(|k| row[k.as_str()].to_string()).collect();
             let values =
-                columns.iter().map(|(c, t)| object.get(*c).and_then(|v| text_of(v, *t, self.dialect))).collect();
+                columns.iter().map(|(c, t)| row.get(c.as_str()).and_then(|v| text_of(v, *t, self.dialect))).collect();
             by_key.insert(key, values);
         }
-        self.sizes.record(by_key.len() as f64);
         let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
         let placeholder = |i: usize, t: ColumnType| match self.dialect {
             Dialect::Postgres => format!("CAST(${i} AS {})", pg_type(t)),
@@ -212,7 +94,7 @@ impl Writer {
         }
     }
 
-    async fn create_table(&self) -> Result<(), ConnectorError> {
+    pub(super) async fn create_table(&self) -> Result<(), ConnectorError> {
         let columns: Vec<String> = self
             .spec
             .columns
@@ -246,7 +128,7 @@ fn text_of(v: &Value, t: ColumnType, dialect: Dialect) -> Option<String> {
     }
 }
 
-fn pg_type(t: ColumnType) -> &'static str {
+pub(super) fn pg_type(t: ColumnType) -> &'static str {
     match t {
         ColumnType::Text => "TEXT",
         ColumnType::Integer => "BIGINT",

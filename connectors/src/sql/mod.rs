@@ -18,6 +18,7 @@
 //! one), so a batch sent again, or a message redelivered, stores each row once. Tables are
 //! created at start when missing (`CREATE TABLE IF NOT EXISTS`, the key as primary key).
 
+mod backfill;
 mod batch;
 
 use std::collections::BTreeMap;
@@ -27,12 +28,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role, StartCx};
-use junction_engine::{Body, Message};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, Consumer, Endpoint, Kind, Role, StartCx};
+use junction_engine::store::Store;
 use serde::Deserialize;
-use serde_json::Value;
 
-use batch::{Batcher, Dialect};
+use crate::batch::{Batcher, Batchers};
+use batch::{Dialect, Writer};
 
 pub struct SqlKind;
 
@@ -43,20 +44,9 @@ pub struct SqlConfig {
     /// `sqlite://path/file.db` (relative to where Junction runs) or `postgres://…`.
     url: String,
     #[serde(default)]
-    batch: Option<BatchSpec>,
+    batch: Option<crate::batch::BatchSpec>,
     /// The tables rows go to, by name.
     tables: BTreeMap<String, TableSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchSpec {
-    /// Rows a batch holds at most (default 500).
-    #[serde(default)]
-    rows: Option<usize>,
-    /// How long the first row of a batch waits for others (default 1s).
-    #[serde(default)]
-    every: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,12 +91,12 @@ impl Kind for SqlKind {
             return Err(NodeError { message: "url is `sqlite://…` or `postgres://…`".into(), pos: at("url") });
         };
         for (table, spec) in &config.tables {
-            check_name(table).map_err(|message| NodeError { message, pos: at("tables") })?;
+            crate::batch::check_name(table).map_err(|message| NodeError { message, pos: at("tables") })?;
             if spec.key.is_empty() {
                 return Err(NodeError { message: format!("table `{table}` needs a `key`"), pos: at("tables") });
             }
             for column in spec.columns.keys() {
-                check_name(column).map_err(|message| NodeError { message, pos: at("tables") })?;
+                crate::batch::check_name(column).map_err(|message| NodeError { message, pos: at("tables") })?;
             }
             if let Some(k) = spec.key.iter().find(|k| !spec.columns.contains_key(*k)) {
                 return Err(NodeError {
@@ -115,29 +105,19 @@ impl Kind for SqlKind {
                 });
             }
         }
-        let batch = config.batch.unwrap_or(BatchSpec { rows: None, every: None });
-        let rows = batch.rows.unwrap_or(500);
-        if rows == 0 {
-            return Err(NodeError { message: "`batch.rows` is at least 1".into(), pos: at("batch") });
-        }
+        let (rows, every) = crate::batch::BatchSpec::resolve(config.batch, 500, options)?;
         Ok(Arc::new(Sql {
             name: name.to_owned(),
             url: config.url,
             dialect,
             tables: config.tables,
             rows,
-            every: batch.every.map_or(Duration::from_secs(1), |d| d.0),
+            every,
             batchers: Arc::default(),
+            pool: Arc::default(),
+            store: Arc::default(),
         }))
     }
-}
-
-/// Names go into SQL as they are: letters, digits and `_` only.
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok { Ok(()) } else { Err(format!("`{name}` is not a table or column name (letters, digits and `_`)")) }
 }
 
 struct Sql {
@@ -149,13 +129,31 @@ struct Sql {
     every: Duration,
     /// One per table, made when the connector starts.
     batchers: Batchers,
+    /// Set when the connector starts, for its backfill sources.
+    pool: Arc<OnceLock<sqlx::AnyPool>>,
+    store: Arc<OnceLock<Store>>,
 }
 
-/// `{ connector: dwh, table: campaign_stats }`
+/// `from: { connector: dwh, backfill: { table, by, rows, every } }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoadSpec {
+struct SourceSpec {
+    backfill: BackfillSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillSpec {
     table: String,
+    /// A column that is unique and only grows (an id); the table's key when it is one column.
+    #[serde(default)]
+    by: Option<String>,
+    /// Rows per batch (default 500).
+    #[serde(default)]
+    rows: Option<usize>,
+    /// After the last row, how often to look for new ones (default 1m).
+    #[serde(default)]
+    every: Option<ConfigDuration>,
 }
 
 #[async_trait]
@@ -165,29 +163,53 @@ impl Connector for Sql {
     }
 
     fn endpoint(&self, role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
-        let spec: LoadSpec = options.parse()?;
-        if !self.tables.contains_key(&spec.table) {
-            let known: Vec<&str> = self.tables.keys().map(String::as_str).collect();
-            return Err(NodeError {
-                message: format!(
-                    "connector `{}` has no table `{}`; its tables: {}",
-                    self.name,
-                    spec.table,
-                    known.join(", ")
-                ),
-                pos: options.get("table").map(|n| n.pos),
-            });
-        }
-        if role != Role::Send {
-            return Err(NodeError {
-                message: "a `sql` connector loads rows (`to`); it answers no requests".into(),
-                pos: Some(options.pos),
-            });
-        }
-        Ok(Arc::new(Load { connector: self.name.clone(), table: spec.table, batchers: self.batchers.clone() }))
+        crate::batch::load_endpoint("sql", &self.name, self.tables.keys(), &self.batchers, role, options)
     }
 
-    async fn start(&self, _cx: &StartCx) -> Result<(), ConnectorError> {
+    fn consumer(&self, route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        let spec: SourceSpec = options.parse()?;
+        let at = Some(options.get("backfill").map_or(options.pos, |n| n.pos));
+        let spec = spec.backfill;
+        let table = self.tables.get(&spec.table).ok_or_else(|| NodeError {
+            message: format!("connector `{}` has no table `{}`", self.name, spec.table),
+            pos: at,
+        })?;
+        let by = match (spec.by, table.key.as_slice()) {
+            (Some(by), _) => by,
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(NodeError {
+                    message: format!(
+                        "table `{}` has a key of several columns: name the one column to backfill `by` (unique, only growing)",
+                        spec.table
+                    ),
+                    pos: at,
+                });
+            }
+        };
+        if !table.columns.contains_key(&by) {
+            return Err(NodeError { message: format!("table `{}` has no column `{by}`", spec.table), pos: at });
+        }
+        let rows = spec.rows.unwrap_or(500);
+        if rows == 0 {
+            return Err(NodeError { message: "`rows` is at least 1".into(), pos: at });
+        }
+        Ok(Arc::new(backfill::Backfill {
+            connector: self.name.clone(),
+            pool: self.pool.clone(),
+            store: self.store.clone(),
+            dialect: self.dialect,
+            table: spec.table.clone(),
+            spec: table.clone(),
+            by,
+            rows,
+            every: spec.every.map_or(Duration::from_secs(60), |d| d.0),
+            key: format!("sql:{}:backfill:{route}", self.name),
+        }))
+    }
+
+    async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
+        let _ = self.store.set(cx.store.clone());
         sqlx::any::install_default_drivers();
         let url = match self.dialect {
             Dialect::Sqlite if !self.url.contains("mode=") => {
@@ -214,61 +236,22 @@ impl Connector for Sql {
             })?;
         let mut batchers = BTreeMap::new();
         for (table, spec) in &self.tables {
-            let batcher =
-                Batcher::start(&self.name, pool.clone(), self.dialect, table, spec.clone(), self.rows, self.every)
-                    .await?;
-            batchers.insert(table.clone(), Arc::new(batcher));
+            let writer = Writer {
+                connector: self.name.clone(),
+                pool: pool.clone(),
+                dialect: self.dialect,
+                table: table.clone(),
+                spec: spec.clone(),
+            };
+            writer.create_table().await?;
+            batchers.insert(table.clone(), Arc::new(Batcher::start(writer, self.rows, self.every, &self.name, table)));
         }
         let _ = self.batchers.set(batchers);
+        let _ = self.pool.set(pool);
         Ok(())
     }
 
     async fn stop(&self) {
-        if let Some(batchers) = self.batchers.get() {
-            for b in batchers.values() {
-                b.flush_and_stop().await;
-            }
-        }
-    }
-}
-
-/// The batchers of a connector's tables, made when it starts (after its endpoints).
-type Batchers = Arc<OnceLock<BTreeMap<String, Arc<Batcher>>>>;
-
-/// `to: { connector: dwh, table: … }`.
-struct Load {
-    connector: String,
-    table: String,
-    batchers: Batchers,
-}
-
-#[async_trait]
-impl Endpoint for Load {
-    async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
-        let batcher = self
-            .batchers
-            .get()
-            .and_then(|b| b.get(&self.table).cloned())
-            .ok_or_else(|| ConnectorError::unavailable(format!("connector `{}` is not started", self.connector)))?;
-        let rows = match msg.body.to_json() {
-            Value::Array(rows) => rows,
-            row @ Value::Object(_) => vec![row],
-            _ => {
-                return Err(ConnectorError::rejected(format!(
-                    "a row for table `{}` is an object (or an array of them)",
-                    self.table
-                )));
-            }
-        };
-        batcher.load(rows).await
-    }
-
-    async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        self.send(msg).await?;
-        Ok(Message::new(Body::Json(Value::Null)))
-    }
-
-    fn describe(&self) -> String {
-        format!("table {}", self.table)
+        crate::batch::stop_all(&self.batchers).await;
     }
 }

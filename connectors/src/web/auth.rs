@@ -65,6 +65,13 @@ pub struct OAuth2Config {
     /// How the token request's parameters go: `form` (RFC 6749) or `json` (amoCRM).
     #[serde(default)]
     pub encoding: Encoding,
+    /// The grant asked for without a refresh token: `client_credentials` (the default), or a
+    /// provider's own (VK Ads' agencies: `agency_client_credentials`).
+    #[serde(default)]
+    pub grant_type: Option<String>,
+    /// More fields of that grant (`agency_client_name: …`).
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -301,7 +308,10 @@ impl OAuth2 {
                     params.push(("redirect_uri", uri.clone()));
                 }
             }
-            None => params.push(("grant_type", "client_credentials".into())),
+            None => {
+                params.push(("grant_type", c.grant_type.clone().unwrap_or_else(|| "client_credentials".into())));
+                params.extend(c.params.iter().map(|(k, v)| (k.as_str(), v.clone())));
+            }
         }
         if let Some(scope) = &c.scope {
             params.push(("scope", scope.clone()));
@@ -318,11 +328,28 @@ impl OAuth2 {
         let bytes = super::read_limited(resp).await?;
         if !status.is_success() {
             // The body may echo what was sent: only the OAuth2 error code is shown.
-            let code = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").or_else(|| v.get("hint")).and_then(Value::as_str).map(str::to_owned))
+            let reply = serde_json::from_slice::<Value>(&bytes).ok();
+            let code = reply
+                .as_ref()
+                .and_then(|v| {
+                    v.get("error").or_else(|| v.get("hint")).or_else(|| v.get("code")).and_then(Value::as_str)
+                })
                 .unwrap_or_default();
             let message = format!("{what} answered {status} {code}");
+            let own_chain = refresh.is_some() && c.refresh_token.is_none();
+            if own_chain && status.is_client_error() && status.as_u16() != 429 {
+                // The refresh token came from a client-credentials grant and was deleted (VK
+                // drops tokens unused for a month): a new one by the same grant.
+                tracing::warn!(connector = %self.connector, "{message}: the stored refresh token was refused; asking for a new token");
+                return Box::pin(self.fetch(None)).await;
+            }
+            if status.as_u16() == 403 && String::from_utf8_lossy(&bytes).to_lowercase().contains("limit") {
+                return Err(ConnectorError::unavailable(format!(
+                    "{message}: the provider's limit of live tokens is reached (VK Ads: 5 per client). This connector \
+                     keeps one token in the store for every instance; delete the stale ones (VK Ads: POST \
+                     /api/v2/oauth2/token/delete.json)"
+                )));
+            }
             return Err(if status.is_client_error() && status.as_u16() != 429 {
                 ConnectorError::rejected(format!(
                     "{message}: the credentials were refused (a revoked refresh token needs a new one in the connector's options)"
@@ -360,10 +387,20 @@ impl OAuth2 {
 #[derive(Deserialize)]
 struct TokenReply {
     access_token: String,
-    #[serde(default)]
+    /// Seconds; a number, or a string of one (VK Ads' refresh answers).
+    #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<i64>,
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+/// `3600` or `"3600"`.
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 fn fresh(t: &Token) -> bool {

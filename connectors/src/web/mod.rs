@@ -4,7 +4,9 @@
 //! Limits, the breaker, metrics and spans around each call are the engine's (a connector's
 //! `limits` and `breaker` options), not this module's.
 
+pub mod args;
 pub mod auth;
+pub mod daily;
 pub mod paging;
 
 use std::time::Duration;
@@ -103,6 +105,33 @@ impl Api {
         Url::parse(&joined).map_err(|e| ConnectorError::permanent(format!("{}: bad URL {joined}: {e}", self.name)))
     }
 
+    /// A URL the server gave (absolute, or from its root) as a path under the base URL, the way
+    /// [`Api::call`] takes it. A URL elsewhere is refused: the connector's credentials go to its
+    /// own API only.
+    pub fn relative(&self, url: &str) -> Result<String, ConnectorError> {
+        let full = self.base.join(url).map_err(|e| {
+            ConnectorError::permanent(format!("{}: the server gave `{url}`, not a URL: {e}", self.name))
+        })?;
+        let base_path = self.base.path().trim_end_matches('/');
+        let same_origin = full.origin() == self.base.origin();
+        let under = full
+            .path()
+            .strip_prefix(base_path)
+            .filter(|rest| same_origin && (rest.is_empty() || rest.starts_with('/')));
+        match under {
+            Some(rest) => Ok(match full.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_owned(),
+            }),
+            None => Err(ConnectorError::permanent(format!(
+                "{}: the server's next page {} is not under {}",
+                self.name,
+                shown_url(&full),
+                shown_url(&self.base)
+            ))),
+        }
+    }
+
     /// Sends `call` with the credentials, reads and checks the reply. A 401 makes the
     /// credentials fetch a new token once (one that expired early, or was revoked) and the
     /// call go again.
@@ -187,11 +216,41 @@ impl Failure {
 /// A non-2xx answer as an error: 5xx, 408 and 429 are retryable (honouring `Retry-After`), 401
 /// and 403 and other 4xx are the other side refusing the call (not retried).
 pub fn status_error(status: StatusCode, message: String, headers: &reqwest::header::HeaderMap) -> ConnectorError {
-    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+        .or_else(|| (status == StatusCode::TOO_MANY_REQUESTS).then(|| exhausted_window(headers)).flatten());
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
         ConnectorError::retryable(message).with_retry_after(retry_after)
     } else {
         ConnectorError::rejected(message)
+    }
+}
+
+/// Without `Retry-After`, the wait that `X-RateLimit-<window>-Remaining: 0` headers imply (VK
+/// Ads sends them for the second, minute, hour and day, counted in calendar periods): until the
+/// longest exhausted window turns.
+fn exhausted_window(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    use chrono::Timelike;
+    let spent = |window: &str| {
+        headers
+            .get(format!("x-ratelimit-{window}-remaining"))
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0")
+    };
+    let now = chrono::Utc::now();
+    let into_hour = u64::from(now.minute() * 60 + now.second());
+    if spent("daily") {
+        Some(Duration::from_secs(86_400 - u64::from(now.num_seconds_from_midnight())))
+    } else if spent("hourly") {
+        Some(Duration::from_secs(3600 - into_hour))
+    } else if spent("minutely") {
+        Some(Duration::from_secs(60 - u64::from(now.second())))
+    } else if spent("rps") {
+        Some(Duration::from_secs(1))
+    } else {
+        None
     }
 }
 
@@ -313,6 +372,13 @@ mod tests {
         let e = status_error(StatusCode::TOO_MANY_REQUESTS, "429".into(), &headers);
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        let mut limited = reqwest::header::HeaderMap::new();
+        limited.insert("x-ratelimit-rps-remaining", "0".parse().expect("header"));
+        let e = status_error(StatusCode::TOO_MANY_REQUESTS, "429".into(), &limited);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)), "a spent second waits for the next");
+        limited.insert("x-ratelimit-hourly-remaining", "0".parse().expect("header"));
+        let hour = status_error(StatusCode::TOO_MANY_REQUESTS, "429".into(), &limited).retry_after();
+        assert!(hour.is_some_and(|w| w > Duration::from_secs(0) && w <= Duration::from_secs(3600)), "{hour:?}");
         let e = status_error(StatusCode::BAD_REQUEST, "400".into(), &reqwest::header::HeaderMap::new());
         assert!(matches!(e, ConnectorError::Rejected { .. }), "{e:?}");
     }

@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 pub struct Page {
     pub items: Vec<Value>,
     pub next: Option<String>,
+    /// Where this page is, for kinds whose checkpoint is a page (`None` for the others).
+    pub at: Option<String>,
 }
 
 /// How a kind reads an API page by page.
@@ -40,8 +42,15 @@ pub trait Pages: Send + Sync + 'static {
     /// "changed at or after" gives the newest delivered items again).
     fn seen(&self, checkpoint: Option<&str>, item: &Value) -> bool;
 
-    /// The checkpoint once `items` (one page) are delivered after `checkpoint`.
-    fn advance(&self, checkpoint: Option<String>, items: &[Value]) -> Option<String>;
+    /// The checkpoint once `items` (the new ones of the page `at`, whose next page is `next`)
+    /// are delivered after `checkpoint`.
+    fn advance(
+        &self,
+        checkpoint: Option<String>,
+        items: &[Value],
+        at: Option<&str>,
+        next: Option<&str>,
+    ) -> Option<String>;
 
     /// The message an item becomes.
     fn message(&self, item: Value) -> Message;
@@ -133,7 +142,7 @@ impl<P: Pages> PagingSource<P> {
             }
             while running.join_next().await.is_some() {}
             items += fresh.len();
-            let next = self.pages.advance(checkpoint.clone(), &fresh);
+            let next = self.pages.advance(checkpoint.clone(), &fresh, page.at.as_deref(), page.next.as_deref());
             let moved = next != checkpoint;
             if moved && let Some(value) = &next {
                 store

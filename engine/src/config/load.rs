@@ -74,6 +74,37 @@ fn version_of(text: &str) -> String {
     crate::route::compile::version(text, &[])
 }
 
+/// Option names whose values are secrets, wherever they stand in a connector's options;
+/// `value` only under `api_key`.
+const SECRET_OPTIONS: [&str; 7] =
+    ["password", "client_secret", "secret", "token", "refresh_token", "long_lived_token", "bearer"];
+
+/// Refuses a secret written into the file: a connector's secrets come from the environment
+/// (`${VAR}`), so the file can be committed, reviewed and shown without them.
+fn literal_secrets(node: &Node, parent: Option<&str>, file: &Path, diags: &mut Diagnostics) {
+    match &node.value {
+        NodeValue::Map(entries) => {
+            for (key, value) in entries {
+                let secret =
+                    SECRET_OPTIONS.contains(&key.name.as_str()) || (key.name == "value" && parent == Some("api_key"));
+                match value.as_str() {
+                    Some(text) if secret && !text.is_empty() && !text.contains("${") => diags.push(Diagnostic::new(
+                        file,
+                        Some(value.pos),
+                        format!(
+                            "`{}` is a secret: give it from the environment, as `${{VAR}}`, not written in the file",
+                            key.name
+                        ),
+                    )),
+                    _ => literal_secrets(value, Some(&key.name), file, diags),
+                }
+            }
+        }
+        NodeValue::Seq(items) => items.iter().for_each(|n| literal_secrets(n, parent, file, diags)),
+        _ => {}
+    }
+}
+
 impl Loader {
     pub fn load(&self, dir: &Path) -> Result<Project, Diagnostics> {
         self.load_reusing(dir, &LiveConnectors::new())
@@ -89,6 +120,9 @@ impl Loader {
 
         let mut diags = Diagnostics::default();
         let mut root: Node = parse_yaml(&shown_root, &text)?;
+        if let Some(connectors) = root.get("connectors") {
+            literal_secrets(connectors, None, &shown_root, &mut diags);
+        }
         let mut unset = Vec::new();
         super::env::substitute(&mut root, &self.env, &mut unset);
         for u in unset {

@@ -18,7 +18,6 @@
 //! (a [`Fault`] or an array), `POST /_sim/revoke`, `GET /_sim/state`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -97,14 +96,8 @@ impl Amocrm {
         let data =
             Data { refresh: options.refresh_token.clone(), options: Some(options), next_id: 1000, ..Data::default() };
         let sim = Amocrm { url: String::new(), data: Arc::new(Mutex::new(data)) };
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr: SocketAddr = listener.local_addr()?;
         let app = sim.router();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the amoCRM simulator stopped");
-            }
-        });
+        let addr = crate::serve(listen, app, "amoCRM").await?;
         Ok(Amocrm { url: format!("http://{addr}"), ..sim })
     }
 
@@ -175,6 +168,11 @@ impl Amocrm {
     /// The next requests to `/api/v4/…` get these, one each, in order.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
         self.data().faults.extend(faults);
+    }
+
+    /// Drops the faults no request took; how many there were.
+    pub fn clear_faults(&self) -> usize {
+        std::mem::take(&mut self.data().faults).len()
     }
 
     /// Every access token stops working (as when amoCRM revokes them): the next call gets 401.

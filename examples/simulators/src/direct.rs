@@ -9,16 +9,18 @@
 //!   it is ready (200, TSV); the same `ReportName` with other parameters is refused (4000).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+
+use crate::faults::{self, Fault};
 
 /// Points a call costs (Direct's costs differ by method; one number is enough here).
 const CALL_COST: i64 = 10;
@@ -42,6 +44,7 @@ struct Data {
     /// Requests to the campaigns service, answered or refused.
     calls: usize,
     next_id: i64,
+    faults: Vec<Fault>,
 }
 
 #[derive(Clone)]
@@ -55,22 +58,27 @@ impl Direct {
     pub async fn start(listen: &str, token: &str) -> std::io::Result<Direct> {
         let data = Data { token: token.into(), daily: 64_000, build_polls: 2, next_id: 700, ..Data::default() };
         let sim = Direct { url: String::new(), data: Arc::new(Mutex::new(data)) };
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr: SocketAddr = listener.local_addr()?;
         let app = Router::new()
             .route("/json/v5/campaigns", post(campaigns))
             .route("/json/v5/reports", post(reports))
+            .layer(middleware::from_fn_with_state(sim.clone(), guard))
             .with_state(sim.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the Yandex Direct simulator stopped");
-            }
-        });
+        let addr = crate::serve(listen, app, "Yandex Direct").await?;
         Ok(Direct { url: format!("http://{addr}"), ..sim })
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next requests get these, one each, in order.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.data().faults.extend(faults);
+    }
+
+    /// Drops the faults no request took; how many there were.
+    pub fn clear_faults(&self) -> usize {
+        std::mem::take(&mut self.data().faults).len()
     }
 
     /// One day of a campaign's statistics.
@@ -101,6 +109,15 @@ impl Direct {
     pub fn reports_asked(&self) -> Vec<(String, String)> {
         self.data().asked.clone()
     }
+}
+
+/// The next fault, if any.
+async fn guard(State(sim): State<Direct>, req: Request, next: Next) -> Response {
+    let fault = {
+        let mut d = sim.data();
+        if d.faults.is_empty() { None } else { Some(d.faults.remove(0)) }
+    };
+    faults::apply(fault, req, next).await
 }
 
 fn api_error(code: i64, text: &str, detail: &str) -> Response {

@@ -8,8 +8,27 @@
 //! `/_sim/`.
 
 pub mod amocrm;
+pub mod clickhouse;
 pub mod direct;
 mod faults;
 pub mod onec;
+pub mod vk;
 
 pub use faults::Fault;
+
+/// Serves `app` on `listen` in the background; the address it listens on. `name` says which
+/// simulator stopped, should it.
+pub(crate) async fn serve(
+    listen: &str,
+    app: axum::Router,
+    name: &'static str,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the {name} simulator stopped");
+        }
+    });
+    Ok(addr)
+}

@@ -32,6 +32,24 @@ enum System {
         #[arg(long, default_value = "sim-direct-token")]
         token: String,
     },
+    /// ClickHouse's HTTP interface (MergeTree tables, inserts deduplicated by token).
+    Clickhouse {
+        #[arg(long, default_value = "127.0.0.1:8123")]
+        listen: String,
+        #[arg(long, default_value = "default")]
+        user: String,
+        #[arg(long, default_value = "")]
+        password: String,
+    },
+    /// VK Ads (tokens limited to five per client, ad plans, daily statistics).
+    Vk {
+        #[arg(long, default_value = "127.0.0.1:8084")]
+        listen: String,
+        #[arg(long, default_value = "sim-vk-client")]
+        client_id: String,
+        #[arg(long, default_value = "sim-vk-secret")]
+        client_secret: String,
+    },
     /// 1C:Enterprise's OData v3 interface (invoices, payments; HTTP Basic).
     Onec {
         #[arg(long, default_value = "127.0.0.1:8082")]
@@ -62,6 +80,20 @@ async fn main() -> std::io::Result<()> {
                 sim.set_stats(701, &day, 1000 + back, 20 + back, 1_500_000_000);
             }
             eprintln!("Yandex Direct simulator on {}", sim.url);
+        }
+        System::Clickhouse { listen, user, password } => {
+            let sim = junction_simulators::clickhouse::ClickHouse::start(&listen, &user, &password).await?;
+            eprintln!("ClickHouse simulator on {}", sim.url);
+        }
+        System::Vk { listen, client_id, client_secret } => {
+            let sim = junction_simulators::vk::VkAds::start(&listen, &client_id, &client_secret).await?;
+            let plan = sim.add_plan("Demo campaign", "active");
+            let today = chrono::Utc::now().date_naive();
+            for back in 0..7 {
+                let day = (today - chrono::Duration::days(back)).to_string();
+                sim.set_stats(plan, &day, 1000 + back, 20 + back, "1500.00");
+            }
+            eprintln!("VK Ads simulator on {}", sim.url);
         }
         System::Onec { listen, user, password } => {
             let sim = junction_simulators::onec::OneC::start(&listen, &user, &password).await?;

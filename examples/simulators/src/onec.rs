@@ -14,7 +14,6 @@
 //! 1C has no idempotency keys: two POSTs make two documents, which the tests count.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
@@ -55,17 +54,11 @@ impl OneC {
     pub async fn start(listen: &str, user: &str, password: &str) -> std::io::Result<OneC> {
         let data = Data { user: user.into(), password: password.into(), ..Data::default() };
         let sim = OneC { url: String::new(), data: Arc::new(Mutex::new(data)) };
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr: SocketAddr = listener.local_addr()?;
         let app = Router::new()
             .fallback(odata)
             .layer(middleware::from_fn_with_state(sim.clone(), guard))
             .with_state(sim.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the 1C simulator stopped");
-            }
-        });
+        let addr = crate::serve(listen, app, "1C").await?;
         Ok(OneC { url: format!("http://{addr}/buh/odata/standard.odata"), ..sim })
     }
 
@@ -76,6 +69,11 @@ impl OneC {
     /// The next requests get these, one each, in order.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
         self.data().faults.extend(faults);
+    }
+
+    /// Drops the faults no request took; how many there were.
+    pub fn clear_faults(&self) -> usize {
+        std::mem::take(&mut self.data().faults).len()
     }
 
     /// The next create commits its document and then answers `status` (a 1C that failed

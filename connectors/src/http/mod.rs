@@ -1,20 +1,23 @@
 //! `kind: http`: calls an HTTP API. The connector holds the base URL, default headers and a
 //! pooled client; each step says the method, path and headers (expressions over the message).
 
-use std::sync::Arc;
+mod pages;
+
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role, StartCx};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, Consumer, Endpoint, Kind, Role, StartCx};
 use junction_engine::script::{Script, ScriptEngine};
+use junction_engine::store::Store;
 use junction_engine::telemetry::otlp;
 use junction_engine::{Body, Message, trace};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::web::auth::AuthConfig;
-use crate::web::{Auth, parse_retry_after, read_limited, shown_url, transport_error};
+use crate::web::{Api, Auth, parse_retry_after, read_limited, shown_url, transport_error};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -89,7 +92,9 @@ impl Kind for HttpKind {
             }
             None => Auth::None,
         };
-        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth }))
+        let api =
+            Arc::new(Api { name: name.to_owned(), base: base.clone(), client: client.clone(), auth: auth.clone() });
+        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth, api, store: Arc::default() }))
     }
 }
 
@@ -98,6 +103,9 @@ struct HttpConnector {
     base: reqwest::Url,
     client: reqwest::Client,
     auth: Auth,
+    /// The same, for the paging source.
+    api: Arc<Api>,
+    store: Arc<OnceLock<Store>>,
 }
 
 #[async_trait]
@@ -109,7 +117,12 @@ impl Connector for HttpConnector {
     /// Credentials that keep tokens in the store (OAuth2) get it and the cache.
     async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
         self.auth.start(&cx.store, &cx.cache);
+        let _ = self.store.set(cx.store.clone());
         Ok(())
+    }
+
+    fn consumer(&self, route: &str, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Consumer>, NodeError> {
+        pages::consumer(&self.api, &self.store, route, options)
     }
 
     fn endpoint(&self, role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
