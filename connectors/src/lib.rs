@@ -17,6 +17,8 @@
 //! - `sql`: a SQL database (SQLite, Postgres) as a sink loaded in batches of upserts (the DWH).
 //! - `clickhouse`: ClickHouse over HTTP as a sink loaded in batches, each insert deduplicated
 //!   by a token made of its bytes.
+//! - `llm`: language models (OpenAI-compatible) behind `complete`: prompt packages held to a
+//!   lock, answers checked against their schema and repaired, a fallback chain of targets.
 //! - `web`: what the connectors speaking to HTTP APIs share (credentials, replies checked,
 //!   paging sources); not a kind.
 //! - `batch`: rows from many messages gathered into batches, for the table sinks; not a kind.
@@ -40,6 +42,8 @@ pub mod direct;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "llm")]
+pub mod llm;
 #[cfg(feature = "onec_odata")]
 pub mod onec;
 #[cfg(feature = "sql")]
@@ -71,6 +75,8 @@ pub fn register_all(registry: &mut Registry) {
     registry.register(clickhouse::ClickHouseKind);
     #[cfg(feature = "vk_ads")]
     registry.register(vk::VkAdsKind);
+    #[cfg(feature = "llm")]
+    registry.register(llm::LlmKind);
 }
 
 /// A registry with every kind this build knows.

@@ -76,8 +76,8 @@ fn version_of(text: &str) -> String {
 
 /// Option names whose values are secrets, wherever they stand in a connector's options;
 /// `value` only under `api_key`.
-const SECRET_OPTIONS: [&str; 7] =
-    ["password", "client_secret", "secret", "token", "refresh_token", "long_lived_token", "bearer"];
+const SECRET_OPTIONS: [&str; 8] =
+    ["password", "client_secret", "secret", "token", "refresh_token", "long_lived_token", "bearer", "api_key"];
 
 /// Refuses a secret written into the file: a connector's secrets come from the environment
 /// (`${VAR}`), so the file can be committed, reviewed and shown without them.
@@ -147,7 +147,8 @@ impl Loader {
         };
         let settings = self.settings(&paths, &spec, &shown_root, &mut diags);
         let redact = crate::redact::Redact::new(&spec.logging.redact);
-        let build = BuildCx { scripts: &self.scripts, resources: &self.resources, redact: &redact };
+        let build =
+            BuildCx { scripts: &self.scripts, resources: &self.resources, redact: &redact, dir, endpoints: None };
         let (auth, broken_auth) = auth_schemes(&paths, &spec, &shown_root, &mut diags);
         let defaults = HttpDefaults {
             max_body: spec.gateway.max_body.map_or(1 << 20, |b| b.0),

@@ -61,11 +61,24 @@ pub enum Role {
 }
 
 /// Shared things a connector may need while it is built.
+#[derive(Clone, Copy)]
 pub struct BuildCx<'a> {
     pub scripts: &'a Arc<ScriptEngine>,
     pub resources: &'a Resources,
     /// Fields masked wherever a message is written to the log.
     pub redact: &'a crate::redact::Redact,
+    /// The project's folder: files a kind reads belong to the project (prompt packages,
+    /// certificates), not to wherever Junction was started.
+    pub dir: &'a std::path::Path,
+    /// Resolves `{ connector: NAME, … }` inside a connector's own step options to that
+    /// connector's endpoint, as a step would (a hook: the `llm` kind's `validate`); `None` where
+    /// no routes are compiled.
+    pub endpoints: Option<&'a dyn Endpoints>,
+}
+
+/// See [`BuildCx::endpoints`].
+pub trait Endpoints {
+    fn endpoint(&self, role: Role, node: &Node) -> Result<Arc<dyn Endpoint>, NodeError>;
 }
 
 /// The running engine's store and cache, when a connector's API needs them while it is

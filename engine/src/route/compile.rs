@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::pipeline::{Pipeline, StepEntry};
 use crate::config::error::{Diagnostic, Diagnostics, suggest};
-use crate::config::node::{Node, NodeValue, Pos};
-use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Guard, Measured, Role};
+use crate::config::node::{Node, NodeError, NodeValue, Pos};
+use crate::connector::{BuildCx, Bus, Connector, Consumer, Endpoint, Endpoints, Guard, Measured, Role};
 use crate::schema::Schema;
 use crate::script::{Script, ScriptEngine, ScriptError};
 use crate::steps::{self, StepSpec};
@@ -47,6 +47,30 @@ pub struct Link {
 
 /// The named connectors of a project.
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
+
+/// Resolves the `{ connector: NAME, … }` a connector's step options hold (a hook) to that
+/// connector's endpoint, measured and guarded as a step's.
+struct Hooks<'c> {
+    connectors: &'c Connectors,
+    build: &'c BuildCx<'c>,
+}
+
+impl Endpoints for Hooks<'_> {
+    fn endpoint(&self, role: Role, node: &Node) -> Result<Arc<dyn Endpoint>, NodeError> {
+        let at = node.get("connector").map_or(node.pos, |n| n.pos);
+        let name = node.get("connector").and_then(Node::as_str).ok_or_else(|| NodeError {
+            message: "missing field `connector`: name the connector that answers".into(),
+            pos: Some(at),
+        })?;
+        let connector = self.connectors.get(name).ok_or_else(|| {
+            let known = self.connectors.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+            NodeError { message: format!("unknown connector `{name}`; declared: {known}"), pos: Some(at) }
+        })?;
+        let build = BuildCx { endpoints: Some(self), ..*self.build };
+        let endpoint = connector.endpoint(role, &node.without(&["connector"]), &build)?;
+        Ok(Measured::wrap(name, self.build.resources.guards.get(name), endpoint))
+    }
+}
 
 /// Everything a step needs to compile, and where its errors go.
 pub struct CompileCx<'a> {
@@ -180,7 +204,9 @@ impl<'a> CompileCx<'a> {
         let mut skip = vec!["connector"];
         skip.extend_from_slice(own);
         let options = node.without(&skip);
-        match connector.endpoint(role, &options, self.build) {
+        let hooks = Hooks { connectors: self.connectors, build: self.build };
+        let build = BuildCx { endpoints: Some(&hooks), ..*self.build };
+        match connector.endpoint(role, &options, &build) {
             Ok(e) => {
                 self.links.push(Link { role, connector: name.clone(), target: e.describe() });
                 let guard = self.build.resources.guards.get(&name);

@@ -12,6 +12,7 @@ pub mod clickhouse;
 pub mod direct;
 mod faults;
 pub mod onec;
+pub mod openai;
 pub mod vk;
 
 pub use faults::Fault;

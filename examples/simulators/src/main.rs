@@ -50,6 +50,13 @@ enum System {
         #[arg(long, default_value = "sim-vk-secret")]
         client_secret: String,
     },
+    /// An OpenAI-compatible chat completions API (answers `{}` until told otherwise).
+    Openai {
+        #[arg(long, default_value = "127.0.0.1:8085")]
+        listen: String,
+        #[arg(long, default_value = "sim-openai-key")]
+        key: String,
+    },
     /// 1C:Enterprise's OData v3 interface (invoices, payments; HTTP Basic).
     Onec {
         #[arg(long, default_value = "127.0.0.1:8082")]
@@ -94,6 +101,10 @@ async fn main() -> std::io::Result<()> {
                 sim.set_stats(plan, &day, 1000 + back, 20 + back, "1500.00");
             }
             eprintln!("VK Ads simulator on {}", sim.url);
+        }
+        System::Openai { listen, key } => {
+            let sim = junction_simulators::openai::OpenAi::start(&listen, &key).await?;
+            eprintln!("OpenAI-compatible simulator on {}", sim.url);
         }
         System::Onec { listen, user, password } => {
             let sim = junction_simulators::onec::OneC::start(&listen, &user, &password).await?;

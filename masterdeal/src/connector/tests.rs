@@ -29,7 +29,13 @@ pub(super) fn endpoint(store: Option<Store>, op: &str) -> Result<Arc<dyn Endpoin
     let scripts = Arc::new(ScriptEngine::new(&ScriptLimits::default()));
     let resources = Resources { store, ..Resources::default() };
     let redact = junction_engine::redact::Redact::default();
-    let cx = BuildCx { scripts: &scripts, resources: &resources, redact: &redact };
+    let cx = BuildCx {
+        scripts: &scripts,
+        resources: &resources,
+        redact: &redact,
+        dir: std::path::Path::new("."),
+        endpoints: None,
+    };
     let connector = MasterDealKind.build("masterdeal", &node("{}"), &cx).map_err(|e| e.to_string())?;
     connector.endpoint(Role::Request, &node(&format!("op: {op}")), &cx).map_err(|e| e.to_string())
 }

@@ -1,0 +1,211 @@
+//! Prompt packages: `prompts/<name>/<version>/` holds `system.j2` (optional), `user.j2`, the
+//! answer's JSON Schema `schema.json` (optional: without one the answer is text) and
+//! `params.yaml` (optional: `temperature`, `max_tokens`). Templates are minijinja, rendered with
+//! the message body as `input`; a name the body lacks is an error, not an empty string.
+//!
+//! A published version is immutable: the project's `prompts.lock` holds one line per version,
+//! `<name>/<version> sha256:<hash of its files>`, and a package whose files no longer match is
+//! refused when the project is loaded (`junction check`), naming the lock and the package. A
+//! changed prompt is a new version, a new folder and a new line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use jsonschema::Validator;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A loaded, checked package.
+pub(crate) struct Package {
+    /// `media-plan/1`
+    pub(crate) id: String,
+    /// `sha256:…` of its files, as the lock holds it.
+    pub(crate) hash: String,
+    system: Option<String>,
+    user: String,
+    /// The answer's schema, as given to the provider.
+    pub(crate) schema: Option<Value>,
+    /// The schema, compiled to check every answer again here.
+    pub(crate) validator: Option<Validator>,
+    pub(crate) params: Params,
+}
+
+/// `params.yaml`: the model parameters of a package.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Params {
+    #[serde(default)]
+    pub(crate) temperature: Option<f32>,
+    #[serde(default)]
+    pub(crate) max_tokens: Option<u32>,
+}
+
+const FILES: [&str; 4] = ["system.j2", "user.j2", "schema.json", "params.yaml"];
+
+impl Package {
+    /// Loads `<root>/<id>/` and checks it against `lock` (the project's `prompts.lock`).
+    pub(crate) fn load(root: &Path, id: &str, lock: &Path) -> Result<Package, String> {
+        if id.split('/').count() != 2 || id.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+            return Err(format!(
+                "`{id}` is not a prompt package: name it `<name>/<version>`, a folder under {}",
+                root.display()
+            ));
+        }
+        let dir = root.join(id);
+        if !dir.is_dir() {
+            return Err(format!(
+                "no prompt package {} (a folder with user.j2, and schema.json, system.j2, params.yaml when needed)",
+                dir.display()
+            ));
+        }
+        let mut files = BTreeMap::new();
+        for name in FILES {
+            match std::fs::read_to_string(dir.join(name)) {
+                Ok(text) => {
+                    files.insert(name, text);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", dir.join(name).display())),
+            }
+        }
+        let hash = hash(&files);
+        check_lock(lock, id, &hash)?;
+        let user = files.remove("user.j2").ok_or_else(|| format!("{} is missing", dir.join("user.j2").display()))?;
+        let system = files.remove("system.j2");
+        let schema = match files.get("schema.json") {
+            Some(text) => Some(
+                serde_json::from_str::<Value>(text)
+                    .map_err(|e| format!("{}: not JSON: {e}", dir.join("schema.json").display()))?,
+            ),
+            None => None,
+        };
+        let validator = match &schema {
+            Some(s) => Some(
+                jsonschema::validator_for(s)
+                    .map_err(|e| format!("{}: not a JSON Schema: {e}", dir.join("schema.json").display()))?,
+            ),
+            None => None,
+        };
+        let params = match files.get("params.yaml") {
+            Some(text) => {
+                serde_saphyr::from_str(text).map_err(|e| format!("{}: {e}", dir.join("params.yaml").display()))?
+            }
+            None => Params::default(),
+        };
+        let package = Package { id: id.to_owned(), hash, system, user, schema, validator, params };
+        // Templates that do not parse are the package's error, found now rather than per call.
+        package.environment()?;
+        Ok(package)
+    }
+
+    fn environment(&self) -> Result<minijinja::Environment<'_>, String> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template("user.j2", &self.user).map_err(|e| format!("{}/user.j2: {e}", self.id))?;
+        if let Some(system) = &self.system {
+            env.add_template("system.j2", system).map_err(|e| format!("{}/system.j2: {e}", self.id))?;
+        }
+        Ok(env)
+    }
+
+    /// The system and user messages for `input` (the message body).
+    pub(crate) fn render(&self, input: &Value) -> Result<(Option<String>, String), String> {
+        let env = self.environment()?;
+        let cx = minijinja::context! { input => minijinja::Value::from_serialize(input) };
+        let render = |name: &str| {
+            env.get_template(name).and_then(|t| t.render(&cx)).map_err(|e| format!("{}/{name}: {e}", self.id))
+        };
+        let system = if self.system.is_some() { Some(render("system.j2")?) } else { None };
+        Ok((system, render("user.j2")?))
+    }
+
+    /// The errors of `answer` against the package's schema (none without one).
+    pub(crate) fn errors(&self, answer: &Value) -> Vec<String> {
+        match &self.validator {
+            Some(v) => v.iter_errors(answer).map(|e| format!("{}: {e}", e.instance_path())).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The hash of a package's files: each file's name and text, in name order.
+fn hash(files: &BTreeMap<&str, String>) -> String {
+    let mut h = Sha256::new();
+    for (name, text) in files {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// Refuses a package the lock does not hold, or holds with another hash.
+fn check_lock(lock: &Path, id: &str, hash: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(lock).map_err(|e| {
+        format!(
+            "cannot read {} ({e}): it records each prompt package's hash; add the line `{id} {hash}`",
+            lock.display()
+        )
+    })?;
+    let locked = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find_map(|l| l.split_once(char::is_whitespace).filter(|(name, _)| *name == id).map(|(_, h)| h.trim()));
+    match locked {
+        Some(h) if h == hash => Ok(()),
+        Some(h) => Err(format!(
+            "{}: the files of prompt package {id} changed since it was locked ({h}, now {hash}); a published version \
+             does not change: make a new version folder and lock it",
+            lock.display()
+        )),
+        None => Err(format!("{} has no line for prompt package {id}: add `{id} {hash}`", lock.display())),
+    }
+}
+
+/// Where a project's packages and lock are.
+pub(crate) fn paths(project: &Path, folder: Option<&str>) -> (PathBuf, PathBuf) {
+    (project.join(folder.unwrap_or("prompts")), project.join("prompts.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("prompts");
+        std::fs::create_dir_all(root.join("plan/1")).expect("mkdir");
+        for (name, text) in files {
+            std::fs::write(root.join("plan/1").join(name), text).expect("write");
+        }
+        (dir, root)
+    }
+
+    #[test]
+    fn a_package_renders_checks_and_holds_to_its_lock() {
+        let (dir, root) = package(&[
+            ("user.j2", "Plan for {{ input.deal.name }}, budget {{ input.deal.budget }}"),
+            ("schema.json", r#"{"type":"object","required":["lines"],"properties":{"lines":{"type":"array"}}}"#),
+        ]);
+        let lock = dir.path().join("prompts.lock");
+        let missing = Package::load(&root, "plan/1", &lock).err().expect("no lock yet");
+        assert!(missing.contains("prompts.lock") && missing.contains("plan/1 sha256:"), "{missing}");
+        let line = missing.rsplit('`').nth(1).expect("the line to add").to_owned();
+        std::fs::write(&lock, format!("# prompt packages\n{line}\n")).expect("lock");
+        let p = Package::load(&root, "plan/1", &lock).expect("locked");
+        let (system, user) =
+            p.render(&serde_json::json!({ "deal": { "name": "Весна", "budget": "1500000.00" } })).expect("render");
+        assert_eq!((system, user.as_str()), (None, "Plan for Весна, budget 1500000.00"));
+        assert!(p.render(&serde_json::json!({ "deal": {} })).is_err(), "a missing name is an error");
+        assert!(p.errors(&serde_json::json!({ "lines": [] })).is_empty());
+        assert!(!p.errors(&serde_json::json!({ "lines": 3 })).is_empty());
+
+        std::fs::write(root.join("plan/1/user.j2"), "Another prompt").expect("change");
+        let changed = Package::load(&root, "plan/1", &lock).err().expect("changed after locking");
+        assert!(changed.contains("prompts.lock") && changed.contains("changed since it was locked"), "{changed}");
+        assert!(Package::load(&root, "../x", &lock).is_err());
+    }
+}

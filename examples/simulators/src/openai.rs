@@ -1,0 +1,153 @@
+//! An OpenAI-compatible chat completions API (https://platform.openai.com/docs/api-reference/chat),
+//! as OpenAI, vLLM, Ollama and proxies serve it:
+//!
+//! - `POST /v1/chat/completions` with `{model, messages, response_format, max_tokens, …}` and a
+//!   bearer key → `{id, object: "chat.completion", created, model, choices: [{index, message:
+//!   {role, content, refusal}, finish_reason}], usage: {prompt_tokens, completion_tokens,
+//!   total_tokens}}`;
+//! - errors as `{"error": {message, type, param, code}}`: 401 `invalid_api_key`, 429
+//!   `rate_limit_exceeded` (with or without `Retry-After`), 400 `context_length_exceeded`;
+//! - what it answers is scripted: each request takes the next [`Answer`] (the last repeats), so a
+//!   test says "invalid JSON first, then a valid plan".
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// What the next request gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The assistant's message content (for structured output, the JSON text).
+    Content(String),
+    /// The model refused (`message.refusal`, no content).
+    Refusal(String),
+    /// An error answer with this status and OpenAI's error `code`; `retry_after` in seconds.
+    Error { status: u16, code: String, retry_after: Option<u64> },
+}
+
+impl Answer {
+    pub fn json(value: &Value) -> Self {
+        Answer::Content(value.to_string())
+    }
+}
+
+#[derive(Default)]
+struct Data {
+    key: String,
+    answers: Vec<Answer>,
+    /// Each request's body, in order.
+    requests: Vec<Value>,
+    counter: u64,
+}
+
+/// A running OpenAI-compatible simulator.
+#[derive(Clone)]
+pub struct OpenAi {
+    /// The API root, `http://…/v1`: the target's `base_url`.
+    pub url: String,
+    data: Arc<Mutex<Data>>,
+}
+
+impl OpenAi {
+    pub async fn start(listen: &str, key: &str) -> std::io::Result<OpenAi> {
+        let data = Data { key: key.into(), answers: vec![Answer::Content("{}".into())], ..Data::default() };
+        let sim = OpenAi { url: String::new(), data: Arc::new(Mutex::new(data)) };
+        let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(sim.clone());
+        let addr = crate::serve(listen, app, "OpenAI").await?;
+        Ok(OpenAi { url: format!("http://{addr}/v1"), ..sim })
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The answers of the next requests, in order; the last repeats.
+    pub fn answer(&self, answers: impl IntoIterator<Item = Answer>) {
+        let answers: Vec<Answer> = answers.into_iter().collect();
+        if !answers.is_empty() {
+            self.data().answers = answers;
+        }
+    }
+
+    /// The bodies of the requests so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.data().requests.clone()
+    }
+}
+
+fn error(status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = match status.as_u16() {
+        401 => "invalid_request_error",
+        429 => "requests",
+        400 => "invalid_request_error",
+        _ => "server_error",
+    };
+    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// A rough token count, as the usage a provider reports: a token per four characters.
+fn tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut d = sim.data();
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(d.key.as_str()) {
+        return error(401, "invalid_api_key", "Incorrect API key provided.", None);
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, "invalid_json", "We could not parse the JSON body of your request.", None);
+    };
+    d.requests.push(request.clone());
+    let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
+    let prompt: String = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.counter += 1;
+    let id = format!("chatcmpl-sim{:06}", d.counter);
+    let model = request["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
+    let (message, finish) = match answer {
+        Answer::Error { status, code, retry_after } => {
+            let message = match code.as_str() {
+                "context_length_exceeded" => "This model's maximum context length is 128000 tokens.",
+                "rate_limit_exceeded" => "Rate limit reached for requests.",
+                _ => "The server had an error while processing your request.",
+            };
+            return error(status, &code, message, retry_after);
+        }
+        Answer::Content(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "stop"),
+        Answer::Refusal(text) => (json!({ "role": "assistant", "content": null, "refusal": text }), "stop"),
+    };
+    let completion = tokens(message["content"].as_str().or(message["refusal"].as_str()).unwrap_or(""));
+    let prompt_tokens = tokens(&prompt);
+    axum::Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": chrono::Utc::now().timestamp(),
+        "model": model,
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
+        "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion },
+        "system_fingerprint": "fp_sim",
+    }))
+    .into_response()
+}
