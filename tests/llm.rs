@@ -228,6 +228,45 @@ async fn valid_answers_are_reused_for_the_same_request_only() {
     assert_eq!(a.requests().len(), asked + 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yandexgpt_target_speaks_foundation_models_and_falls_over_like_any() {
+    let y = OpenAi::start("127.0.0.1:0", "yc-api-key").await.expect("simulator y");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&y, &b);
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        format!(
+            "routes: [routes/]\nconnectors:\n  llm:\n    kind: llm\n    targets:\n      - {{ provider: yandexgpt, base_url: \"{}\", api_key: \"${{KEY_A}}\", folder: b1gfolder, model: yandexgpt-lite }}\n      - {{ provider: openai, base_url: \"{}\", api_key: \"${{KEY_B}}\", model: qwen2.5-72b }}\n",
+            y.root, b.url
+        ),
+    )
+    .expect("root");
+    lock(dir.path());
+    let (_tmp, store) = sqlite_store();
+    let env = [("KEY_A", "yc-api-key"), ("KEY_B", "sk-b-secret"), ("JUNCTION_STORE", store.as_str())];
+    let j = Junction::start(dir.path(), &env);
+
+    y.answer([plan("1500000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 200, "{out}\n{}", j.logs());
+    assert_eq!((out["provider"].clone(), out["model"].clone()), (json!("yandexgpt"), json!("yandexgpt-lite")));
+    assert!(out["usage"]["total_tokens"].as_u64().is_some_and(|t| t > 0), "usage read from strings: {out}");
+    let sent = y.requests().pop().expect("a request");
+    assert_eq!(sent["modelUri"], "gpt://b1gfolder/yandexgpt-lite/latest");
+    assert_eq!(sent["completionOptions"]["maxTokens"], "800");
+    assert_eq!(sent["jsonSchema"]["schema"]["required"], json!(["lines", "total"]));
+    assert_eq!(sent["messages"][1]["text"], "Draft a media plan for Весна 2027 within 1500000.00 RUB.");
+
+    // Filtered, and over its limit: the next target answers.
+    y.answer([Answer::Refusal("".into())]);
+    b.answer([plan("1400000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["model"].clone()), (200, json!("qwen2.5-72b")), "{out}");
+    y.answer([Answer::Error { status: 429, code: "rate_limit_exceeded".into(), retry_after: None }]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["model"].clone()), (200, json!("qwen2.5-72b")), "{out}");
+}
+
 #[test]
 fn a_locked_prompt_that_changed_is_refused_naming_the_lock() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -249,5 +288,6 @@ fn a_locked_prompt_that_changed_is_refused_naming_the_lock() {
 
 #[test]
 fn the_readmes_llm_connector_is_valid() {
-    common::assert_readme_example_checks("connectors:\n  llm:\n    kind: llm", &[("OPENAI_API_KEY", "sk-x")]);
+    let env = [("OPENAI_API_KEY", "sk-x"), ("YC_API_KEY", "yc-key"), ("YC_FOLDER", "b1gfolder")];
+    common::assert_readme_example_checks("connectors:\n  llm:\n    kind: llm", &env);
 }

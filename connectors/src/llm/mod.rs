@@ -18,7 +18,8 @@
 //!
 //! - Providers: `openai`, any OpenAI-compatible chat completions API (OpenAI, vLLM, Ollama, a
 //!   proxy), its request and answer typed by the `async-openai` crate, sent by Junction's own
-//!   HTTP client (timeouts, `Retry-After`, limits and breaker as every connector's).
+//!   HTTP client (timeouts, `Retry-After`, limits and breaker as every connector's);
+//!   `yandexgpt`, Yandex Foundation Models (`modelUri`, `jsonSchema`, `Api-Key`).
 //! - The schema goes to the provider (`response_format: json_schema`) and every answer is
 //!   checked again here with the full schema; a refusal is an outcome, not a parse error.
 //! - What moves to the next target: no connection, a timeout, 429, 5xx, the provider's 401/403,
@@ -29,6 +30,7 @@
 
 mod openai;
 mod prompts;
+mod yandexgpt;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -76,13 +78,21 @@ struct TargetSpec {
     provider: Provider,
     base_url: String,
     api_key: String,
+    /// `gpt-4o-mini`; for YandexGPT the model's name (`yandexgpt-lite`) with `folder`, or a
+    /// whole `gpt://…` URI.
     model: String,
+    /// YandexGPT: the cloud folder the model is billed to.
+    #[serde(default)]
+    folder: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum Provider {
+    /// Any OpenAI-compatible chat completions API.
     Openai,
+    /// Yandex Foundation Models' text generation.
+    Yandexgpt,
 }
 
 impl Kind for LlmKind {
@@ -107,8 +117,23 @@ impl Kind for LlmKind {
                 e.pos = at("targets");
                 e
             })?;
-            api.auth = Auth::Bearer(t.api_key);
-            targets.push(Target { provider: t.provider, api, model: t.model });
+            api.auth = match t.provider {
+                Provider::Openai => Auth::Bearer(t.api_key),
+                // `Api-Key …`: an API key of a service account.
+                Provider::Yandexgpt => {
+                    Auth::ApiKeyHeader(reqwest::header::AUTHORIZATION, format!("Api-Key {}", t.api_key))
+                }
+            };
+            if t.provider == Provider::Yandexgpt && t.folder.is_none() && !t.model.starts_with("gpt://") {
+                return Err(NodeError {
+                    message: format!(
+                        "a yandexgpt target names its `folder` (or gives `model` as gpt://<folder>/{}/latest)",
+                        t.model
+                    ),
+                    pos: at("targets"),
+                });
+            }
+            targets.push(Target { provider: t.provider, api, model: t.model, folder: t.folder });
         }
         let (root, lock) = prompts::paths(cx.dir, config.prompts.as_deref());
         Ok(Arc::new(Llm(Arc::new(Models {
@@ -127,6 +152,57 @@ struct Target {
     provider: Provider,
     api: Api,
     model: String,
+    folder: Option<String>,
+}
+
+/// Who says a message of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Speaker {
+    System,
+    User,
+    Assistant,
+}
+
+impl Speaker {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Speaker::System => "system",
+            Speaker::User => "user",
+            Speaker::Assistant => "assistant",
+        }
+    }
+}
+
+/// The messages of one call, growing with each repair; each provider writes them its way.
+pub(crate) struct Conversation {
+    messages: Vec<(Speaker, String)>,
+}
+
+impl Conversation {
+    fn new(system: Option<&str>, user: &str) -> Self {
+        let mut messages = Vec::new();
+        if let Some(system) = system {
+            messages.push((Speaker::System, system.to_owned()));
+        }
+        messages.push((Speaker::User, user.to_owned()));
+        Self { messages }
+    }
+
+    /// The answer given and what is wrong with it, for the model to answer again.
+    fn repair(&mut self, answer: &str, errors: &[String]) {
+        self.messages.push((Speaker::Assistant, answer.to_owned()));
+        self.messages.push((
+            Speaker::User,
+            format!(
+                "Your answer was not accepted:\n- {}\nAnswer again with the corrected JSON only.",
+                errors.join("\n- ")
+            ),
+        ));
+    }
+
+    pub(crate) fn messages(&self) -> &[(Speaker, String)] {
+        &self.messages
+    }
 }
 
 impl Target {
@@ -286,11 +362,15 @@ impl Complete {
         trace: Option<&str>,
     ) -> Result<Value, Fail> {
         let key = self.cache_key(target, system, user);
-        let mut conversation = openai::Conversation::new(system, user);
+        let mut conversation = Conversation::new(system, user);
         let name = target.describe();
         let mut last_invalid = None;
         for round in 0..=self.models.repairs {
-            let answer = openai::complete(target, &self.package, &conversation, trace).await.map_err(|e| {
+            let answer = match target.provider {
+                Provider::Openai => openai::complete(target, &self.package, &conversation, trace).await,
+                Provider::Yandexgpt => yandexgpt::complete(target, &self.package, &conversation, trace).await,
+            };
+            let answer = answer.map_err(|e| {
                 if falls_over(&e) {
                     Fail::Next(Miss {
                         target: name.clone(),

@@ -14,45 +14,29 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::prompts::Package;
-use super::{Answer, Target};
+use super::{Answer, Conversation, Speaker, Target};
 use crate::web::Call;
 
-/// The messages of one call, growing with each repair.
-pub(super) struct Conversation {
-    messages: Vec<ChatCompletionRequestMessage>,
-}
-
-impl Conversation {
-    pub(super) fn new(system: Option<&str>, user: &str) -> Self {
-        let mut messages = Vec::new();
-        if let Some(system) = system {
-            messages.push(ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
-                content: ChatCompletionRequestSystemMessageContent::Text(system.to_owned()),
+/// The conversation as OpenAI's messages.
+fn messages(conversation: &Conversation) -> Vec<ChatCompletionRequestMessage> {
+    conversation
+        .messages()
+        .iter()
+        .map(|(role, text)| match role {
+            Speaker::System => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+                content: ChatCompletionRequestSystemMessageContent::Text(text.clone()),
                 name: None,
-            }));
-        }
-        messages.push(user_message(user.to_owned()));
-        Self { messages }
-    }
-
-    /// The answer given and what is wrong with it, for the model to answer again.
-    pub(super) fn repair(&mut self, answer: &str, errors: &[String]) {
-        self.messages.push(ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
-            content: Some(ChatCompletionRequestAssistantMessageContent::Text(answer.to_owned())),
-            ..Default::default()
-        }));
-        self.messages.push(user_message(format!(
-            "Your answer was not accepted:\n- {}\nAnswer again with the corrected JSON only.",
-            errors.join("\n- ")
-        )));
-    }
-}
-
-fn user_message(text: String) -> ChatCompletionRequestMessage {
-    ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
-        content: ChatCompletionRequestUserMessageContent::Text(text),
-        name: None,
-    })
+            }),
+            Speaker::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(text.clone()),
+                name: None,
+            }),
+            Speaker::Assistant => ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                content: Some(ChatCompletionRequestAssistantMessageContent::Text(text.clone())),
+                ..Default::default()
+            }),
+        })
+        .collect()
 }
 
 /// One chat completion.
@@ -73,7 +57,7 @@ pub(super) async fn complete(
     });
     let request = CreateChatCompletionRequest {
         model: target.model.clone(),
-        messages: conversation.messages.clone(),
+        messages: messages(conversation),
         response_format,
         temperature: package.params.temperature,
         max_completion_tokens: package.params.max_tokens,

@@ -7,6 +7,11 @@
 //!   total_tokens}}`;
 //! - errors as `{"error": {message, type, param, code}}`: 401 `invalid_api_key`, 429
 //!   `rate_limit_exceeded` (with or without `Retry-After`), 400 `context_length_exceeded`;
+//! - the same answers in Yandex Foundation Models' shape at `POST
+//!   /foundationModels/v1/completion` (`Authorization: Api-Key …`; `{result: {alternatives:
+//!   [{message: {role, text}, status}], usage: {inputTextTokens, completionTokens, totalTokens},
+//!   modelVersion}}`, a refusal as `ALTERNATIVE_STATUS_CONTENT_FILTER`, errors as `{error:
+//!   {grpcCode, httpCode, message, httpStatus}}`), so one simulator serves both providers;
 //! - what it answers is scripted: each request takes the next [`Answer`] (the last repeats), so a
 //!   test says "invalid JSON first, then a valid plan".
 
@@ -49,18 +54,23 @@ struct Data {
 /// A running OpenAI-compatible simulator.
 #[derive(Clone)]
 pub struct OpenAi {
-    /// The API root, `http://…/v1`: the target's `base_url`.
+    /// The API root, `http://…/v1`: an openai target's `base_url`.
     pub url: String,
+    /// The server, `http://…`: a yandexgpt target's `base_url`.
+    pub root: String,
     data: Arc<Mutex<Data>>,
 }
 
 impl OpenAi {
     pub async fn start(listen: &str, key: &str) -> std::io::Result<OpenAi> {
         let data = Data { key: key.into(), answers: vec![Answer::Content("{}".into())], ..Data::default() };
-        let sim = OpenAi { url: String::new(), data: Arc::new(Mutex::new(data)) };
-        let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(sim.clone());
+        let sim = OpenAi { url: String::new(), root: String::new(), data: Arc::new(Mutex::new(data)) };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .route("/foundationModels/v1/completion", post(yandex_completion))
+            .with_state(sim.clone());
         let addr = crate::serve(listen, app, "OpenAI").await?;
-        Ok(OpenAi { url: format!("http://{addr}/v1"), ..sim })
+        Ok(OpenAi { url: format!("http://{addr}/v1"), root: format!("http://{addr}"), ..sim })
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
@@ -148,6 +158,54 @@ async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes)
         "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
         "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion },
         "system_fingerprint": "fp_sim",
+    }))
+    .into_response()
+}
+
+async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes) -> Response {
+    let yandex_error = |status: u16, grpc: u32, message: &str| {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({ "error": { "grpcCode": grpc, "httpCode": status, "message": message, "httpStatus": code.canonical_reason().unwrap_or(""), "details": [] } });
+        (code, axum::Json(body)).into_response()
+    };
+    let mut d = sim.data();
+    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Api-Key "));
+    if key != Some(d.key.as_str()) {
+        return yandex_error(401, 16, "Unknown api key");
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return yandex_error(400, 3, "Invalid JSON");
+    };
+    d.requests.push(request.clone());
+    let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
+    let prompt: String = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (text, status) = match answer {
+        Answer::Error { status, retry_after, .. } => {
+            let mut resp = yandex_error(status, if status == 429 { 8 } else { 13 }, "simulated failure");
+            if let Some(secs) = retry_after
+                && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+        Answer::Content(text) => (text, "ALTERNATIVE_STATUS_FINAL"),
+        Answer::Refusal(text) => (text, "ALTERNATIVE_STATUS_CONTENT_FILTER"),
+    };
+    let (input, output) = (tokens(&prompt), tokens(&text));
+    axum::Json(json!({
+        "result": {
+            "alternatives": [{ "message": { "role": "assistant", "text": text }, "status": status }],
+            // int64 in the API's JSON mapping: strings.
+            "usage": { "inputTextTokens": input.to_string(), "completionTokens": output.to_string(), "totalTokens": (input + output).to_string() },
+            "modelVersion": "23.10.2024",
+        }
     }))
     .into_response()
 }
