@@ -90,13 +90,14 @@ async fn batches_survive_a_lost_answer_a_503_and_a_bad_row_on_the_simulator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_are_refused_not_retried() {
+async fn wrong_credentials_are_the_servers_trouble_not_the_rows() {
     let sim = ClickHouse::start("127.0.0.1:0", "loader", "s3cret").await.expect("simulator");
     let (_tmp, store) = sqlite_store();
     let dir = project_for(&sim.url, "loader");
     let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store), ("CH_PASSWORD", "wr0ng-pa55")]);
+    // Unavailable (503), as a server down: not a verdict on the rows.
     let (status, body) = post_json(&j, "/stats", rows(1, 1)).await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 503, "{body}");
     assert!(body.to_string().contains("AUTHENTICATION_FAILED"), "{body}");
     assert!(!j.logs().contains("wr0ng-pa55"), "the password is not logged");
 }
@@ -171,21 +172,43 @@ async fn select(ch: &RealClickHouse, sql: &str) -> String {
 async fn a_batch_sent_twice_is_stored_once_on_a_real_clickhouse() {
     let ch = real_clickhouse("loader", "s3cret");
     let (_tmp, store) = sqlite_store();
+    let dwh = tempfile::tempdir().expect("tempdir");
+    let file = dwh.path().join("dwh.db");
+    history(&file, 5).await;
     let dir = project_for(&ch.url, "loader");
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        format!(
+            "{root}      stats:\n        key: [id]\n        columns: {{ id: UInt64, campaign_id: UInt64, day: Date, clicks: UInt64, cost: \"Decimal(18, 2)\" }}\n  dwh:\n    kind: sql\n    url: \"sqlite://{}\"\n    tables:\n      stats:\n        key: [id]\n        columns: {{ id: integer, campaign_id: integer, day: date, clicks: integer, cost: numeric }}\n",
+            file.display()
+        ),
+    )
+    .expect("root");
+    std::fs::write(
+        dir.path().join("routes/backfill.yaml"),
+        "route: backfill\nfrom: { connector: dwh, backfill: { table: stats, rows: 100, every: 300ms } }\nsteps:\n  - to: { connector: olap, table: stats }\n",
+    )
+    .expect("route");
     let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store), ("CH_PASSWORD", "s3cret")]);
+    let done = "backfill stats: 5 of 5 rows (100%)";
+    j.wait_for_log(done, std::time::Duration::from_secs(30));
+    assert_eq!(select(&ch, "SELECT count() FROM dwh.stats").await, "5");
 
-    // One message, one batch; the same rows again (in another order) make the same bytes and
-    // token: the engine skips the second insert, even in a table whose parts are not merged.
-    let batch = rows(701, 5);
-    let (status, body) = post_json(&j, "/stats", batch.clone()).await;
-    assert_eq!(status, 200, "{body} {}", j.logs());
-    let mut reversed = batch.as_array().expect("rows").clone();
-    reversed.reverse();
-    let (status, _) = post_json(&j, "/stats", Value::Array(reversed)).await;
-    assert_eq!(status, 200);
-    assert_eq!(select(&ch, "SELECT count() FROM dwh.campaign_stats").await, "5", "stored once, not twice");
+    // The watermark lost (a kill after the batch went, before the watermark moved): the range
+    // is read again — the same message id, the same bytes, the same token — and the engine
+    // skips the insert, even in a table whose parts are not merged.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&store).await.expect("the store");
+    sqlx::query("DELETE FROM checkpoints WHERE name LIKE 'sql:dwh:backfill:%'").execute(&pool).await.expect("delete");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while j.logs().matches(done).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the range was not read again: {}", j.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(select(&ch, "SELECT count() FROM dwh.stats").await, "5", "stored once, not twice");
 
-    // New values for a key: a new insert; FINAL reads the last.
+    // A row, then new values for its key: FINAL reads the last.
     let (status, _) =
         post_json(&j, "/stats", json!({ "campaign_id": 701, "day": "2026-12-01", "clicks": 99, "cost": 1.25 })).await;
     assert_eq!(status, 200);
@@ -194,7 +217,10 @@ async fn a_batch_sent_twice_is_stored_once_on_a_real_clickhouse() {
             .await,
         "99\t1.25"
     );
-    assert_eq!(select(&ch, "SELECT count() FROM dwh.campaign_stats FINAL").await, "5");
+    let (status, _) =
+        post_json(&j, "/stats", json!({ "campaign_id": 701, "day": "2026-12-01", "clicks": 98, "cost": 1.25 })).await;
+    assert_eq!(status, 200);
+    assert_eq!(select(&ch, "SELECT count() FROM dwh.campaign_stats FINAL").await, "1", "one row per key");
 
     let engine =
         select(&ch, "SELECT engine_full FROM system.tables WHERE database = 'dwh' AND name = 'campaign_stats'").await;
@@ -202,6 +228,34 @@ async fn a_batch_sent_twice_is_stored_once_on_a_real_clickhouse() {
         engine.starts_with("ReplacingMergeTree") && engine.contains("non_replicated_deduplication_window = 1000"),
         "{engine}"
     );
+
+    // A value changed and changed back: three messages, three inserts; the last values win
+    // (content alone would take the third for the first sent again, and drop it).
+    let row = |clicks: u64| json!({ "campaign_id": 702, "day": "2026-12-01", "clicks": clicks, "cost": "1.00" });
+    for clicks in [1, 2, 1] {
+        assert_eq!(post_json(&j, "/stats", row(clicks)).await.0, 200);
+    }
+    assert_eq!(
+        select(&ch, "SELECT clicks FROM dwh.campaign_stats FINAL WHERE campaign_id = 702").await,
+        "1",
+        "the revert is stored"
+    );
+
+    // A bad value and good rows in one batch: the bad message alone is refused.
+    let c = reqwest::Client::new();
+    let good: Vec<_> = (0..4)
+        .map(|n| {
+            let (c, url) = (c.clone(), j.url("/stats"));
+            let row = json!({ "campaign_id": 800 + n, "day": "2026-12-02", "clicks": 1, "cost": "1.00" });
+            tokio::spawn(async move { c.post(url).json(&row).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let (status, _) = post_json(&j, "/stats", json!({ "campaign_id": 900, "day": "not a day", "clicks": 1 })).await;
+    assert_eq!(status, 422);
+    for call in good {
+        assert_eq!(call.await.expect("join").expect("send"), 200, "a good row is not refused with its batch");
+    }
+    assert_eq!(select(&ch, "SELECT count() FROM dwh.campaign_stats FINAL WHERE campaign_id >= 800").await, "4");
 
     // A value the engine cannot parse is the engine's refusal, not a retry.
     let (status, body) = post_json(&j, "/stats", json!({ "campaign_id": 1, "day": "not a day", "clicks": 1 })).await;

@@ -106,6 +106,11 @@ async fn answers_are_checked_repaired_and_fall_over_to_the_next_target() {
     let told = asked[asked.len() - 1]["content"].as_str().expect("the errors");
     assert!(told.contains("total") && told.contains("radio"), "the exact errors: {told}");
 
+    // Cut off at the token limit: not taken as an answer, asked again.
+    a.answer([Answer::Truncated("{\"lines\": [{\"channel\": \"sea".into()), plan("1450000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["repairs"].clone()), (200, json!(1)), "{out}");
+
     // Still invalid after two repairs: the next target.
     a.answer([Answer::Content("not json at all".into())]);
     b.answer([plan("1300000.00")]);

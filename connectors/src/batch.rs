@@ -23,15 +23,16 @@ pub trait Sink: Send + Sync + 'static {
     /// batch, so one bad message does not fail the others of its batch.
     fn check(&self, row: &Value) -> Result<(), ConnectorError>;
 
-    /// Writes one batch, all of it or nothing (a transaction, one insert).
-    async fn write(&self, rows: &[&Value]) -> Result<(), ConnectorError>;
+    /// Writes one batch, all of it or nothing (a transaction, one insert). `messages` are the
+    /// ids of the messages its rows came from, in the batch's order.
+    async fn write(&self, rows: &[&Value], messages: &[&str]) -> Result<(), ConnectorError>;
 
     /// `connector `dwh`, table `campaign_stats``, for the log.
     fn describe(&self) -> String;
 }
 
-/// Rows waiting for a batch, each with where its message waits for the outcome.
-type Pending = (Vec<Value>, oneshot::Sender<Result<(), ConnectorError>>);
+/// Rows waiting for a batch, with their message's id and where it waits for the outcome.
+type Pending = (Vec<Value>, String, oneshot::Sender<Result<(), ConnectorError>>);
 
 /// A table's batcher: what loads send rows to.
 pub struct Batcher {
@@ -61,11 +62,11 @@ impl Batcher {
 
     /// Adds `rows` to the next batch; returns once that batch was written (or failed). Rows
     /// the table cannot take are refused here, before the batch.
-    pub async fn load(&self, rows: Vec<Value>) -> Result<(), ConnectorError> {
+    pub async fn load(&self, rows: Vec<Value>, message: &str) -> Result<(), ConnectorError> {
         rows.iter().try_for_each(|row| self.sink.check(row))?;
         let (done, outcome) = oneshot::channel();
         self.tx
-            .send(Command::Load((rows, done)))
+            .send(Command::Load((rows, message.to_owned(), done)))
             .await
             .map_err(|_| ConnectorError::unavailable("the table's batch writer has stopped"))?;
         outcome.await.map_err(|_| ConnectorError::retryable("the batch was dropped before it was written"))?
@@ -119,18 +120,28 @@ async fn run(sink: Arc<dyn Sink>, sizes: Histogram, mut rx: mpsc::Receiver<Comma
     }
 }
 
-/// Writes one batch and tells each of its messages how it went.
+/// Writes one batch and tells each of its messages how it went. A batch the other side
+/// refused (a value it cannot take) is written again message by message, so only the messages
+/// at fault are refused.
 async fn flush(sink: &dyn Sink, sizes: &Histogram, batch: Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
-    let rows: Vec<&Value> = batch.iter().flat_map(|(rows, _)| rows.iter()).collect();
+    let rows: Vec<&Value> = batch.iter().flat_map(|(rows, _, _)| rows.iter()).collect();
+    let ids: Vec<&str> = batch.iter().map(|(_, id, _)| id.as_str()).collect();
     sizes.record(rows.len() as f64);
-    let outcome = sink.write(&rows).await;
+    let outcome = sink.write(&rows, &ids).await;
     if let Err(e) = &outcome {
         tracing::warn!(sink = %sink.describe(), rows = rows.len(), error = %e, "a batch failed");
     }
-    for (_, done) in batch {
+    if matches!(outcome, Err(ConnectorError::Rejected { .. })) && batch.len() > 1 {
+        for (rows, id, done) in batch {
+            let rows: Vec<&Value> = rows.iter().collect();
+            let _ = done.send(sink.write(&rows, &[id.as_str()]).await);
+        }
+        return;
+    }
+    for (_, _, done) in batch {
         let _ = done.send(outcome.clone());
     }
 }
@@ -237,7 +248,7 @@ impl Endpoint for Load {
                 )));
             }
         };
-        batcher.load(rows).await
+        batcher.load(rows, &msg.id).await
     }
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {

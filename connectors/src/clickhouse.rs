@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,7 +42,6 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use crate::batch::{Batcher, Batchers, Sink};
 use crate::web;
@@ -130,7 +130,7 @@ impl Kind for ClickHouseKind {
             user: config.user.unwrap_or_else(|| "default".to_owned()),
             password: config.password.unwrap_or_default(),
             database,
-            created: OnceCell::new(),
+            created: AtomicBool::new(false),
             tables: config.tables,
         });
         Ok(Arc::new(ClickHouse { server, rows, every, batchers: Arc::default() }))
@@ -145,8 +145,8 @@ struct Server {
     user: String,
     password: String,
     database: String,
-    /// The database and tables, once created.
-    created: OnceCell<()>,
+    /// Whether the database and tables were created (again after they were dropped).
+    created: AtomicBool,
     tables: BTreeMap<String, TableSpec>,
 }
 
@@ -200,24 +200,23 @@ const TRIES: u32 = 3;
 impl Server {
     /// Creates the database and the tables when missing, once.
     async fn create(&self) -> Result<(), ConnectorError> {
-        self.created
-            .get_or_try_init(|| async {
-                self.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database), &[], String::new()).await?;
-                for (table, spec) in &self.tables {
-                    let columns: Vec<String> = spec.columns.iter().map(|(c, t)| format!("{c} {t}")).collect();
-                    let sql = format!(
-                        "CREATE TABLE IF NOT EXISTS {}.{table} ({}) ENGINE = ReplacingMergeTree ORDER BY ({}) \
-                         SETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
-                        self.database,
-                        columns.join(", "),
-                        spec.key.join(", ")
-                    );
-                    self.query(&sql, &[], String::new()).await?;
-                }
-                Ok(())
-            })
-            .await
-            .map(|_| ())
+        if self.created.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database), &[], String::new()).await?;
+        for (table, spec) in &self.tables {
+            let columns: Vec<String> = spec.columns.iter().map(|(c, t)| format!("{c} {t}")).collect();
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {}.{table} ({}) ENGINE = ReplacingMergeTree ORDER BY ({}) \
+                 SETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}",
+                self.database,
+                columns.join(", "),
+                spec.key.join(", ")
+            );
+            self.query(&sql, &[], String::new()).await?;
+        }
+        self.created.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// One statement: `sql` in the URL, `data` as the body (an INSERT's rows).
@@ -260,6 +259,14 @@ impl Server {
         let message = format!("{what} answered {status}: {}", text.trim().chars().take(500).collect::<String>());
         Err(match code {
             Some(code) if RETRYABLE.contains(&code) => ConnectorError::retryable(message),
+            // Credentials or grants refused: the server's configuration, not the rows; the
+            // messages wait rather than go to dead letters.
+            Some(516 | 497 | 192 | 194) => ConnectorError::unavailable(message),
+            // The table or database was dropped after it was created here: create it again.
+            Some(60 | 81) => {
+                self.created.store(false, Ordering::Release);
+                ConnectorError::unavailable(message)
+            }
             Some(_) => ConnectorError::rejected(message),
             None => web::status_error(status, message, &headers),
         })
@@ -298,16 +305,22 @@ impl Sink for Writer {
         crate::batch::check_row(&self.table, row, |c| self.spec.columns.contains_key(c), &self.spec.key)
     }
 
-    async fn write(&self, rows: &[&Value]) -> Result<(), ConnectorError> {
+    async fn write(&self, rows: &[&Value], messages: &[&str]) -> Result<(), ConnectorError> {
         self.server.create().await?;
         let data = self.body(rows);
-        let token = token(&self.table, &data);
+        if data.is_empty() {
+            return Ok(());
+        }
+        let token = token(&self.table, messages, &data);
         let sql = format!("INSERT INTO {}.{} FORMAT JSONEachRow", self.server.database, self.table);
         // Junction batches itself: the server writes each insert as it comes (`async_insert`
         // is on by default from ClickHouse 26.2).
         let settings = [
             ("insert_deduplication_token", token.as_str()),
             ("async_insert", "0"),
+            // A column the table lacks is an error, not silently dropped (a table created before
+            // the column was added to the options).
+            ("input_format_skip_unknown_fields", "0"),
             ("date_time_input_format", "best_effort"),
         ];
         let mut wait = Duration::from_millis(200);
@@ -318,7 +331,9 @@ impl Sink for Writer {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() && tries < TRIES => {
                     tracing::debug!(sink = %self.describe(), error = %e, token, "sending the batch again, byte for byte");
-                    tokio::time::sleep(e.retry_after().unwrap_or(wait)).await;
+                    // A long Retry-After is the messages' to wait (the route's retries), not the
+                    // table writer's, which every load waits on.
+                    tokio::time::sleep(e.retry_after().unwrap_or(wait).min(Duration::from_secs(5))).await;
                     wait *= 2;
                 }
                 Err(e) => return Err(e),
@@ -349,11 +364,20 @@ impl Writer {
     }
 }
 
-/// The deduplication token of a table's batch: a hash of its bytes.
-fn token(table: &str, data: &str) -> String {
-    let digest =
-        Sha256::new().chain_update(table.as_bytes()).chain_update([0]).chain_update(data.as_bytes()).finalize();
-    format!("jn-{}", hex::encode(&digest[..16]))
+/// The deduplication token of a table's batch: a hash of the messages it holds and its bytes.
+/// The same messages with the same rows (a batch sent again, a message redelivered alone, a
+/// backfill range read again) make the same token; the same rows from other messages (a value
+/// changed and changed back) make another, and are written.
+fn token(table: &str, messages: &[&str], data: &str) -> String {
+    let mut ids = messages.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha256::new().chain_update(table.as_bytes()).chain_update([0]);
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update([0]);
+    }
+    h.update(data.as_bytes());
+    format!("jn-{}", hex::encode(&h.finalize()[..16]))
 }
 
 #[cfg(test)]
@@ -376,7 +400,7 @@ mod tests {
             user: "default".into(),
             password: String::new(),
             database: "dwh".into(),
-            created: OnceCell::new(),
+            created: AtomicBool::new(false),
             tables: BTreeMap::new(),
         };
         Writer { server: Arc::new(server), table: "stats".into(), spec }
@@ -393,8 +417,9 @@ mod tests {
         assert_eq!(one, two);
         assert_eq!(one.lines().count(), 2, "one line per key, the last: {one}");
         assert!(one.contains("\"clicks\":5"), "{one}");
-        assert_eq!(token("stats", &one), token("stats", &two));
-        assert_ne!(token("stats", &one), token("other", &one), "a token is the table's");
+        assert_eq!(token("stats", &["m1", "m2"], &one), token("stats", &["m2", "m1"], &two));
+        assert_ne!(token("stats", &["m1"], &one), token("other", &["m1"], &one), "a token is the table's");
+        assert_ne!(token("stats", &["m1"], &one), token("stats", &["m3"], &one), "the same rows from another message");
     }
 
     #[test]

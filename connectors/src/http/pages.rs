@@ -238,9 +238,18 @@ impl Pages for HttpPages {
 
 /// The `rel="next"` target of a `Link` header value.
 fn link_next(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.trim().split_once(';')?;
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    // Links are `<target>; params`, separated by commas outside the angle brackets (a target's
+    // query may hold commas: `?fields=id,name`).
+    let mut links = Vec::new();
+    let mut rest = header;
+    while let Some(open) = rest.find('<') {
+        let close = rest[open..].find('>')? + open;
+        let after = &rest[close + 1..];
+        let end = after.find('<').map_or(after.len(), |next| after[..next].rfind(',').unwrap_or(next));
+        links.push((&rest[open + 1..close], &after[..end]));
+        rest = &after[end..];
+    }
+    links.into_iter().find_map(|(target, params)| {
         let next = params
             .split(';')
             .filter_map(|p| p.trim().strip_prefix("rel="))
@@ -280,6 +289,14 @@ mod tests {
         let github = r#"<https://api.github.com/repositories/1300192/issues?page=2>; rel="prev", <https://api.github.com/repositories/1300192/issues?page=4>; rel="next", <https://api.github.com/repositories/1300192/issues?page=515>; rel="last", <https://api.github.com/repositories/1300192/issues?page=1>; rel="first""#;
         assert_eq!(link_next(github).as_deref(), Some("https://api.github.com/repositories/1300192/issues?page=4"));
         assert_eq!(link_next(r#"<https://x/a?page=1>; rel="prev""#), None);
+        assert_eq!(
+            link_next(
+                r#"<https://x/a?fields=id,name&page=1>; rel="prev", <https://x/a?fields=id,name&page=3>; rel="next""#
+            )
+            .as_deref(),
+            Some("https://x/a?fields=id,name&page=3"),
+            "commas inside a target"
+        );
     }
 
     #[test]

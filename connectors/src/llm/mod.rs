@@ -294,8 +294,9 @@ struct Complete {
 
 /// What a target answered.
 pub(crate) enum Answer {
-    /// The assistant's text, and the usage reported.
-    Content { text: String, usage: Value },
+    /// The assistant's text, and the usage reported; `truncated` when the model stopped at
+    /// the token limit (the text is cut off).
+    Content { text: String, usage: Value, truncated: bool },
     /// The model refused.
     Refusal(String),
 }
@@ -391,7 +392,15 @@ impl Complete {
                         invalid: None,
                     }));
                 }
-                Answer::Content { text, usage } => (text, usage),
+                Answer::Content { text, usage, truncated } => {
+                    if truncated {
+                        let errors = vec!["the answer was cut off at the token limit: answer shorter".to_owned()];
+                        conversation.repair(&text, &errors);
+                        last_invalid = Some((text, errors));
+                        continue;
+                    }
+                    (text, usage)
+                }
             };
             let (output, errors) = match (&self.package.schema, serde_json::from_str::<Value>(&text)) {
                 (None, _) => (Value::String(text.clone()), Vec::new()),
@@ -434,6 +443,8 @@ impl Complete {
             "messages": [system, user],
             "params": { "temperature": p.params.temperature, "max_tokens": p.params.max_tokens },
             "schema": p.schema,
+            // An answer one check accepted is not another's.
+            "validate": self.validate.as_ref().map(|v| v.describe()),
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         Some(format!("junction:llm:{}:{}", self.models.name, hex::encode(digest)))

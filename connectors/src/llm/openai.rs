@@ -6,8 +6,8 @@
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessage,
-    ChatCompletionRequestUserMessageContent, CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
-    ResponseFormatJsonSchema,
+    ChatCompletionRequestUserMessageContent, CreateChatCompletionRequest, CreateChatCompletionResponse, FinishReason,
+    ResponseFormat, ResponseFormatJsonSchema,
 };
 use junction_engine::connector::ConnectorError;
 use reqwest::Method;
@@ -82,15 +82,16 @@ pub(super) async fn complete(
     let usage = response.usage.as_ref().map_or(Value::Null, |u| {
         serde_json::json!({ "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens })
     });
-    let message = response
+    let (message, finish) = response
         .choices
         .into_iter()
         .next()
-        .map(|c| c.message)
+        .map(|c| (c.message, c.finish_reason))
         .ok_or_else(|| ConnectorError::retryable(format!("{} answered without a choice", target.describe())))?;
+    let truncated = matches!(finish, Some(FinishReason::Length));
     match (message.refusal, message.content) {
         (Some(refusal), _) => Ok(Answer::Refusal(refusal)),
-        (None, Some(text)) => Ok(Answer::Content { text, usage }),
+        (None, Some(text)) => Ok(Answer::Content { text, usage, truncated }),
         (None, None) => Err(ConnectorError::retryable(format!("{} answered an empty message", target.describe()))),
     }
 }

@@ -68,6 +68,6 @@ pub(super) async fn complete(
         _ if text.is_empty() => {
             Err(ConnectorError::retryable(format!("{} answered an empty message", target.describe())))
         }
-        _ => Ok(Answer::Content { text, usage }),
+        status => Ok(Answer::Content { text, usage, truncated: status == "ALTERNATIVE_STATUS_TRUNCATED_FINAL" }),
     }
 }

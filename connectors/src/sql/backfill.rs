@@ -111,6 +111,9 @@ impl Backfill {
             let n = batch.len() as u64;
             let mut msg = Message::new(Body::Json(Value::Array(batch)));
             msg.meta.key = Some(format!("{}:{range}", self.table));
+            // The batch's id is its range: read again after a kill, it is the same message, and
+            // a sink that deduplicates by message (ClickHouse's token) knows it.
+            msg.id = range_id(&self.key, &range);
             msg.meta.source.insert("connector".into(), Value::from(self.connector.as_str()));
             msg.meta.source.insert("table".into(), Value::from(self.table.as_str()));
             msg.meta.source.insert("after".into(), watermark.clone().map_or(Value::Null, Value::from));
@@ -153,7 +156,12 @@ impl Backfill {
         // The column qualified by its table: the bare name is the text the SELECT makes of it,
         // which orders `1000` before `999`.
         let by = format!("{}.{}", self.table, self.by);
-        let filter = if watermark.is_some() { format!("WHERE {by} > {}", self.bound()) } else { String::new() };
+        // A row without a `by` has no place in the order: it is not read (and cannot stop the walk).
+        let filter = if watermark.is_some() {
+            format!("WHERE {by} IS NOT NULL AND {by} > {}", self.bound())
+        } else {
+            format!("WHERE {by} IS NOT NULL")
+        };
         // Table and column names were checked to be `[A-Za-z0-9_]` when the connector was built.
         let sql =
             format!("SELECT {} FROM {} {filter} ORDER BY {by} LIMIT {}", columns.join(", "), self.table, self.rows);
@@ -239,6 +247,15 @@ fn json_of(text: Option<String>, kind: ColumnType) -> Value {
         ColumnType::Numeric | ColumnType::Text | ColumnType::Date | ColumnType::Timestamp => None,
     };
     parsed.unwrap_or(Value::String(text))
+}
+
+/// A message id made of a backfill's key and a batch's range, shaped as a UUID.
+fn range_id(key: &str, range: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(
+        sha2::Sha256::new().chain_update(key.as_bytes()).chain_update([0]).chain_update(range.as_bytes()).finalize(),
+    );
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// A JSON value as the watermark's text.

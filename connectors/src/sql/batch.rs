@@ -31,7 +31,7 @@ impl Sink for Writer {
         crate::batch::check_row(&self.table, row, |c| self.spec.columns.contains_key(c), &self.spec.key)
     }
 
-    async fn write(&self, rows: &[&Value]) -> Result<(), ConnectorError> {
+    async fn write(&self, rows: &[&Value], _messages: &[&str]) -> Result<(), ConnectorError> {
         self.upsert(rows).await
     }
 

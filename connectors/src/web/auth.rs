@@ -337,7 +337,8 @@ impl OAuth2 {
                 .unwrap_or_default();
             let message = format!("{what} answered {status} {code}");
             let own_chain = refresh.is_some() && c.refresh_token.is_none();
-            if own_chain && status.is_client_error() && status.as_u16() != 429 {
+            let refused_grant = status.as_u16() == 401 || matches!(code, "invalid_grant" | "invalid_token");
+            if own_chain && refused_grant {
                 // The refresh token came from a client-credentials grant and was deleted (VK
                 // drops tokens unused for a month): a new one by the same grant.
                 tracing::warn!(connector = %self.connector, "{message}: the stored refresh token was refused; asking for a new token");

@@ -88,7 +88,8 @@ impl<D: Days> Consumer for DailyStatistics<D> {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(route, error = %e, source = %self.days.describe(), "cannot read daily statistics; trying again");
-                    let w = e.retry_after().unwrap_or(wait);
+                    // A platform's "come back tomorrow" waits no longer than the schedule.
+                    let w = e.retry_after().unwrap_or(wait).min(self.window.every);
                     wait = (wait * 2).min(self.window.every);
                     w
                 }

@@ -241,17 +241,20 @@ fn exhausted_window(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     };
     let now = chrono::Utc::now();
     let into_hour = u64::from(now.minute() * 60 + now.second());
-    if spent("daily") {
-        Some(Duration::from_secs(86_400 - u64::from(now.num_seconds_from_midnight())))
+    // A little past the turn: the server's clock, and its day's time zone, are not ours.
+    let slack = Duration::from_secs(2);
+    let wait = if spent("daily") {
+        Duration::from_secs(86_400 - u64::from(now.num_seconds_from_midnight()))
     } else if spent("hourly") {
-        Some(Duration::from_secs(3600 - into_hour))
+        Duration::from_secs(3600 - into_hour)
     } else if spent("minutely") {
-        Some(Duration::from_secs(60 - u64::from(now.second())))
+        Duration::from_secs(60 - u64::from(now.second()))
     } else if spent("rps") {
-        Some(Duration::from_secs(1))
+        Duration::from_secs(1)
     } else {
-        None
-    }
+        return None;
+    };
+    Some(wait + slack)
 }
 
 /// A request that got no answer: nobody listening is an outage; a timeout or a broken
@@ -375,10 +378,10 @@ mod tests {
         let mut limited = reqwest::header::HeaderMap::new();
         limited.insert("x-ratelimit-rps-remaining", "0".parse().expect("header"));
         let e = status_error(StatusCode::TOO_MANY_REQUESTS, "429".into(), &limited);
-        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)), "a spent second waits for the next");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)), "a spent second waits for the next, and a little");
         limited.insert("x-ratelimit-hourly-remaining", "0".parse().expect("header"));
         let hour = status_error(StatusCode::TOO_MANY_REQUESTS, "429".into(), &limited).retry_after();
-        assert!(hour.is_some_and(|w| w > Duration::from_secs(0) && w <= Duration::from_secs(3600)), "{hour:?}");
+        assert!(hour.is_some_and(|w| w > Duration::from_secs(2) && w <= Duration::from_secs(3602)), "{hour:?}");
         let e = status_error(StatusCode::BAD_REQUEST, "400".into(), &reqwest::header::HeaderMap::new());
         assert!(matches!(e, ConnectorError::Rejected { .. }), "{e:?}");
     }

@@ -83,6 +83,8 @@ const SECRET_OPTIONS: [&str; 8] =
 /// (`${VAR}`), so the file can be committed, reviewed and shown without them.
 fn literal_secrets(node: &Node, parent: Option<&str>, file: &Path, diags: &mut Diagnostics) {
     match &node.value {
+        // A table's columns name data (a column may be called `token`), not options.
+        NodeValue::Map(_) if parent == Some("columns") => {}
         NodeValue::Map(entries) => {
             for (key, value) in entries {
                 let secret =

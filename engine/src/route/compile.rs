@@ -53,6 +53,9 @@ pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
 struct Hooks<'c> {
     connectors: &'c Connectors,
     build: &'c BuildCx<'c>,
+    /// The hooks resolved, as the route's links: a route depends on its hooks' connectors
+    /// (a reload that changes one rebuilds the route) and the graph draws them.
+    used: std::cell::RefCell<Vec<Link>>,
 }
 
 impl Endpoints for Hooks<'_> {
@@ -68,6 +71,7 @@ impl Endpoints for Hooks<'_> {
         })?;
         let build = BuildCx { endpoints: Some(self), ..*self.build };
         let endpoint = connector.endpoint(role, &node.without(&["connector"]), &build)?;
+        self.used.borrow_mut().push(Link { role, connector: name.to_owned(), target: endpoint.describe() });
         Ok(Measured::wrap(name, self.build.resources.guards.get(name), endpoint))
     }
 }
@@ -204,9 +208,11 @@ impl<'a> CompileCx<'a> {
         let mut skip = vec!["connector"];
         skip.extend_from_slice(own);
         let options = node.without(&skip);
-        let hooks = Hooks { connectors: self.connectors, build: self.build };
+        let hooks = Hooks { connectors: self.connectors, build: self.build, used: Default::default() };
         let build = BuildCx { endpoints: Some(&hooks), ..*self.build };
-        match connector.endpoint(role, &options, &build) {
+        let resolved = connector.endpoint(role, &options, &build);
+        self.links.extend(hooks.used.into_inner());
+        match resolved {
             Ok(e) => {
                 self.links.push(Link { role, connector: name.clone(), target: e.describe() });
                 let guard = self.build.resources.guards.get(&name);

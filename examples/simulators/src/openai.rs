@@ -32,6 +32,9 @@ pub enum Answer {
     Content(String),
     /// The model refused (`message.refusal`, no content).
     Refusal(String),
+    /// Content cut off at the token limit (`finish_reason: length`; YandexGPT's
+    /// `ALTERNATIVE_STATUS_TRUNCATED_FINAL`).
+    Truncated(String),
     /// An error answer with this status and OpenAI's error `code`; `retry_after` in seconds.
     Error { status: u16, code: String, retry_after: Option<u64> },
 }
@@ -109,6 +112,20 @@ fn error(status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Re
     resp
 }
 
+/// Records `request` and takes the next answer; the prompt's text (each message's `field`).
+fn take(d: &mut Data, request: Value, field: &str) -> (Answer, String) {
+    let prompt = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m[field].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.requests.push(request);
+    let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
+    (answer, prompt)
+}
+
 /// A rough token count, as the usage a provider reports: a token per four characters.
 fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
@@ -124,15 +141,7 @@ async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes)
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(400, "invalid_json", "We could not parse the JSON body of your request.", None);
     };
-    d.requests.push(request.clone());
-    let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
-    let prompt: String = request["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (answer, prompt) = take(&mut d, request.clone(), "content");
     d.counter += 1;
     let id = format!("chatcmpl-sim{:06}", d.counter);
     let model = request["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
@@ -147,6 +156,7 @@ async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes)
         }
         Answer::Content(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "stop"),
         Answer::Refusal(text) => (json!({ "role": "assistant", "content": null, "refusal": text }), "stop"),
+        Answer::Truncated(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "length"),
     };
     let completion = tokens(message["content"].as_str().or(message["refusal"].as_str()).unwrap_or(""));
     let prompt_tokens = tokens(&prompt);
@@ -176,15 +186,7 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return yandex_error(400, 3, "Invalid JSON");
     };
-    d.requests.push(request.clone());
-    let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
-    let prompt: String = request["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (answer, prompt) = take(&mut d, request.clone(), "text");
     let (text, status) = match answer {
         Answer::Error { status, retry_after, .. } => {
             let mut resp = yandex_error(status, if status == 429 { 8 } else { 13 }, "simulated failure");
@@ -197,6 +199,7 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
         }
         Answer::Content(text) => (text, "ALTERNATIVE_STATUS_FINAL"),
         Answer::Refusal(text) => (text, "ALTERNATIVE_STATUS_CONTENT_FILTER"),
+        Answer::Truncated(text) => (text, "ALTERNATIVE_STATUS_TRUNCATED_FINAL"),
     };
     let (input, output) = (tokens(&prompt), tokens(&text));
     axum::Json(json!({
