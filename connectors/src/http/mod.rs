@@ -92,18 +92,13 @@ impl Kind for HttpKind {
             }
             None => Auth::None,
         };
-        let api =
-            Arc::new(Api { name: name.to_owned(), base: base.clone(), client: client.clone(), auth: auth.clone() });
-        Ok(Arc::new(HttpConnector { name: name.to_owned(), base, client, auth, api, store: Arc::default() }))
+        let api = Arc::new(Api { name: name.to_owned(), base, client, auth });
+        Ok(Arc::new(HttpConnector { api, store: Arc::default() }))
     }
 }
 
 struct HttpConnector {
-    name: String,
-    base: reqwest::Url,
-    client: reqwest::Client,
-    auth: Auth,
-    /// The same, for the paging source.
+    /// Base URL, client and credentials, shared by its calls and its paging source.
     api: Arc<Api>,
     store: Arc<OnceLock<Store>>,
 }
@@ -116,7 +111,7 @@ impl Connector for HttpConnector {
 
     /// Credentials that keep tokens in the store (OAuth2) get it and the cache.
     async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
-        self.auth.start(&cx.store, &cx.cache);
+        self.api.auth.start(&cx.store, &cx.cache);
         let _ = self.store.set(cx.store.clone());
         Ok(())
     }
@@ -158,10 +153,10 @@ impl Connector for HttpConnector {
             }
         }
         Ok(Arc::new(HttpCall {
-            connector: self.name.clone(),
-            client: self.client.clone(),
-            base: self.base.clone(),
-            auth: self.auth.clone(),
+            connector: self.api.name.clone(),
+            client: self.api.client.clone(),
+            base: self.api.base.clone(),
+            auth: self.api.auth.clone(),
             method,
             path,
             headers,

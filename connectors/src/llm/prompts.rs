@@ -22,8 +22,9 @@ pub(crate) struct Package {
     pub(crate) id: String,
     /// `sha256:…` of its files, as the lock holds it.
     pub(crate) hash: String,
-    system: Option<String>,
-    user: String,
+    /// The templates, parsed once when the package is loaded.
+    templates: minijinja::Environment<'static>,
+    has_system: bool,
     /// The answer's schema, as given to the provider.
     pub(crate) schema: Option<Value>,
     /// The schema, compiled to check every answer again here.
@@ -93,30 +94,27 @@ impl Package {
             }
             None => Params::default(),
         };
-        let package = Package { id: id.to_owned(), hash, system, user, schema, validator, params };
         // Templates that do not parse are the package's error, found now rather than per call.
-        package.environment()?;
-        Ok(package)
-    }
-
-    fn environment(&self) -> Result<minijinja::Environment<'_>, String> {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.add_template("user.j2", &self.user).map_err(|e| format!("{}/user.j2: {e}", self.id))?;
-        if let Some(system) = &self.system {
-            env.add_template("system.j2", system).map_err(|e| format!("{}/system.j2: {e}", self.id))?;
+        let mut templates = minijinja::Environment::new();
+        templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        templates.add_template_owned("user.j2", user).map_err(|e| format!("{id}/user.j2: {e}"))?;
+        let has_system = system.is_some();
+        if let Some(system) = system {
+            templates.add_template_owned("system.j2", system).map_err(|e| format!("{id}/system.j2: {e}"))?;
         }
-        Ok(env)
+        Ok(Package { id: id.to_owned(), hash, templates, has_system, schema, validator, params })
     }
 
     /// The system and user messages for `input` (the message body).
     pub(crate) fn render(&self, input: &Value) -> Result<(Option<String>, String), String> {
-        let env = self.environment()?;
         let cx = minijinja::context! { input => minijinja::Value::from_serialize(input) };
         let render = |name: &str| {
-            env.get_template(name).and_then(|t| t.render(&cx)).map_err(|e| format!("{}/{name}: {e}", self.id))
+            self.templates
+                .get_template(name)
+                .and_then(|t| t.render(&cx))
+                .map_err(|e| format!("{}/{name}: {e}", self.id))
         };
-        let system = if self.system.is_some() { Some(render("system.j2")?) } else { None };
+        let system = if self.has_system { Some(render("system.j2")?) } else { None };
         Ok((system, render("user.j2")?))
     }
 
