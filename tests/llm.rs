@@ -27,7 +27,7 @@ fn project_for(a: &OpenAi, b: &OpenAi) -> tempfile::TempDir {
         (
             "junction.yaml",
             &format!(
-                "routes: [routes/]\nconnectors:\n  llm:\n    kind: llm\n    repairs: 2\n    targets:\n      - {{ provider: openai, base_url: \"{}\", api_key: \"${{KEY_A}}\", model: gpt-4o-mini }}\n      - {{ provider: openai, base_url: \"{}\", api_key: \"${{KEY_B}}\", model: qwen2.5-72b }}\n",
+                "routes: [routes/]\nadmin: {{ listen: 127.0.0.1:0, token: llm-test-token }}\nconnectors:\n  llm:\n    kind: llm\n    repairs: 2\n    targets:\n      - {{ provider: openai, base_url: \"{}\", api_key: \"${{KEY_A}}\", model: gpt-4o-mini }}\n      - {{ provider: openai, base_url: \"{}\", api_key: \"${{KEY_B}}\", model: qwen2.5-72b }}\n",
                 a.url, b.url
             ),
         ),
@@ -144,6 +144,26 @@ async fn answers_are_checked_repaired_and_fall_over_to_the_next_target() {
     let detail = out["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("last answer: {\"total\": 7}") && detail.contains("its errors:"), "{detail}");
     assert!(!j.logs().contains("sk-a-secret") && !j.logs().contains("sk-b-secret"), "keys are not logged");
+
+    // Measured per target (#17 §9).
+    let metrics =
+        reqwest::Client::new().get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let has = |name: &str, labels: &[&str]| {
+        metrics.lines().any(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+    };
+    assert!(
+        has("junction_llm_requests_total", &["model=\"qwen2.5-72b\"", "outcome=\"ok\"", "provider=\"openai\""]),
+        "{metrics}"
+    );
+    assert!(has("junction_llm_requests_total", &["model=\"gpt-4o-mini\"", "outcome=\"refusal\""]), "{metrics}");
+    assert!(
+        has("junction_llm_requests_total", &["model=\"gpt-4o-mini\"", "outcome=\"retryable\""]),
+        "the 429: {metrics}"
+    );
+    assert!(has("junction_llm_fallbacks_total", &["from=\"gpt-4o-mini\""]), "{metrics}");
+    assert!(has("junction_llm_repairs_total", &["model=\"gpt-4o-mini\""]), "{metrics}");
+    assert!(has("junction_llm_tokens_total", &["model=\"gpt-4o-mini\"", "type=\"output\""]), "{metrics}");
+    assert!(has("junction_llm_request_duration_seconds_bucket", &["model=\"gpt-4o-mini\""]), "{metrics}");
 }
 
 /// A domain check standing in for MasterDeal's: the plan's total within the deal's budget.
@@ -295,4 +315,460 @@ fn a_locked_prompt_that_changed_is_refused_naming_the_lock() {
 fn the_readmes_llm_connector_is_valid() {
     let env = [("OPENAI_API_KEY", "sk-x"), ("YC_API_KEY", "yc-key"), ("YC_FOLDER", "b1gfolder")];
     common::assert_readme_example_checks("connectors:\n  llm:\n    kind: llm", &env);
+    common::assert_readme_example_checks("connectors:\n    planner:\n      kind: llm", &env);
+}
+
+/// `project_for` with `budgets` (and what goes with them) added to the connector's options.
+fn budgeted(a: &OpenAi, b: &OpenAi, options: &str) -> tempfile::TempDir {
+    let dir = project_for(a, b);
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}")),
+    )
+    .expect("root");
+    lock(dir.path());
+    dir
+}
+
+/// POSTs the deal `name` to `/plan` at `base`; the status and the answer.
+async fn post_plan(client: &reqwest::Client, base: String, name: &str) -> (u16, Value) {
+    let body = json!({ "deal": { "name": name, "budget": "1500000.00" } });
+    let resp = client.post(format!("{base}/plan")).json(&body).send().await.expect("send");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Budgets (#17 §6) on one Postgres ledger: three instances, fifty calls at once on each,
+/// against a budget of twenty calls. Exactly twenty reach the provider, never one more; the
+/// others are refused with 429 `budget-exhausted` before any provider (the fallback target
+/// included) is asked; the ledger holds what the calls settled to, and no reservation is left.
+/// A ledger that cannot be read refuses calls (fail closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_holds_across_three_instances_under_concurrent_calls() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let db = common::PgDatabase::create().await;
+    let dir = budgeted(
+        &a,
+        &b,
+        "    budgets:\n      - { name: calls, calls: 20 }\n      - { name: tokens, period: day, tokens: 100000000 }\n",
+    );
+    a.answer([plan("1500000.00")]);
+    let mut env = ENV.to_vec();
+    env.push(("JUNCTION_STORE", &db.url));
+    let instances: Vec<Junction> = (0..3).map(|_| Junction::start(dir.path(), &env)).collect();
+
+    let client = reqwest::Client::new();
+    let mut calls = tokio::task::JoinSet::new();
+    for j in &instances {
+        for i in 0..50 {
+            let (client, base) = (client.clone(), j.url(""));
+            calls.spawn(async move {
+                post_plan(&client, base.trim_end_matches('/').to_owned(), &format!("deal {i}")).await
+            });
+        }
+    }
+    let (mut done, mut refused, mut tokens) = (0, 0, 0);
+    while let Some(call) = calls.join_next().await {
+        let (status, out) = call.expect("a call");
+        match status {
+            200 => {
+                done += 1;
+                tokens += out["usage"]["total_tokens"].as_i64().expect("usage");
+            }
+            429 => {
+                refused += 1;
+                assert!(out["type"].as_str().is_some_and(|t| t.ends_with("budget-exhausted")), "{out}");
+                assert!(out["detail"].as_str().is_some_and(|d| d.contains("budget `calls`")), "{out}");
+            }
+            _ => panic!("{status}: {out}\n{}", instances[0].logs()),
+        }
+    }
+    assert_eq!((done, refused), (20, 130));
+    assert_eq!(a.requests().len(), 20, "never one call over the budget");
+    assert_eq!(b.requests().len(), 0, "a spent budget does not fall over to the next target");
+
+    use sqlx::Connection;
+    let mut ledger = sqlx::PgConnection::connect(&db.url).await.expect("the ledger");
+    let spent: Vec<(String, i64)> = sqlx::query_as("SELECT bucket, used FROM junction_llm_spent ORDER BY bucket")
+        .fetch_all(&mut ledger)
+        .await
+        .expect("spent");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        spent,
+        vec![("llm|calls|*|all|calls".to_owned(), 20), (format!("llm|tokens|*|{today}|tokens"), tokens)],
+        "the ledger equals the settled usage"
+    );
+    let (held,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM junction_llm_holds").fetch_one(&mut ledger).await.expect("holds");
+    assert_eq!(held, 0, "every reservation settled");
+
+    // The ledger out of reach: refused, and no provider asked.
+    sqlx::query("ALTER TABLE junction_llm_spent RENAME TO junction_llm_spent_away")
+        .execute(&mut ledger)
+        .await
+        .expect("rename");
+    let (status, out) = post_plan(&client, instances[1].url("").trim_end_matches('/').to_owned(), "deal x").await;
+    assert_eq!(status, 503, "{out}");
+    assert!(out["detail"].as_str().is_some_and(|d| d.contains("ledger cannot be reached")), "{out}");
+    assert_eq!(a.requests().len() + b.requests().len(), 20);
+}
+
+/// A reservation whose process was killed mid-call is given back once it expires; budgets
+/// per route and per key keep their own counts; a day's bucket is the date in the time zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = budgeted(
+        &a,
+        &b,
+        "    timeout: 2s\n    time_zone: Asia/Vladivostok\n    budgets:\n      - { name: route, per: route, calls: 1 }\n      - { name: deal, per: body.deal.name, period: day, calls: 1 }\n",
+    );
+    let (_tmp, store) = sqlite_store();
+    let mut env = ENV.to_vec();
+    env.push(("JUNCTION_STORE", &store));
+    let client = reqwest::Client::new();
+
+    // Killed while the model is answering: its reservation stays behind.
+    a.delay(std::time::Duration::from_secs(30));
+    let j = Junction::start(dir.path(), &env);
+    let base = j.url("").trim_end_matches('/').to_owned();
+    let request = client.post(format!("{base}/plan")).json(&json!({ "deal": { "name": "Весна", "budget": "1.00" } }));
+    let pending = tokio::spawn(async move { request.send().await.map(|r| r.status()) });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.arrived() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the call reached the model");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let killed_at = std::time::Instant::now();
+    j.crash();
+    assert!(pending.await.expect("the call").is_err(), "the process died before it answered");
+    a.delay(std::time::Duration::ZERO);
+    a.answer([plan("1500000.00")]);
+
+    let j = Junction::start(dir.path(), &env);
+    let base = j.url("").trim_end_matches('/').to_owned();
+    let (status, out) = post_plan(&client, base.clone(), "Лето").await;
+    assert_eq!(status, 429, "the dead call still holds the route's budget: {out}");
+    assert!(out["detail"].as_str().is_some_and(|d| d.contains("budget `route`")), "{out}");
+    // The hold lasts the call's timeout (2 s) and five seconds more.
+    tokio::time::sleep(std::time::Duration::from_secs(8).saturating_sub(killed_at.elapsed())).await;
+    let (status, out) = post_plan(&client, base.clone(), "Лето").await;
+    assert_eq!(status, 200, "given back once expired: {out}\n{}", j.logs());
+
+    let dir2 = budgeted(
+        &a,
+        &b,
+        "    time_zone: Asia/Vladivostok\n    budgets:\n      - { name: deal, per: body.deal.name, period: day, calls: 1 }\n",
+    );
+    drop(j);
+    let j = Junction::start(dir2.path(), &env);
+    let base = j.url("").trim_end_matches('/').to_owned();
+    assert_eq!(post_plan(&client, base.clone(), "Осень").await.0, 200);
+    let (status, out) = post_plan(&client, base.clone(), "Осень").await;
+    assert_eq!(status, 429, "one call a day for this deal: {out}");
+    assert!(out["detail"].as_str().is_some_and(|d| d.contains("budget `deal`") && d.contains("it renews at")), "{out}");
+    // Vladivostok is UTC+10 all year: its date, not the machine's or UTC's.
+    let day = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(10 * 3600).expect("UTC+10"));
+    assert_eq!(post_plan(&client, base, "Зима").await.0, 200, "another deal has its own count");
+    let ledger = sqlx::SqlitePool::connect(&store).await.expect("the ledger");
+    let buckets: Vec<(String,)> =
+        sqlx::query_as("SELECT bucket FROM junction_llm_spent WHERE bucket LIKE 'llm|deal|%' ORDER BY bucket")
+            .fetch_all(&ledger)
+            .await
+            .expect("buckets");
+    let date = day.format("%Y-%m-%d");
+    assert!(
+        buckets.iter().any(|(b,)| *b == format!("llm|deal|key=Осень|{date}|calls")),
+        "the day is Vladivostok's: {buckets:?}"
+    );
+}
+
+/// What the budgets need is checked where it is written.
+#[test]
+fn budget_options_are_checked_at_their_line_and_column() {
+    let sims = tokio::runtime::Runtime::new().expect("runtime");
+    let (a, b) = sims.block_on(async {
+        (
+            OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a"),
+            OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b"),
+        )
+    });
+    let cases = [
+        ("    budgets:\n      - { name: money, cost: 5.00 }\n", "no price for the model `gpt-4o-mini`"),
+        ("    time_zone: Mars/Olympus\n", "not a time zone"),
+        ("    budgets:\n      - { name: nothing }\n", "limits nothing"),
+        ("    budgets:\n      - { name: t, tokens: 10, colour: red }\n", "colour"),
+    ];
+    for (options, expected) in cases {
+        let dir = project_for(&a, &b);
+        let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+        std::fs::write(
+            dir.path().join("junction.yaml"),
+            root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}")),
+        )
+        .expect("root");
+        let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &ENV);
+        assert_eq!(code, 1, "{options}: {out}");
+        assert!(err.contains(expected) && err.contains("junction.yaml:"), "{options}: {err}");
+    }
+    // A budget on tokens needs every package to bound its answer; on calls alone it need not.
+    let dir = project_for(&a, &b);
+    std::fs::write(dir.path().join("prompts/media-plan/1/params.yaml"), "temperature: 0\n").expect("params");
+    lock(dir.path());
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    for (budget, refused) in [("calls: 1000", false), ("tokens: 1000", true)] {
+        let options = format!("    repairs: 2\n    budgets:\n      - {{ name: t, {budget} }}\n");
+        std::fs::write(dir.path().join("junction.yaml"), root.replace("    repairs: 2\n", &options)).expect("root");
+        let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &ENV);
+        assert_eq!(code, i32::from(refused), "{budget}: {out}{err}");
+        if refused {
+            assert!(err.contains("max_tokens") && err.contains("plan.yaml:"), "{err}");
+        }
+    }
+}
+
+/// Personal data (#17 §7): the values the connector's pointers name and the phones and e-mails
+/// in the prompt never reach the provider; the answer comes back with them in place; what an
+/// answer sent back for repair, the dead letter and the log hold is masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_is_masked_before_the_prompt_leaves_and_restored_in_the_answer() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&a, &b);
+    std::fs::write(
+        dir.path().join("prompts/media-plan/1/user.j2"),
+        "Draft a media plan for {{ input.deal.name }} (client INN {{ input.deal.inn }}, contact {{ input.deal.contact }}) within {{ input.deal.budget }} RUB. Notes: {{ input.deal.notes }}",
+    )
+    .expect("template");
+    std::fs::create_dir_all(dir.path().join("prompts/brief/1")).expect("package folder");
+    std::fs::write(
+        dir.path().join("prompts/brief/1/user.j2"),
+        "Write to {{ input.deal.contact }} about {{ input.deal.name }}. Notes: {{ input.deal.notes }}",
+    )
+    .expect("brief");
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        root.replace(
+            "    repairs: 2\n",
+            "    repairs: 1\n    private: { pointers: [/deal/inn, /deal/contact], patterns: [phone, email] }\n",
+        ),
+    )
+    .expect("root");
+    std::fs::write(
+        dir.path().join("routes/brief.yaml"),
+        "route: brief\nfrom: { http: { method: POST, path: /brief, auth: none } }\nsteps:\n  - request: { connector: llm, op: complete, prompt: brief/1 }\n",
+    )
+    .expect("route");
+    lock_all(dir.path());
+    let (_tmp, store) = sqlite_store();
+    let mut env = ENV.to_vec();
+    env.push(("JUNCTION_STORE", &store));
+    let j = Junction::start(dir.path(), &env);
+    let secrets = ["7707083893", "Анна Петрова", "+7 916 123-45-67", "anna@client.ru"];
+    let deal = json!({ "deal": { "name": "Весна 2027", "budget": "1500000.00", "inn": "7707083893",
+        "contact": "Анна Петрова", "notes": "звонить +7 916 123-45-67, копию на anna@client.ru" } });
+
+    // The pointers' values are [PII_1] and [PII_2], in the order they are written; the patterns'
+    // matches follow in the order of the text.
+    // A text answer naming the placeholders: restored for the route.
+    a.answer([Answer::Content("Письмо для [PII_2]: копия на [PII_4], тел. [PII_3].".into())]);
+    let (status, out) = post_json(&j, "/brief", deal.clone()).await;
+    assert_eq!(status, 200, "{out}\n{}", j.logs());
+    assert_eq!(out["output"], "Письмо для Анна Петрова: копия на anna@client.ru, тел. +7 916 123-45-67.");
+    let sent = a.requests().pop().expect("a request").to_string();
+    assert!(sent.contains("Write to [PII_2] about Весна 2027. Notes: звонить [PII_3], копию на [PII_4]"), "{sent}");
+
+    // A JSON answer: restored before it is checked; the errors that go back for repair are
+    // masked again; the dead letter holds the masked prompt.
+    a.answer([Answer::json(&json!({ "lines": [{ "channel": "[PII_4]", "budget": "1.00" }], "total": "1.00" }))]);
+    b.answer([Answer::json(&json!({ "lines": [{ "channel": "[PII_3]", "budget": "1.00" }], "total": "1.00" }))]);
+    let (status, out) = post_json(&j, "/plan", deal).await;
+    assert_eq!(status, 422, "{out}");
+    let repair = a.requests().pop().expect("the repair");
+    let told = repair["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
+    assert!(told.contains("[PII_4]") && told.contains("channel"), "the schema's error, masked again: {told}");
+    let detail = out["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("client INN [PII_1], contact [PII_2]"), "{detail}");
+    let mut everything = a.requests().iter().chain(b.requests().iter()).map(Value::to_string).collect::<Vec<_>>();
+    everything.push(detail.to_owned());
+    everything.push(j.logs());
+    for text in &everything {
+        for secret in secrets {
+            assert!(!text.contains(secret), "`{secret}` left: {text}");
+        }
+    }
+}
+
+/// Locks every package of the project, the way `lock` does one: the lines `junction check`
+/// names, until it names none.
+fn lock_all(dir: &std::path::Path) {
+    let path = dir.to_str().expect("utf-8");
+    let mut lock = String::new();
+    for _ in 0..5 {
+        let (code, out, err) = junction(&["check", path], &ENV);
+        if code == 0 {
+            return;
+        }
+        let lines: Vec<&str> = err
+            .split('`')
+            .filter(|l| l.split(' ').count() == 2 && l.split(' ').nth(1).is_some_and(|h| h.starts_with("sha256:")))
+            .collect();
+        assert!(!lines.is_empty(), "{out}{err}");
+        for line in lines {
+            lock.push_str(line);
+            lock.push('\n');
+        }
+        std::fs::write(dir.join("prompts.lock"), &lock).expect("lock");
+    }
+    panic!("the packages could not be locked");
+}
+
+/// Sessions (#17 §7): a manager refines a plan in turns. Each turn is sent after the turns kept
+/// so far, whichever instance takes it (the history is in Redis); only accepted answers are
+/// kept; the oldest turn goes once `turns` are kept; another session starts empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_keeps_its_accepted_turns_across_instances() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&a, &b);
+    std::fs::create_dir_all(dir.path().join("prompts/refine/1")).expect("package folder");
+    std::fs::write(dir.path().join("prompts/refine/1/user.j2"), "{{ input.ask }}").expect("refine");
+    std::fs::write(
+        dir.path().join("prompts/refine/1/schema.json"),
+        r#"{"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}"#,
+    )
+    .expect("schema");
+    std::fs::write(
+        dir.path().join("routes/refine.yaml"),
+        "route: refine\nfrom: { http: { method: POST, path: /refine, auth: none } }\nsteps:\n  - request: { connector: llm, op: complete, prompt: refine/1, session: { id: body.session, turns: 2, ttl: 10m } }\n",
+    )
+    .expect("route");
+    lock_all(dir.path());
+    let redis = common::redis_url();
+    let ((_ta, store_a), (_tb, store_b)) = (sqlite_store(), sqlite_store());
+    let mut env_a = ENV.to_vec();
+    env_a.extend([("JUNCTION_STORE", store_a.as_str()), ("JUNCTION_CACHE", redis.as_str())]);
+    let mut env_b = ENV.to_vec();
+    env_b.extend([("JUNCTION_STORE", store_b.as_str()), ("JUNCTION_CACHE", redis.as_str())]);
+    let (one, two) = (Junction::start(dir.path(), &env_a), Junction::start(dir.path(), &env_b));
+    let session = format!("s-{}", common::tag());
+    let turn = |j: &Junction, ask: &str, session: &str| {
+        let (url, body) = (j.url("/refine"), json!({ "session": session, "ask": ask }));
+        async move {
+            let resp = reqwest::Client::new().post(url).json(&body).send().await.expect("send");
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let asked = |a: &OpenAi| -> Vec<String> {
+        let last = a.requests().pop().expect("a request");
+        last["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+
+    a.answer([Answer::json(&json!({ "plan": "video 60%, search 40%" }))]);
+    let (status, out) = turn(&one, "draft a plan", &session).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(asked(&a), ["draft a plan"]);
+
+    // The second turn on the other instance: the first turn goes before it. Its first answer
+    // is refused by the schema and repaired; only the accepted one is kept.
+    a.answer([Answer::json(&json!({ "nope": 1 })), Answer::json(&json!({ "plan": "video 40%, search 60%" }))]);
+    let (status, out) = turn(&two, "move 20% from video to search", &session).await;
+    assert_eq!((status, out["repairs"].clone()), (200, json!(1)), "{out}");
+    let sent = asked(&a);
+    assert_eq!(sent[..3], ["draft a plan", "{\"plan\":\"video 60%, search 40%\"}", "move 20% from video to search"]);
+
+    a.answer([Answer::json(&json!({ "plan": "video 30%, search 70%" }))]);
+    let (status, _) = turn(&one, "a bit more to search", &session).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        asked(&a),
+        [
+            "draft a plan",
+            "{\"plan\":\"video 60%, search 40%\"}",
+            "move 20% from video to search",
+            "{\"plan\":\"video 40%, search 60%\"}",
+            "a bit more to search"
+        ]
+    );
+    let (status, _) = turn(&two, "and now?", &session).await;
+    assert_eq!(status, 200);
+    assert_eq!(asked(&a)[0], "move 20% from video to search", "two turns kept: the first is gone");
+
+    let (status, _) = turn(&one, "another deal", &format!("{session}-other")).await;
+    assert_eq!(status, 200);
+    assert_eq!(asked(&a), ["another deal"], "another session starts empty");
+}
+
+/// The gigachat provider (#17 §1): a 30-minute token fetched with the authorization key, a
+/// `RqUID` and the scope, kept and reused; the package's schema as the function the model must
+/// call, the call's arguments as the answer; a token that went stale answered 401, fetched anew
+/// and the call sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gigachat_answers_through_its_token_and_a_function_call() {
+    // The authorization key: base64 of `client_id:client_secret`.
+    const KEY: &str = "Z2lnYS1pZDpnaWdhLXNlY3JldA==";
+    let giga = OpenAi::start("127.0.0.1:0", KEY).await.expect("simulator");
+    let other = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&giga, &other);
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        format!(
+            "routes: [routes/]\nconnectors:\n  llm:\n    kind: llm\n    targets:\n      - {{ provider: gigachat, base_url: \"{root}/api/v1\", auth_url: \"{root}/api/v2/oauth\", api_key: \"${{GIGA_KEY}}\", model: GigaChat-2-Pro }}\n",
+            root = giga.root
+        ),
+    )
+    .expect("root");
+    let mut env = ENV.to_vec();
+    env.push(("GIGA_KEY", KEY));
+    let path = dir.path().to_str().expect("utf-8").to_owned();
+    let (code, _, err) = junction(&["check", &path], &env);
+    assert_eq!(code, 1, "{err}");
+    let line =
+        err.split('`').nth(1).filter(|l| l.starts_with("media-plan/1 sha256:")).unwrap_or_else(|| panic!("{err}"));
+    std::fs::write(dir.path().join("prompts.lock"), format!("{line}\n")).expect("lock");
+    let (_tmp, store) = sqlite_store();
+    env.push(("JUNCTION_STORE", &store));
+    let j = Junction::start(dir.path(), &env);
+
+    giga.answer([plan("1500000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 200, "{out}\n{}", j.logs());
+    assert_eq!((out["provider"].clone(), out["output"]["total"].clone()), (json!("gigachat"), json!("1500000.00")));
+    let sent = giga.requests().pop().expect("a request");
+    assert_eq!(sent["function_call"], json!({ "name": "answer" }));
+    assert_eq!(sent["functions"][0]["parameters"]["required"], json!(["lines", "total"]));
+    assert_eq!((sent["max_tokens"].clone(), sent["model"].clone()), (json!(800), json!("GigaChat-2-Pro")));
+    let tokens = giga.token_requests();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].1, "GIGACHAT_API_PERS");
+    assert!(uuid::Uuid::parse_str(&tokens[0].0).is_ok(), "RqUID is a UUID: {}", tokens[0].0);
+
+    // The token is reused; once stale, a 401 fetches a new one and the call goes again.
+    let (status, _) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, giga.token_requests().len()), (200, 1));
+    giga.expire_tokens();
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(giga.token_requests().len(), 2, "a new token after the 401");
+    assert_ne!(giga.token_requests()[0].0, giga.token_requests()[1].0, "a new RqUID each time");
+
+    // The content filter (`blacklist`) is a refusal; a cut-off answer is repaired.
+    giga.answer([Answer::Truncated("{\"lines\": [".into()), plan("1400000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["repairs"].clone()), (200, json!(1)), "{out}");
+    giga.answer([Answer::Refusal("Не могу ответить".into())]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 422, "{out}");
+    assert!(out["detail"].as_str().is_some_and(|d| d.contains("refused")), "{out}");
+    assert!(!j.logs().contains(KEY), "the key is not logged");
 }

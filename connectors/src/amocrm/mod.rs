@@ -90,6 +90,8 @@ impl Kind for AmoCrmKind {
                 encoding: Encoding::Json,
                 grant_type: None,
                 params: Default::default(),
+                authorization: None,
+                request_id_header: None,
             }),
             _ => {
                 return Err(NodeError {

@@ -27,11 +27,18 @@
 //!   Other 4xx fail at once. When no target gives a valid answer the call fails: retryable when
 //!   the last target was unavailable, otherwise refused with the raw answer, the prompt and the
 //!   errors in the dead letter; nothing half-valid is passed on.
+//! - Budgets of calls, tokens and money held across instances (`budget.rs`), personal data
+//!   masked before a prompt leaves (`private.rs`), conversations in turns (`session.rs`).
 
+mod budget;
+mod gigachat;
 mod openai;
+mod private;
 mod prompts;
+mod session;
 mod yandexgpt;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -46,8 +53,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::web::auth::{AuthConfig, Encoding, OAuth2Config};
 use crate::web::{Api, Auth};
+use budget::{Account, BudgetSpec, Budgets, Price, Prices};
+use private::{Masked, Private, PrivateSpec};
 use prompts::Package;
+use session::{Session, SessionSpec, Turn};
 
 pub struct LlmKind;
 
@@ -70,6 +81,18 @@ pub struct LlmConfig {
     /// (off without it).
     #[serde(default)]
     cache_ttl: Option<ConfigDuration>,
+    /// What the connector may spend, kept in the store for every instance (see `budget.rs`).
+    #[serde(default)]
+    budgets: Vec<BudgetSpec>,
+    /// Each model's price per million tokens, for budgets that count money.
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+    /// The time zone whose midnight renews `period: day` budgets (default UTC).
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// Personal data replaced with placeholders before any prompt leaves (see `private.rs`).
+    #[serde(default)]
+    private: Option<PrivateSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +107,16 @@ struct TargetSpec {
     /// YandexGPT: the cloud folder the model is billed to.
     #[serde(default)]
     folder: Option<String>,
+    /// GigaChat: the token endpoint (default Sber's `…/api/v2/oauth`).
+    #[serde(default)]
+    auth_url: Option<String>,
+    /// GigaChat: the API's scope (default `GIGACHAT_API_PERS`; `GIGACHAT_API_B2B`, `…_CORP`).
+    #[serde(default)]
+    scope: Option<String>,
+    /// A PEM file of the CA that issued the provider's certificate, under the project (GigaChat:
+    /// the Russian Trusted Root CA).
+    #[serde(default)]
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -93,6 +126,8 @@ enum Provider {
     Openai,
     /// Yandex Foundation Models' text generation.
     Yandexgpt,
+    /// Sber's GigaChat API.
+    Gigachat,
 }
 
 impl Kind for LlmKind {
@@ -117,11 +152,34 @@ impl Kind for LlmKind {
                 e.pos = at("targets");
                 e
             })?;
+            if let Some(ca) = &t.ca_file {
+                api.client = client_trusting(&cx.dir.join(ca), timeout)
+                    .map_err(|message| NodeError { message, pos: at("targets") })?;
+            }
             api.auth = match t.provider {
                 Provider::Openai => Auth::Bearer(t.api_key),
                 // `Api-Key …`: an API key of a service account.
                 Provider::Yandexgpt => {
                     Auth::ApiKeyHeader(reqwest::header::AUTHORIZATION, format!("Api-Key {}", t.api_key))
+                }
+                // A 30-minute token from the authorization key, kept in the store per target.
+                Provider::Gigachat => {
+                    let token = AuthConfig::Oauth2(OAuth2Config {
+                        token_url: t.auth_url.clone().unwrap_or_else(|| gigachat::AUTH_URL.into()),
+                        client_id: String::new(),
+                        client_secret: String::new(),
+                        refresh_token: None,
+                        scope: Some(t.scope.clone().unwrap_or_else(|| gigachat::SCOPE.into())),
+                        redirect_uri: None,
+                        encoding: Encoding::Form,
+                        grant_type: Some("none".into()),
+                        params: BTreeMap::new(),
+                        authorization: Some(format!("Basic {}", t.api_key)),
+                        request_id_header: Some("RqUID".into()),
+                    });
+                    let owner = format!("{name}.{}.{}", t.provider.as_str(), targets.len());
+                    Auth::new(&owner, &token, &api.base, &api.client)
+                        .map_err(|message| NodeError { message, pos: at("targets") })?
                 }
             };
             if t.provider == Provider::Yandexgpt && t.folder.is_none() && !t.model.starts_with("gpt://") {
@@ -135,6 +193,21 @@ impl Kind for LlmKind {
             }
             targets.push(Target { provider: t.provider, api, model: t.model, folder: t.folder });
         }
+        let models = targets.iter().map(|t| t.model.clone()).collect();
+        let prices = Arc::new(Prices::new(config.prices, models));
+        let budgets = Budgets::from_options(
+            name,
+            config.budgets,
+            &prices,
+            config.time_zone.as_deref(),
+            timeout,
+            options,
+            cx.scripts,
+        )?;
+        let mut private = Private::default();
+        if let Some(spec) = config.private {
+            private.add(spec, options.get("private").unwrap_or(options))?;
+        }
         let (root, lock) = prompts::paths(cx.dir, config.prompts.as_deref());
         Ok(Arc::new(Llm(Arc::new(Models {
             name: name.to_owned(),
@@ -144,6 +217,9 @@ impl Kind for LlmKind {
             lock,
             cache_ttl: config.cache_ttl.map(|t| t.0),
             cache: OnceLock::new(),
+            budgets,
+            prices,
+            private,
         }))))
     }
 }
@@ -153,6 +229,19 @@ struct Target {
     api: Api,
     model: String,
     folder: Option<String>,
+}
+
+/// An HTTP client that also trusts the CA in the PEM file at `path`.
+fn client_trusting(path: &std::path::Path, timeout: Duration) -> Result<reqwest::Client, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    let ca = reqwest::Certificate::from_pem(&pem)
+        .map_err(|e| format!("ca_file {} is not a PEM certificate: {e}", path.display()))?;
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .add_root_certificate(ca)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Who says a message of a conversation.
@@ -179,10 +268,15 @@ pub(crate) struct Conversation {
 }
 
 impl Conversation {
-    fn new(system: Option<&str>, user: &str) -> Self {
+    /// The system message, a session's earlier turns, and the new prompt.
+    fn new(system: Option<&str>, turns: &[(String, String)], user: &str) -> Self {
         let mut messages = Vec::new();
         if let Some(system) = system {
             messages.push((Speaker::System, system.to_owned()));
+        }
+        for (asked, answered) in turns {
+            messages.push((Speaker::User, asked.clone()));
+            messages.push((Speaker::Assistant, answered.clone()));
         }
         messages.push((Speaker::User, user.to_owned()));
         Self { messages }
@@ -205,9 +299,19 @@ impl Conversation {
     }
 }
 
+impl Provider {
+    fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Yandexgpt => "yandexgpt",
+            Provider::Gigachat => "gigachat",
+        }
+    }
+}
+
 impl Target {
     fn describe(&self) -> String {
-        format!("{:?} {}", self.provider, self.model).to_lowercase()
+        format!("{} {}", self.provider.as_str(), self.model.to_lowercase())
     }
 }
 
@@ -220,6 +324,10 @@ struct Models {
     cache_ttl: Option<Duration>,
     /// The project's cache, once started.
     cache: OnceLock<Cache>,
+    budgets: Option<Budgets>,
+    prices: Arc<Prices>,
+    /// What every call of the connector masks.
+    private: Private,
 }
 
 struct Llm(Arc<Models>);
@@ -240,6 +348,13 @@ struct OpSpec {
     /// too).
     #[serde(default)]
     cache: Option<bool>,
+    /// More personal data to mask in this step's calls, besides the connector's.
+    #[serde(default)]
+    private: Option<PrivateSpec>,
+    /// Keeps the conversation in turns under an id (see `session.rs`); such calls are not
+    /// cached.
+    #[serde(default)]
+    session: Option<SessionSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -257,6 +372,10 @@ impl Connector for Llm {
     fn endpoint(&self, _role: Role, options: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
         let spec: OpSpec = options.parse()?;
         let Op::Complete = spec.op;
+        let mut private = self.0.private.clone();
+        if let Some(more) = spec.private {
+            private.add(more, options.get("private").unwrap_or(options))?;
+        }
         let validate = match &spec.validate {
             Some(node) => Some(
                 cx.endpoints
@@ -272,13 +391,42 @@ impl Connector for Llm {
         // finds a changed prompt.
         let package = Package::load(&self.0.root, &spec.prompt, &self.0.lock)
             .map_err(|message| NodeError { message, pos: options.get("prompt").map(|n| n.pos) })?;
+        if self.0.budgets.as_ref().is_some_and(Budgets::bounds_tokens) && package.params.max_tokens.is_none() {
+            return Err(NodeError {
+                message: format!(
+                    "the connector's budgets count tokens or money, so {} must bound its answer: `max_tokens` in its params.yaml",
+                    package.id
+                ),
+                pos: options.get("prompt").map(|n| n.pos),
+            });
+        }
+        let session = match spec.session {
+            Some(session) => Some(Session::compile(session, options.get("session").unwrap_or(options), cx.scripts)?),
+            None => None,
+        };
         let sampled = package.params.temperature.is_some_and(|t| t > 0.0);
-        let cached = self.0.cache_ttl.is_some() && spec.cache.unwrap_or(!sampled);
-        Ok(Arc::new(Complete { models: self.0.clone(), package: Arc::new(package), validate, cached }))
+        // A turn's answer depends on the turns before it: no exact cache for sessions.
+        let cached = self.0.cache_ttl.is_some() && session.is_none() && spec.cache.unwrap_or(!sampled);
+        Ok(Arc::new(Complete {
+            models: self.0.clone(),
+            package: Arc::new(package),
+            validate,
+            cached,
+            private,
+            session,
+            scripts: cx.scripts.clone(),
+        }))
     }
 
     async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
         let _ = self.0.cache.set(cx.cache.clone());
+        if let Some(budgets) = &self.0.budgets {
+            budgets.start(&cx.store);
+        }
+        // GigaChat's tokens are kept in the store, for every instance.
+        for target in &self.0.targets {
+            target.api.auth.start(&cx.store, &cx.cache);
+        }
         Ok(())
     }
 }
@@ -290,6 +438,9 @@ struct Complete {
     validate: Option<Arc<dyn Endpoint>>,
     /// Whether valid answers are kept and reused.
     cached: bool,
+    private: Private,
+    session: Option<Session>,
+    scripts: Arc<junction_engine::script::ScriptEngine>,
 }
 
 /// What a target answered.
@@ -298,7 +449,7 @@ pub(crate) enum Answer {
     /// the token limit (the text is cut off).
     Content { text: String, usage: Value, truncated: bool },
     /// The model refused.
-    Refusal(String),
+    Refusal { text: String, usage: Value },
 }
 
 /// Why a target gave no valid answer, for the error the call ends with.
@@ -319,19 +470,82 @@ impl Endpoint for Complete {
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let input = msg.body.to_json();
-        let (system, user) = self.package.render(&input).map_err(ConnectorError::rejected)?;
+        let mut masked = Masked::default();
+        let (system, user) = if self.private.is_empty() {
+            self.package.render(&input).map_err(ConnectorError::rejected)?
+        } else {
+            // Rendered from the masked input, then searched for the patterns: what leaves is masked.
+            let shown = self.private.mask_input(&input, &mut masked);
+            let (system, user) =
+                self.package.render(&shown).map_err(|e| ConnectorError::rejected(masked.hide_known(&e)))?;
+            let system = system.map(|s| self.private.mask_text(&s, &mut masked));
+            (system, self.private.mask_text(&user, &mut masked))
+        };
         // A valid answer kept from any target of the chain serves.
         for target in &self.models.targets {
-            if let Some(hit) = self.cache_get(self.cache_key(target, system.as_deref(), &user).as_deref()).await {
+            if let Some(hit) =
+                self.cache_get(self.cache_key(target, system.as_deref(), &user, &masked).as_deref()).await
+            {
                 return Ok(Message::new(Body::Json(hit)));
             }
         }
+        // A session's turns so far, masked like the prompt.
+        let session = match &self.session {
+            Some(session) => {
+                let cache = self
+                    .models
+                    .cache
+                    .get()
+                    .ok_or_else(|| ConnectorError::unavailable("the session cache is not open yet"))?;
+                let key = session.key(&self.models.name, msg, &self.scripts)?;
+                let history = session.load(cache, &key).await?;
+                Some((session, cache, key, history))
+            }
+            None => None,
+        };
+        let turns: Vec<(String, String)> = session
+            .as_ref()
+            .map(|(_, _, _, history)| {
+                history
+                    .turns
+                    .iter()
+                    .map(|t| {
+                        (
+                            self.private.mask_text(&t.user, &mut masked),
+                            self.private.mask_text(&t.assistant, &mut masked),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The budgets' buckets this message draws on; each provider call reserves on them.
+        let account = self.models.budgets.as_ref().map(|b| b.account(msg)).transpose()?;
         let mut misses = Vec::new();
         for target in &self.models.targets {
-            match self.try_target(target, &input, system.as_deref(), &user, msg.meta.trace_id.as_deref()).await {
-                Ok(reply) => return Ok(Message::new(Body::Json(reply))),
+            let call = Call {
+                input: &input,
+                system: system.as_deref(),
+                user: &user,
+                trace: msg.meta.trace_id.as_deref(),
+                masked: &masked,
+                turns: &turns,
+            };
+            match self.try_target(target, &call, account.as_ref()).await {
+                Ok(reply) => {
+                    annotate(&reply);
+                    if let Some((session, cache, key, history)) = session {
+                        let assistant = match &reply["output"] {
+                            Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        session.save(cache, &key, history, Turn { user: masked.restore(&user), assistant }).await;
+                    }
+                    return Ok(Message::new(Body::Json(reply)));
+                }
                 Err(Fail::Now(e)) => return Err(e),
                 Err(Fail::Next(miss)) => {
+                    metrics::counter!("junction_llm_fallbacks_total", "connector" => self.models.name.clone(), "from" => target.model.clone())
+                        .increment(1);
                     tracing::warn!(connector = %self.models.name, target = %miss.target, why = %miss.why, package = %self.package.id, "no valid answer from this target; trying the next");
                     misses.push(miss);
                 }
@@ -345,6 +559,18 @@ impl Endpoint for Complete {
     }
 }
 
+/// What every provider call of one message shares.
+struct Call<'a> {
+    input: &'a Value,
+    system: Option<&'a str>,
+    user: &'a str,
+    trace: Option<&'a str>,
+    /// The originals of the prompt's placeholders.
+    masked: &'a Masked,
+    /// A session's earlier turns (user, assistant), masked.
+    turns: &'a [(String, String)],
+}
+
 enum Fail {
     /// Fails the call at once (a 4xx that another target would refuse too).
     Now(ConnectorError),
@@ -354,23 +580,14 @@ enum Fail {
 
 impl Complete {
     /// One target: its answer, repaired up to `repairs` times.
-    async fn try_target(
-        &self,
-        target: &Target,
-        input: &Value,
-        system: Option<&str>,
-        user: &str,
-        trace: Option<&str>,
-    ) -> Result<Value, Fail> {
-        let key = self.cache_key(target, system, user);
-        let mut conversation = Conversation::new(system, user);
+    async fn try_target(&self, target: &Target, call: &Call<'_>, account: Option<&Account>) -> Result<Value, Fail> {
+        let Call { input, system, user, trace, masked, turns } = *call;
+        let key = self.cache_key(target, system, user, masked);
+        let mut conversation = Conversation::new(system, turns, user);
         let name = target.describe();
         let mut last_invalid = None;
         for round in 0..=self.models.repairs {
-            let answer = match target.provider {
-                Provider::Openai => openai::complete(target, &self.package, &conversation, trace).await,
-                Provider::Yandexgpt => yandexgpt::complete(target, &self.package, &conversation, trace).await,
-            };
+            let answer = self.ask(target, &conversation, trace, account).await.map_err(Fail::Now)?;
             let answer = answer.map_err(|e| {
                 if falls_over(&e) {
                     Fail::Next(Miss {
@@ -384,7 +601,7 @@ impl Complete {
                 }
             })?;
             let (text, usage) = match answer {
-                Answer::Refusal(text) => {
+                Answer::Refusal { text, .. } => {
                     return Err(Fail::Next(Miss {
                         target: name.clone(),
                         why: format!("refused: {text}"),
@@ -402,9 +619,11 @@ impl Complete {
                     (text, usage)
                 }
             };
+            // Placeholders are put back before the checks: they see what the route will.
             let (output, errors) = match (&self.package.schema, serde_json::from_str::<Value>(&text)) {
-                (None, _) => (Value::String(text.clone()), Vec::new()),
-                (Some(_), Ok(output)) => {
+                (None, _) => (Value::String(masked.restore(&text)), Vec::new()),
+                (Some(_), Ok(mut output)) => {
+                    masked.restore_value(&mut output);
                     let errors = self.package.errors(&output);
                     (output, errors)
                 }
@@ -418,6 +637,10 @@ impl Complete {
                 return Ok(reply);
             }
             tracing::info!(connector = %self.models.name, target = %name, round, errors = errors.len(), "the answer does not pass the package's schema or the route's check");
+            metrics::counter!("junction_llm_repairs_total", "connector" => self.models.name.clone(), "model" => target.model.clone())
+                .increment(1);
+            // The errors quote the restored answer: masked again before they leave.
+            let errors: Vec<String> = errors.iter().map(|e| masked.hide_known(e)).collect();
             conversation.repair(&text, &errors);
             last_invalid = Some((text, errors));
         }
@@ -429,10 +652,79 @@ impl Complete {
         }))
     }
 
+    /// One provider call, within the budgets when the connector has them: its worst case
+    /// reserved before (a budget it does not fit fails the message, the outer `Err`), settled
+    /// to the reported usage after.
+    async fn ask(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        trace: Option<&str>,
+        account: Option<&Account>,
+    ) -> Result<Result<Answer, ConnectorError>, ConnectorError> {
+        let budgets = self.models.budgets.as_ref().zip(account);
+        let hold = match budgets {
+            Some((budgets, account)) => {
+                let worst = budgets.worst_case(&target.model, conversation, self.package.params.max_tokens);
+                Some(budgets.reserve(account, worst).await?)
+            }
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let answer = match target.provider {
+            Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
+            Provider::Yandexgpt => yandexgpt::complete(target, &self.package, conversation, trace).await,
+            Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
+        };
+        self.measure(target, &answer, started.elapsed());
+        if let (Some((budgets, account)), Some(hold)) = (budgets, hold) {
+            let spent = match &answer {
+                Ok(Answer::Content { usage, .. } | Answer::Refusal { usage, .. }) => {
+                    budgets.reported(&target.model, usage, hold.worst)
+                }
+                Err(e) => Budgets::failed(e, hold.worst),
+            };
+            budgets.settle(account, hold, spent).await;
+        }
+        Ok(answer)
+    }
+
+    /// Per target: `junction_llm_requests_total{connector, provider, model, outcome}` (ok,
+    /// refusal, or the error's class), its duration, and the tokens and money it reported.
+    fn measure(&self, target: &Target, answer: &Result<Answer, ConnectorError>, took: Duration) {
+        let outcome = match answer {
+            Ok(Answer::Content { .. }) => "ok",
+            Ok(Answer::Refusal { .. }) => "refusal",
+            Err(ConnectorError::Unavailable { .. }) => "unavailable",
+            Err(ConnectorError::Retryable { .. }) => "retryable",
+            Err(ConnectorError::Rejected { .. } | ConnectorError::Permanent { .. }) => "refused",
+            Err(ConnectorError::Exhausted { .. }) => "exhausted",
+        };
+        let (connector, model) = (self.models.name.clone(), target.model.clone());
+        let provider = target.provider.as_str();
+        metrics::counter!("junction_llm_requests_total", "connector" => connector.clone(), "provider" => provider, "model" => model.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("junction_llm_request_duration_seconds", "connector" => connector.clone(), "model" => model.clone())
+            .record(took.as_secs_f64());
+        let usage = match answer {
+            Ok(Answer::Content { usage, .. } | Answer::Refusal { usage, .. }) => usage,
+            Err(_) => return,
+        };
+        for (field, kind) in [("prompt_tokens", "input"), ("completion_tokens", "output")] {
+            if let Some(n) = usage.get(field).and_then(Value::as_u64) {
+                metrics::counter!("junction_llm_tokens_total", "connector" => connector.clone(), "model" => model.clone(), "type" => kind)
+                    .increment(n);
+            }
+        }
+        if let Some(cost) = self.models.prices.cost_of(&target.model, usage) {
+            metrics::counter!("junction_llm_cost_total", "connector" => connector, "model" => model).increment(cost);
+        }
+    }
+
     /// The cache key of a request to `target`: a hash of what decides the answer — the model,
     /// the package and its hash, the rendered messages, the parameters and the schema — and
     /// nothing else (no request ids, no clock).
-    fn cache_key(&self, target: &Target, system: Option<&str>, user: &str) -> Option<String> {
+    fn cache_key(&self, target: &Target, system: Option<&str>, user: &str, masked: &Masked) -> Option<String> {
         if !self.cached {
             return None;
         }
@@ -445,6 +737,8 @@ impl Complete {
             "schema": p.schema,
             // An answer one check accepted is not another's.
             "validate": self.validate.as_ref().map(|v| v.describe()),
+            // Two deals whose masked prompts are alike have different answers.
+            "private": masked.digest(),
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         Some(format!("junction:llm:{}:{}", self.models.name, hex::encode(digest)))
@@ -499,7 +793,7 @@ impl Complete {
         json!({
             "output": output,
             "package": { "id": self.package.id, "hash": self.package.hash },
-            "provider": format!("{:?}", target.provider).to_lowercase(),
+            "provider": target.provider.as_str(),
             "model": target.model,
             "usage": usage,
             "repairs": repairs,
@@ -518,6 +812,27 @@ impl Complete {
             message.push_str(&format!("\nlast answer: {raw}\nits errors: {}\nprompt: {user}", errors.join("; ")));
         }
         ConnectorError::rejected(message)
+    }
+}
+
+/// The call's span, in the OpenTelemetry GenAI conventions' names: who answered and what it used.
+fn annotate(reply: &Value) {
+    use junction_engine::telemetry::otlp::call;
+    if !call::traced() {
+        return;
+    }
+    call::set("gen_ai.operation.name", "chat");
+    for (key, field) in [("gen_ai.provider.name", "provider"), ("gen_ai.request.model", "model")] {
+        if let Some(v) = reply[field].as_str() {
+            call::set(key, v.to_owned());
+        }
+    }
+    for (key, field) in
+        [("gen_ai.usage.input_tokens", "prompt_tokens"), ("gen_ai.usage.output_tokens", "completion_tokens")]
+    {
+        if let Some(n) = reply["usage"][field].as_i64() {
+            call::set(key, n);
+        }
     }
 }
 

@@ -90,7 +90,7 @@ pub(super) async fn complete(
         .ok_or_else(|| ConnectorError::retryable(format!("{} answered without a choice", target.describe())))?;
     let truncated = matches!(finish, Some(FinishReason::Length));
     match (message.refusal, message.content) {
-        (Some(refusal), _) => Ok(Answer::Refusal(refusal)),
+        (Some(refusal), _) => Ok(Answer::Refusal { text: refusal, usage }),
         (None, Some(text)) => Ok(Answer::Content { text, usage, truncated }),
         (None, None) => Err(ConnectorError::retryable(format!("{} answered an empty message", target.describe()))),
     }

@@ -63,7 +63,7 @@ pub(super) async fn complete(
     match alternative["status"].as_str().unwrap_or_default() {
         // The model's answer was filtered: a refusal, the next target may answer.
         "ALTERNATIVE_STATUS_CONTENT_FILTER" => {
-            Ok(Answer::Refusal(if text.is_empty() { "content filter".into() } else { text }))
+            Ok(Answer::Refusal { text: if text.is_empty() { "content filter".into() } else { text }, usage })
         }
         _ if text.is_empty() => {
             Err(ConnectorError::retryable(format!("{} answered an empty message", target.describe())))

@@ -95,6 +95,8 @@ impl Kind for VkAdsKind {
             encoding: Encoding::Form,
             grant_type,
             params,
+            authorization: None,
+            request_id_header: None,
         });
         api.auth = Auth::new(name, &auth, &api.base, &api.client)
             .map_err(|message| NodeError { message, pos: Some(options.pos) })?;

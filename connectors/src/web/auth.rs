@@ -72,6 +72,13 @@ pub struct OAuth2Config {
     /// More fields of that grant (`agency_client_name: …`).
     #[serde(default)]
     pub params: std::collections::BTreeMap<String, String>,
+    /// The token request's own `Authorization` (GigaChat's `Basic <authorization key>`); with
+    /// it, `client_id` and `client_secret` are not sent in the body.
+    #[serde(default)]
+    pub authorization: Option<String>,
+    /// A header carrying a fresh UUID with every token request (GigaChat's `RqUID`).
+    #[serde(default)]
+    pub request_id_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -297,8 +304,11 @@ impl OAuth2 {
     /// refresh token, or by client credentials) and stores it before anyone uses it.
     async fn fetch(&self, previous: Option<Token>) -> Result<Token, ConnectorError> {
         let c = &self.config;
-        let mut params: Vec<(&str, String)> =
-            vec![("client_id", c.client_id.clone()), ("client_secret", c.client_secret.clone())];
+        let mut params: Vec<(&str, String)> = if c.authorization.is_some() {
+            Vec::new()
+        } else {
+            vec![("client_id", c.client_id.clone()), ("client_secret", c.client_secret.clone())]
+        };
         let refresh = previous.as_ref().and_then(|t| t.refresh_token.clone()).or_else(|| c.refresh_token.clone());
         match &refresh {
             Some(r) => {
@@ -309,14 +319,24 @@ impl OAuth2 {
                 }
             }
             None => {
-                params.push(("grant_type", c.grant_type.clone().unwrap_or_else(|| "client_credentials".into())));
+                // `none`: a provider that takes no grant type (GigaChat: the scope alone).
+                let grant = c.grant_type.clone().unwrap_or_else(|| "client_credentials".into());
+                if grant != "none" {
+                    params.push(("grant_type", grant));
+                }
                 params.extend(c.params.iter().map(|(k, v)| (k.as_str(), v.clone())));
             }
         }
         if let Some(scope) = &c.scope {
             params.push(("scope", scope.clone()));
         }
-        let req = self.client.post(self.token_url.clone());
+        let mut req = self.client.post(self.token_url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        if let Some(authorization) = &c.authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        if let Some(header) = &c.request_id_header {
+            req = req.header(header.as_str(), uuid::Uuid::new_v4().to_string());
+        }
         let req = match c.encoding {
             Encoding::Form => req.form(&params),
             Encoding::Json => req.json(&params.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()),
@@ -361,10 +381,16 @@ impl OAuth2 {
         }
         let reply: TokenReply = serde_json::from_slice(&bytes)
             .map_err(|e| ConnectorError::retryable(format!("{what} answered a body that is not a token: {e}")))?;
-        let expires_in = reply.expires_in.unwrap_or(3600);
+        // `expires_in` seconds, or GigaChat's `expires_at` in unix milliseconds.
+        let expires_at = match (reply.expires_in, reply.expires_at) {
+            (Some(seconds), _) => now_millis() + seconds * 1000,
+            (None, Some(at)) => at,
+            (None, None) => now_millis() + 3600 * 1000,
+        };
+        let expires_in = (expires_at - now_millis()) / 1000;
         let token = Token {
             access_token: reply.access_token,
-            expires_at: now_millis() + expires_in * 1000,
+            expires_at,
             // A server that does not rotate keeps the one that was used.
             refresh_token: reply.refresh_token.or(refresh),
             seeded_from: self.seed(),
@@ -391,6 +417,9 @@ struct TokenReply {
     /// Seconds; a number, or a string of one (VK Ads' refresh answers).
     #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<i64>,
+    /// Unix milliseconds (GigaChat).
+    #[serde(default)]
+    expires_at: Option<i64>,
     #[serde(default)]
     refresh_token: Option<String>,
 }

@@ -228,6 +228,15 @@ pub fn status_error(status: StatusCode, message: String, headers: &reqwest::head
     }
 }
 
+/// Whether `e` is the other side's answer with an error status ([`status_error`]'s `… answered
+/// 429 Too Many Requests: …`), rather than no answer or a broken one.
+pub fn answered_status(e: &ConnectorError) -> bool {
+    e.message().split(" answered ").skip(1).any(|rest| {
+        let code = rest.as_bytes();
+        code.len() > 3 && code[..3].iter().all(u8::is_ascii_digit) && code[3] == b' '
+    })
+}
+
 /// Without `Retry-After`, the wait that `X-RateLimit-<window>-Remaining: 0` headers imply (VK
 /// Ads sends them for the second, minute, hour and day, counted in calendar periods): until the
 /// longest exhausted window turns.

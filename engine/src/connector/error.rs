@@ -25,6 +25,12 @@ pub enum ConnectorError {
     /// misconfiguration): never retried, dead-lettered.
     #[error("{message}")]
     Permanent { message: String },
+
+    /// A limit of Junction's own refused the call before it was made (an `llm` budget spent):
+    /// not retried in the process, dead-lettered to be replayed once the limit allows; an HTTP
+    /// caller gets 429 `budget-exhausted`, with `Retry-After` when the limit says when it turns.
+    #[error("{message}")]
+    Exhausted { message: String, retry_after: Option<Duration> },
 }
 
 impl ConnectorError {
@@ -44,6 +50,10 @@ impl ConnectorError {
         Self::Permanent { message: message.into() }
     }
 
+    pub fn exhausted(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self::Exhausted { message: message.into(), retry_after }
+    }
+
     /// Sets how long the other side asked to wait; only retryable kinds keep it.
     #[must_use]
     pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
@@ -60,7 +70,9 @@ impl ConnectorError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Retryable { retry_after, .. } | Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Retryable { retry_after, .. }
+            | Self::Unavailable { retry_after, .. }
+            | Self::Exhausted { retry_after, .. } => *retry_after,
             Self::Rejected { .. } | Self::Permanent { .. } => None,
         }
     }
@@ -70,7 +82,8 @@ impl ConnectorError {
             Self::Retryable { message, .. }
             | Self::Unavailable { message, .. }
             | Self::Rejected { message }
-            | Self::Permanent { message } => message,
+            | Self::Permanent { message }
+            | Self::Exhausted { message, .. } => message,
         }
     }
 }
@@ -87,5 +100,8 @@ mod tests {
         assert_eq!(ConnectorError::rejected("x").with_retry_after(wait).retry_after(), None);
         assert!(!ConnectorError::permanent("x").is_retryable());
         assert_eq!(ConnectorError::permanent("boom").to_string(), "boom");
+        let spent = ConnectorError::exhausted("spent", wait);
+        assert!(!spent.is_retryable(), "a spent budget is not asked again in the process");
+        assert_eq!(spent.retry_after(), wait);
     }
 }

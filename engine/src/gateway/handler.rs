@@ -267,6 +267,9 @@ async fn accept(
                 ErrorKind::Fatal => {
                     (StatusCode::BAD_GATEWAY, "route-failed", "The route could not process the message")
                 }
+                ErrorKind::Exhausted => {
+                    (StatusCode::TOO_MANY_REQUESTS, "budget-exhausted", "A budget of the route is spent")
+                }
             };
             let mut p = Problem::new(status, kind, title, failure.error.message.clone())
                 .with("route", json!(&*route.id))
@@ -274,6 +277,8 @@ async fn accept(
                 .with("dead_letter_id", json!(dead_letter_id));
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 p = p.retry_after(failure.error.retry_after.map_or(5, |d| d.as_secs().max(1)));
+            } else if let (StatusCode::TOO_MANY_REQUESTS, Some(after)) = (status, failure.error.retry_after) {
+                p = p.retry_after(after.as_secs().max(1));
             }
             p.into_response(request_id)
         }

@@ -108,6 +108,9 @@ pub enum ErrorKind {
     /// The message was refused on purpose (schema violation, a script's `throw`): the
     /// sender's fault, answered with 422 on HTTP, dead-lettered for later inspection.
     Rejected,
+    /// A limit of Junction's own is spent (a budget): not retried, dead-lettered to be
+    /// replayed later, answered with 429 on HTTP.
+    Exhausted,
 }
 
 impl StepError {
@@ -142,13 +145,15 @@ impl From<crate::connector::ConnectorError> for StepError {
             E::Retryable { .. } | E::Unavailable { .. } => ErrorKind::Retryable,
             E::Rejected { .. } => ErrorKind::Rejected,
             E::Permanent { .. } => ErrorKind::Fatal,
+            E::Exhausted { .. } => ErrorKind::Exhausted,
         };
         let retry_after = e.retry_after();
         let message = match e {
             E::Retryable { message, .. }
             | E::Unavailable { message, .. }
             | E::Rejected { message }
-            | E::Permanent { message } => message,
+            | E::Permanent { message }
+            | E::Exhausted { message, .. } => message,
         };
         Self { kind, message, retry_after }
     }

@@ -12,6 +12,13 @@
 //!   [{message: {role, text}, status}], usage: {inputTextTokens, completionTokens, totalTokens},
 //!   modelVersion}}`, a refusal as `ALTERNATIVE_STATUS_CONTENT_FILTER`, errors as `{error:
 //!   {grpcCode, httpCode, message, httpStatus}}`), so one simulator serves both providers;
+//! - and in GigaChat's (https://developers.sber.ru/docs/ru/gigachat/api/reference/rest): `POST
+//!   /api/v2/oauth` (`Authorization: Basic <authorization key>`, a UUID in `RqUID`, the form
+//!   `scope=GIGACHAT_API_PERS`) → `{access_token, expires_at}` (unix milliseconds, 30 minutes),
+//!   then `POST /api/v1/chat/completions` with that bearer token; a schema comes as the function
+//!   the model must call, and the answer as that call's `arguments` (an object); a refusal is
+//!   `finish_reason: blacklist`; errors as `{status, message}`. Tokens can be expired at will
+//!   ([`OpenAi::expire_tokens`]) for the 401 a stale token gets;
 //! - what it answers is scripted: each request takes the next [`Answer`] (the last repeats), so a
 //!   test says "invalid JSON first, then a valid plan".
 
@@ -52,6 +59,14 @@ struct Data {
     /// Each request's body, in order.
     requests: Vec<Value>,
     counter: u64,
+    /// How long each answer takes.
+    delay: std::time::Duration,
+    /// Requests received, counted as they arrive (before a slow answer).
+    arrived: usize,
+    /// GigaChat's access tokens handed out, and whether each still holds.
+    tokens: Vec<(String, bool)>,
+    /// Each GigaChat token request's `RqUID` and scope.
+    token_requests: Vec<(String, String)>,
 }
 
 /// A running OpenAI-compatible simulator.
@@ -71,6 +86,8 @@ impl OpenAi {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .route("/foundationModels/v1/completion", post(yandex_completion))
+            .route("/api/v2/oauth", post(gigachat_token))
+            .route("/api/v1/chat/completions", post(gigachat_completion))
             .with_state(sim.clone());
         let addr = crate::serve(listen, app, "OpenAI").await?;
         Ok(OpenAi { url: format!("http://{addr}/v1"), root: format!("http://{addr}"), ..sim })
@@ -86,6 +103,28 @@ impl OpenAi {
         if !answers.is_empty() {
             self.data().answers = answers;
         }
+    }
+
+    /// Makes every answer from now on take `delay` (a slow model).
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.data().delay = delay;
+    }
+
+    /// Makes every GigaChat token handed out so far stale: the next call with one is answered 401.
+    pub fn expire_tokens(&self) {
+        for (_, live) in &mut self.data().tokens {
+            *live = false;
+        }
+    }
+
+    /// The GigaChat token requests so far: each one's `RqUID` and scope.
+    pub fn token_requests(&self) -> Vec<(String, String)> {
+        self.data().token_requests.clone()
+    }
+
+    /// Requests received so far, including those still being answered slowly.
+    pub fn arrived(&self) -> usize {
+        self.data().arrived
     }
 
     /// The bodies of the requests so far.
@@ -131,7 +170,20 @@ fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// Waits as long as the simulator was told each answer takes.
+async fn slow(sim: &OpenAi) {
+    let delay = {
+        let mut d = sim.data();
+        d.arrived += 1;
+        d.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes) -> Response {
+    slow(&sim).await;
     let mut d = sim.data();
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -178,6 +230,7 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
         let body = json!({ "error": { "grpcCode": grpc, "httpCode": status, "message": message, "httpStatus": code.canonical_reason().unwrap_or(""), "details": [] } });
         (code, axum::Json(body)).into_response()
     };
+    slow(&sim).await;
     let mut d = sim.data();
     let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Api-Key "));
     if key != Some(d.key.as_str()) {
@@ -209,6 +262,83 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
             "usage": { "inputTextTokens": input.to_string(), "completionTokens": output.to_string(), "totalTokens": (input + output).to_string() },
             "modelVersion": "23.10.2024",
         }
+    }))
+    .into_response()
+}
+
+/// GigaChat's token endpoint: the authorization key as Basic credentials, a UUID as `RqUID`.
+async fn gigachat_token(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes) -> Response {
+    let refuse = |status: u16, message: &str| {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        (code, axum::Json(json!({ "code": status, "message": message }))).into_response()
+    };
+    let mut d = sim.data();
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    if basic != Some(d.key.as_str()) {
+        return refuse(401, "Can't decode 'Authorization' header");
+    }
+    let rquid = headers.get("RqUID").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if uuid::Uuid::parse_str(&rquid).is_err() {
+        return refuse(400, "Invalid RqUID");
+    }
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let scope = form.split('&').find_map(|kv| kv.strip_prefix("scope=")).unwrap_or_default().to_owned();
+    if !matches!(scope.as_str(), "GIGACHAT_API_PERS" | "GIGACHAT_API_B2B" | "GIGACHAT_API_CORP") {
+        return refuse(400, "scope is not valid");
+    }
+    d.token_requests.push((rquid, scope));
+    let token = format!("giga-{}", uuid::Uuid::new_v4());
+    d.tokens.push((token.clone(), true));
+    let expires_at = chrono::Utc::now().timestamp_millis() + 30 * 60 * 1000;
+    axum::Json(json!({ "access_token": token, "expires_at": expires_at })).into_response()
+}
+
+/// GigaChat's chat completions: OpenAI's shape, the schema as a function to call.
+async fn gigachat_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes) -> Response {
+    let error = |status: u16, message: &str| {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, axum::Json(json!({ "status": status, "message": message }))).into_response()
+    };
+    slow(&sim).await;
+    let mut d = sim.data();
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !d.tokens.iter().any(|(t, live)| *live && Some(t.as_str()) == bearer) {
+        return error(401, "Token has expired");
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(422, "Invalid JSON");
+    };
+    let (answer, prompt) = take(&mut d, request.clone(), "content");
+    let function = request["function_call"]["name"].as_str().map(str::to_owned);
+    let (message, finish) = match answer {
+        Answer::Error { status, retry_after, .. } => {
+            let mut resp = error(status, "simulated failure");
+            if let Some(secs) = retry_after
+                && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+        Answer::Refusal(text) => (json!({ "role": "assistant", "content": text }), "blacklist"),
+        Answer::Truncated(text) => (json!({ "role": "assistant", "content": text }), "length"),
+        Answer::Content(text) => match (&function, serde_json::from_str::<Value>(&text)) {
+            (Some(name), Ok(arguments)) => (
+                json!({ "role": "assistant", "content": "", "function_call": { "name": name, "arguments": arguments } }),
+                "function_call",
+            ),
+            _ => (json!({ "role": "assistant", "content": text }), "stop"),
+        },
+    };
+    let completion = tokens(&message.to_string());
+    let prompt_tokens = tokens(&prompt);
+    axum::Json(json!({
+        "choices": [{ "message": message, "index": 0, "finish_reason": finish }],
+        "created": chrono::Utc::now().timestamp(),
+        "model": format!("{}:1.0.26.20", request["model"].as_str().unwrap_or("GigaChat")),
+        "object": "chat.completion",
+        "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion, "precached_prompt_tokens": 0 },
     }))
     .into_response()
 }
