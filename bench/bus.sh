@@ -5,8 +5,12 @@
 #
 #   bench/bus.sh [--count 10000] [--rate 200] [--paced 2000] [--only kafka|amqp]
 #
-# Kafka is JUNCTION_BENCH_KAFKA (default 127.0.0.1:9092, tansu as scripts/test starts it),
-# RabbitMQ JUNCTION_BENCH_AMQP (default amqp://guest:guest@127.0.0.1:5672/%2f).
+# Kafka is JUNCTION_BENCH_KAFKA; without it the script starts a tansu of its own on
+# 127.0.0.1:19092 (its SQLite file in /dev/shm), fresh for every run: tansu slows down as its
+# file grows, which would favour whichever side ran first. RabbitMQ is JUNCTION_BENCH_AMQP (default
+# amqp://guest:guest@127.0.0.1:5672/%2f). Every Kafka consumer of the run (the drain, the
+# baseline, Junction) waits at most JUNCTION_BENCH_FETCH_WAIT_MS (default 10) in a fetch:
+# tansu 0.6 holds every fetch for half its wait even when it has records to return.
 set -euo pipefail
 
 count=10000
@@ -28,7 +32,8 @@ done
 cd "$(dirname "$0")/.."
 [[ -f $deal ]] || { echo "no deal file at $deal (run from the repo root)" >&2; exit 2; }
 export DEAL=$(realpath "$deal")
-kafka="kafka://${JUNCTION_BENCH_KAFKA:-127.0.0.1:9092}"
+kafka="kafka://${JUNCTION_BENCH_KAFKA:-127.0.0.1:19092}"
+export JUNCTION_BENCH_FETCH_WAIT_MS=${JUNCTION_BENCH_FETCH_WAIT_MS:-10}
 amqp=${JUNCTION_BENCH_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}
 min_ratio=0.50
 addr=127.0.0.1:18090
@@ -40,6 +45,42 @@ trap 'exit 130' INT TERM
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+
+# A broker of the run's own, started afresh before each run: an empty log, no other client.
+own_tansu=
+start_tansu() {
+    command -v tansu >/dev/null || die "tansu is not installed (scripts/test installs it: cargo install tansu@0.6.0 --locked --features libsql)"
+    stop_tansu
+    port_open 127.0.0.1:19092 && die "127.0.0.1:19092 is already taken; stop whatever listens there first"
+    local dir
+    dir=$(mktemp -d /dev/shm/junction-bench-tansu.XXXXXX 2>/dev/null || mktemp -d "$work/tansu.XXXXXX")
+    (cd "$dir" && exec tansu broker --listener-url tcp://127.0.0.1:19092 \
+        --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine sqlite://tansu.db) >>"$work/tansu.log" 2>&1 &
+    own_tansu="$! $dir"
+    # `run` is a subshell: the EXIT trap finds the broker and its folder through $work.
+    echo "$!" >>"$work/pids"
+    echo "$dir" >>"$work/tansu-dirs"
+    local deadline=$((SECONDS + 30))
+    until port_open 127.0.0.1:19092; do
+        kill -0 "${own_tansu%% *}" 2>/dev/null || { tail -n 20 "$work/tansu.log" >&2; die "tansu exited"; }
+        ((SECONDS < deadline)) || die "tansu did not listen on 127.0.0.1:19092"
+        sleep 0.1
+    done
+}
+stop_tansu() {
+    [[ -n $own_tansu ]] || return 0
+    kill "${own_tansu%% *}" 2>/dev/null || true
+    wait "${own_tansu%% *}" 2>/dev/null || true
+    rm -rf "${own_tansu#* }"
+    own_tansu=
+}
+cleanup_extra() {
+    if [[ -f $work/tansu-dirs ]]; then xargs rm -rf <"$work/tansu-dirs"; fi
+}
+fresh_broker=
+if [[ -z ${JUNCTION_BENCH_KAFKA:-} && ${only:-kafka} == kafka ]]; then
+    fresh_broker=1
+fi
 
 echo "building junction and bus-bench (release)..." >&2
 cargo build --release --quiet -p junction -p junction-bench-bus
@@ -61,7 +102,7 @@ project() { # BUS TAG
     local dir=$work/project-$2 connector
     mkdir -p "$dir/routes"
     if [[ $1 == kafka://* ]]; then
-        connector="{ kind: kafka, brokers: \"${1#kafka://}\", partitions: 6 }"
+        connector="{ kind: kafka, brokers: \"${1#kafka://}\", partitions: 6, options: { fetch.wait.max.ms: \"$JUNCTION_BENCH_FETCH_WAIT_MS\" } }"
     else
         connector="{ kind: amqp, url: \"$1\" }"
     fi
@@ -87,6 +128,9 @@ YAML
 run() {
     local bus=$1 target=$2 n=$3 r=$4 tag pid
     tag=$target-$(date +%s%N)
+    if [[ -n $fresh_broker && $bus == kafka://* ]]; then
+        start_tansu
+    fi
     "$tool" drain "$bus" "out-$tag" "$n" >"$work/$tag.drain" 2>"$work/$tag.drain.err" &
     local drain=$!
     echo "$drain" >>"$work/pids"
@@ -121,6 +165,7 @@ run() {
     rss=$(hwm "$pid")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    stop_tansu
     echo "$(cat "$work/$tag.drain") $rss"
 }
 

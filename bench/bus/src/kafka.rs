@@ -34,8 +34,17 @@ fn producer(bus: &str) -> FutureProducer {
     c.create().expect("producer")
 }
 
+/// The longest a fetch waits for records: `JUNCTION_BENCH_FETCH_WAIT_MS` (bench/bus.sh sets it
+/// for every consumer of a run alike), else librdkafka's default.
+fn fetch_wait() -> Option<String> {
+    std::env::var("JUNCTION_BENCH_FETCH_WAIT_MS").ok().filter(|v| !v.is_empty())
+}
+
 fn consumer(bus: &str, group: &str, topic: &str) -> StreamConsumer {
     let mut c = config(bus);
+    if let Some(wait) = fetch_wait() {
+        c.set("fetch.wait.max.ms", wait);
+    }
     c.set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
