@@ -213,6 +213,14 @@ async fn the_routes_check_sends_an_answer_back_with_its_errors() {
     let repair = a.requests().pop().expect("the repair");
     let told = repair["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
     assert!(told.contains("over the deal budget \"1500000.00\""), "{told}");
+
+    // The simulator's own plans: one 10% over the deal's budget (the check refuses it), then its
+    // plausible plan for the budget (accepted as it is).
+    a.answer([Answer::PlanOverBudget, Answer::Plan]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["repairs"].clone()), (200, json!(1)), "{out}");
+    assert_eq!(out["output"]["total"], "1500000.00");
+    assert_eq!(out["output"]["lines"][0], json!({ "channel": "search", "budget": "675000.00" }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

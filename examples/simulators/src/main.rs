@@ -50,7 +50,7 @@ enum System {
         #[arg(long, default_value = "sim-vk-secret")]
         client_secret: String,
     },
-    /// An OpenAI-compatible chat completions API (answers `{}` until told otherwise).
+    /// An OpenAI-compatible chat completions API (answers a plausible media plan for the prompt's budget until told otherwise).
     Openai {
         #[arg(long, default_value = "127.0.0.1:8085")]
         listen: String,

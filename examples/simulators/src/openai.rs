@@ -44,12 +44,27 @@ pub enum Answer {
     Truncated(String),
     /// An error answer with this status and OpenAI's error `code`; `retry_after` in seconds.
     Error { status: u16, code: String, retry_after: Option<u64> },
+    /// A plausible media plan for the budget the first user message names (its largest amount): `{lines:
+    /// [{channel, budget}], total}` over search, video and social (45/35/20), money as decimal
+    /// strings, the total equal to the budget. The same prompt gets the same plan. What the
+    /// simulator answers until told otherwise.
+    Plan,
+    /// The same plan 10% over the budget: valid JSON that breaks a domain rule.
+    PlanOverBudget,
 }
 
 impl Answer {
     pub fn json(value: &Value) -> Self {
         Answer::Content(value.to_string())
     }
+}
+
+/// An [`Answer`] as it is given to one request (a plan written out).
+enum Said {
+    Content(String),
+    Refusal(String),
+    Truncated(String),
+    Error { status: u16, code: String, retry_after: Option<u64> },
 }
 
 #[derive(Default)]
@@ -81,7 +96,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub async fn start(listen: &str, key: &str) -> std::io::Result<OpenAi> {
-        let data = Data { key: key.into(), answers: vec![Answer::Content("{}".into())], ..Data::default() };
+        let data = Data { key: key.into(), answers: vec![Answer::Plan], ..Data::default() };
         let sim = OpenAi { url: String::new(), root: String::new(), data: Arc::new(Mutex::new(data)) };
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -152,7 +167,7 @@ fn error(status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Re
 }
 
 /// Records `request` and takes the next answer; the prompt's text (each message's `field`).
-fn take(d: &mut Data, request: Value, field: &str) -> (Answer, String) {
+fn take(d: &mut Data, request: Value, field: &str) -> (Said, String) {
     let prompt = request["messages"]
         .as_array()
         .into_iter()
@@ -160,9 +175,75 @@ fn take(d: &mut Data, request: Value, field: &str) -> (Answer, String) {
         .filter_map(|m| m[field].as_str())
         .collect::<Vec<_>>()
         .join("\n");
+    // A plan is for the budget the first request named, not the amounts of a repair's errors.
+    let asked = request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m[field].as_str())
+        .unwrap_or_default()
+        .to_owned();
     d.requests.push(request);
     let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
-    (answer, prompt)
+    let said = match answer {
+        Answer::Content(text) => Said::Content(text),
+        Answer::Refusal(text) => Said::Refusal(text),
+        Answer::Truncated(text) => Said::Truncated(text),
+        Answer::Error { status, code, retry_after } => Said::Error { status, code, retry_after },
+        Answer::Plan => Said::Content(plan(&asked, 100).to_string()),
+        Answer::PlanOverBudget => Said::Content(plan(&asked, 110).to_string()),
+    };
+    (said, prompt)
+}
+
+/// A media plan of `percent`% of the largest amount in `prompt`, in kopecks split 45/35/20.
+fn plan(prompt: &str, percent: u64) -> Value {
+    let cents = budget_cents(prompt).unwrap_or(100_000_000) * percent / 100;
+    let money = |c: u64| format!("{}.{:02}", c / 100, c % 100);
+    let (search, video) = (cents * 45 / 100, cents * 35 / 100);
+    let social = cents - search - video;
+    json!({
+        "lines": [
+            { "channel": "search", "budget": money(search) },
+            { "channel": "video", "budget": money(video) },
+            { "channel": "social", "budget": money(social) },
+        ],
+        "total": money(cents),
+    })
+}
+
+/// The largest amount written in `text` (`1500000.00`, `1 500 000`, `2000000`), in kopecks.
+fn budget_cents(text: &str) -> Option<u64> {
+    let mut best: Option<u64> = None;
+    let mut digits = String::new();
+    let mut fraction: Option<String> = None;
+    let mut flush = |digits: &mut String, fraction: &mut Option<String>| {
+        if let Ok(whole) = digits.parse::<u64>() {
+            let f = fraction.take().unwrap_or_default();
+            let kopecks = format!("{:0<2}", &f[..f.len().min(2)]).parse::<u64>().unwrap_or(0);
+            let cents = whole.saturating_mul(100).saturating_add(kopecks);
+            best = Some(best.map_or(cents, |b| b.max(cents)));
+        }
+        digits.clear();
+        *fraction = None;
+    };
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let inside = fraction.is_none() && !digits.is_empty() && chars.get(i + 1).is_some_and(char::is_ascii_digit);
+        if c.is_ascii_digit() {
+            match &mut fraction {
+                Some(f) => f.push(c),
+                None => digits.push(c),
+            }
+        } else if inside && matches!(c, ' ' | '\u{a0}') {
+            // A thousands space between digits (`1 500 000`).
+        } else if inside && matches!(c, '.' | ',') {
+            fraction = Some(String::new());
+        } else {
+            flush(&mut digits, &mut fraction);
+        }
+    }
+    flush(&mut digits, &mut fraction);
+    best
 }
 
 /// A rough token count, as the usage a provider reports: a token per four characters.
@@ -198,7 +279,7 @@ async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes)
     let id = format!("chatcmpl-sim{:06}", d.counter);
     let model = request["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
     let (message, finish) = match answer {
-        Answer::Error { status, code, retry_after } => {
+        Said::Error { status, code, retry_after } => {
             let message = match code.as_str() {
                 "context_length_exceeded" => "This model's maximum context length is 128000 tokens.",
                 "rate_limit_exceeded" => "Rate limit reached for requests.",
@@ -206,9 +287,9 @@ async fn completions(State(sim): State<OpenAi>, headers: HeaderMap, body: Bytes)
             };
             return error(status, &code, message, retry_after);
         }
-        Answer::Content(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "stop"),
-        Answer::Refusal(text) => (json!({ "role": "assistant", "content": null, "refusal": text }), "stop"),
-        Answer::Truncated(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "length"),
+        Said::Content(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "stop"),
+        Said::Refusal(text) => (json!({ "role": "assistant", "content": null, "refusal": text }), "stop"),
+        Said::Truncated(content) => (json!({ "role": "assistant", "content": content, "refusal": null }), "length"),
     };
     let completion = tokens(message["content"].as_str().or(message["refusal"].as_str()).unwrap_or(""));
     let prompt_tokens = tokens(&prompt);
@@ -241,7 +322,7 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
     };
     let (answer, prompt) = take(&mut d, request.clone(), "text");
     let (text, status) = match answer {
-        Answer::Error { status, retry_after, .. } => {
+        Said::Error { status, retry_after, .. } => {
             let mut resp = yandex_error(status, if status == 429 { 8 } else { 13 }, "simulated failure");
             if let Some(secs) = retry_after
                 && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
@@ -250,9 +331,9 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
             }
             return resp;
         }
-        Answer::Content(text) => (text, "ALTERNATIVE_STATUS_FINAL"),
-        Answer::Refusal(text) => (text, "ALTERNATIVE_STATUS_CONTENT_FILTER"),
-        Answer::Truncated(text) => (text, "ALTERNATIVE_STATUS_TRUNCATED_FINAL"),
+        Said::Content(text) => (text, "ALTERNATIVE_STATUS_FINAL"),
+        Said::Refusal(text) => (text, "ALTERNATIVE_STATUS_CONTENT_FILTER"),
+        Said::Truncated(text) => (text, "ALTERNATIVE_STATUS_TRUNCATED_FINAL"),
     };
     let (input, output) = (tokens(&prompt), tokens(&text));
     axum::Json(json!({
@@ -312,7 +393,7 @@ async fn gigachat_completion(State(sim): State<OpenAi>, headers: HeaderMap, body
     let (answer, prompt) = take(&mut d, request.clone(), "content");
     let function = request["function_call"]["name"].as_str().map(str::to_owned);
     let (message, finish) = match answer {
-        Answer::Error { status, retry_after, .. } => {
+        Said::Error { status, retry_after, .. } => {
             let mut resp = error(status, "simulated failure");
             if let Some(secs) = retry_after
                 && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
@@ -321,9 +402,9 @@ async fn gigachat_completion(State(sim): State<OpenAi>, headers: HeaderMap, body
             }
             return resp;
         }
-        Answer::Refusal(text) => (json!({ "role": "assistant", "content": text }), "blacklist"),
-        Answer::Truncated(text) => (json!({ "role": "assistant", "content": text }), "length"),
-        Answer::Content(text) => match (&function, serde_json::from_str::<Value>(&text)) {
+        Said::Refusal(text) => (json!({ "role": "assistant", "content": text }), "blacklist"),
+        Said::Truncated(text) => (json!({ "role": "assistant", "content": text }), "length"),
+        Said::Content(text) => match (&function, serde_json::from_str::<Value>(&text)) {
             (Some(name), Ok(arguments)) => (
                 json!({ "role": "assistant", "content": "", "function_call": { "name": name, "arguments": arguments } }),
                 "function_call",
@@ -341,4 +422,28 @@ async fn gigachat_completion(State(sim): State<OpenAi>, headers: HeaderMap, body
         "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion, "precached_prompt_tokens": 0 },
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_spends_the_prompts_budget() {
+        assert_eq!(budget_cents("Весна 2027 within 1500000.00 RUB, 2027-03-01..2027-05-31"), Some(150_000_000));
+        assert_eq!(budget_cents("бюджет 1 500 000,5 ₽"), Some(150_000_050));
+        let p = plan("within 1000.01 RUB", 100);
+        assert_eq!(p["total"], "1000.01");
+        let lines: u64 = p["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| {
+                let b = l["budget"].as_str().expect("money").replace('.', "");
+                b.parse::<u64>().expect("kopecks")
+            })
+            .sum();
+        assert_eq!(lines, 100_001, "the lines add up to the total");
+        assert_eq!(plan("within 1000.00 RUB", 110)["total"], "1100.00");
+    }
 }
