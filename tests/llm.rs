@@ -780,3 +780,40 @@ async fn gigachat_answers_through_its_token_and_a_function_call() {
     assert!(out["detail"].as_str().is_some_and(|d| d.contains("refused")), "{out}");
     assert!(!j.logs().contains(KEY), "the key is not logged");
 }
+
+/// Fallback classes of one's own and a breaker per target (#17 §4): with `fall_over:
+/// [unavailable]` a refusal ends the call at once (the next target not asked) while a 5xx moves
+/// on; the first target's breaker, opened by that 5xx, sends the next calls straight to the
+/// second until it is due for a probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_classes_and_a_breaker_per_target_are_the_connectors_to_choose() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&a, &b);
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    let root = root
+        .replace("    repairs: 2\n", "    repairs: 2\n    fall_over: [unavailable]\n")
+        .replace("model: gpt-4o-mini }", "model: gpt-4o-mini, breaker: { failures: 1, open_for: 60s } }");
+    std::fs::write(dir.path().join("junction.yaml"), root).expect("root");
+    lock(dir.path());
+    let (_tmp, store) = sqlite_store();
+    let mut env = ENV.to_vec();
+    env.push(("JUNCTION_STORE", &store));
+    let j = Junction::start(dir.path(), &env);
+
+    a.answer([Answer::Refusal("I can't help with that.".into())]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 422, "a refusal is not a class this connector falls over on: {out}");
+    assert_eq!(b.requests().len(), 0);
+
+    a.answer([Answer::Error { status: 500, code: "server_error".into(), retry_after: None }]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["model"].clone()), (200, json!("qwen2.5-72b")), "{out}");
+    let asked = a.requests().len();
+    a.answer([plan("1500000.00")]);
+    for _ in 0..3 {
+        let (status, out) = post_json(&j, "/plan", deal()).await;
+        assert_eq!((status, out["model"].clone()), (200, json!("qwen2.5-72b")), "{out}");
+    }
+    assert_eq!(a.requests().len(), asked, "the open breaker keeps calls off the first target");
+}

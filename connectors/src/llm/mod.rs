@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use junction_engine::cache::Cache;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Kind, Role, StartCx};
+use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Guard, Kind, Outcome, Role, StartCx};
 use junction_engine::{Body, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -93,6 +93,48 @@ pub struct LlmConfig {
     /// Personal data replaced with placeholders before any prompt leaves (see `private.rs`).
     #[serde(default)]
     private: Option<PrivateSpec>,
+    /// What moves a call on to the next target (default: every class).
+    #[serde(default)]
+    fall_over: Option<Vec<Class>>,
+}
+
+/// A reason to leave a target for the next one.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Class {
+    /// No connection, a timeout, a 5xx, the target's breaker open.
+    Unavailable,
+    /// 429.
+    RateLimited,
+    /// 401 or 403: the target's credentials or access.
+    Unauthorized,
+    /// The prompt is longer than the model takes.
+    ContextLength,
+    /// The model refused (or its content filter stopped it).
+    Refusal,
+    /// An answer still invalid after its repairs.
+    Invalid,
+}
+
+const EVERY_CLASS: [Class; 6] =
+    [Class::Unavailable, Class::RateLimited, Class::Unauthorized, Class::ContextLength, Class::Refusal, Class::Invalid];
+
+impl Class {
+    /// The class of a failed call, when it has one (other failures end the call at once).
+    fn of(e: &ConnectorError) -> Option<Class> {
+        let message = e.message();
+        if message.contains("context_length_exceeded") {
+            Some(Class::ContextLength)
+        } else if message.contains(" answered 401") || message.contains(" answered 403") {
+            Some(Class::Unauthorized)
+        } else if message.contains(" answered 429") {
+            Some(Class::RateLimited)
+        } else if e.is_retryable() {
+            Some(Class::Unavailable)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +159,11 @@ struct TargetSpec {
     /// the Russian Trusted Root CA).
     #[serde(default)]
     ca_file: Option<String>,
+    /// This target's own `limits` and `breaker`, as any connector's (read by the engine's guard).
+    #[serde(default)]
+    limits: Option<Node>,
+    #[serde(default)]
+    breaker: Option<Node>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -147,7 +194,18 @@ impl Kind for LlmKind {
         }
         let timeout = config.timeout.map_or(Duration::from_secs(60), |t| t.0);
         let mut targets = Vec::new();
+        let target_nodes = match options.get("targets").map(|n| &n.value) {
+            Some(junction_engine::config::node::NodeValue::Seq(items)) => items.clone(),
+            _ => Vec::new(),
+        };
         for t in config.targets {
+            let guard = match target_nodes.get(targets.len()) {
+                Some(node) if t.limits.is_some() || t.breaker.is_some() => {
+                    let owner = format!("{name}.{}", t.model);
+                    Guard::from_options(&owner, node, cx.resources.cache.as_ref())?.map(Arc::new)
+                }
+                _ => None,
+            };
             let mut api = Api::from_options(name, &t.base_url, timeout, options).map_err(|mut e| {
                 e.pos = at("targets");
                 e
@@ -191,7 +249,7 @@ impl Kind for LlmKind {
                     pos: at("targets"),
                 });
             }
-            targets.push(Target { provider: t.provider, api, model: t.model, folder: t.folder });
+            targets.push(Target { provider: t.provider, api, model: t.model, folder: t.folder, guard });
         }
         let models = targets.iter().map(|t| t.model.clone()).collect();
         let prices = Arc::new(Prices::new(config.prices, models));
@@ -220,6 +278,7 @@ impl Kind for LlmKind {
             budgets,
             prices,
             private,
+            fall_over: config.fall_over.unwrap_or_else(|| EVERY_CLASS.to_vec()),
         }))))
     }
 }
@@ -229,6 +288,8 @@ struct Target {
     api: Api,
     model: String,
     folder: Option<String>,
+    /// The target's own limits and breaker: an open breaker sends calls to the next target.
+    guard: Option<Arc<Guard>>,
 }
 
 /// An HTTP client that also trusts the CA in the PEM file at `path`.
@@ -328,6 +389,19 @@ struct Models {
     prices: Arc<Prices>,
     /// What every call of the connector masks.
     private: Private,
+    fall_over: Vec<Class>,
+}
+
+impl Models {
+    /// Whether a failed call moves on to the next target rather than failing the step.
+    fn falls_over(&self, e: &ConnectorError) -> bool {
+        Class::of(e).is_some_and(|class| self.fall_over.contains(&class))
+    }
+
+    /// How a target that ended with `miss` of `class` hands on: to the next, or not.
+    fn hand_on(&self, class: Class, miss: Miss) -> Fail {
+        if self.fall_over.contains(&class) { Fail::Next(miss) } else { Fail::Last(miss) }
+    }
 }
 
 struct Llm(Arc<Models>);
@@ -549,6 +623,10 @@ impl Endpoint for Complete {
                     tracing::warn!(connector = %self.models.name, target = %miss.target, why = %miss.why, package = %self.package.id, "no valid answer from this target; trying the next");
                     misses.push(miss);
                 }
+                Err(Fail::Last(miss)) => {
+                    misses.push(miss);
+                    break;
+                }
             }
         }
         Err(self.exhausted(&misses, &user))
@@ -576,6 +654,8 @@ enum Fail {
     Now(ConnectorError),
     /// Moves to the next target.
     Next(Miss),
+    /// Ends the chain with this miss: its class is not one the connector falls over on.
+    Last(Miss),
 }
 
 impl Complete {
@@ -589,7 +669,7 @@ impl Complete {
         for round in 0..=self.models.repairs {
             let answer = self.ask(target, &conversation, trace, account).await.map_err(Fail::Now)?;
             let answer = answer.map_err(|e| {
-                if falls_over(&e) {
+                if self.models.falls_over(&e) {
                     Fail::Next(Miss {
                         target: name.clone(),
                         why: e.message().to_owned(),
@@ -602,12 +682,13 @@ impl Complete {
             })?;
             let (text, usage) = match answer {
                 Answer::Refusal { text, .. } => {
-                    return Err(Fail::Next(Miss {
+                    let miss = Miss {
                         target: name.clone(),
                         why: format!("refused: {text}"),
                         unavailable: false,
                         invalid: None,
-                    }));
+                    };
+                    return Err(self.models.hand_on(Class::Refusal, miss));
                 }
                 Answer::Content { text, usage, truncated } => {
                     if truncated {
@@ -644,12 +725,13 @@ impl Complete {
             conversation.repair(&text, &errors);
             last_invalid = Some((text, errors));
         }
-        Err(Fail::Next(Miss {
+        let miss = Miss {
             target: name,
             why: format!("invalid after {} repairs", self.models.repairs),
             unavailable: false,
             invalid: last_invalid,
-        }))
+        };
+        Err(self.models.hand_on(Class::Invalid, miss))
     }
 
     /// One provider call, within the budgets when the connector has them: its worst case
@@ -670,6 +752,19 @@ impl Complete {
             }
             None => None,
         };
+        // The target's own breaker and limits: open, the call is the target's outage.
+        let permit = match &target.guard {
+            Some(guard) => match guard.enter().await {
+                Ok(permit) => Some(permit),
+                Err(e) => {
+                    if let (Some((budgets, account)), Some(hold)) = (budgets, hold) {
+                        budgets.settle(account, hold, budget::Spend::default()).await;
+                    }
+                    return Ok(Err(e));
+                }
+            },
+            None => None,
+        };
         let started = std::time::Instant::now();
         let answer = match target.provider {
             Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
@@ -677,6 +772,9 @@ impl Complete {
             Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
         };
         self.measure(target, &answer, started.elapsed());
+        if let (Some(guard), Some(permit)) = (&target.guard, permit) {
+            guard.leave(permit, Outcome::of(&answer)).await;
+        }
         if let (Some((budgets, account)), Some(hold)) = (budgets, hold) {
             let spent = match &answer {
                 Ok(Answer::Content { usage, .. } | Answer::Refusal { usage, .. }) => {
@@ -834,16 +932,6 @@ fn annotate(reply: &Value) {
             call::set(key, n);
         }
     }
-}
-
-/// Whether a failed call moves on to the next target rather than failing the step.
-fn falls_over(e: &ConnectorError) -> bool {
-    let message = e.message();
-    e.is_retryable()
-        || matches!(e, ConnectorError::Unavailable { .. })
-        || message.contains(" 401 ")
-        || message.contains(" 403 ")
-        || message.contains("context_length_exceeded")
 }
 
 #[cfg(test)]

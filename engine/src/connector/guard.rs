@@ -84,7 +84,7 @@ enum Slots {
 
 /// How a guarded call went.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Outcome<'a> {
+pub enum Outcome<'a> {
     /// It never went out (no token or slot to be had).
     NotSent,
     Succeeded,
@@ -92,7 +92,7 @@ pub(crate) enum Outcome<'a> {
 }
 
 impl<'a> Outcome<'a> {
-    pub(crate) fn of<T>(result: &'a Result<T, ConnectorError>) -> Self {
+    pub fn of<T>(result: &'a Result<T, ConnectorError>) -> Self {
         match result {
             Ok(_) => Outcome::Succeeded,
             Err(e) => Outcome::Failed(e),
@@ -101,7 +101,7 @@ impl<'a> Outcome<'a> {
 }
 
 /// What a call holds while it runs.
-pub(crate) struct Permit {
+pub struct Permit {
     guard: Arc<Guard>,
     local: Option<OwnedSemaphorePermit>,
     shared: Option<String>,
@@ -130,11 +130,7 @@ impl Drop for Permit {
 impl Guard {
     /// The guard a connector's `limits` and `breaker` options ask for, if any. `cache` is the
     /// running engine's (none while only checking).
-    pub(crate) fn from_options(
-        connector: &str,
-        options: &Node,
-        cache: Option<&Cache>,
-    ) -> Result<Option<Guard>, NodeError> {
+    pub fn from_options(connector: &str, options: &Node, cache: Option<&Cache>) -> Result<Option<Guard>, NodeError> {
         let limits: Option<LimitsSpec> = options.get("limits").map(Node::parse).transpose()?;
         let breaker: Option<BreakerSpec> = options.get("breaker").map(Node::parse).transpose()?;
         if limits.is_none() && breaker.is_none() {
@@ -193,7 +189,7 @@ impl Guard {
     }
 
     /// Waits until the call may go: the breaker lets it through, a token and a slot are free.
-    pub(crate) async fn enter(self: &Arc<Self>) -> Result<Permit, ConnectorError> {
+    pub async fn enter(self: &Arc<Self>) -> Result<Permit, ConnectorError> {
         let probe = match &self.breaker {
             Some(b) => b.admit()?,
             None => false,
@@ -218,7 +214,7 @@ impl Guard {
     }
 
     /// Gives back what the call held, and tells the breaker how it went.
-    pub(crate) async fn leave(&self, mut permit: Permit, outcome: Outcome<'_>) {
+    pub async fn leave(&self, mut permit: Permit, outcome: Outcome<'_>) {
         permit.left = true;
         if let (Some(key), Some(cache)) = (permit.shared.take(), &self.cache)
             && let Err(e) = cache.release(&key).await

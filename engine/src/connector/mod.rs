@@ -47,7 +47,7 @@ pub use bus::{BoxedPublish, Bus, Publish, PublishError, TopicsSpec};
 pub use consumer::{Admission, Consumer, Inbox};
 pub use error::ConnectorError;
 pub(crate) use guard::OPTIONS as GUARD_OPTIONS;
-pub use guard::{Guard, Guards};
+pub use guard::{Guard, Guards, Outcome, Permit};
 pub use kind::{ConnectorKind, Kind};
 pub(crate) use measured::Measured;
 pub use registry::Registry;
