@@ -425,7 +425,8 @@ async fn a_budget_holds_across_three_instances_under_concurrent_calls() {
 }
 
 /// A reservation whose process was killed mid-call is given back once it expires; budgets
-/// per route and per key keep their own counts; a day's bucket is the date in the time zone.
+/// per route and per key keep their own counts; a day's bucket is the date in the time zone,
+/// and a key is kept hashed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
     let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
@@ -433,7 +434,7 @@ async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
     let dir = budgeted(
         &a,
         &b,
-        "    timeout: 2s\n    time_zone: Asia/Vladivostok\n    budgets:\n      - { name: route, per: route, calls: 1 }\n      - { name: deal, per: body.deal.name, period: day, calls: 1 }\n",
+        "    timeout: 2s\n    budgets:\n      - { name: route, per: route, calls: 1 }\n      - { name: deal, per: body.deal.name, period: day, calls: 1 }\n",
     );
     let (_tmp, store) = sqlite_store();
     let mut env = ENV.to_vec();
@@ -462,15 +463,22 @@ async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
     let (status, out) = post_plan(&client, base.clone(), "Лето").await;
     assert_eq!(status, 429, "the dead call still holds the route's budget: {out}");
     assert!(out["detail"].as_str().is_some_and(|d| d.contains("budget `route`")), "{out}");
-    // The hold lasts the call's timeout (2 s) and five seconds more.
-    tokio::time::sleep(std::time::Duration::from_secs(8).saturating_sub(killed_at.elapsed())).await;
+    // The hold lasts twice the call's timeout (2 s) and ten seconds more.
+    tokio::time::sleep(std::time::Duration::from_secs(15).saturating_sub(killed_at.elapsed())).await;
     let (status, out) = post_plan(&client, base.clone(), "Лето").await;
     assert_eq!(status, 200, "given back once expired: {out}\n{}", j.logs());
 
+    // A zone whose date is not UTC's now: Kiritimati (UTC+14) from 10:00 UTC, Pago Pago (UTC-11)
+    // before; neither has daylight saving.
+    use chrono::Timelike;
+    let (zone, offset) =
+        if chrono::Utc::now().hour() >= 11 { ("Pacific/Kiritimati", 14) } else { ("Pacific/Pago_Pago", -11) };
     let dir2 = budgeted(
         &a,
         &b,
-        "    time_zone: Asia/Vladivostok\n    budgets:\n      - { name: deal, per: body.deal.name, period: day, calls: 1 }\n",
+        &format!(
+            "    time_zone: {zone}\n    budgets:\n      - {{ name: deal, per: body.deal.name, period: day, calls: 1 }}\n"
+        ),
     );
     drop(j);
     let j = Junction::start(dir2.path(), &env);
@@ -479,8 +487,8 @@ async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
     let (status, out) = post_plan(&client, base.clone(), "Осень").await;
     assert_eq!(status, 429, "one call a day for this deal: {out}");
     assert!(out["detail"].as_str().is_some_and(|d| d.contains("budget `deal`") && d.contains("it renews at")), "{out}");
-    // Vladivostok is UTC+10 all year: its date, not the machine's or UTC's.
-    let day = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(10 * 3600).expect("UTC+10"));
+    let day = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(offset * 3600).expect("an offset"));
+    assert_ne!(day.date_naive(), chrono::Utc::now().date_naive(), "the zone's date is not UTC's");
     assert_eq!(post_plan(&client, base, "Зима").await.0, 200, "another deal has its own count");
     let ledger = sqlx::SqlitePool::connect(&store).await.expect("the ledger");
     let buckets: Vec<(String,)> =
@@ -489,10 +497,14 @@ async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
             .await
             .expect("buckets");
     let date = day.format("%Y-%m-%d");
+    // The key is kept hashed: no deal name (or e-mail) in the ledger.
+    use sha2::Digest;
+    let key = &hex::encode(sha2::Sha256::digest("Осень".as_bytes()))[..16];
     assert!(
-        buckets.iter().any(|(b,)| *b == format!("llm|deal|key=Осень|{date}|calls")),
-        "the day is Vladivostok's: {buckets:?}"
+        buckets.iter().any(|(b,)| *b == format!("llm|deal|key={key}|{date}|calls")),
+        "the day is {zone}'s: {buckets:?}"
     );
+    assert!(buckets.iter().all(|(b,)| !b.contains("Осень")), "{buckets:?}");
 }
 
 /// What the budgets need is checked where it is written.
@@ -645,7 +657,17 @@ async fn a_session_keeps_its_accepted_turns_across_instances() {
     let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
     let dir = project_for(&a, &b);
     std::fs::create_dir_all(dir.path().join("prompts/refine/1")).expect("package folder");
-    std::fs::write(dir.path().join("prompts/refine/1/user.j2"), "{{ input.ask }}").expect("refine");
+    std::fs::write(
+        dir.path().join("prompts/refine/1/user.j2"),
+        "{{ input.ask }}{% if input.client is defined %} (client {{ input.client }}){% endif %}",
+    )
+    .expect("refine");
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        root.replace("    repairs: 2\n", "    repairs: 2\n    private: { pointers: [/client] }\n"),
+    )
+    .expect("root");
     std::fs::write(
         dir.path().join("prompts/refine/1/schema.json"),
         r#"{"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}"#,
@@ -715,6 +737,17 @@ async fn a_session_keeps_its_accepted_turns_across_instances() {
     let (status, _) = turn(&one, "another deal", &format!("{session}-other")).await;
     assert_eq!(status, 200);
     assert_eq!(asked(&a), ["another deal"], "another session starts empty");
+
+    // A value masked in one turn stays masked in the turns after it, which do not name it.
+    let private = format!("{session}-private");
+    let body = json!({ "session": private, "ask": "draft a plan", "client": "Анна Петрова" });
+    let resp = reqwest::Client::new().post(one.url("/refine")).json(&body).send().await.expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(asked(&a), ["draft a plan (client [PII_1])"]);
+    let (status, _) = turn(&two, "shorter", &private).await;
+    assert_eq!(status, 200);
+    assert_eq!(asked(&a)[0], "draft a plan (client [PII_1])", "the history goes out masked");
+    assert!(a.requests().iter().all(|r| !r.to_string().contains("Анна")), "the name never left");
 }
 
 /// The gigachat provider (#17 §1): a 30-minute token fetched with the authorization key, a

@@ -267,8 +267,9 @@ impl Budgets {
             list,
             zone,
             prices: prices.clone(),
-            // A call cannot take longer than its timeout; the rest is room for settling it.
-            hold_for: timeout + Duration::from_secs(5),
+            // A call may fetch a token, be refused with a 401, fetch another and go again: two
+            // timeouts and room for the rest. `call_bound` keeps every call within it.
+            hold_for: timeout * 2 + Duration::from_secs(10),
             scripts: scripts.clone(),
             ledger: OnceCell::new(),
             store: std::sync::OnceLock::new(),
@@ -278,6 +279,11 @@ impl Budgets {
     /// Whether calls must state their `max_tokens` (a budget counts tokens or money).
     pub(super) fn bounds_tokens(&self) -> bool {
         self.list.iter().any(|b| b.limits.iter().any(|(u, _)| *u != Unit::Calls))
+    }
+
+    /// The longest a provider call may take: well within its reservation's life.
+    pub(super) fn call_bound(&self) -> Duration {
+        self.hold_for.saturating_sub(Duration::from_secs(3))
     }
 
     pub(super) fn start(&self, store: &Store) {
@@ -294,11 +300,19 @@ impl Budgets {
                 Per::Connector => "*".to_owned(),
                 Per::Route => format!("route={}", msg.meta.route),
                 Per::Key(script) => match self.scripts.eval_message(script, msg) {
-                    Ok(Value::String(s)) if !s.is_empty() => format!("key={s}"),
-                    Ok(v @ Value::Number(_)) => format!("key={v}"),
+                    // Hashed: the ledger keeps no personal data (a key may be an e-mail).
+                    Ok(Value::String(s)) if !s.is_empty() => format!("key={}", key_hash(&s)),
+                    Ok(v @ Value::Number(_)) => format!("key={}", key_hash(&v.to_string())),
                     Ok(other) => {
+                        let kind = match other {
+                            Value::Null => "null",
+                            Value::Bool(_) => "a bool",
+                            Value::String(_) => "an empty string",
+                            Value::Array(_) => "a list",
+                            _ => "an object",
+                        };
                         return Err(ConnectorError::rejected(format!(
-                            "budget `{}` is kept per key, and the message's key is {other}; a key is a string or a number",
+                            "budget `{}` is kept per key, and the message's key is {kind}; a key is a string or a number",
                             b.name
                         )));
                     }
@@ -338,9 +352,16 @@ impl Budgets {
         Ok(Account { buckets })
     }
 
-    /// The worst a call of `conversation` to `model` may spend.
-    pub(super) fn worst_case(&self, model: &str, conversation: &Conversation, max_tokens: Option<u32>) -> Spend {
-        let prompt: usize = conversation.messages().iter().map(|(_, text)| text.len() + 4).sum::<usize>() + 3;
+    /// The worst a call of `conversation` to `model` may spend; `extra` bytes go with the
+    /// prompt (the schema, as a response format or a function).
+    pub(super) fn worst_case(
+        &self,
+        model: &str,
+        conversation: &Conversation,
+        extra: usize,
+        max_tokens: Option<u32>,
+    ) -> Spend {
+        let prompt: usize = conversation.messages().iter().map(|(_, text)| text.len() + 4).sum::<usize>() + 3 + extra;
         let input = i64::try_from(prompt).unwrap_or(i64::MAX);
         let output = i64::from(max_tokens.unwrap_or(0));
         Spend { calls: 1, tokens: input.saturating_add(output), cost: self.price(model, input, output) }
@@ -532,6 +553,12 @@ pub(super) struct Hold {
     pub(super) worst: Spend,
 }
 
+/// The ledger's name for a budget's key: the first 16 hex digits of its SHA-256.
+pub(super) fn key_hash(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))[..16].to_owned()
+}
+
 fn micros(amount: f64) -> i64 {
     (amount * 1e6).round() as i64
 }
@@ -607,8 +634,16 @@ mod tests {
     #[test]
     fn prices_are_per_million_tokens_in_millionths() {
         assert_eq!(micros(5.0), 5_000_000);
+        let prices = Prices::new(
+            BTreeMap::from([("gpt-4o-mini".to_owned(), Price { input: 0.15, output: 0.60 })]),
+            vec!["gpt-4o-mini".into(), "qwen".into()],
+        );
         // 1,000 input tokens at 0.15 and 500 output at 0.60 per million: 0.00045.
-        let input = 1000_f64 * 0.15 + 500_f64 * 0.60;
-        assert_eq!(input.ceil() as i64, 450);
+        assert_eq!(prices.cost("gpt-4o-mini", 1000, 500), 450);
+        assert_eq!(prices.cost("gpt-4o-mini", 1, 0), 1, "rounded up");
+        assert_eq!(prices.missing(), Some("qwen"));
+        let usage = serde_json::json!({ "prompt_tokens": 1000, "completion_tokens": 500 });
+        assert_eq!(prices.cost_of("gpt-4o-mini", &usage), Some(450));
+        assert_eq!(prices.cost_of("qwen", &usage), None);
     }
 }

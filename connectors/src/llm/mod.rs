@@ -235,7 +235,12 @@ impl Kind for LlmKind {
                         authorization: Some(format!("Basic {}", t.api_key)),
                         request_id_header: Some("RqUID".into()),
                     });
-                    let owner = format!("{name}.{}.{}", t.provider.as_str(), targets.len());
+                    // The stored token belongs to this key, scope and endpoint: another is another's.
+                    let owner = format!(
+                        "{name}.gigachat.{}",
+                        &hex::encode(Sha256::digest(format!("{}\u{1f}{:?}\u{1f}{:?}", t.api_key, t.scope, t.auth_url)))
+                            [..16]
+                    );
                     Auth::new(&owner, &token, &api.base, &api.client)
                         .map_err(|message| NodeError { message, pos: at("targets") })?
                 }
@@ -544,7 +549,28 @@ impl Endpoint for Complete {
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let input = msg.body.to_json();
-        let mut masked = Masked::default();
+        // A session's turns so far, kept masked, with the values its placeholders stand for: this
+        // call's placeholders go on from them, so a value masked in an earlier turn stays masked.
+        let session = match &self.session {
+            Some(session) => {
+                let cache = self
+                    .models
+                    .cache
+                    .get()
+                    .ok_or_else(|| ConnectorError::unavailable("the session cache is not open yet"))?;
+                let key = session.key(&self.models.name, msg, &self.scripts)?;
+                let history = session.load(cache, &key).await?;
+                Some((session, cache, key, history))
+            }
+            None => None,
+        };
+        let mut masked = Masked::with(session.as_ref().map(|(.., h)| h.originals.clone()).unwrap_or_default());
+        let turns: Vec<(String, String)> = session
+            .as_ref()
+            .map(|(.., history)| {
+                history.turns.iter().map(|t| (masked.hide_known(&t.user), masked.hide_known(&t.assistant))).collect()
+            })
+            .unwrap_or_default();
         let (system, user) = if self.private.is_empty() {
             self.package.render(&input).map_err(ConnectorError::rejected)?
         } else {
@@ -563,35 +589,6 @@ impl Endpoint for Complete {
                 return Ok(Message::new(Body::Json(hit)));
             }
         }
-        // A session's turns so far, masked like the prompt.
-        let session = match &self.session {
-            Some(session) => {
-                let cache = self
-                    .models
-                    .cache
-                    .get()
-                    .ok_or_else(|| ConnectorError::unavailable("the session cache is not open yet"))?;
-                let key = session.key(&self.models.name, msg, &self.scripts)?;
-                let history = session.load(cache, &key).await?;
-                Some((session, cache, key, history))
-            }
-            None => None,
-        };
-        let turns: Vec<(String, String)> = session
-            .as_ref()
-            .map(|(_, _, _, history)| {
-                history
-                    .turns
-                    .iter()
-                    .map(|t| {
-                        (
-                            self.private.mask_text(&t.user, &mut masked),
-                            self.private.mask_text(&t.assistant, &mut masked),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         // The budgets' buckets this message draws on; each provider call reserves on them.
         let account = self.models.budgets.as_ref().map(|b| b.account(msg)).transpose()?;
         let mut misses = Vec::new();
@@ -607,12 +604,15 @@ impl Endpoint for Complete {
             match self.try_target(target, &call, account.as_ref()).await {
                 Ok(reply) => {
                     annotate(&reply);
-                    if let Some((session, cache, key, history)) = session {
+                    if let Some((session, cache, key, mut history)) = session {
                         let assistant = match &reply["output"] {
                             Value::String(text) => text.clone(),
                             other => other.to_string(),
                         };
-                        session.save(cache, &key, history, Turn { user: masked.restore(&user), assistant }).await;
+                        // Kept as sent: masked, with what the placeholders stand for beside it.
+                        let turn = Turn { user: user.clone(), assistant: masked.hide_known(&assistant) };
+                        history.originals = masked.originals().to_vec();
+                        session.save(cache, &key, history, turn).await;
                     }
                     return Ok(Message::new(Body::Json(reply)));
                 }
@@ -710,8 +710,12 @@ impl Complete {
                 }
                 (Some(_), Err(e)) => (Value::Null, vec![format!("not JSON: {e}")]),
             };
-            let errors =
-                if errors.is_empty() { self.checked(&output, input, trace).await.map_err(Fail::Now)? } else { errors };
+            // The hook saw the values in place: what it says goes on masked.
+            let errors = if errors.is_empty() {
+                self.checked(&output, input, trace).await.map_err(|e| Fail::Now(masked_error(e, masked)))?
+            } else {
+                errors
+            };
             if errors.is_empty() {
                 let reply = self.reply(target, output, usage, round);
                 self.cache_put(key.as_deref(), &reply).await;
@@ -747,7 +751,9 @@ impl Complete {
         let budgets = self.models.budgets.as_ref().zip(account);
         let hold = match budgets {
             Some((budgets, account)) => {
-                let worst = budgets.worst_case(&target.model, conversation, self.package.params.max_tokens);
+                // The schema goes with every call (as a response format or a function) and is billed.
+                let schema = self.package.schema.as_ref().map_or(0, |s| s.to_string().len() + 200);
+                let worst = budgets.worst_case(&target.model, conversation, schema, self.package.params.max_tokens);
                 Some(budgets.reserve(account, worst).await?)
             }
             None => None,
@@ -766,10 +772,22 @@ impl Complete {
             None => None,
         };
         let started = std::time::Instant::now();
-        let answer = match target.provider {
-            Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
-            Provider::Yandexgpt => yandexgpt::complete(target, &self.package, conversation, trace).await,
-            Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
+        let call = async {
+            match target.provider {
+                Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
+                Provider::Yandexgpt => yandexgpt::complete(target, &self.package, conversation, trace).await,
+                Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
+            }
+        };
+        // A reservation is given back when it expires: the call must not outlive it.
+        let answer = match budgets.map(|(b, _)| b.call_bound()) {
+            Some(bound) => tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+                Err(ConnectorError::retryable(format!(
+                    "{} took longer than the {bound:?} its budget reservation is held",
+                    target.describe()
+                )))
+            }),
+            None => call.await,
         };
         self.measure(target, &answer, started.elapsed());
         if let (Some(guard), Some(permit)) = (&target.guard, permit) {
@@ -910,6 +928,19 @@ impl Complete {
             message.push_str(&format!("\nlast answer: {raw}\nits errors: {}\nprompt: {user}", errors.join("; ")));
         }
         ConnectorError::rejected(message)
+    }
+}
+
+/// `e` with the call's personal data masked in its message, of the same kind.
+fn masked_error(e: ConnectorError, masked: &Masked) -> ConnectorError {
+    let message = masked.hide_known(e.message());
+    let after = e.retry_after();
+    match e {
+        ConnectorError::Retryable { .. } => ConnectorError::retryable(message).with_retry_after(after),
+        ConnectorError::Unavailable { .. } => ConnectorError::unavailable(message).with_retry_after(after),
+        ConnectorError::Rejected { .. } => ConnectorError::rejected(message),
+        ConnectorError::Permanent { .. } => ConnectorError::permanent(message),
+        ConnectorError::Exhausted { .. } => ConnectorError::exhausted(message, after),
     }
 }
 

@@ -143,7 +143,20 @@ pub(super) struct Masked {
     originals: Vec<String>,
 }
 
+/// Values shorter than this are not searched for in free text (a `5` would be found inside
+/// every amount); they are masked where a pointer names them only.
+const SHORTEST_SEARCHED: usize = 3;
+
 impl Masked {
+    /// Placeholders that go on from `originals` (a session's earlier turns).
+    pub(super) fn with(originals: Vec<String>) -> Self {
+        Self { originals }
+    }
+
+    pub(super) fn originals(&self) -> &[String] {
+        &self.originals
+    }
+
     fn placeholder(&mut self, original: &str) -> String {
         let n = match self.originals.iter().position(|o| o == original) {
             Some(i) => i + 1,
@@ -156,13 +169,25 @@ impl Masked {
     }
 
     /// `text` with every original replaced by its placeholder, the longest first (one
-    /// original may hold another).
+    /// original may hold another), also where it is written as inside a JSON string (an error
+    /// quoting `ООО \"Ромашка\"`).
     pub(super) fn hide_known(&self, text: &str) -> String {
-        let mut order: Vec<usize> = (0..self.originals.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(self.originals[i].len()));
+        let mut forms: Vec<(String, usize)> = Vec::new();
+        for (i, original) in self.originals.iter().enumerate() {
+            if original.chars().count() < SHORTEST_SEARCHED {
+                continue;
+            }
+            forms.push((original.clone(), i));
+            let escaped = serde_json::to_string(original).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            if escaped != original {
+                forms.push((escaped.to_owned(), i));
+            }
+        }
+        forms.sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
         let mut text = text.to_owned();
-        for i in order {
-            text = text.replace(&self.originals[i], &format!("[PII_{}]", i + 1));
+        for (form, i) in forms {
+            text = text.replace(&form, &format!("[PII_{}]", i + 1));
         }
         text
     }

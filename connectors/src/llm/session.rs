@@ -45,11 +45,13 @@ pub(super) struct Session {
     ttl: Duration,
 }
 
-/// The accepted turns of a session, as the route saw them (personal data in place: it is
-/// masked again, with the call's placeholders, each time it is sent).
+/// The accepted turns of a session as they were sent: masked, with the values the placeholders
+/// stand for (`[PII_n]` is `originals[n - 1]`), so every turn's calls number them alike.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct History {
     pub(super) turns: Vec<Turn>,
+    #[serde(default)]
+    pub(super) originals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,10 +83,10 @@ impl Session {
         let id = match scripts.eval_message(&self.id, msg) {
             Ok(Value::String(s)) if !s.is_empty() => s,
             Ok(v @ Value::Number(_)) => v.to_string(),
-            Ok(other) => {
-                return Err(ConnectorError::rejected(format!(
-                    "the session id is {other}; a session id is a string or a number"
-                )));
+            Ok(_) => {
+                return Err(ConnectorError::rejected(
+                    "the session id is neither a string nor a number (nor may it be empty)",
+                ));
             }
             Err(e) => return Err(ConnectorError::rejected(format!("the session id cannot be read: {e}"))),
         };
@@ -137,6 +139,7 @@ mod tests {
             turns: (0..n)
                 .map(|i| Turn { user: format!("{i}{}", "u".repeat(size)), assistant: "a".repeat(size) })
                 .collect(),
+            originals: Vec::new(),
         }
     }
 

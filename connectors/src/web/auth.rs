@@ -417,11 +417,20 @@ struct TokenReply {
     /// Seconds; a number, or a string of one (VK Ads' refresh answers).
     #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<i64>,
-    /// Unix milliseconds (GigaChat).
-    #[serde(default)]
+    /// When it expires, as a unix time (GigaChat: milliseconds; seconds taken too); another
+    /// shape (an ISO time) is ignored, as if the field were missing.
+    #[serde(default, deserialize_with = "unix_time_millis")]
     expires_at: Option<i64>,
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+/// A unix time in milliseconds, or in seconds (below 10^11: before 1973 in milliseconds).
+fn unix_time_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?
+        .as_ref()
+        .and_then(Value::as_i64)
+        .map(|t| if t < 100_000_000_000 { t * 1000 } else { t }))
 }
 
 /// `3600` or `"3600"`.
