@@ -92,6 +92,7 @@ async fn answers_are_checked_repaired_and_fall_over_to_the_next_target() {
     let sent = a.requests().pop().expect("a request");
     assert_eq!(sent["response_format"]["type"], "json_schema");
     assert_eq!(sent["response_format"]["json_schema"]["schema"]["required"], json!(["lines", "total"]));
+    assert_eq!(sent["response_format"]["json_schema"]["strict"], true, "a closed schema, every property required");
     assert_eq!(sent["max_completion_tokens"], 800);
     assert_eq!(sent["messages"][1]["content"], "Draft a media plan for Весна 2027 within 1500000.00 RUB.");
 
@@ -298,6 +299,18 @@ async fn a_yandexgpt_target_speaks_foundation_models_and_falls_over_like_any() {
     y.answer([Answer::Error { status: 429, code: "rate_limit_exceeded".into(), retry_after: None }]);
     let (status, out) = post_json(&j, "/plan", deal()).await;
     assert_eq!((status, out["model"].clone()), (200, json!("qwen2.5-72b")), "{out}");
+    assert!(y.yandex_schemes().iter().all(|s| s == "Api-Key"), "{:?}", y.yandex_schemes());
+
+    // An IAM token instead of the API key goes as a bearer.
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(dir.path().join("junction.yaml"), root.replace("api_key: \"${KEY_A}\"", "iam_token: \"${KEY_A}\""))
+        .expect("root");
+    drop(j);
+    let j = Junction::start(dir.path(), &env);
+    y.answer([plan("1500000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!((status, out["provider"].clone()), (200, json!("yandexgpt")), "{out}");
+    assert_eq!(y.yandex_schemes().last().map(String::as_str), Some("Bearer"));
 }
 
 #[test]
@@ -708,6 +721,8 @@ async fn a_session_keeps_its_accepted_turns_across_instances() {
     let (status, out) = turn(&one, "draft a plan", &session).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(asked(&a), ["draft a plan"]);
+    let strict = &a.requests()[0]["response_format"]["json_schema"]["strict"];
+    assert!(strict.is_null(), "an open schema goes without strict mode: {strict}");
 
     // The second turn on the other instance: the first turn goes before it. Its first answer
     // is refused by the schema and repaired; only the accepted one is kept.

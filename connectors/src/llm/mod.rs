@@ -142,7 +142,12 @@ impl Class {
 struct TargetSpec {
     provider: Provider,
     base_url: String,
-    api_key: String,
+    /// The provider's key (GigaChat: the authorization key); from `${VAR}`.
+    #[serde(default)]
+    api_key: Option<String>,
+    /// YandexGPT: an IAM token instead of an API key (`Authorization: Bearer`); from `${VAR}`.
+    #[serde(default)]
+    iam_token: Option<String>,
     /// `gpt-4o-mini`; for YandexGPT the model's name (`yandexgpt-lite`) with `folder`, or a
     /// whole `gpt://…` URI.
     model: String,
@@ -214,12 +219,28 @@ impl Kind for LlmKind {
                 api.client = client_trusting(&cx.dir.join(ca), timeout)
                     .map_err(|message| NodeError { message, pos: at("targets") })?;
             }
-            api.auth = match t.provider {
-                Provider::Openai => Auth::Bearer(t.api_key),
-                // `Api-Key …`: an API key of a service account.
-                Provider::Yandexgpt => {
-                    Auth::ApiKeyHeader(reqwest::header::AUTHORIZATION, format!("Api-Key {}", t.api_key))
+            let key = match (&t.api_key, &t.iam_token, t.provider) {
+                (Some(key), None, _) => key.clone(),
+                (None, Some(token), Provider::Yandexgpt) => token.clone(),
+                (None, None, _) => {
+                    let what = if t.provider == Provider::Yandexgpt { "`api_key` or `iam_token`" } else { "`api_key`" };
+                    return Err(NodeError {
+                        message: format!("a {} target needs {what}", t.provider.as_str()),
+                        pos: at("targets"),
+                    });
                 }
+                _ => {
+                    return Err(NodeError {
+                        message: "`iam_token` is YandexGPT's, instead of `api_key`: give one of them".into(),
+                        pos: at("targets"),
+                    });
+                }
+            };
+            api.auth = match t.provider {
+                Provider::Openai => Auth::Bearer(key),
+                // An IAM token as a bearer; else `Api-Key …`, an API key of a service account.
+                Provider::Yandexgpt if t.iam_token.is_some() => Auth::Bearer(key),
+                Provider::Yandexgpt => Auth::ApiKeyHeader(reqwest::header::AUTHORIZATION, format!("Api-Key {key}")),
                 // A 30-minute token from the authorization key, kept in the store per target.
                 Provider::Gigachat => {
                     let token = AuthConfig::Oauth2(OAuth2Config {
@@ -232,14 +253,13 @@ impl Kind for LlmKind {
                         encoding: Encoding::Form,
                         grant_type: Some("none".into()),
                         params: BTreeMap::new(),
-                        authorization: Some(format!("Basic {}", t.api_key)),
+                        authorization: Some(format!("Basic {key}")),
                         request_id_header: Some("RqUID".into()),
                     });
                     // The stored token belongs to this key, scope and endpoint: another is another's.
                     let owner = format!(
                         "{name}.gigachat.{}",
-                        &hex::encode(Sha256::digest(format!("{}\u{1f}{:?}\u{1f}{:?}", t.api_key, t.scope, t.auth_url)))
-                            [..16]
+                        &hex::encode(Sha256::digest(format!("{key}\u{1f}{:?}\u{1f}{:?}", t.scope, t.auth_url)))[..16]
                     );
                     Auth::new(&owner, &token, &api.base, &api.client)
                         .map_err(|message| NodeError { message, pos: at("targets") })?

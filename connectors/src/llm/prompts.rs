@@ -27,6 +27,8 @@ pub(crate) struct Package {
     has_system: bool,
     /// The answer's schema, as given to the provider.
     pub(crate) schema: Option<Value>,
+    /// Whether the schema is in the subset OpenAI's strict mode takes (sent with `strict: true`).
+    pub(crate) strict: bool,
     /// The schema, compiled to check every answer again here.
     pub(crate) validator: Option<Validator>,
     pub(crate) params: Params,
@@ -102,7 +104,8 @@ impl Package {
         if let Some(system) = system {
             templates.add_template_owned("system.j2", system).map_err(|e| format!("{id}/system.j2: {e}"))?;
         }
-        Ok(Package { id: id.to_owned(), hash, templates, has_system, schema, validator, params })
+        let strict = schema.as_ref().is_some_and(|s| super::openai::strict_misfit(s).is_none());
+        Ok(Package { id: id.to_owned(), hash, templates, has_system, schema, validator, params, strict })
     }
 
     /// The system and user messages for `input` (the message body).

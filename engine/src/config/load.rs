@@ -76,8 +76,17 @@ fn version_of(text: &str) -> String {
 
 /// Option names whose values are secrets, wherever they stand in a connector's options;
 /// `value` only under `api_key`.
-const SECRET_OPTIONS: [&str; 8] =
-    ["password", "client_secret", "secret", "token", "refresh_token", "long_lived_token", "bearer", "api_key"];
+const SECRET_OPTIONS: [&str; 9] = [
+    "password",
+    "client_secret",
+    "secret",
+    "token",
+    "refresh_token",
+    "long_lived_token",
+    "bearer",
+    "api_key",
+    "iam_token",
+];
 
 /// Refuses a secret written into the file: a connector's secrets come from the environment
 /// (`${VAR}`), so the file can be committed, reviewed and shown without them.

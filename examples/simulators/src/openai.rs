@@ -8,7 +8,7 @@
 //! - errors as `{"error": {message, type, param, code}}`: 401 `invalid_api_key`, 429
 //!   `rate_limit_exceeded` (with or without `Retry-After`), 400 `context_length_exceeded`;
 //! - the same answers in Yandex Foundation Models' shape at `POST
-//!   /foundationModels/v1/completion` (`Authorization: Api-Key …`; `{result: {alternatives:
+//!   /foundationModels/v1/completion` (`Authorization: Api-Key …` or `Bearer <IAM token>`; `{result: {alternatives:
 //!   [{message: {role, text}, status}], usage: {inputTextTokens, completionTokens, totalTokens},
 //!   modelVersion}}`, a refusal as `ALTERNATIVE_STATUS_CONTENT_FILTER`, errors as `{error:
 //!   {grpcCode, httpCode, message, httpStatus}}`), so one simulator serves both providers;
@@ -82,6 +82,8 @@ struct Data {
     tokens: Vec<(String, bool)>,
     /// Each GigaChat token request's `RqUID` and scope.
     token_requests: Vec<(String, String)>,
+    /// The scheme of each YandexGPT request's `Authorization` (`Api-Key` or `Bearer`).
+    yandex_schemes: Vec<String>,
 }
 
 /// A running OpenAI-compatible simulator.
@@ -135,6 +137,11 @@ impl OpenAi {
     /// The GigaChat token requests so far: each one's `RqUID` and scope.
     pub fn token_requests(&self) -> Vec<(String, String)> {
         self.data().token_requests.clone()
+    }
+
+    /// How each YandexGPT request authorized itself: `Api-Key` or `Bearer` (an IAM token).
+    pub fn yandex_schemes(&self) -> Vec<String> {
+        self.data().yandex_schemes.clone()
     }
 
     /// Requests received so far, including those still being answered slowly.
@@ -313,7 +320,11 @@ async fn yandex_completion(State(sim): State<OpenAi>, headers: HeaderMap, body: 
     };
     slow(&sim).await;
     let mut d = sim.data();
-    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Api-Key "));
+    // An API key (`Api-Key …`) or an IAM token (`Bearer …`): the simulator takes its key as either.
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (scheme, key) = authorization.split_once(' ').unwrap_or_default();
+    d.yandex_schemes.push(scheme.to_owned());
+    let key = matches!(scheme, "Api-Key" | "Bearer").then_some(key);
     if key != Some(d.key.as_str()) {
         return yandex_error(401, 16, "Unknown api key");
     }
