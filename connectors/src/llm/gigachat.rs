@@ -15,12 +15,10 @@
 //!   target's `ca_file`.
 
 use junction_engine::connector::ConnectorError;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::prompts::Package;
 use super::{Answer, Conversation, Target};
-use crate::web::Call;
 
 /// The default token endpoint and scope.
 pub(super) const AUTH_URL: &str = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth";
@@ -53,14 +51,7 @@ pub(super) async fn complete(
         }]);
         body["function_call"] = json!({ "name": ANSWER });
     }
-    let call = Call {
-        body: Some(&body),
-        // Asking again is harmless: a completion changes nothing on the provider's side.
-        idempotent: true,
-        trace_id: trace,
-        ..Call::new(Method::POST, "/chat/completions")
-    };
-    let reply = target.api.call(&call).await?;
+    let reply = target.post("/chat/completions", &body, trace).await?;
     let choice = reply.body["choices"]
         .get(0)
         .ok_or_else(|| ConnectorError::retryable(format!("{} answered without a choice", target.describe())))?;

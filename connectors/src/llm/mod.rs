@@ -396,6 +396,18 @@ impl Provider {
 }
 
 impl Target {
+    /// POSTs a completion request to `path` under the target's base URL. Asking again is
+    /// harmless: a completion changes nothing on the provider's side.
+    async fn post(&self, path: &str, body: &Value, trace: Option<&str>) -> Result<crate::web::Reply, ConnectorError> {
+        let call = crate::web::Call {
+            body: Some(body),
+            idempotent: true,
+            trace_id: trace,
+            ..crate::web::Call::new(reqwest::Method::POST, path)
+        };
+        self.api.call(&call).await
+    }
+
     fn describe(&self) -> String {
         format!("{} {}", self.provider.as_str(), self.model.to_lowercase())
     }

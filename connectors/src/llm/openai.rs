@@ -10,12 +10,10 @@ use async_openai::types::chat::{
     ResponseFormat, ResponseFormatJsonSchema,
 };
 use junction_engine::connector::ConnectorError;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::prompts::Package;
 use super::{Answer, Conversation, Speaker, Target};
-use crate::web::Call;
 
 /// Keywords strict mode does not take (OpenAI's structured outputs, "supported schemas").
 const NOT_STRICT: [&str; 18] = [
@@ -139,14 +137,7 @@ pub(super) async fn complete(
     };
     let body = serde_json::to_value(&request)
         .map_err(|e| ConnectorError::permanent(format!("cannot write the chat request: {e}")))?;
-    let call = Call {
-        body: Some(&body),
-        // Asking again is harmless: a completion changes nothing on the provider's side.
-        idempotent: true,
-        trace_id: trace,
-        ..Call::new(Method::POST, "/chat/completions")
-    };
-    let reply = target.api.call(&call).await?;
+    let reply = target.post("/chat/completions", &body, trace).await?;
     let response: CreateChatCompletionResponse = serde_json::from_value(reply.body).map_err(|e| {
         ConnectorError::retryable(format!(
             "{} answered something that is not a chat completion: {e}",

@@ -6,12 +6,10 @@
 //! `result.alternatives[0].message.text`, usage in `result.usage` (numbers as strings).
 
 use junction_engine::connector::ConnectorError;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::prompts::Package;
 use super::{Answer, Conversation, Target};
-use crate::web::Call;
 
 /// One completion.
 pub(super) async fn complete(
@@ -40,14 +38,7 @@ pub(super) async fn complete(
     if let Some(schema) = &package.schema {
         body["jsonSchema"] = json!({ "schema": schema });
     }
-    let call = Call {
-        body: Some(&body),
-        // Asking again is harmless: a completion changes nothing on the provider's side.
-        idempotent: true,
-        trace_id: trace,
-        ..Call::new(Method::POST, "/foundationModels/v1/completion")
-    };
-    let reply = target.api.call(&call).await?;
+    let reply = target.post("/foundationModels/v1/completion", &body, trace).await?;
     let result = &reply.body["result"];
     let alternative = result["alternatives"]
         .get(0)
