@@ -48,10 +48,14 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Run the route tests in route-tests/ with connectors replaced by recorders.
+    /// Run the route tests in route-tests/ with connectors replaced by recorders (an `llm`
+    /// connector runs for real over the recordings in route-tests/recordings/).
     Test {
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Make the recordings anew: the `llm` connectors ask their providers (or a simulator).
+        #[arg(long)]
+        record: bool,
     },
     /// Print the routes, endpoints, topics and connectors as a Mermaid flowchart.
     Graph {
@@ -113,7 +117,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { dir } => run(&dir).await,
         Command::Check { dir } => Ok(check(&dir)),
-        Command::Test { dir } => test(&dir).await,
+        Command::Test { dir, record } => test(&dir, record).await,
         Command::Graph { dir } => Ok(with_project(&dir, |p| print!("{}", junction_engine::graph::mermaid(&p.routes)))),
         Command::Routes { dir } => Ok(with_project(&dir, print_routes)),
         Command::DeadLetters { command } => dead_letters::run(command).await,
@@ -239,8 +243,8 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn test(dir: &Path) -> anyhow::Result<ExitCode> {
-    let results = match junction_engine::testing::run_all(dir, &registry()).await {
+async fn test(dir: &Path, record: bool) -> anyhow::Result<ExitCode> {
+    let results = match junction_engine::testing::run_all(dir, &registry(), record).await {
         Ok(r) => r,
         Err(d) => return Ok(report(&d)),
     };

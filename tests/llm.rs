@@ -865,3 +865,44 @@ async fn fallback_classes_and_a_breaker_per_target_are_the_connectors_to_choose(
     }
     assert_eq!(a.requests().len(), asked, "the open breaker keeps calls off the first target");
 }
+
+/// Recorded replay (#17 §5): `junction test` runs the real `llm` connector — package, schema,
+/// repairs — over recordings. Without them a case fails naming the key and the package;
+/// `--record` makes them from the simulator (the repair too); then the tests pass from the
+/// recordings alone, the provider never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junction_test_replays_recorded_answers() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&a, &b);
+    lock(dir.path());
+    std::fs::write(
+        dir.path().join("routes/plan.yaml"),
+        "route: plan\nfrom: { http: { method: POST, path: /plan, auth: none } }\nsteps:\n  - request: { connector: llm, op: complete, prompt: media-plan/1 }\n  - transform: '#{ total: body.output.total, repairs: body.repairs, model: body.model }'\n",
+    )
+    .expect("route");
+    std::fs::create_dir_all(dir.path().join("route-tests")).expect("route-tests");
+    std::fs::write(
+        dir.path().join("route-tests/plan.yaml"),
+        "route: plan\ncases:\n  - name: a plan within the deal's budget, repaired once\n    input: { body: { deal: { name: \"Весна 2027\", budget: \"1500000.00\" } }, headers: {} }\n    expect:\n      output: [ { total: \"1400000.00\", repairs: 1, model: gpt-4o-mini } ]\n",
+    )
+    .expect("route test");
+    let path = dir.path().to_str().expect("utf-8").to_owned();
+
+    let (code, out, err) = junction(&["test", &path], &ENV);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("no recording") && out.contains("media-plan/1") && out.contains("--record"), "{out}");
+    assert!(a.requests().is_empty(), "replay asks no provider");
+
+    a.answer([Answer::json(&json!({ "lines": [] })), plan("1400000.00")]);
+    let (code, out, err) = junction(&["test", "--record", &path], &ENV);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(a.requests().len(), 2, "the answer and its repair, recorded");
+    let kept = std::fs::read_dir(dir.path().join("route-tests/recordings")).expect("recordings").count();
+    assert_eq!(kept, 2);
+
+    a.answer([Answer::Refusal("not any more".into())]);
+    let (code, out, err) = junction(&["test", &path], &ENV);
+    assert_eq!(code, 0, "from the recordings alone: {out}{err}");
+    assert_eq!(a.requests().len(), 2, "no provider asked");
+}

@@ -35,6 +35,7 @@ mod gigachat;
 mod openai;
 mod private;
 mod prompts;
+mod replay;
 mod session;
 mod yandexgpt;
 
@@ -47,7 +48,9 @@ use async_trait::async_trait;
 use junction_engine::cache::Cache;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::{Node, NodeError};
-use junction_engine::connector::{BuildCx, Connector, ConnectorError, Endpoint, Guard, Kind, Outcome, Role, StartCx};
+use junction_engine::connector::{
+    BuildCx, Connector, ConnectorError, Endpoint, Guard, Kind, Outcome, Replay, Role, StartCx,
+};
 use junction_engine::{Body, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -304,6 +307,7 @@ impl Kind for LlmKind {
             prices,
             private,
             fall_over: config.fall_over.unwrap_or_else(|| EVERY_CLASS.to_vec()),
+            replay: OnceLock::new(),
         }))))
     }
 }
@@ -427,6 +431,8 @@ struct Models {
     /// What every call of the connector masks.
     private: Private,
     fall_over: Vec<Class>,
+    /// In a route test: provider calls answered from recordings (see `replay.rs`).
+    replay: OnceLock<Replay>,
 }
 
 impl Models {
@@ -527,6 +533,15 @@ impl Connector for Llm {
             session,
             scripts: cx.scripts.clone(),
         }))
+    }
+
+    /// Route tests run the connector for real — packages, checks, repairs, fallbacks, the
+    /// exact cache, sessions (in a cache of the test's own) — with provider calls answered from
+    /// recordings. Budgets need the store, which route tests do not open: they are not applied.
+    fn replaying(&self, replay: &Replay) -> Option<Arc<dyn Connector>> {
+        let _ = self.0.replay.set(replay.clone());
+        let _ = self.0.cache.set(Cache::memory());
+        Some(Arc::new(Llm(self.0.clone())))
     }
 
     async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
@@ -780,6 +795,12 @@ impl Complete {
         trace: Option<&str>,
         account: Option<&Account>,
     ) -> Result<Result<Answer, ConnectorError>, ConnectorError> {
+        if let Some(replay) = self.models.replay.get() {
+            return replay::answer(replay, target, &self.package, conversation, || {
+                self.call(target, conversation, trace)
+            })
+            .await;
+        }
         let budgets = self.models.budgets.as_ref().zip(account);
         let hold = match budgets {
             Some((budgets, account)) => {
@@ -804,13 +825,7 @@ impl Complete {
             None => None,
         };
         let started = std::time::Instant::now();
-        let call = async {
-            match target.provider {
-                Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
-                Provider::Yandexgpt => yandexgpt::complete(target, &self.package, conversation, trace).await,
-                Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
-            }
-        };
+        let call = self.call(target, conversation, trace);
         // A reservation is given back when it expires: the call must not outlive it.
         let answer = match budgets.map(|(b, _)| b.call_bound()) {
             Some(bound) => tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
@@ -835,6 +850,20 @@ impl Complete {
             budgets.settle(account, hold, spent).await;
         }
         Ok(answer)
+    }
+
+    /// One completion from `target`'s provider.
+    async fn call(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        trace: Option<&str>,
+    ) -> Result<Answer, ConnectorError> {
+        match target.provider {
+            Provider::Openai => openai::complete(target, &self.package, conversation, trace).await,
+            Provider::Yandexgpt => yandexgpt::complete(target, &self.package, conversation, trace).await,
+            Provider::Gigachat => gigachat::complete(target, &self.package, conversation, trace).await,
+        }
     }
 
     /// Per target: `junction_llm_requests_total{connector, provider, model, outcome}` (ok,

@@ -74,11 +74,16 @@ pub enum CacheError {
 }
 
 impl Cache {
+    /// An in-process cache of this process's own (what `memory` opens).
+    pub fn memory() -> Cache {
+        Cache::Memory(MemoryCache::new())
+    }
+
     /// `memory`, or a `redis://` / `rediss://` URL. Fails within a few seconds, naming the URL
     /// (password masked), when Redis is unreachable.
     pub async fn open(setting: &str) -> Result<Cache, CacheError> {
         match setting.trim() {
-            "memory" => Ok(Cache::Memory(MemoryCache::new())),
+            "memory" => Ok(Cache::memory()),
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(Cache::Redis(RedisCache::open(url).await?))
             }

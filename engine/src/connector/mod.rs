@@ -160,6 +160,22 @@ pub trait Connector: Send + Sync {
     /// Closes what `start` opened, once no route uses the connector any more: flushes what
     /// it buffered, so nothing it accepted is lost.
     async fn stop(&self) {}
+
+    /// In a route test: this connector run for real, its calls to the outside answered from
+    /// recordings in `replay.dir` (or, recording, made for real and kept there), instead of a
+    /// recorder with canned replies. `None` (most kinds): the recorder stands in.
+    fn replaying(&self, replay: &Replay) -> Option<Arc<dyn Connector>> {
+        let _ = replay;
+        None
+    }
+}
+
+/// Where a route test's recordings are, and whether they are being made (`junction test
+/// --record`).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub dir: std::path::PathBuf,
+    pub record: bool,
 }
 
 /// Resolves once `stop` turns true (or its sender is gone): how a task learns it should end.

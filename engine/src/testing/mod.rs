@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::config::error::{Diagnostic, Diagnostics};
 use crate::config::{Loader, parse_yaml};
-use crate::connector::{Connector, Registry, Resources};
+use crate::connector::{Connector, Registry, Replay, Resources};
 use crate::message::{Body, Message};
 use crate::route::pipeline::{RetryPolicy, RunCx};
 use crate::script::{ScriptEngine, ScriptLimits};
@@ -97,8 +97,9 @@ pub struct CaseResult {
     pub problems: Vec<String>,
 }
 
-/// Runs every test file in `dir/route-tests/`.
-pub async fn run_all(dir: &Path, registry: &Registry) -> Result<Vec<CaseResult>, Diagnostics> {
+/// Runs every test file in `dir/route-tests/`. Connectors that can replay (the `llm` kind) run
+/// for real over the recordings in `dir/route-tests/recordings/`; `record` makes them anew.
+pub async fn run_all(dir: &Path, registry: &Registry, record: bool) -> Result<Vec<CaseResult>, Diagnostics> {
     let folder = dir.join("route-tests");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
         Ok(d) => d
@@ -115,7 +116,8 @@ pub async fn run_all(dir: &Path, registry: &Registry) -> Result<Vec<CaseResult>,
         let shown = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
         let text = std::fs::read_to_string(&file).map_err(|e| Diagnostic::new(&shown, None, e.to_string()))?;
         let test: TestFile = parse_yaml(&shown, &text)?;
-        results.extend(run_file(dir, &shown, test, registry, &scripts).await?);
+        let replay = Replay { dir: folder.join("recordings"), record };
+        results.extend(run_file(dir, &shown, test, registry, &scripts, &replay).await?);
     }
     Ok(results)
 }
@@ -126,12 +128,16 @@ async fn run_file(
     test: TestFile,
     registry: &Registry,
     scripts: &Arc<ScriptEngine>,
+    replay: &Replay,
 ) -> Result<Vec<CaseResult>, Diagnostics> {
     let journal = Journal::default();
     let replies = Arc::new(test.connectors);
     let intercept = {
-        let (journal, replies) = (journal.clone(), replies.clone());
+        let (journal, replies, replay) = (journal.clone(), replies.clone(), replay.clone());
         Arc::new(move |name: &str, real: Arc<dyn Connector>| -> Arc<dyn Connector> {
+            if let Some(replaying) = real.replaying(&replay) {
+                return replaying;
+            }
             Arc::new(Recorder {
                 name: name.to_owned(),
                 real,
