@@ -906,3 +906,43 @@ async fn junction_test_replays_recorded_answers() {
     assert_eq!(code, 0, "from the recordings alone: {out}{err}");
     assert_eq!(a.requests().len(), 2, "no provider asked");
 }
+
+/// The exact cache across instances (#17 §5, §11): with `cache: redis://…`, an answer one
+/// instance got is the other's for the same request; the provider is asked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_serves_every_instance() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let dir = project_for(&a, &b);
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    // A connector of its own name: the cache keys (`junction:llm:<connector>:…`) are this test's.
+    let connector = format!("llm{}", common::tag().replace('-', ""));
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        root.replace("  llm:\n", &format!("  {connector}:\n"))
+            .replace("    repairs: 2\n", "    repairs: 2\n    cache_ttl: 10m\n"),
+    )
+    .expect("root");
+    let route = std::fs::read_to_string(dir.path().join("routes/plan.yaml")).expect("route");
+    std::fs::write(
+        dir.path().join("routes/plan.yaml"),
+        route.replace("connector: llm,", &format!("connector: {connector},")),
+    )
+    .expect("route");
+    lock(dir.path());
+    let redis = common::redis_url();
+    let ((_ta, store_a), (_tb, store_b)) = (sqlite_store(), sqlite_store());
+    let mut env_a = ENV.to_vec();
+    env_a.extend([("JUNCTION_STORE", store_a.as_str()), ("JUNCTION_CACHE", redis.as_str())]);
+    let mut env_b = ENV.to_vec();
+    env_b.extend([("JUNCTION_STORE", store_b.as_str()), ("JUNCTION_CACHE", redis.as_str())]);
+    let (one, two) = (Junction::start(dir.path(), &env_a), Junction::start(dir.path(), &env_b));
+
+    a.answer([plan("1500000.00")]);
+    let (status, first) = post_json(&one, "/plan", deal()).await;
+    assert_eq!((status, first["cached"].clone()), (200, json!(false)), "{first}");
+    let (status, second) = post_json(&two, "/plan", deal()).await;
+    assert_eq!((status, second["cached"].clone()), (200, json!(true)), "{second}\n{}", two.logs());
+    assert_eq!(second["output"], first["output"]);
+    assert_eq!(a.requests().len(), 1, "the provider was asked once");
+}
