@@ -946,3 +946,69 @@ async fn a_cached_answer_serves_every_instance() {
     assert_eq!(second["output"], first["output"]);
     assert_eq!(a.requests().len(), 1, "the provider was asked once");
 }
+
+/// The step's CLIENT span carries the OpenTelemetry GenAI attributes (#17 §9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_span_names_the_provider_model_and_tokens_as_genai_does() {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let collector = common::Stub::start(vec![(200, "")]);
+    let dir = project_for(&a, &b);
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        root.replace(
+            "routes: [routes/]\n",
+            &format!("routes: [routes/]\ntracing: {{ otlp: \"{}\", service_name: llm-test }}\n", collector.url),
+        ),
+    )
+    .expect("root");
+    lock(dir.path());
+    let (_tmp, store) = sqlite_store();
+    let mut env = ENV.to_vec();
+    env.push(("JUNCTION_STORE", &store));
+    let j = Junction::start(dir.path(), &env);
+    a.answer([plan("1500000.00")]);
+    let (status, out) = post_json(&j, "/plan", deal()).await;
+    assert_eq!(status, 200, "{out}");
+
+    let attribute = |span: &Value, key: &str| {
+        span["attributes"]
+            .as_array()
+            .and_then(|attrs| attrs.iter().find(|a| a["key"] == key))
+            .map_or(Value::Null, |a| a["value"].clone())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let span = loop {
+        let bodies = collector.requests.lock().expect("lock").clone();
+        let found = bodies
+            .iter()
+            .filter_map(|body| serde_json::from_str::<Value>(body).ok())
+            .flat_map(|r| {
+                let mut spans = Vec::new();
+                for resource in r["resourceSpans"].as_array().into_iter().flatten() {
+                    for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                        spans.extend(scope["spans"].as_array().into_iter().flatten().cloned());
+                    }
+                }
+                spans
+            })
+            .find(|s| !attribute(s, "gen_ai.request.model").is_null());
+        if let Some(span) = found {
+            break span;
+        }
+        assert!(std::time::Instant::now() < deadline, "no span with gen_ai attributes: {bodies:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(attribute(&span, "gen_ai.request.model"), json!({ "stringValue": "gpt-4o-mini" }), "{span}");
+    assert_eq!(attribute(&span, "gen_ai.provider.name"), json!({ "stringValue": "openai" }));
+    assert_eq!(attribute(&span, "gen_ai.operation.name"), json!({ "stringValue": "chat" }));
+    let input = out["usage"]["prompt_tokens"].as_i64().expect("usage");
+    let tokens = attribute(&span, "gen_ai.usage.input_tokens");
+    assert_eq!(
+        tokens["intValue"].as_str().map(str::to_owned).or_else(|| tokens["intValue"].as_i64().map(|n| n.to_string())),
+        Some(input.to_string()),
+        "{span}"
+    );
+    assert_eq!(span["kind"], 3, "a CLIENT span");
+}
