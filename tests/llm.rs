@@ -22,6 +22,13 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
+/// The two OpenAI-compatible simulators of `project_for`'s chain, with its keys.
+async fn simulators() -> (OpenAi, OpenAi) {
+    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
+    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    (a, b)
+}
+
 fn project_for(a: &OpenAi, b: &OpenAi) -> tempfile::TempDir {
     project(&[
         (
@@ -69,8 +76,7 @@ fn plan(total: &str) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_checked_repaired_and_fall_over_to_the_next_target() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
     lock(dir.path());
     let (_tmp, store) = sqlite_store();
@@ -181,20 +187,16 @@ async fn check(axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routes_check_sends_an_answer_back_with_its_errors() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let checker = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         axum::serve(listener, axum::Router::new().route("/check", axum::routing::post(check))).await
     });
     let dir = project_for(&a, &b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
-        format!("{root}  domain:\n    kind: http\n    base_url: \"http://{checker}\"\n"),
-    )
-    .expect("root");
+    edit(dir.path(), "junction.yaml", |root| {
+        format!("{root}  domain:\n    kind: http\n    base_url: \"http://{checker}\"\n")
+    });
     std::fs::write(
         dir.path().join("routes/plan.yaml"),
         "route: plan\nfrom: { http: { method: POST, path: /plan, auth: none } }\nsteps:\n  - request: { connector: llm, op: complete, prompt: media-plan/1, validate: { connector: domain, method: POST, path: /check } }\n",
@@ -226,15 +228,9 @@ async fn the_routes_check_sends_an_answer_back_with_its_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_answers_are_reused_for_the_same_request_only() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
-        root.replace("    repairs: 2\n", "    repairs: 2\n    cache_ttl: 1h\n"),
-    )
-    .expect("root");
+    edit(dir.path(), "junction.yaml", |root| root.replace("    repairs: 2\n", "    repairs: 2\n    cache_ttl: 1h\n"));
     lock(dir.path());
     let (_tmp, store) = sqlite_store();
     let mut env = ENV.to_vec();
@@ -302,9 +298,7 @@ async fn a_yandexgpt_target_speaks_foundation_models_and_falls_over_like_any() {
     assert!(y.yandex_schemes().iter().all(|s| s == "Api-Key"), "{:?}", y.yandex_schemes());
 
     // An IAM token instead of the API key goes as a bearer.
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(dir.path().join("junction.yaml"), root.replace("api_key: \"${KEY_A}\"", "iam_token: \"${KEY_A}\""))
-        .expect("root");
+    edit(dir.path(), "junction.yaml", |root| root.replace("api_key: \"${KEY_A}\"", "iam_token: \"${KEY_A}\""));
     drop(j);
     let j = Junction::start(dir.path(), &env);
     y.answer([plan("1500000.00")]);
@@ -339,15 +333,17 @@ fn the_readmes_llm_connector_is_valid() {
     common::assert_readme_example_checks("connectors:\n    planner:\n      kind: llm", &env);
 }
 
+/// Rewrites the project's `file` with `change`.
+fn edit(dir: &std::path::Path, file: &str, change: impl FnOnce(&str) -> String) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    std::fs::write(&path, change(&text)).unwrap_or_else(|e| panic!("{file}: {e}"));
+}
+
 /// `project_for` with `budgets` (and what goes with them) added to the connector's options.
 fn budgeted(a: &OpenAi, b: &OpenAi, options: &str) -> tempfile::TempDir {
     let dir = project_for(a, b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
-        root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}")),
-    )
-    .expect("root");
+    edit(dir.path(), "junction.yaml", |root| root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}")));
     lock(dir.path());
     dir
 }
@@ -367,8 +363,7 @@ async fn post_plan(client: &reqwest::Client, base: String, name: &str) -> (u16, 
 /// A ledger that cannot be read refuses calls (fail closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_holds_across_three_instances_under_concurrent_calls() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let db = common::PgDatabase::create().await;
     let dir = budgeted(
         &a,
@@ -442,8 +437,7 @@ async fn a_budget_holds_across_three_instances_under_concurrent_calls() {
 /// and a key is kept hashed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = budgeted(
         &a,
         &b,
@@ -524,12 +518,7 @@ async fn a_killed_calls_reservation_expires_and_keys_are_counted_apart() {
 #[test]
 fn budget_options_are_checked_at_their_line_and_column() {
     let sims = tokio::runtime::Runtime::new().expect("runtime");
-    let (a, b) = sims.block_on(async {
-        (
-            OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a"),
-            OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b"),
-        )
-    });
+    let (a, b) = sims.block_on(simulators());
     let cases = [
         ("    budgets:\n      - { name: money, cost: 5.00 }\n", "no price for the model `gpt-4o-mini`"),
         ("    time_zone: Mars/Olympus\n", "not a time zone"),
@@ -538,12 +527,9 @@ fn budget_options_are_checked_at_their_line_and_column() {
     ];
     for (options, expected) in cases {
         let dir = project_for(&a, &b);
-        let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-        std::fs::write(
-            dir.path().join("junction.yaml"),
-            root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}")),
-        )
-        .expect("root");
+        edit(dir.path(), "junction.yaml", |root| {
+            root.replace("    repairs: 2\n", &format!("    repairs: 2\n{options}"))
+        });
         let (code, out, err) = junction(&["check", dir.path().to_str().expect("utf-8")], &ENV);
         assert_eq!(code, 1, "{options}: {out}");
         assert!(err.contains(expected) && err.contains("junction.yaml:"), "{options}: {err}");
@@ -569,8 +555,7 @@ fn budget_options_are_checked_at_their_line_and_column() {
 /// answer sent back for repair, the dead letter and the log hold is masked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_data_is_masked_before_the_prompt_leaves_and_restored_in_the_answer() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
     std::fs::write(
         dir.path().join("prompts/media-plan/1/user.j2"),
@@ -583,15 +568,12 @@ async fn personal_data_is_masked_before_the_prompt_leaves_and_restored_in_the_an
         "Write to {{ input.deal.contact }} about {{ input.deal.name }}. Notes: {{ input.deal.notes }}",
     )
     .expect("brief");
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
+    edit(dir.path(), "junction.yaml", |root| {
         root.replace(
             "    repairs: 2\n",
             "    repairs: 1\n    private: { pointers: [/deal/inn, /deal/contact], patterns: [phone, email] }\n",
-        ),
-    )
-    .expect("root");
+        )
+    });
     std::fs::write(
         dir.path().join("routes/brief.yaml"),
         "route: brief\nfrom: { http: { method: POST, path: /brief, auth: none } }\nsteps:\n  - request: { connector: llm, op: complete, prompt: brief/1 }\n",
@@ -666,8 +648,7 @@ fn lock_all(dir: &std::path::Path) {
 /// kept; the oldest turn goes once `turns` are kept; another session starts empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_keeps_its_accepted_turns_across_instances() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
     std::fs::create_dir_all(dir.path().join("prompts/refine/1")).expect("package folder");
     std::fs::write(
@@ -675,12 +656,9 @@ async fn a_session_keeps_its_accepted_turns_across_instances() {
         "{{ input.ask }}{% if input.client is defined %} (client {{ input.client }}){% endif %}",
     )
     .expect("refine");
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
-        root.replace("    repairs: 2\n", "    repairs: 2\n    private: { pointers: [/client] }\n"),
-    )
-    .expect("root");
+    edit(dir.path(), "junction.yaml", |root| {
+        root.replace("    repairs: 2\n", "    repairs: 2\n    private: { pointers: [/client] }\n")
+    });
     std::fs::write(
         dir.path().join("prompts/refine/1/schema.json"),
         r#"{"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}"#,
@@ -835,14 +813,12 @@ async fn gigachat_answers_through_its_token_and_a_function_call() {
 /// second until it is due for a probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_classes_and_a_breaker_per_target_are_the_connectors_to_choose() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    let root = root
-        .replace("    repairs: 2\n", "    repairs: 2\n    fall_over: [unavailable]\n")
-        .replace("model: gpt-4o-mini }", "model: gpt-4o-mini, breaker: { failures: 1, open_for: 60s } }");
-    std::fs::write(dir.path().join("junction.yaml"), root).expect("root");
+    edit(dir.path(), "junction.yaml", |root| {
+        root.replace("    repairs: 2\n", "    repairs: 2\n    fall_over: [unavailable]\n")
+            .replace("model: gpt-4o-mini }", "model: gpt-4o-mini, breaker: { failures: 1, open_for: 60s } }")
+    });
     lock(dir.path());
     let (_tmp, store) = sqlite_store();
     let mut env = ENV.to_vec();
@@ -872,8 +848,7 @@ async fn fallback_classes_and_a_breaker_per_target_are_the_connectors_to_choose(
 /// recordings alone, the provider never asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junction_test_replays_recorded_answers() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
     lock(dir.path());
     std::fs::write(
@@ -911,24 +886,15 @@ async fn junction_test_replays_recorded_answers() {
 /// instance got is the other's for the same request; the provider is asked once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_answer_serves_every_instance() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let dir = project_for(&a, &b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
     // A connector of its own name: the cache keys (`junction:llm:<connector>:…`) are this test's.
     let connector = format!("llm{}", common::tag().replace('-', ""));
-    std::fs::write(
-        dir.path().join("junction.yaml"),
+    edit(dir.path(), "junction.yaml", |root| {
         root.replace("  llm:\n", &format!("  {connector}:\n"))
-            .replace("    repairs: 2\n", "    repairs: 2\n    cache_ttl: 10m\n"),
-    )
-    .expect("root");
-    let route = std::fs::read_to_string(dir.path().join("routes/plan.yaml")).expect("route");
-    std::fs::write(
-        dir.path().join("routes/plan.yaml"),
-        route.replace("connector: llm,", &format!("connector: {connector},")),
-    )
-    .expect("route");
+            .replace("    repairs: 2\n", "    repairs: 2\n    cache_ttl: 10m\n")
+    });
+    edit(dir.path(), "routes/plan.yaml", |route| route.replace("connector: llm,", &format!("connector: {connector},")));
     lock(dir.path());
     let redis = common::redis_url();
     let ((_ta, store_a), (_tb, store_b)) = (sqlite_store(), sqlite_store());
@@ -950,19 +916,15 @@ async fn a_cached_answer_serves_every_instance() {
 /// The step's CLIENT span carries the OpenTelemetry GenAI attributes (#17 §9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_calls_span_names_the_provider_model_and_tokens_as_genai_does() {
-    let a = OpenAi::start("127.0.0.1:0", "sk-a-secret").await.expect("simulator a");
-    let b = OpenAi::start("127.0.0.1:0", "sk-b-secret").await.expect("simulator b");
+    let (a, b) = simulators().await;
     let collector = common::Stub::start(vec![(200, "")]);
     let dir = project_for(&a, &b);
-    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("root");
-    std::fs::write(
-        dir.path().join("junction.yaml"),
+    edit(dir.path(), "junction.yaml", |root| {
         root.replace(
             "routes: [routes/]\n",
             &format!("routes: [routes/]\ntracing: {{ otlp: \"{}\", service_name: llm-test }}\n", collector.url),
-        ),
-    )
-    .expect("root");
+        )
+    });
     lock(dir.path());
     let (_tmp, store) = sqlite_store();
     let mut env = ENV.to_vec();

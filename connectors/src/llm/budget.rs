@@ -299,26 +299,12 @@ impl Budgets {
             let scope = match &b.per {
                 Per::Connector => "*".to_owned(),
                 Per::Route => format!("route={}", msg.meta.route),
-                Per::Key(script) => match self.scripts.eval_message(script, msg) {
-                    // Hashed: the ledger keeps no personal data (a key may be an e-mail).
-                    Ok(Value::String(s)) if !s.is_empty() => format!("key={}", key_hash(&s)),
-                    Ok(v @ Value::Number(_)) => format!("key={}", key_hash(&v.to_string())),
-                    Ok(other) => {
-                        let kind = match other {
-                            Value::Null => "null",
-                            Value::Bool(_) => "a bool",
-                            Value::String(_) => "an empty string",
-                            Value::Array(_) => "a list",
-                            _ => "an object",
-                        };
+                // Hashed: the ledger keeps no personal data (a key may be an e-mail).
+                Per::Key(script) => match super::key_of(&self.scripts, script, msg) {
+                    Ok(key) => format!("key={}", key_hash(&key)),
+                    Err(why) => {
                         return Err(ConnectorError::rejected(format!(
-                            "budget `{}` is kept per key, and the message's key is {kind}; a key is a string or a number",
-                            b.name
-                        )));
-                    }
-                    Err(e) => {
-                        return Err(ConnectorError::rejected(format!(
-                            "budget `{}`: its key cannot be read: {e}",
+                            "budget `{}` is kept per key, whose value {why}",
                             b.name
                         )));
                     }
@@ -385,7 +371,7 @@ impl Budgets {
     pub(super) fn failed(e: &ConnectorError, worst: Spend) -> Spend {
         match e {
             ConnectorError::Unavailable { .. } => Spend::default(),
-            _ if crate::web::answered_status(e) => Spend { calls: 1, ..Spend::default() },
+            _ if crate::web::answered(e).is_some() => Spend { calls: 1, ..Spend::default() },
             _ => worst,
         }
     }

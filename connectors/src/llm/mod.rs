@@ -125,12 +125,12 @@ const EVERY_CLASS: [Class; 6] =
 impl Class {
     /// The class of a failed call, when it has one (other failures end the call at once).
     fn of(e: &ConnectorError) -> Option<Class> {
-        let message = e.message();
-        if message.contains("context_length_exceeded") {
+        let status = crate::web::answered(e);
+        if e.message().contains("context_length_exceeded") {
             Some(Class::ContextLength)
-        } else if message.contains(" answered 401") || message.contains(" answered 403") {
+        } else if matches!(status, Some(401 | 403)) {
             Some(Class::Unauthorized)
-        } else if message.contains(" answered 429") {
+        } else if status == Some(429) {
             Some(Class::RateLimited)
         } else if e.is_retryable() {
             Some(Class::Unavailable)
@@ -629,17 +629,17 @@ impl Endpoint for Complete {
             (system, self.private.mask_text(&user, &mut masked))
         };
         // A valid answer kept from any target of the chain serves.
-        for target in &self.models.targets {
-            if let Some(hit) =
-                self.cache_get(self.cache_key(target, system.as_deref(), &user, &masked).as_deref()).await
-            {
+        let keys: Vec<Option<String>> =
+            self.models.targets.iter().map(|t| self.cache_key(t, system.as_deref(), &user, &masked)).collect();
+        for key in &keys {
+            if let Some(hit) = self.cache_get(key.as_deref()).await {
                 return Ok(Message::new(Body::Json(hit)));
             }
         }
         // The budgets' buckets this message draws on; each provider call reserves on them.
         let account = self.models.budgets.as_ref().map(|b| b.account(msg)).transpose()?;
         let mut misses = Vec::new();
-        for target in &self.models.targets {
+        for (target, key) in self.models.targets.iter().zip(&keys) {
             let call = Call {
                 input: &input,
                 system: system.as_deref(),
@@ -648,7 +648,7 @@ impl Endpoint for Complete {
                 masked: &masked,
                 turns: &turns,
             };
-            match self.try_target(target, &call, account.as_ref()).await {
+            match self.try_target(target, key.as_deref(), &call, account.as_ref()).await {
                 Ok(reply) => {
                     annotate(&reply);
                     if let Some((session, cache, key, mut history)) = session {
@@ -706,10 +706,15 @@ enum Fail {
 }
 
 impl Complete {
-    /// One target: its answer, repaired up to `repairs` times.
-    async fn try_target(&self, target: &Target, call: &Call<'_>, account: Option<&Account>) -> Result<Value, Fail> {
+    /// One target: its answer, repaired up to `repairs` times, kept under `key` when valid.
+    async fn try_target(
+        &self,
+        target: &Target,
+        key: Option<&str>,
+        call: &Call<'_>,
+        account: Option<&Account>,
+    ) -> Result<Value, Fail> {
         let Call { input, system, user, trace, masked, turns } = *call;
-        let key = self.cache_key(target, system, user, masked);
         let mut conversation = Conversation::new(system, turns, user);
         let name = target.describe();
         let mut last_invalid = None;
@@ -759,13 +764,15 @@ impl Complete {
             };
             // The hook saw the values in place: what it says goes on masked.
             let errors = if errors.is_empty() {
-                self.checked(&output, input, trace).await.map_err(|e| Fail::Now(masked_error(e, masked)))?
+                self.checked(&output, input, trace)
+                    .await
+                    .map_err(|e| Fail::Now(e.map_message(|m| masked.hide_known(m))))?
             } else {
                 errors
             };
             if errors.is_empty() {
                 let reply = self.reply(target, output, usage, round);
-                self.cache_put(key.as_deref(), &reply).await;
+                self.cache_put(key, &reply).await;
                 return Ok(reply);
             }
             tracing::info!(connector = %self.models.name, target = %name, round, errors = errors.len(), "the answer does not pass the package's schema or the route's check");
@@ -801,27 +808,32 @@ impl Complete {
             })
             .await;
         }
-        let budgets = self.models.budgets.as_ref().zip(account);
-        let hold = match budgets {
-            Some((budgets, account)) => {
-                // The schema goes with every call (as a response format or a function) and is billed.
-                let schema = self.package.schema.as_ref().map_or(0, |s| s.to_string().len() + 200);
-                let worst = budgets.worst_case(&target.model, conversation, schema, self.package.params.max_tokens);
-                Some(budgets.reserve(account, worst).await?)
-            }
-            None => None,
-        };
-        // The target's own breaker and limits: open, the call is the target's outage.
+        // The target's own breaker and limits first: open, the call is the target's outage, and
+        // nothing is reserved for it.
         let permit = match &target.guard {
             Some(guard) => match guard.enter().await {
                 Ok(permit) => Some(permit),
-                Err(e) => {
-                    if let (Some((budgets, account)), Some(hold)) = (budgets, hold) {
-                        budgets.settle(account, hold, budget::Spend::default()).await;
-                    }
-                    return Ok(Err(e));
-                }
+                Err(e) => return Ok(Err(e)),
             },
+            None => None,
+        };
+        let budgets = self.models.budgets.as_ref().zip(account);
+        let hold = match budgets {
+            Some((budgets, account)) => {
+                // The schema goes with every call (as a response format or a function) and is
+                // billed; 200 bytes more for its wrapping.
+                let schema = if self.package.schema.is_some() { self.package.schema_bytes + 200 } else { 0 };
+                let worst = budgets.worst_case(&target.model, conversation, schema, self.package.params.max_tokens);
+                match budgets.reserve(account, worst).await {
+                    Ok(hold) => Some(hold),
+                    Err(e) => {
+                        if let (Some(guard), Some(permit)) = (&target.guard, permit) {
+                            guard.leave(permit, Outcome::NotSent).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
             None => None,
         };
         let started = std::time::Instant::now();
@@ -992,16 +1004,28 @@ impl Complete {
     }
 }
 
-/// `e` with the call's personal data masked in its message, of the same kind.
-fn masked_error(e: ConnectorError, masked: &Masked) -> ConnectorError {
-    let message = masked.hide_known(e.message());
-    let after = e.retry_after();
-    match e {
-        ConnectorError::Retryable { .. } => ConnectorError::retryable(message).with_retry_after(after),
-        ConnectorError::Unavailable { .. } => ConnectorError::unavailable(message).with_retry_after(after),
-        ConnectorError::Rejected { .. } => ConnectorError::rejected(message),
-        ConnectorError::Permanent { .. } => ConnectorError::permanent(message),
-        ConnectorError::Exhausted { .. } => ConnectorError::exhausted(message, after),
+/// The value of a key expression (a budget's `per`, a session's `id`) over `msg`: a non-empty
+/// string, or a number as its text; otherwise why not, naming its kind only (a key may be
+/// personal data).
+fn key_of(
+    scripts: &junction_engine::script::ScriptEngine,
+    script: &junction_engine::script::Script,
+    msg: &Message,
+) -> Result<String, String> {
+    match scripts.eval_message(script, msg) {
+        Ok(Value::String(s)) if !s.is_empty() => Ok(s),
+        Ok(v @ Value::Number(_)) => Ok(v.to_string()),
+        Ok(other) => Err(format!(
+            "is {}; a key is a string or a number",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a bool",
+                Value::String(_) => "an empty string",
+                Value::Array(_) => "a list",
+                _ => "an object",
+            }
+        )),
+        Err(e) => Err(format!("cannot be read: {e}")),
     }
 }
 

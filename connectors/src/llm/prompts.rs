@@ -27,6 +27,8 @@ pub(crate) struct Package {
     has_system: bool,
     /// The answer's schema, as given to the provider.
     pub(crate) schema: Option<Value>,
+    /// The schema's size as sent (JSON text), for a call's worst case.
+    pub(crate) schema_bytes: usize,
     /// Whether the schema is in the subset OpenAI's strict mode takes (sent with `strict: true`).
     pub(crate) strict: bool,
     /// The schema, compiled to check every answer again here.
@@ -105,7 +107,8 @@ impl Package {
             templates.add_template_owned("system.j2", system).map_err(|e| format!("{id}/system.j2: {e}"))?;
         }
         let strict = schema.as_ref().is_some_and(|s| super::openai::strict_misfit(s).is_none());
-        Ok(Package { id: id.to_owned(), hash, templates, has_system, schema, validator, params, strict })
+        let schema_bytes = schema.as_ref().map_or(0, |s| s.to_string().len());
+        Ok(Package { id: id.to_owned(), hash, templates, has_system, schema, schema_bytes, validator, params, strict })
     }
 
     /// The system and user messages for `input` (the message body).

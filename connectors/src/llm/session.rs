@@ -19,7 +19,6 @@ use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::ConnectorError;
 use junction_engine::script::{Script, ScriptEngine};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Deserialize)]
@@ -80,16 +79,8 @@ impl Session {
 
     /// The cache key of `msg`'s session.
     pub(super) fn key(&self, connector: &str, msg: &Message, scripts: &ScriptEngine) -> Result<String, ConnectorError> {
-        let id = match scripts.eval_message(&self.id, msg) {
-            Ok(Value::String(s)) if !s.is_empty() => s,
-            Ok(v @ Value::Number(_)) => v.to_string(),
-            Ok(_) => {
-                return Err(ConnectorError::rejected(
-                    "the session id is neither a string nor a number (nor may it be empty)",
-                ));
-            }
-            Err(e) => return Err(ConnectorError::rejected(format!("the session id cannot be read: {e}"))),
-        };
+        let id = super::key_of(scripts, &self.id, msg)
+            .map_err(|why| ConnectorError::rejected(format!("the session id {why}")))?;
         Ok(format!("junction:llm:session:{connector}:{}", hex::encode(Sha256::digest(id.as_bytes()))))
     }
 

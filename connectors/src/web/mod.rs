@@ -228,12 +228,12 @@ pub fn status_error(status: StatusCode, message: String, headers: &reqwest::head
     }
 }
 
-/// Whether `e` is the other side's answer with an error status ([`status_error`]'s `… answered
-/// 429 Too Many Requests: …`), rather than no answer or a broken one.
-pub fn answered_status(e: &ConnectorError) -> bool {
-    e.message().split(" answered ").skip(1).any(|rest| {
-        let code = rest.as_bytes();
-        code.len() > 3 && code[..3].iter().all(u8::is_ascii_digit) && code[3] == b' '
+/// The error status the other side answered, when `e` is such an answer ([`status_error`]'s
+/// `… answered 429 Too Many Requests: …`) rather than no answer or a broken one.
+pub fn answered(e: &ConnectorError) -> Option<u16> {
+    e.message().split(" answered ").skip(1).find_map(|rest| {
+        let code = rest.get(..4)?;
+        code.ends_with(' ').then(|| code[..3].parse().ok()).flatten()
     })
 }
 

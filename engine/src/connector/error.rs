@@ -77,6 +77,18 @@ impl ConnectorError {
         }
     }
 
+    /// The same error, of the same kind, with its message rewritten by `f`.
+    #[must_use]
+    pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        let (Self::Retryable { message, .. }
+        | Self::Unavailable { message, .. }
+        | Self::Rejected { message }
+        | Self::Permanent { message }
+        | Self::Exhausted { message, .. }) = &mut self;
+        *message = f(message);
+        self
+    }
+
     pub fn message(&self) -> &str {
         match self {
             Self::Retryable { message, .. }
@@ -103,5 +115,7 @@ mod tests {
         let spent = ConnectorError::exhausted("spent", wait);
         assert!(!spent.is_retryable(), "a spent budget is not asked again in the process");
         assert_eq!(spent.retry_after(), wait);
+        let masked = ConnectorError::retryable("x").with_retry_after(wait).map_message(|m| format!("{m}!"));
+        assert_eq!((masked.message(), masked.retry_after(), masked.is_retryable()), ("x!", wait, true));
     }
 }
