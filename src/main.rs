@@ -16,6 +16,7 @@ use junction_engine::script::{ScriptEngine, ScriptLimits};
 mod admin;
 mod bus;
 mod dead_letters;
+mod simulators;
 
 use dead_letters::DeadLetterCommand;
 
@@ -185,6 +186,7 @@ fn print_routes(p: &junction_engine::config::Project) {
 
 async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     junction_engine::telemetry::install();
+    simulators::start(dir).await?;
     let runtime = match Runtime::start(dir, registry(), junction_engine::config::process_env()).await {
         Ok(r) => r,
         Err(junction_engine::runtime::StartError::Config(d)) => return Ok(report(&d)),

@@ -880,6 +880,23 @@ async fn junction_test_replays_recorded_answers() {
     let (code, out, err) = junction(&["test", &path], &ENV);
     assert_eq!(code, 0, "from the recordings alone: {out}{err}");
     assert_eq!(a.requests().len(), 2, "no provider asked");
+
+    // Budgets hold in route tests too, on the file's own store: two calls (the answer and its
+    // repair) spend a budget of two, and the file's next case (another deal: the same one would
+    // be answered from the cache) is refused before any call, recorded or not.
+    edit(dir.path(), "junction.yaml", |root| {
+        root.replace("    repairs: 2\n", "    repairs: 2\n    budgets:\n      - { name: calls, calls: 2 }\n")
+    });
+    let case = "  - name: a plan within the deal's budget, repaired once\n    input: { body: { deal: { name: \"Весна 2027\", budget: \"1500000.00\" } }, headers: {} }\n";
+    std::fs::write(
+        dir.path().join("route-tests/plan.yaml"),
+        format!("route: plan\ncases:\n{case}    expect:\n      output: [ {{ total: \"1400000.00\", repairs: 1, model: gpt-4o-mini }} ]\n{}    expect:\n      error: {{ step: \"1:request\", contains: \"budget `calls`\" }}\n", case.replace("repaired once", "once the budget is spent").replace("Весна", "Осень")),
+    )
+    .expect("route test");
+    let (code, out, err) = junction(&["test", &path], &ENV);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+    assert_eq!(a.requests().len(), 2, "no provider asked");
 }
 
 /// The exact cache across instances (#17 §5, §11): with `cache: redis://…`, an answer one

@@ -84,7 +84,11 @@ async fn twenty_changes_under_load_lose_and_fail_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 match c.post(&url).body("{}").send().await {
                     Ok(r) if r.status() == 200 => {}
-                    Ok(r) => failures.lock().expect("lock").push(format!("ping: {}", r.status())),
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        failures.lock().expect("lock").push(format!("ping: {status} {body}"));
+                    }
                     Err(e) => failures.lock().expect("lock").push(format!("ping: {e}")),
                 }
                 requests.fetch_add(1, Ordering::Relaxed);

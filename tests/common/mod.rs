@@ -31,7 +31,9 @@ impl Junction {
             .arg(dir)
             .env("JUNCTION_LISTEN", "127.0.0.1:0")
             .env("JUNCTION_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("JUNCTION_LOG", "info");
+            .env("JUNCTION_LOG", "info")
+            // The root project's simulators.yaml is for the demo; a test starts its own.
+            .env("JUNCTION_SIMULATORS", "off");
         for (k, v) in env {
             cmd.env(k, v);
         }

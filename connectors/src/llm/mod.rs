@@ -536,11 +536,19 @@ impl Connector for Llm {
     }
 
     /// Route tests run the connector for real — packages, checks, repairs, fallbacks, the
-    /// exact cache, sessions (in a cache of the test's own) — with provider calls answered from
-    /// recordings. Budgets need the store, which route tests do not open: they are not applied.
+    /// exact cache, sessions (in a cache of the test's own), budgets (on the test file's own
+    /// store) — with provider calls answered from recordings.
     fn replaying(&self, replay: &Replay) -> Option<Arc<dyn Connector>> {
         let _ = self.0.replay.set(replay.clone());
-        let _ = self.0.cache.set(Cache::memory());
+        let cache = Cache::memory();
+        let _ = self.0.cache.set(cache.clone());
+        if let Some(budgets) = &self.0.budgets {
+            budgets.start(&replay.store);
+        }
+        // Recording from GigaChat fetches its tokens as in production.
+        for target in &self.0.targets {
+            target.api.auth.start(&replay.store, &cache);
+        }
         Some(Arc::new(Llm(self.0.clone())))
     }
 
@@ -802,12 +810,6 @@ impl Complete {
         trace: Option<&str>,
         account: Option<&Account>,
     ) -> Result<Result<Answer, ConnectorError>, ConnectorError> {
-        if let Some(replay) = self.models.replay.get() {
-            return replay::answer(replay, target, &self.package, conversation, || {
-                self.call(target, conversation, trace)
-            })
-            .await;
-        }
         // The target's own breaker and limits first: open, the call is the target's outage, and
         // nothing is reserved for it.
         let permit = match &target.guard {
@@ -837,16 +839,40 @@ impl Complete {
             None => None,
         };
         let started = std::time::Instant::now();
-        let call = self.call(target, conversation, trace);
+        let call = async {
+            // In a route test the answer is a recording (made for real when recording): the
+            // budgets, the breaker and everything after run as in production. A missing
+            // recording fails the message, the outer `Err`.
+            if let Some(replay) = self.models.replay.get() {
+                return replay::answer(replay, target, &self.package, conversation, || {
+                    self.call(target, conversation, trace)
+                })
+                .await;
+            }
+            Ok(self.call(target, conversation, trace).await)
+        };
         // A reservation is given back when it expires: the call must not outlive it.
         let answer = match budgets.map(|(b, _)| b.call_bound()) {
             Some(bound) => tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
-                Err(ConnectorError::retryable(format!(
+                Ok(Err(ConnectorError::retryable(format!(
                     "{} took longer than the {bound:?} its budget reservation is held",
                     target.describe()
-                )))
+                ))))
             }),
             None => call.await,
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(missing) => {
+                if let (Some(guard), Some(permit)) = (&target.guard, permit) {
+                    guard.leave(permit, Outcome::NotSent).await;
+                }
+                // Never sent: it spent nothing.
+                if let (Some((budgets, account)), Some(hold)) = (budgets, hold) {
+                    budgets.settle(account, hold, budget::Spend::default()).await;
+                }
+                return Err(missing);
+            }
         };
         self.measure(target, &answer, started.elapsed());
         if let (Some(guard), Some(permit)) = (&target.guard, permit) {

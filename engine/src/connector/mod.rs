@@ -170,12 +170,15 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// Where a route test's recordings are, and whether they are being made (`junction test
-/// --record`).
-#[derive(Debug, Clone)]
+/// Where a route test's recordings are, whether they are being made (`junction test
+/// --record`), and the store the test file runs on.
+#[derive(Clone)]
 pub struct Replay {
     pub dir: std::path::PathBuf,
     pub record: bool,
+    /// A throw-away SQLite store of the test file's own, so that what a connector keeps in the
+    /// store (the `llm` kind's budgets) works as in production, shared by the file's cases.
+    pub store: Store,
 }
 
 /// Resolves once `stop` turns true (or its sender is gone): how a task learns it should end.

@@ -273,8 +273,17 @@ async fn stop_running(r: Running) {
     for task in r.tasks {
         let _ = task.await;
     }
-    let n = u32::try_from(r.route.max_in_flight).unwrap_or(u32::MAX);
-    let _ = r.route.permits.acquire_many(n).await;
+    drained(&r.route.permits, r.route.max_in_flight).await;
+}
+
+/// Waits until all `n` permits are back, without taking them: a request that found this
+/// version just before a reload swapped it out still gets a permit and runs. (Acquiring them
+/// all would hand the free ones to the waiting drain, and that request would be turned away
+/// with 503 `overloaded` by a route that is nowhere near its limit.)
+async fn drained(permits: &tokio::sync::Semaphore, n: usize) {
+    while permits.available_permits() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// How long a stop or a reload waits for old versions to drain before giving up on them.

@@ -323,3 +323,22 @@ async fn an_embedded_bus_group_is_read_by_one_instance_of_several() {
     b.shutdown().await;
     assert_eq!(fired(), 30, "every message once: two instances did not both read the group");
 }
+
+/// A request that found a route version just before a reload swapped it out: the drain of
+/// that version waits for it and does not turn it away (it once took the free permits).
+#[tokio::test]
+async fn a_draining_version_still_takes_a_request_that_found_it() {
+    let permits = Arc::new(tokio::sync::Semaphore::new(2));
+    let running = permits.clone().try_acquire_owned().expect("a run in flight");
+    let drain = tokio::spawn({
+        let permits = permits.clone();
+        async move { super::drained(&permits, 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = permits.clone().try_acquire_owned().expect("the late request gets a permit while the version drains");
+    drop(running);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!drain.is_finished(), "drained with a run still in flight");
+    drop(late);
+    tokio::time::timeout(Duration::from_secs(1), drain).await.expect("drained once both are back").expect("join");
+}

@@ -116,10 +116,37 @@ pub async fn run_all(dir: &Path, registry: &Registry, record: bool) -> Result<Ve
         let shown = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
         let text = std::fs::read_to_string(&file).map_err(|e| Diagnostic::new(&shown, None, e.to_string()))?;
         let test: TestFile = parse_yaml(&shown, &text)?;
-        let replay = Replay { dir: folder.join("recordings"), record };
+        let scratch = Scratch::open(&shown).await?;
+        let replay = Replay { dir: folder.join("recordings"), record, store: scratch.store.clone() };
         results.extend(run_file(dir, &shown, test, registry, &scripts, &replay).await?);
     }
     Ok(results)
+}
+
+/// A test file's own SQLite store in the temporary directory, deleted with it.
+struct Scratch {
+    store: crate::store::Store,
+    path: PathBuf,
+}
+
+impl Scratch {
+    async fn open(shown: &Path) -> Result<Scratch, Diagnostics> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("junction-test-{}-{n}.db", std::process::id()));
+        let store = crate::store::Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| Diagnostic::new(shown, None, format!("cannot open the test's scratch store: {e}")))?;
+        Ok(Scratch { store, path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
 }
 
 async fn run_file(

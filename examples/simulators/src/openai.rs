@@ -46,8 +46,11 @@ pub enum Answer {
     Error { status: u16, code: String, retry_after: Option<u64> },
     /// A plausible media plan for the budget the first user message names (its largest amount): `{lines:
     /// [{channel, budget}], total}` over search, video and social (45/35/20), money as decimal
-    /// strings, the total equal to the budget. The same prompt gets the same plan. What the
-    /// simulator answers until told otherwise.
+    /// strings, the total equal to the budget. Lines also get `platform`, `format`,
+    /// `flight_from` and `flight_to` (the first two dates of the prompt, the deal's period) when
+    /// the request's schema has them. The same prompt gets the same plan. When the schema asks
+    /// for `markdown` instead, a commercial proposal for the prompt. What the simulator answers
+    /// until told otherwise.
     Plan,
     /// The same plan 10% over the budget: valid JSON that breaks a domain rule.
     PlanOverBudget,
@@ -189,6 +192,7 @@ fn take(d: &mut Data, request: Value, field: &str) -> (Said, String) {
         .and_then(|m| m[field].as_str())
         .unwrap_or_default()
         .to_owned();
+    let schema = schema_of(&request);
     d.requests.push(request);
     let answer = if d.answers.len() > 1 { d.answers.remove(0) } else { d.answers[0].clone() };
     let said = match answer {
@@ -196,26 +200,90 @@ fn take(d: &mut Data, request: Value, field: &str) -> (Said, String) {
         Answer::Refusal(text) => Said::Refusal(text),
         Answer::Truncated(text) => Said::Truncated(text),
         Answer::Error { status, code, retry_after } => Said::Error { status, code, retry_after },
-        Answer::Plan => Said::Content(plan(&asked, 100).to_string()),
-        Answer::PlanOverBudget => Said::Content(plan(&asked, 110).to_string()),
+        Answer::Plan if wants(&schema, "markdown") => Said::Content(proposal(&asked).to_string()),
+        Answer::Plan => Said::Content(plan(&asked, 100, &schema).to_string()),
+        Answer::PlanOverBudget => Said::Content(plan(&asked, 110, &schema).to_string()),
     };
     (said, prompt)
 }
 
-/// A media plan of `percent`% of the largest amount in `prompt`, in kopecks split 45/35/20.
-fn plan(prompt: &str, percent: u64) -> Value {
+/// The schema a request asks the answer to follow, in any of the three APIs' places.
+fn schema_of(request: &Value) -> Value {
+    [
+        &request["response_format"]["json_schema"]["schema"],
+        &request["jsonSchema"]["schema"],
+        &request["functions"][0]["parameters"],
+    ]
+    .into_iter()
+    .find(|s| s.is_object())
+    .cloned()
+    .unwrap_or(Value::Null)
+}
+
+/// Whether the object `schema` describes has `property`.
+fn wants(schema: &Value, property: &str) -> bool {
+    !schema["properties"][property].is_null()
+}
+
+/// A commercial proposal in Markdown for the plan the prompt describes.
+fn proposal(prompt: &str) -> Value {
+    let title = prompt.lines().find(|l| !l.trim().is_empty()).unwrap_or("the campaign").trim();
+    json!({
+        "markdown": format!(
+            "# Commercial proposal\n\n**{title}**\n\nWe propose the media plan below: every line is \
+             bought at the platform's list price, and the flights follow the deal's period.\n\n\
+             - Search advertising brings ready-to-buy demand.\n- Video builds reach.\n- Social \
+             keeps the audience warm.\n\nThe plan's total stays within the agreed budget."
+        )
+    })
+}
+/// A media plan of `percent`% of the largest amount in `prompt`, in kopecks split 45/35/20,
+/// with the line fields `schema` has.
+fn plan(prompt: &str, percent: u64, schema: &Value) -> Value {
     let cents = budget_cents(prompt).unwrap_or(100_000_000) * percent / 100;
     let money = |c: u64| format!("{}.{:02}", c / 100, c % 100);
     let (search, video) = (cents * 45 / 100, cents * 35 / 100);
     let social = cents - search - video;
+    let line_schema = &schema["properties"]["lines"]["items"];
+    let dates = dates(prompt);
+    let line = |channel: &str, platform: &str, format: &str, budget: u64| {
+        let mut line = json!({ "channel": channel, "budget": money(budget) });
+        for (field, value) in [("platform", platform), ("format", format)] {
+            if wants(line_schema, field) {
+                line[field] = json!(value);
+            }
+        }
+        if let [from, to, ..] = dates.as_slice() {
+            for (field, value) in [("flight_from", from), ("flight_to", to)] {
+                if wants(line_schema, field) {
+                    line[field] = json!(value);
+                }
+            }
+        }
+        line
+    };
     json!({
         "lines": [
-            { "channel": "search", "budget": money(search) },
-            { "channel": "video", "budget": money(video) },
-            { "channel": "social", "budget": money(social) },
+            line("search", "yandex_direct", "text", search),
+            line("video", "vk_ads", "instream", video),
+            line("social", "vk_ads", "feed", social),
         ],
         "total": money(cents),
     })
+}
+
+/// The ISO dates (`2027-03-01`) written in `text`, in order.
+fn dates(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(9))
+        .filter(|&i| i == 0 || !bytes[i - 1].is_ascii_digit())
+        .filter_map(|i| text.get(i..i + 10))
+        .filter(|s| {
+            // chrono also takes a leading space and a one-digit day: the text must be the date as written.
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok_and(|d| d.format("%Y-%m-%d").to_string() == *s)
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The largest amount written in `text` (`1500000.00`, `1 500 000`, `2000000`), in kopecks.
@@ -443,7 +511,7 @@ mod tests {
     fn a_plan_spends_the_prompts_budget() {
         assert_eq!(budget_cents("Весна 2027 within 1500000.00 RUB, 2027-03-01..2027-05-31"), Some(150_000_000));
         assert_eq!(budget_cents("бюджет 1 500 000,5 ₽"), Some(150_000_050));
-        let p = plan("within 1000.01 RUB", 100);
+        let p = plan("within 1000.01 RUB", 100, &Value::Null);
         assert_eq!(p["total"], "1000.01");
         let lines: u64 = p["lines"]
             .as_array()
@@ -455,6 +523,25 @@ mod tests {
             })
             .sum();
         assert_eq!(lines, 100_001, "the lines add up to the total");
-        assert_eq!(plan("within 1000.00 RUB", 110)["total"], "1100.00");
+        assert_eq!(plan("within 1000.00 RUB", 110, &Value::Null)["total"], "1100.00");
+        assert_eq!(p["lines"][0].as_object().map(|l| l.len()), Some(2), "only the fields asked for");
+    }
+
+    #[test]
+    fn a_plan_fills_the_fields_its_schema_asks_for() {
+        let schema = json!({ "properties": { "lines": { "items": { "properties": {
+            "channel": {}, "budget": {}, "platform": {}, "format": {}, "flight_from": {}, "flight_to": {},
+        } } } } });
+        let p = plan("Spring within 900.00 RUB from 2027-03-01 to 2027-05-31.", 100, &schema);
+        assert_eq!(p["lines"][1]["platform"], "vk_ads");
+        assert_eq!(
+            (p["lines"][2]["flight_from"].as_str(), p["lines"][2]["flight_to"].as_str()),
+            (Some("2027-03-01"), Some("2027-05-31"))
+        );
+        let asked = json!({ "response_format": { "json_schema": { "schema": { "properties": { "markdown": {} } } } } });
+        assert!(wants(&schema_of(&asked), "markdown"));
+        assert!(
+            proposal("Spring campaign\nmore")["markdown"].as_str().is_some_and(|m| m.contains("**Spring campaign**"))
+        );
     }
 }

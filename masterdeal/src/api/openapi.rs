@@ -4,7 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use super::rest::{OPERATIONS, Op};
-use crate::domain::{ContractStatus, Currency, DealStatus, Lifecycle, PlanStatus, ProposalStatus};
+use crate::domain::{
+    ContractStatus, Currency, DealStatus, GenerationKind, GenerationStatus, Lifecycle, PlanStatus, ProposalStatus,
+};
 
 const PROBLEM: &str = "#/components/schemas/Problem";
 /// `CampaignStatus` has no lifecycle of its own (a platform sets it), so its statuses are listed.
@@ -125,7 +127,18 @@ fn responses(op: Op, output: &str, read: bool, version: Requires) -> Value {
         "description": "The result; a single record carries its version as ETag",
         "content": { "application/json": { "schema": reference(output) } },
     });
-    out.insert("200".into(), ok.clone());
+    if matches!(op, Op::GenerateMediaPlan | Op::GenerateProposal) {
+        out.insert(
+            "202".into(),
+            json!({
+                "description": "Accepted: a route drafts it; follow `Location` (the generation) until it is `done` or `failed`",
+                "headers": { "Location": { "description": "The generation", "schema": { "type": "string" } } },
+                "content": { "application/json": { "schema": reference(output) } },
+            }),
+        );
+    } else {
+        out.insert("200".into(), ok.clone());
+    }
     let creates =
         matches!(op, Op::UpsertDeal | Op::AddPlan | Op::AttachProposal | Op::UpsertContract | Op::UpsertCampaign);
     if creates {
@@ -286,6 +299,19 @@ fn own_schemas() -> Value {
                 "expected_version": version_in(),
             },
         },
+        "Generation": {
+            "type": "object", "required": ["id", "kind", "subject_id", "status", "result_id", "problem", "created_at", "updated_at"],
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "kind": { "type": "string", "enum": GenerationKind::ALL.map(GenerationKind::as_str) },
+                "subject_id": { "type": "string", "format": "uuid", "description": "The deal (a media plan) or the approved media plan (a proposal) it drafts for" },
+                "status": status(&GenerationStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                "result_id": { "type": ["string", "null"], "format": "uuid", "description": "Once `done`: the stored media plan's or proposal's id" },
+                "problem": { "type": ["object", "null"], "description": "Once `failed`: why (RFC 7807), with the `dead_letter_id` to replay it from" },
+                "created_at": { "type": "string", "format": "date-time" },
+                "updated_at": { "type": "string", "format": "date-time" },
+            },
+        },
         "DealTransition": transition_input::<DealStatus>(),
         "MediaPlanTransition": transition_input::<PlanStatus>(),
         "ProposalTransition": transition_input::<ProposalStatus>(),
@@ -324,9 +350,10 @@ fn own_schemas() -> Value {
         },
         "ProposalList": list_of("Proposal"),
         "ProposalInput": {
-            "type": "object", "required": ["body_markdown", "body_html", "generated_by"], "additionalProperties": false,
+            "type": "object", "required": ["body_markdown", "generated_by"], "additionalProperties": false,
             "properties": {
-                "body_markdown": { "type": "string" }, "body_html": { "type": "string" },
+                "body_markdown": { "type": "string" },
+                "body_html": { "type": ["string", "null"], "description": "Stored sanitised (no scripts, handlers or unsafe links); rendered from the Markdown when absent or null" },
                 "generated_by": { "type": "string", "description": "`manual:<who>` or `llm:<model>`" },
                 "prompt_template_version": { "type": ["string", "null"] },
             },

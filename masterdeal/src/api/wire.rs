@@ -134,6 +134,11 @@ impl Reply {
         self
     }
 
+    /// Taken to be done later; `location` is where to follow it.
+    pub(crate) fn accepted(body: Value, location: String) -> Self {
+        Self { status: StatusCode::ACCEPTED, body, version: None, location: Some(location) }
+    }
+
     pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let bytes = serde_json::to_vec(&self.body).expect("a JSON value always serializes");
         let mut resp = Response::new(Full::new(Bytes::from(bytes)));
@@ -220,6 +225,10 @@ impl From<MasterDealStoreError> for ApiError {
                 format!("{detail}: send it as If-Match (or `expected_version` in the body)"),
             ),
             E::NotDeletable { .. } => ApiError::new(StatusCode::CONFLICT, "not-deletable", "Cannot be deleted", detail),
+            // Asked of a plan in the wrong state, not of a wrong request.
+            E::Rule(crate::domain::RuleError::ProposalOfUnapprovedPlan { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "plan-not-approved", "The media plan is not approved", detail)
+            }
             E::Rule(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rule-violation", "Domain rule broken", detail)
             }

@@ -11,6 +11,8 @@ mod relay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_generations;
+#[cfg(test)]
 mod tests_plans;
 
 use std::sync::Arc;
@@ -95,10 +97,13 @@ enum Op {
     TransitionMediaPlan,
     TransitionProposal,
     TransitionContract,
+    CheckMediaPlan,
+    FinishGeneration,
+    FailGeneration,
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 18] = [
         Op::UpsertDealByExternalId,
         Op::GetDeal,
         Op::ListDeals,
@@ -114,6 +119,9 @@ impl Op {
         Op::TransitionMediaPlan,
         Op::TransitionProposal,
         Op::TransitionContract,
+        Op::CheckMediaPlan,
+        Op::FinishGeneration,
+        Op::FailGeneration,
     ];
 
     fn as_str(self) -> &'static str {
@@ -133,6 +141,9 @@ impl Op {
             Op::TransitionMediaPlan => "transition_media_plan",
             Op::TransitionProposal => "transition_proposal",
             Op::TransitionContract => "transition_contract",
+            Op::CheckMediaPlan => "check_media_plan",
+            Op::FinishGeneration => "finish_generation",
+            Op::FailGeneration => "fail_generation",
         }
     }
 
@@ -227,6 +238,9 @@ impl Endpoint for MasterDealEndpoint {
             Op::UpdateDeal => ops::update_deal(store, &input).await,
             Op::TransitionProposal => ops::transition_proposal(store, &input).await,
             Op::TransitionContract => ops::transition_contract(store, &input).await,
+            Op::CheckMediaPlan => ops::check_media_plan(store, &input).await,
+            Op::FinishGeneration => ops::finish_generation(store, &input).await,
+            Op::FailGeneration => ops::fail_generation(store, &input).await,
         };
         // A plan step changes the plan, whatever its outcome: the APIs' next read of it goes
         // to the database.

@@ -32,6 +32,9 @@ fn new_ops_build_without_a_store() {
         "transition_media_plan",
         "transition_proposal",
         "transition_contract",
+        "check_media_plan",
+        "finish_generation",
+        "fail_generation",
     ] {
         super::tests::endpoint(None, op).unwrap_or_else(|e| panic!("{op}: {e}"));
     }

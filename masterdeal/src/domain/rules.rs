@@ -61,6 +61,8 @@ pub enum RuleError {
          only on lines of the deal's approved plan"
     )]
     LineNotApproved { line: Uuid, number: i32, status: &'static str },
+    #[error("media plan {number} is `{status}`: approve it before drafting its proposal")]
+    ProposalOfUnapprovedPlan { number: i64, status: &'static str },
     #[error(transparent)]
     Money(#[from] MoneyError),
 }

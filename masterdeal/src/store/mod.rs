@@ -1,6 +1,6 @@
 //! MasterDeal's tables in the engine's store: their migrations, one repository per
-//! aggregate (`deals`, `plans`, `proposals`, `contracts`, `campaigns` with `stats`) and the
-//! transactional outbox their writes append to. Rows are checked with `domain`'s rules
+//! aggregate (`deals`, `plans`, `proposals`, `contracts`, `campaigns` with `stats`,
+//! `generations`) and the transactional outbox their writes append to. Rows are checked with `domain`'s rules
 //! (through `to_domain`) before they are written.
 //!
 //! Queries go through the engine's `Any` pool in SQL both backends read, like the engine's
@@ -15,6 +15,7 @@ mod deal_row;
 mod deals;
 mod deletes;
 mod error;
+mod generations;
 mod outbox;
 mod pages;
 mod plan_row;
@@ -42,6 +43,7 @@ pub use deals::{
 };
 pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;
+pub use generations::{GenerationRow, check_drafted_plan, end_generation, get_generation, request_generation};
 pub use outbox::{OutboxEvent, backlog, mark_published, pending, relay_once};
 pub use pages::{ChildPage, page_campaigns, page_contracts, page_plans, page_proposals};
 pub use plans::{

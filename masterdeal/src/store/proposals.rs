@@ -9,7 +9,7 @@ pub use super::proposal_row::ProposalRow;
 use super::proposal_row::{PROPOSAL_COLUMNS, decode};
 use super::versioned::{check, set_status};
 use super::{MasterDealStoreError, begin, now_millis, outbox, plans};
-use crate::domain::{Lifecycle, ProposalStatus, transition};
+use crate::domain::{Lifecycle, ProposalStatus, proposal_html, sanitised, transition};
 
 const AGGREGATE: &str = "proposal";
 const WHAT: &str = "proposal";
@@ -19,7 +19,8 @@ const WHAT: &str = "proposal";
 pub struct NewProposal {
     pub media_plan_id: Uuid,
     pub body_markdown: String,
-    pub body_html: String,
+    /// Stored sanitised; rendered from the Markdown when `None`.
+    pub body_html: Option<String>,
     /// `manual:<user>` or `llm:<model>`.
     pub generated_by: String,
     pub prompt_template_version: Option<String>,
@@ -34,6 +35,7 @@ pub async fn attach_proposal(store: &Store, proposal: NewProposal) -> Result<Pro
         .ok_or_else(|| MasterDealStoreError::not_found("media plan", proposal.media_plan_id))?;
     let id = Uuid::now_v7();
     let now = now_millis();
+    let html = proposal.body_html.map_or_else(|| proposal_html(&proposal.body_markdown), |html| sanitised(&html));
     sqlx::query(
         "INSERT INTO proposal (id, deal_id, media_plan_id, body_markdown, body_html, status, \
          generated_by, prompt_template_version, version, created_at, updated_at) \
@@ -43,7 +45,7 @@ pub async fn attach_proposal(store: &Store, proposal: NewProposal) -> Result<Pro
     .bind(plan.deal_id.to_string())
     .bind(plan.id.to_string())
     .bind(proposal.body_markdown)
-    .bind(proposal.body_html)
+    .bind(html)
     .bind(proposal.generated_by)
     .bind(proposal.prompt_template_version)
     .bind(now)

@@ -211,7 +211,7 @@ async fn proposals_round_trip_and_follow_their_lifecycle(store: Store) {
     let new = NewProposal {
         media_plan_id: p.id,
         body_markdown: "# КП".to_owned(),
-        body_html: "<h1>КП</h1>".to_owned(),
+        body_html: Some("<h1>КП</h1>".to_owned()),
         generated_by: "llm:gpt-4o".to_owned(),
         prompt_template_version: Some("kp-v1".to_owned()),
     };
@@ -351,7 +351,7 @@ async fn each_write_appends_its_event_numbered_per_aggregate(store: Store) {
     let kp = NewProposal {
         media_plan_id: p.id,
         body_markdown: "md".to_owned(),
-        body_html: "html".to_owned(),
+        body_html: Some("html".to_owned()),
         generated_by: "manual:alice".to_owned(),
         prompt_template_version: None,
     };
@@ -454,7 +454,7 @@ async fn only_records_nothing_refers_to_are_deleted(store: Store) {
         NewProposal {
             media_plan_id: draft.id,
             body_markdown: "# KP".to_owned(),
-            body_html: "<h1>KP</h1>".to_owned(),
+            body_html: Some("<h1>KP</h1>".to_owned()),
             generated_by: "manual:anna".to_owned(),
             prompt_template_version: None,
         },

@@ -134,7 +134,8 @@ impl PlanLineInput {
 #[derive(InputObject)]
 pub(super) struct ProposalInput {
     pub body_markdown: String,
-    pub body_html: String,
+    /// Sanitised; rendered from the Markdown when absent.
+    pub body_html: Option<String>,
     /// `manual:<user>` or `llm:<model>`.
     pub generated_by: String,
     pub prompt_template_version: Option<String>,

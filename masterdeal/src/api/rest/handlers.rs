@@ -11,7 +11,7 @@ use crate::api::MasterDealApi;
 use crate::api::cursor;
 use crate::api::wire::{ApiError, Reply, Req, not_modified};
 use crate::connector::ops;
-use crate::domain::{CampaignStatus, ContractStatus, DealStatus, PlanStatus, ProposalStatus};
+use crate::domain::{CampaignStatus, ContractStatus, DealStatus, GenerationKind, PlanStatus, ProposalStatus};
 use crate::store::{self, Expected, MasterDealStoreError};
 
 pub(super) async fn handle(
@@ -159,6 +159,12 @@ pub(super) async fn handle(
         Op::DeleteCampaign => {
             Reply::ok(json_of(&store::delete_campaign(store, req.id("id")?, req.expected_version(None)?).await?))
         }
+        Op::GenerateMediaPlan => generation(req, GenerationKind::MediaPlan, store).await?,
+        Op::GenerateProposal => generation(req, GenerationKind::Proposal, store).await?,
+        Op::GetGeneration => {
+            let id = req.id("id")?;
+            Reply::ok(json_of(&store::get_generation(store, id).await?.ok_or_else(|| not_found("generation", id))?))
+        }
         Op::GraphQl => unreachable!("GraphQL is dispatched before REST"),
     };
     Ok(reply.into_response())
@@ -244,6 +250,13 @@ fn with_location(req: &Req, reply: Reply, collection: &str) -> Reply {
         Some(id) => reply.created(format!("{}/{collection}/{id}", req.mounted_at)),
         None => reply,
     }
+}
+
+/// Asks for a generation of the path's deal or plan: 202, and where to follow it.
+async fn generation(req: &Req, kind: GenerationKind, store: &junction_engine::store::Store) -> Result<Reply, ApiError> {
+    let row = store::request_generation(store, kind, req.id("id")?).await?;
+    let location = format!("{}/generations/{}", req.mounted_at, row.id);
+    Ok(Reply::accepted(json_of(&row), location))
 }
 
 /// An upsert's reply: 201 with its location when it created the record.

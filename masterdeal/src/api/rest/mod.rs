@@ -48,6 +48,9 @@ pub(super) enum Op {
     DeleteProposal,
     DeleteContract,
     DeleteCampaign,
+    GenerateMediaPlan,
+    GenerateProposal,
+    GetGeneration,
     GraphQl,
 }
 
@@ -106,6 +109,9 @@ pub(super) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         DELETE "/proposals/{id}" => DeleteProposal, "Delete a draft proposal (If-Match required)", None, "Proposal";
         DELETE "/contracts/{id}" => DeleteContract, "Delete a draft contract (If-Match required)", None, "Contract";
         DELETE "/campaigns/{id}" => DeleteCampaign, "Delete a draft campaign without stats (If-Match required)", None, "Campaign";
+        POST "/deals/{id}/media-plan-generations" => GenerateMediaPlan, "Draft a media plan for the deal with a model: 202, then follow `Location` until `done` (the plan's id in `result_id`) or `failed`", None, "Generation";
+        POST "/media-plans/{id}/proposal-generations" => GenerateProposal, "Draft the commercial proposal (КП) of an approved media plan with a model: 202, then follow `Location`", None, "Generation";
+        GET "/generations/{id}" => GetGeneration, "A generation: `pending`, `done` with `result_id`, or `failed` with `problem`", None, "Generation";
         POST "/graphql" => GraphQl, "GraphQL: queries and mutations over the same data", Some("GraphQlRequest"), "GraphQlResponse";
     }
 });

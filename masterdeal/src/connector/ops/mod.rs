@@ -2,11 +2,13 @@
 //! Input the domain refuses is rejected saying why: retrying cannot fix it.
 //!
 //! One file per aggregate: `deals`, `plans` (plans and proposals), `contracts`,
-//! `campaigns` (campaigns, their stats and the deal summary).
+//! `campaigns` (campaigns, their stats and the deal summary), `generations` (drafting with a
+//! model: the check of a drafted plan, a generation's end).
 
 mod campaigns;
 mod contracts;
 mod deals;
+mod generations;
 mod plans;
 
 use std::str::FromStr;
@@ -22,6 +24,7 @@ use crate::store::MasterDealStoreError;
 pub(crate) use campaigns::{deal_summary, record_campaign_stats, upsert_campaign};
 pub(crate) use contracts::{transition_contract, upsert_contract};
 pub(crate) use deals::{create, get, list, transition, update_deal, upsert};
+pub(crate) use generations::{check_media_plan, fail_generation, finish_generation};
 pub(crate) use plans::{
     add_media_plan, approve_media_plan, attach_proposal, transition_media_plan, transition_proposal,
 };

@@ -57,7 +57,8 @@ struct ApproveIn {
 struct ProposalIn {
     media_plan_id: Uuid,
     body_markdown: String,
-    body_html: String,
+    /// Rendered from the Markdown when absent.
+    body_html: Option<String>,
     generated_by: String,
     prompt_template_version: Option<String>,
 }
