@@ -1,9 +1,11 @@
-//! The outside systems a project's `simulators.yaml` names, started in this process for an
-//! offline demo: `junction run .` in the repository serves the MasterDeal routes with the LLM
-//! simulator (examples/simulators) and needs no network.
+//! The outside systems a project's `simulators.yaml` names, served in this process for an
+//! offline demo: `junction run .` in the repository serves the MasterDeal routes with the
+//! simulators of examples/simulators and needs no network. The file's entries and their
+//! settings are [`junction_simulators::demo::Demo`]'s:
 //!
 //! ```yaml
 //! openai: { listen: 127.0.0.1:8085, key: sim-openai-key }
+//! amocrm: {}
 //! ```
 //!
 //! Only in a build with the `simulators` feature (this workspace's default; a production build
@@ -13,25 +15,8 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
-
 /// The file's name in the project directory.
 const FILE: &str = "simulators.yaml";
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Simulators {
-    #[serde(default)]
-    openai: Option<OpenAiSim>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[cfg_attr(not(feature = "simulators"), allow(dead_code))]
-struct OpenAiSim {
-    listen: String,
-    key: String,
-}
 
 /// Starts the simulators `dir/simulators.yaml` lists; says what it did on stderr.
 pub(crate) async fn start(dir: &Path) -> anyhow::Result<()> {
@@ -40,28 +25,27 @@ pub(crate) async fn start(dir: &Path) -> anyhow::Result<()> {
     if std::env::var("JUNCTION_SIMULATORS").is_ok_and(|v| v == "off") {
         return Ok(());
     }
-    let wanted: Simulators = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    start_all(wanted).await
+    start_all(&path, &text).await
 }
 
 #[cfg(feature = "simulators")]
-async fn start_all(wanted: Simulators) -> anyhow::Result<()> {
-    if let Some(sim) = wanted.openai {
-        match junction_simulators::openai::OpenAi::start(&sim.listen, &sim.key).await {
-            Ok(s) => eprintln!("junction: LLM simulator (OpenAI-compatible) on {}", s.url),
+async fn start_all(path: &Path, text: &str) -> anyhow::Result<()> {
+    let wanted: junction_simulators::demo::Demo =
+        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for (name, started) in wanted.start().await {
+        match started {
+            Ok(url) => eprintln!("junction: {name} simulator on {url}"),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                eprintln!("junction: {} is taken; the LLM is whatever serves there", sim.listen);
+                eprintln!("junction: the {name} simulator's address is taken; whatever serves there stands in");
             }
-            Err(e) => anyhow::bail!("cannot start the LLM simulator on {}: {e}", sim.listen),
+            Err(e) => anyhow::bail!("cannot start the {name} simulator ({}): {e}", path.display()),
         }
     }
     Ok(())
 }
 
 #[cfg(not(feature = "simulators"))]
-async fn start_all(wanted: Simulators) -> anyhow::Result<()> {
-    if wanted.openai.is_some() {
-        eprintln!("junction: this build has no simulators (the `simulators` feature); {FILE} is ignored");
-    }
+async fn start_all(path: &Path, _text: &str) -> anyhow::Result<()> {
+    eprintln!("junction: this build has no simulators (the `simulators` feature); {} is ignored", path.display());
     Ok(())
 }

@@ -183,15 +183,22 @@ async fn a_plan_that_keeps_breaking_the_budget_fails_its_generation_and_is_dead_
     assert_eq!(status, 404);
 }
 
-/// #17 §10: the demo needs no network and no simulator started by hand: `junction run .`
-/// starts the one `simulators.yaml` lists, on the address `junction.yaml`'s `llm` defaults to.
+/// #16 §3, #17 §10: the demo needs no network and no simulator started by hand: `junction
+/// run .` serves those `simulators.yaml` lists, the LLM's on the address `junction.yaml`'s
+/// `llm` defaults to; a deal's media plan is drafted by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_drafts_with_the_simulator_the_project_starts_itself() {
+async fn the_demo_drafts_with_the_simulators_the_project_serves_itself() {
     let (api, _tmp) = Api::demo();
-    api.j.wait_for_log(
-        "junction: LLM simulator (OpenAI-compatible) on http://127.0.0.1:8085/v1",
-        Duration::from_secs(5),
-    );
+    for line in [
+        "junction: LLM (OpenAI-compatible) simulator on http://127.0.0.1:8085/v1",
+        "junction: amoCRM simulator on http://127.0.0.1:8081",
+        "junction: 1C OData simulator on http://127.0.0.1:8082",
+        "junction: Yandex Direct simulator on http://127.0.0.1:8083",
+        "junction: VK Ads simulator on http://127.0.0.1:8084",
+        "junction: ClickHouse simulator on http://127.0.0.1:8123",
+    ] {
+        api.j.wait_for_log(line, Duration::from_secs(5));
+    }
     let deal_id = api.deal("GEN-DEMO").await;
     let done = api.generate(&format!("/deals/{deal_id}/media-plan-generations")).await;
     assert_eq!(done["status"], "done", "{done}\n{}", api.j.logs());

@@ -9,6 +9,7 @@
 
 pub mod amocrm;
 pub mod clickhouse;
+pub mod demo;
 pub mod direct;
 mod faults;
 pub mod onec;

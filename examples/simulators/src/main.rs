@@ -1,8 +1,9 @@
 //! `junction-simulators amocrm --listen 127.0.0.1:8081`: serves a simulator until Ctrl-C, for
-//! the offline demo and for trying a route by hand.
+//! the offline demo and for trying a route by hand. (`junction run` serves those a project's
+//! `simulators.yaml` lists, with the same settings: see [`junction_simulators::demo`].)
 
 use clap::{Parser, Subcommand};
-use junction_simulators::amocrm::{Amocrm, Options};
+use junction_simulators::demo::{AmocrmDemo, ClickhouseDemo, DirectDemo, OnecDemo, OpenaiDemo, VkDemo};
 
 #[derive(Parser)]
 #[command(about = "Simulators of the outside systems Junction's adapters speak to")]
@@ -14,102 +15,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum System {
     /// amoCRM API v4 (OAuth2 with rotated refresh tokens, leads, notes, tasks).
-    Amocrm {
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: String,
-        /// Leads to start with.
-        #[arg(long, default_value_t = 3)]
-        leads: u64,
-        /// The refresh token the connector is configured with.
-        #[arg(long, default_value = "sim-refresh-0")]
-        refresh_token: String,
-    },
+    Amocrm(AmocrmDemo),
     /// Yandex Direct API v5 (campaigns, points per client, reports built offline).
-    Direct {
-        #[arg(long, default_value = "127.0.0.1:8083")]
-        listen: String,
-        /// The OAuth token the connector is configured with.
-        #[arg(long, default_value = "sim-direct-token")]
-        token: String,
-    },
+    Direct(DirectDemo),
     /// ClickHouse's HTTP interface (MergeTree tables, inserts deduplicated by token).
-    Clickhouse {
-        #[arg(long, default_value = "127.0.0.1:8123")]
-        listen: String,
-        #[arg(long, default_value = "default")]
-        user: String,
-        #[arg(long, default_value = "")]
-        password: String,
-    },
+    Clickhouse(ClickhouseDemo),
     /// VK Ads (tokens limited to five per client, ad plans, daily statistics).
-    Vk {
-        #[arg(long, default_value = "127.0.0.1:8084")]
-        listen: String,
-        #[arg(long, default_value = "sim-vk-client")]
-        client_id: String,
-        #[arg(long, default_value = "sim-vk-secret")]
-        client_secret: String,
-    },
+    Vk(VkDemo),
     /// An OpenAI-compatible chat completions API (answers a plausible media plan for the prompt's budget until told otherwise).
-    Openai {
-        #[arg(long, default_value = "127.0.0.1:8085")]
-        listen: String,
-        #[arg(long, default_value = "sim-openai-key")]
-        key: String,
-    },
+    Openai(OpenaiDemo),
     /// 1C:Enterprise's OData v3 interface (invoices, payments; HTTP Basic).
-    Onec {
-        #[arg(long, default_value = "127.0.0.1:8082")]
-        listen: String,
-        #[arg(long, default_value = "junction")]
-        user: String,
-        #[arg(long, default_value = "junction")]
-        password: String,
-    },
+    Onec(OnecDemo),
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    match Cli::parse().system {
-        System::Amocrm { listen, leads, refresh_token } => {
-            let sim = Amocrm::start(&listen, Options { refresh_token, ..Options::default() }).await?;
-            for n in 0..leads {
-                sim.add_lead(serde_json::json!({ "name": format!("Demo deal {n}"), "price": 100_000 * (n + 1) }));
-            }
-            eprintln!("amoCRM simulator on {} (control API under /_sim/)", sim.url);
-        }
-        System::Direct { listen, token } => {
-            let sim = junction_simulators::direct::Direct::start(&listen, &token).await?;
-            let today = chrono::Utc::now().date_naive();
-            for back in 0..7 {
-                let day = (today - chrono::Duration::days(back)).to_string();
-                sim.set_stats(701, &day, 1000 + back, 20 + back, 1_500_000_000);
-            }
-            eprintln!("Yandex Direct simulator on {}", sim.url);
-        }
-        System::Clickhouse { listen, user, password } => {
-            let sim = junction_simulators::clickhouse::ClickHouse::start(&listen, &user, &password).await?;
-            eprintln!("ClickHouse simulator on {}", sim.url);
-        }
-        System::Vk { listen, client_id, client_secret } => {
-            let sim = junction_simulators::vk::VkAds::start(&listen, &client_id, &client_secret).await?;
-            let plan = sim.add_plan("Demo campaign", "active");
-            let today = chrono::Utc::now().date_naive();
-            for back in 0..7 {
-                let day = (today - chrono::Duration::days(back)).to_string();
-                sim.set_stats(plan, &day, 1000 + back, 20 + back, "1500.00");
-            }
-            eprintln!("VK Ads simulator on {}", sim.url);
-        }
-        System::Openai { listen, key } => {
-            let sim = junction_simulators::openai::OpenAi::start(&listen, &key).await?;
-            eprintln!("OpenAI-compatible simulator on {}", sim.url);
-        }
-        System::Onec { listen, user, password } => {
-            let sim = junction_simulators::onec::OneC::start(&listen, &user, &password).await?;
-            eprintln!("1C OData simulator at {}", sim.url);
-        }
-    }
+    let (name, url) = match Cli::parse().system {
+        System::Amocrm(s) => ("amoCRM", s.start().await?),
+        System::Direct(s) => ("Yandex Direct", s.start().await?),
+        System::Clickhouse(s) => ("ClickHouse", s.start().await?),
+        System::Vk(s) => ("VK Ads", s.start().await?),
+        System::Openai(s) => ("OpenAI-compatible", s.start().await?),
+        System::Onec(s) => ("1C OData", s.start().await?),
+    };
+    eprintln!("{name} simulator on {url}");
     tokio::signal::ctrl_c().await
 }
