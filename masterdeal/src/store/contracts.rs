@@ -219,7 +219,7 @@ pub async fn transition_contract(
     let contract = contract_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     check(WHAT, id, expected_version, contract.version)?;
     transition(contract.status, to)?;
-    set_status(&mut tx, ("contract", WHAT), id, expected_version, to.as_str(), MasterDealStoreError::query(OP)).await?;
+    set_status(&mut tx, ("contract", WHAT), id, expected_version, to, MasterDealStoreError::query(OP)).await?;
     let row = contract_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     let event = format!("masterdeal.contract.{}", to.as_str());
     outbox::append(&mut tx, AGGREGATE, id, &event, &row).await?;

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::MasterDealStoreError;
+use crate::domain::DealStatus;
 
 /// The columns every deal query returns. The budget is read as text: the `Any` driver has
 /// no decimal type, and text keeps every digit on both backends.
@@ -35,7 +36,7 @@ pub struct DealRow {
     pub currency: String,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    pub status: String,
+    pub status: DealStatus,
     /// 1 on creation, one more on every write: the token of optimistic concurrency.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -69,7 +70,11 @@ pub(super) fn decode(row: &AnyRow) -> Result<DealRow, MasterDealStoreError> {
         currency: text("currency")?,
         period_from: date("period_from")?,
         period_to: date("period_to")?,
-        status: text("status")?,
+        status: {
+            let raw = text("status")?;
+            serde_json::from_value(serde_json::Value::String(raw.clone()))
+                .map_err(|e| corrupt(format!("status `{raw}`: {e}")))?
+        },
         version: column(row, "version", &id)?,
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,

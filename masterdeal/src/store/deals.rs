@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 pub use super::deal_row::DealRow;
 use super::deal_row::{DEAL_COLUMNS, decode};
-use super::versioned::{is_unique_violation, why_not_updated};
+use super::versioned::{check, is_unique_violation, set_status, why_not_updated};
 use super::{MasterDealStoreError, begin, money, now_millis, outbox, plans, to_domain};
-use crate::domain::plan_within_budget;
+use crate::domain::{DealStatus, Lifecycle, plan_within_budget, transition};
 
 const AGGREGATE: &str = "master_deal";
 const DEFAULT_LIMIT: u32 = 100;
@@ -37,13 +37,16 @@ pub struct NewDeal {
     pub currency: String,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    pub status: String,
+    /// At creation, `draft` when `None`. On an update the status stays: given, it must be the
+    /// current one (a status moves only by [`transition_deal`], which checks the lifecycle).
+    /// A sync from the system of record ([`upsert_by_crm_id`]) writes it as it is sent.
+    pub status: Option<DealStatus>,
 }
 
 /// Which deals [`list`] returns, in id order (creation order).
 #[derive(Debug, Clone, Default)]
 pub struct DealFilter {
-    pub status: Option<String>,
+    pub status: Option<DealStatus>,
     pub owner: Option<String>,
     /// Only deals after this id: pass the last id of a page to get the next page.
     pub after_id: Option<Uuid>,
@@ -63,7 +66,7 @@ pub async fn upsert_by_crm_id(store: &Store, deal: NewDeal) -> Result<(DealRow, 
         let update = format!(
             "UPDATE master_deal SET external_ids = $2, advertiser_name = $3, advertiser_inn = $4, \
              advertiser_kpp = $5, owner = $6, title = $7, budget = {}, currency = $9, \
-             period_from = $10, period_to = $11, status = $12, version = version + 1, \
+             period_from = $10, period_to = $11, status = COALESCE($12, status), version = version + 1, \
              updated_at = $13 WHERE crm_id = $1 RETURNING {DEAL_COLUMNS}",
             money(store, 8)
         );
@@ -81,7 +84,7 @@ pub async fn upsert_by_crm_id(store: &Store, deal: NewDeal) -> Result<(DealRow, 
             "INSERT INTO master_deal (crm_id, external_ids, advertiser_name, advertiser_inn, \
              advertiser_kpp, owner, title, budget, currency, period_from, period_to, status, \
              updated_at, created_at, id, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, $12, $13, $13, $14, 1) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, COALESCE($12, 'draft'), $13, $13, $14, 1) \
              ON CONFLICT (crm_id) DO NOTHING RETURNING {DEAL_COLUMNS}",
             money(store, 8)
         );
@@ -110,7 +113,7 @@ pub async fn create_deal(store: &Store, deal: NewDeal) -> Result<DealRow, Master
         "INSERT INTO master_deal (crm_id, external_ids, advertiser_name, advertiser_inn, \
          advertiser_kpp, owner, title, budget, currency, period_from, period_to, status, \
          updated_at, created_at, id, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, $12, $13, $13, $14, 1) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, COALESCE($12, 'draft'), $13, $13, $14, 1) \
          ON CONFLICT (crm_id) DO NOTHING RETURNING {DEAL_COLUMNS}",
         money(store, 8)
     );
@@ -141,10 +144,19 @@ pub async fn update_deal(
 ) -> Result<DealRow, MasterDealStoreError> {
     const OP: &str = "update_deal";
     let mut tx = begin(store, OP).await?;
+    // The version first: a stale caller should reload, whatever it sent.
+    let current = get_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
+    check("master deal", id, expected_version, current.version)?;
+    if deal.status.is_some_and(|s| s != current.status) {
+        return Err(MasterDealStoreError::Invalid(format!(
+            "the status of master deal `{id}` is `{}`; change it with a transition, not an update",
+            current.status.as_str()
+        )));
+    }
     let update = format!(
         "UPDATE master_deal SET crm_id = $1, external_ids = $2, advertiser_name = $3, advertiser_inn = $4, \
          advertiser_kpp = $5, owner = $6, title = $7, budget = {}, currency = $9, period_from = $10, \
-         period_to = $11, status = $12, version = version + 1, updated_at = $13 \
+         period_to = $11, status = COALESCE($12, status), version = version + 1, updated_at = $13 \
          WHERE id = $14 AND version = $15 RETURNING {DEAL_COLUMNS}",
         money(store, 8)
     );
@@ -188,7 +200,7 @@ fn bind_deal<'q>(query: Query<'q, Any, AnyArguments>, deal: &NewDeal, now: i64) 
         .bind(deal.currency.clone())
         .bind(deal.period_from.to_string())
         .bind(deal.period_to.to_string())
-        .bind(deal.status.clone())
+        .bind(deal.status.map(Lifecycle::as_str))
         .bind(now)
 }
 
@@ -231,7 +243,7 @@ pub async fn list(store: &Store, filter: &DealFilter) -> Result<Vec<DealRow>, Ma
          ORDER BY id LIMIT $4"
     );
     let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(filter.status.clone())
+        .bind(filter.status.map(Lifecycle::as_str))
         .bind(filter.owner.clone())
         .bind(filter.after_id.map(|id| id.to_string()))
         .bind(i64::from(limit))
@@ -241,33 +253,45 @@ pub async fn list(store: &Store, filter: &DealFilter) -> Result<Vec<DealRow>, Ma
     rows.iter().map(decode).collect()
 }
 
-/// Sets the deal's status if it is still at `expected_version`; [`MasterDealStoreError::Conflict`]
-/// when someone wrote it since, so two concurrent changes cannot both win.
-pub async fn update_status(
+/// Moves the deal to `to` if it is still at `expected_version` (`Conflict` when it changed
+/// since, so two concurrent changes cannot both win) and the lifecycle allows the move
+/// (`Transition` otherwise). Event `masterdeal.deal.status_changed`.
+pub async fn transition_deal(
     store: &Store,
     id: Uuid,
     expected_version: i64,
-    new_status: &str,
+    to: DealStatus,
 ) -> Result<DealRow, MasterDealStoreError> {
-    const OP: &str = "update_status";
+    const OP: &str = "transition_deal";
     let mut tx = begin(store, OP).await?;
-    let sql = format!(
-        "UPDATE master_deal SET status = $3, version = version + 1, updated_at = $4 \
-         WHERE id = $1 AND version = $2 RETURNING {DEAL_COLUMNS}"
-    );
-    let updated = sqlx::query(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .bind(expected_version)
-        .bind(new_status.to_owned())
-        .bind(now_millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(MasterDealStoreError::query(OP))?;
-    let Some(row) = updated else {
-        return Err(why_not_updated(&mut tx, "master_deal", "master deal", id, expected_version).await?);
-    };
-    let row = decode(&row)?;
+    let deal = get_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
+    check("master deal", id, expected_version, deal.version)?;
+    transition(deal.status, to)?;
+    set_status(&mut tx, ("master_deal", "master deal"), id, expected_version, to, MasterDealStoreError::query(OP))
+        .await?;
+    let row = get_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
     outbox::append(&mut tx, AGGREGATE, row.id, "masterdeal.deal.status_changed", &row).await?;
     tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
     Ok(row)
+}
+
+/// Creates the deal with this CRM id, or updates the one that exists at `expected_version`
+/// (required then: `VersionRequired`); whether it created it. What REST's `POST /deals` and
+/// GraphQL's `upsertDeal` do: never an overwrite blind.
+pub async fn save_deal(
+    store: &Store,
+    deal: NewDeal,
+    expected_version: Option<i64>,
+) -> Result<(DealRow, bool), MasterDealStoreError> {
+    match get_by_crm_id(store, &deal.crm_id).await? {
+        None => Ok((create_deal(store, deal).await?, true)),
+        Some(current) => {
+            let expected_version = expected_version.ok_or_else(|| MasterDealStoreError::VersionRequired {
+                what: "master deal",
+                id: current.id.to_string(),
+                actual: current.version,
+            })?;
+            Ok((update_deal(store, current.id, expected_version, deal).await?, false))
+        }
+    }
 }

@@ -1,7 +1,12 @@
 //! MasterDeal's tables in the engine's store: their migrations, one repository per
 //! aggregate (`deals`, `plans`, `proposals`, `contracts`, `campaigns` with `stats`,
-//! `generations`) and the transactional outbox their writes append to. Rows are checked with `domain`'s rules
-//! (through `to_domain`) before they are written.
+//! `generations`) and the transactional outbox their writes append to.
+//!
+//! This is the one typed layer every write goes through, whichever surface asked (the
+//! connector's ops for routes and REST, GraphQL's mutations): create, update, transition and
+//! delete of each aggregate check, inside their transaction, the version the caller read, the
+//! lifecycle (statuses are typed: a move the lifecycle forbids cannot be written) and the
+//! domain's rules (through `to_domain`). The surfaces only turn their input into these types.
 //!
 //! Queries go through the engine's `Any` pool in SQL both backends read, like the engine's
 //! own store; the one difference, money as NUMERIC on Postgres, is confined to [`money`].
@@ -11,6 +16,7 @@ mod campaigns;
 mod columns;
 mod contract_row;
 mod contracts;
+mod currencies;
 mod deal_row;
 mod deals;
 mod deletes;
@@ -38,8 +44,10 @@ use sqlx::{Any, Transaction};
 
 pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
 pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
+pub use currencies::{currency_of_campaign, currency_of_deal, currency_of_line};
 pub use deals::{
-    DealFilter, DealRow, NewDeal, create_deal, get, get_by_crm_id, list, update_deal, update_status, upsert_by_crm_id,
+    DealFilter, DealRow, NewDeal, create_deal, get, get_by_crm_id, list, save_deal, transition_deal, update_deal,
+    upsert_by_crm_id,
 };
 pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;

@@ -10,7 +10,7 @@ use super::plan_row::{LINE_COLUMNS, PLAN_COLUMNS, decode_line, decode_plan};
 pub use super::plan_row::{PlanLineRow, PlanRow};
 use super::versioned::{check, is_unique_violation, set_status};
 use super::{MasterDealStoreError, begin, deals, money, now_millis, outbox, to_domain};
-use crate::domain::{Kpis, Lifecycle, Money, Period, PlanStatus, RuleError, plan_within_budget, transition};
+use crate::domain::{Kpis, Money, Period, PlanStatus, RuleError, plan_within_budget, transition};
 
 const AGGREGATE: &str = "media_plan";
 const WHAT: &str = "media plan";
@@ -235,7 +235,7 @@ pub async fn transition_plan(
     if to == PlanStatus::Approved {
         check_approval(&mut tx, &plan).await?;
     }
-    set_status(&mut tx, ("media_plan", WHAT), id, expected_version, to.as_str(), |e| match e {
+    set_status(&mut tx, ("media_plan", WHAT), id, expected_version, to, |e| match e {
         // The one-approved-plan index: another approval of this deal committed meanwhile;
         // a retry reports which plan it was.
         e if is_unique_violation(&e) => {

@@ -100,7 +100,7 @@ pub async fn transition_proposal(
     let proposal = proposal_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     check(WHAT, id, expected_version, proposal.version)?;
     transition(proposal.status, to)?;
-    set_status(&mut tx, ("proposal", WHAT), id, expected_version, to.as_str(), MasterDealStoreError::query(OP)).await?;
+    set_status(&mut tx, ("proposal", WHAT), id, expected_version, to, MasterDealStoreError::query(OP)).await?;
     let row = proposal_in(&mut tx, id).await?.ok_or_else(|| MasterDealStoreError::not_found(WHAT, id))?;
     let event = format!("masterdeal.proposal.{}", to.as_str());
     outbox::append(&mut tx, AGGREGATE, id, &event, &row).await?;

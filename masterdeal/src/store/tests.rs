@@ -9,11 +9,13 @@ use sqlx::AssertSqlSafe;
 
 use super::test_db::on_both_backends;
 use super::*;
+use crate::domain::{DealStatus, Lifecycle};
 
 on_both_backends!(
     upsert_creates_then_updates_by_crm_id,
     concurrent_status_changes_at_one_version_let_exactly_one_win,
     status_change_of_a_missing_deal_is_not_found,
+    the_store_refuses_a_move_the_lifecycle_forbids_whoever_asks,
     a_failed_outbox_append_rolls_back_the_change,
     relay_publishes_in_order_and_resumes_after_a_failure,
     committed_but_unpublished_events_survive_a_crash,
@@ -34,7 +36,7 @@ fn deal(crm_id: &str) -> NewDeal {
         currency: "RUB".to_owned(),
         period_from: "2025-03-01".parse().expect("a date literal"),
         period_to: "2025-05-31".parse().expect("a date literal"),
-        status: "draft".to_owned(),
+        status: None,
     }
 }
 
@@ -67,8 +69,8 @@ async fn upsert_creates_then_updates_by_crm_id(store: Store) {
 async fn concurrent_status_changes_at_one_version_let_exactly_one_win(store: Store) {
     let (d, _) = upsert_by_crm_id(&store, deal("crm-1")).await.expect("create");
     let (a, b) = tokio::join!(
-        update_status(&store, d.id, d.version, "approved"),
-        update_status(&store, d.id, d.version, "rejected"),
+        transition_deal(&store, d.id, d.version, DealStatus::Planning),
+        transition_deal(&store, d.id, d.version, DealStatus::Cancelled),
     );
     let (won, lost) = match (a, b) {
         (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
@@ -85,8 +87,29 @@ async fn concurrent_status_changes_at_one_version_let_exactly_one_win(store: Sto
 }
 
 async fn status_change_of_a_missing_deal_is_not_found(store: Store) {
-    let err = update_status(&store, uuid::Uuid::now_v7(), 1, "approved").await.expect_err("no such deal");
+    let err = transition_deal(&store, uuid::Uuid::now_v7(), 1, DealStatus::Planning).await.expect_err("no such deal");
     assert!(matches!(err, MasterDealStoreError::NotFound { .. }), "{err:?}");
+}
+
+/// The lifecycle and the version are checked by the store itself, for every surface: a
+/// forbidden move, an update that would change the status, a stale version.
+async fn the_store_refuses_a_move_the_lifecycle_forbids_whoever_asks(store: Store) {
+    let (d, _) = upsert_by_crm_id(&store, deal("crm-1")).await.expect("create");
+    assert_eq!(d.status, DealStatus::Draft, "draft when the writer names none");
+    let err = transition_deal(&store, d.id, 1, DealStatus::Signed).await.expect_err("draft → signed");
+    assert!(matches!(&err, MasterDealStoreError::Transition(t) if t.allowed == ["planning", "cancelled"]), "{err:?}");
+    let err = transition_deal(&store, d.id, 7, DealStatus::Planning).await.expect_err("stale");
+    assert!(matches!(err, MasterDealStoreError::Conflict { expected: 7, actual: 1, .. }), "{err:?}");
+    let sneaky = NewDeal { status: Some(DealStatus::Signed), ..deal("crm-1") };
+    let err = update_deal(&store, d.id, 1, sneaky).await.expect_err("an update cannot move the status");
+    assert!(err.to_string().contains("change it with a transition"), "{err}");
+    let kept =
+        update_deal(&store, d.id, 1, NewDeal { title: "Renamed".into(), ..deal("crm-1") }).await.expect("update");
+    assert_eq!((kept.status, kept.version, kept.title.as_str()), (DealStatus::Draft, 2, "Renamed"));
+    let err = save_deal(&store, deal("crm-1"), None).await.expect_err("exists: a version is required");
+    assert!(matches!(err, MasterDealStoreError::VersionRequired { actual: 2, .. }), "{err:?}");
+    let (saved, created) = save_deal(&store, deal("crm-1"), Some(2)).await.expect("saved at its version");
+    assert_eq!((created, saved.version), (false, 3));
 }
 
 async fn a_failed_outbox_append_rolls_back_the_change(store: Store) {
@@ -97,7 +120,7 @@ async fn a_failed_outbox_append_rolls_back_the_change(store: Store) {
         .await
         .expect("creating the poison index");
 
-    let err = update_status(&store, d.id, 1, "approved").await.expect_err("the append must fail");
+    let err = transition_deal(&store, d.id, 1, DealStatus::Planning).await.expect_err("the append must fail");
     assert!(matches!(err, MasterDealStoreError::Query { op: "outbox append", .. }), "{err:?}");
     assert_eq!(get(&store, d.id).await.expect("get"), Some(d), "the change must roll back with its event");
     assert_eq!(pending(&store, 10).await.expect("pending").len(), 1);
@@ -105,9 +128,9 @@ async fn a_failed_outbox_append_rolls_back_the_change(store: Store) {
 
 async fn relay_publishes_in_order_and_resumes_after_a_failure(store: Store) {
     let (d, _) = upsert_by_crm_id(&store, deal("crm-1")).await.expect("create");
-    let d = update_status(&store, d.id, 1, "approved").await.expect("status");
+    let d = transition_deal(&store, d.id, 1, DealStatus::Planning).await.expect("status");
     upsert_by_crm_id(&store, deal("crm-2")).await.expect("create another");
-    update_status(&store, d.id, 2, "signed").await.expect("status");
+    transition_deal(&store, d.id, 2, DealStatus::ProposalSent).await.expect("status");
     let waiting = pending(&store, 10).await.expect("pending");
     let all: Vec<i64> = waiting.iter().map(|e| e.seq).collect();
     assert_eq!(all.len(), 4);
@@ -188,6 +211,6 @@ async fn list_pages_by_id_and_filters(store: Store) {
 
     let boris = list(&store, &DealFilter { owner: Some("boris".to_owned()), ..Default::default() }).await.expect("l");
     assert_eq!(boris, [other]);
-    let none = list(&store, &DealFilter { status: Some("signed".to_owned()), ..Default::default() }).await.expect("l");
+    let none = list(&store, &DealFilter { status: Some(DealStatus::Signed), ..Default::default() }).await.expect("l");
     assert!(none.is_empty());
 }

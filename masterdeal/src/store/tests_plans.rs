@@ -56,7 +56,7 @@ async fn deal(store: &Store, crm_id: &str, budget: &str) -> DealRow {
         currency: "RUB".to_owned(),
         period_from: "2025-03-01".parse().expect("a date"),
         period_to: "2025-05-31".parse().expect("a date"),
-        status: "planning".to_owned(),
+        status: Some(crate::domain::DealStatus::Planning),
     };
     upsert_by_crm_id(store, deal).await.expect("create deal").0
 }
@@ -426,7 +426,7 @@ async fn update_deal_overwrites_at_the_expected_version(store: Store) {
         currency: d.currency.clone(),
         period_from: d.period_from,
         period_to: d.period_to,
-        status: d.status.clone(),
+        status: Some(d.status),
     };
     let updated = update_deal(&store, d.id, 1, renamed.clone()).await.expect("update");
     assert_eq!((updated.title.as_str(), updated.budget, updated.version), ("Renamed", dec("2000.50"), 2));
@@ -540,6 +540,6 @@ fn new_deal_like(d: &DealRow) -> NewDeal {
         currency: d.currency.clone(),
         period_from: d.period_from,
         period_to: d.period_to,
-        status: d.status.clone(),
+        status: Some(d.status),
     }
 }

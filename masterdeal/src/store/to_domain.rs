@@ -30,8 +30,7 @@ pub(super) fn deal(row: &DealRow) -> Result<MasterDeal, MasterDealStoreError> {
         title: row.title.clone(),
         budget: Money::new(row.budget, currency),
         period: Period::new(row.period_from, row.period_to).map_err(|e| corrupt(e.to_string()))?,
-        status: serde_json::from_value(serde_json::Value::String(row.status.clone()))
-            .map_err(|e| corrupt(format!("status `{}`: {e}", row.status)))?,
+        status: row.status,
         version: row.version,
     })
 }

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use uuid::Uuid;
 
 use super::MasterDealStoreError;
-use crate::domain::check_version;
+use crate::domain::{Lifecycle, check_version};
 
 /// Which version of an existing record an upsert may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub(super) async fn set_status(
     (table, what): (&'static str, &'static str),
     id: Uuid,
     expected_version: i64,
-    status: &str,
+    status: impl Lifecycle,
     failed: impl FnOnce(sqlx::Error) -> MasterDealStoreError,
 ) -> Result<(), MasterDealStoreError> {
     let sql = format!(
@@ -75,7 +75,7 @@ pub(super) async fn set_status(
     let updated = sqlx::query(AssertSqlSafe(sql))
         .bind(id.to_string())
         .bind(expected_version)
-        .bind(status.to_owned())
+        .bind(status.as_str())
         .bind(super::now_millis())
         .fetch_optional(&mut *conn)
         .await

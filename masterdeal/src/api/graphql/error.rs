@@ -60,8 +60,3 @@ impl<T> Coded<T> for Result<T, MasterDealStoreError> {
         self.map_err(store_error)
     }
 }
-
-/// The record a write refers to, or `NOT_FOUND` naming it.
-pub(super) fn found<T>(what: &'static str, id: uuid::Uuid, row: Option<T>) -> async_graphql::Result<T> {
-    row.ok_or_else(|| store_error(MasterDealStoreError::NotFound { what, id: id.to_string() }))
-}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::error::invalid;
 use super::parse;
-use crate::domain::{Currency, DealStatus, Inn, Kpis, Kpp, Lifecycle};
+use crate::domain::{Currency, DealStatus, Inn, Kpis, Kpp};
 use crate::store::{NewContract, NewDayStats, NewDeal, NewPlanLine, NewProposal};
 
 /// Stands in for a missing owner: the column is required, the CRM field is not.
@@ -80,7 +80,7 @@ impl DealInput {
             currency: currency.code().to_owned(),
             period_from: period.from(),
             period_to: period.to(),
-            status: status.as_str().to_owned(),
+            status: Some(status),
         })
     }
 }

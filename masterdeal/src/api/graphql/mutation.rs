@@ -1,17 +1,17 @@
-//! The mutation root: the same writes as REST, straight to the store. Transitions and
+//! The mutation root: the same writes as REST, through the store's typed layer (which checks
+//! versions, lifecycles and rules for every surface). Transitions and
 //! updates of existing records take `expectedVersion` (the `version` read) and fail with
 //! `CONFLICT` when the record moved on.
 
 use async_graphql::{Context, ID, Object, Result};
-use serde::Deserialize;
 
-use super::error::{Coded, coded, found, invalid};
+use super::error::Coded;
 use super::inputs::{CampaignInput, ContractInput, DayStatsInput, DealInput, MediaPlanInput, ProposalInput};
 use super::parse;
 use super::records::{Campaign, Contract, Proposal};
 use super::types::{Deal, MediaPlan, scope};
-use crate::domain::{Currency, DealStatus, Lifecycle, transition};
-use crate::store::{self, MasterDealStoreError, NewCampaign, NewPlan};
+use crate::domain::DealStatus;
+use crate::store::{self, NewCampaign, NewPlan};
 
 pub(super) struct MutationRoot;
 
@@ -20,56 +20,23 @@ impl MutationRoot {
     /// Creates the deal with this CRM id; one that exists is updated only at
     /// `expectedVersion` (required then) and keeps its status, as REST's `POST /deals`.
     async fn upsert_deal(&self, ctx: &Context<'_>, input: DealInput, expected_version: Option<i64>) -> Result<Deal> {
-        let store = &scope(ctx)?.store;
-        let deal = input.into_new()?;
-        match store::get_by_crm_id(store, &deal.crm_id).await.coded()? {
-            None => Ok(Deal(store::create_deal(store, deal).await.coded()?)),
-            Some(current) => {
-                let Some(expected_version) = expected_version else {
-                    return Err(coded(
-                        "PRECONDITION_REQUIRED",
-                        format!(
-                            "master deal with CRM id `{}` exists (version {}): send expectedVersion to update it",
-                            current.crm_id, current.version
-                        ),
-                    ));
-                };
-                update_existing(store, current, expected_version, deal).await
-            }
-        }
+        let (row, _created) =
+            store::save_deal(&scope(ctx)?.store, input.into_new()?, expected_version).await.coded()?;
+        Ok(Deal(row))
     }
 
     /// Overwrites the deal's fields at `expectedVersion`; its status stays (it moves only by
     /// `transitionDeal`, which checks the lifecycle), so `input.status` must be the current one.
     async fn update_deal(&self, ctx: &Context<'_>, id: ID, expected_version: i64, input: DealInput) -> Result<Deal> {
         let id = parse::id("id", &id)?;
-        let store = &scope(ctx)?.store;
-        let current = found("master deal", id, store::get(store, id).await.coded()?)?;
-        update_existing(store, current, expected_version, input.into_new()?).await
+        Ok(Deal(store::update_deal(&scope(ctx)?.store, id, expected_version, input.into_new()?).await.coded()?))
     }
 
-    /// `store::update_status` writes whatever status it is given, so the lifecycle is checked
-    /// here, as the connector's `transition` does; the store rechecks the version atomically.
+    /// Moves the deal along its lifecycle at `expectedVersion`.
     async fn transition_deal(&self, ctx: &Context<'_>, id: ID, to: String, expected_version: i64) -> Result<Deal> {
         let id = parse::id("id", &id)?;
         let to: DealStatus = parse::status("to", &to)?;
-        let store = &scope(ctx)?.store;
-        let row = found("master deal", id, store::get(store, id).await.coded()?)?;
-        let from = DealStatus::deserialize(serde_json::Value::String(row.status.clone()))
-            .map_err(|e| MasterDealStoreError::Corrupt {
-                what: "master deal",
-                id: id.to_string(),
-                reason: e.to_string(),
-            })
-            .coded()?;
-        // The version first: a stale caller should reload, whatever it asked for.
-        if row.version != expected_version {
-            let (what, id) = ("master deal", id.to_string());
-            return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: row.version })
-                .coded();
-        }
-        transition(from, to).map_err(MasterDealStoreError::from).coded()?;
-        Ok(Deal(store::update_status(store, id, expected_version, to.as_str()).await.coded()?))
+        Ok(Deal(store::transition_deal(&scope(ctx)?.store, id, expected_version, to).await.coded()?))
     }
 
     /// Adds the deal's next plan as a draft.
@@ -78,10 +45,7 @@ impl MutationRoot {
         let store = &scope(ctx)?.store;
         let currency = match &input.currency {
             Some(code) => parse::currency(code)?,
-            None => {
-                let deal = found("master deal", deal_id, store::get(store, deal_id).await.coded()?)?;
-                stored_currency(&deal.currency)?
-            }
+            None => store::currency_of_deal(store, deal_id).await.coded()?,
         };
         let lines = input.lines.into_iter().map(|l| l.into_new(currency)).collect::<Result<_>>()?;
         let plan = NewPlan {
@@ -168,10 +132,7 @@ impl MutationRoot {
         let store = &scope(ctx)?.store;
         let currency = match &input.currency {
             Some(code) => parse::currency(code)?,
-            None => {
-                let plan = found("media plan line", line, store::plan_of_line(store, line).await.coded()?)?;
-                stored_currency(&plan.currency)?
-            }
+            None => store::currency_of_line(store, line).await.coded()?,
         };
         let campaign = NewCampaign {
             media_plan_line_id: line,
@@ -199,10 +160,7 @@ impl MutationRoot {
         let store = &scope(ctx)?.store;
         let currency = match &currency {
             Some(code) => parse::currency(code)?,
-            None => {
-                let campaign = found("campaign", id, store::get_campaign(store, id).await.coded()?)?;
-                stored_currency(&campaign.currency)?
-            }
+            None => store::currency_of_campaign(store, id).await.coded()?,
         };
         let days = days.into_iter().map(|d| d.into_new(currency)).collect::<Result<_>>()?;
         Ok(Campaign(store::record_campaign_stats(store, id, days).await.coded()?))
@@ -245,31 +203,4 @@ impl MutationRoot {
         store::delete_campaign(&scope(ctx)?.store, uuid, expected_version).await.coded()?;
         Ok(id)
     }
-}
-
-/// `deal` over `current` at `expected_version`, its status unchanged. The version is checked
-/// against this read first, so the status kept is the one of the version the caller read.
-async fn update_existing(
-    store: &junction_engine::store::Store,
-    current: store::DealRow,
-    expected_version: i64,
-    deal: store::NewDeal,
-) -> Result<Deal> {
-    if current.version != expected_version {
-        let (what, id) = ("master deal", current.id.to_string());
-        return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: current.version })
-            .coded();
-    }
-    if deal.status != current.status {
-        return Err(invalid(format!(
-            "the status of master deal `{}` is `{}`; change it with transitionDeal, not an update",
-            current.id, current.status
-        )));
-    }
-    Ok(Deal(store::update_deal(store, current.id, expected_version, deal).await.coded()?))
-}
-
-/// A currency the store wrote; unreadable only if the row was edited by hand.
-fn stored_currency(code: &str) -> Result<Currency> {
-    Currency::parse(code).map_err(|e| coded("CORRUPT_RECORD", format!("a stored currency is unreadable: {e}")))
 }

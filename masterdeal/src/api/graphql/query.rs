@@ -44,6 +44,7 @@ impl QueryRoot {
         }
         let after_id = after.as_deref().map(cursor::decode).transpose().map_err(|e| invalid(e.detail))?;
         let limit = first.unsigned_abs();
+        let status = status.as_deref().map(|s| parse::status("status", s)).transpose()?;
         let filter = DealFilter { status, owner, after_id, limit: Some(limit) };
         let rows = store::list(&scope(ctx)?.store, &filter).await.coded()?;
         // A full page may have more after it; a short one is the last.

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Scope;
 use super::error::Coded;
 use super::records::{Campaign, Contract, DealSummary, PlanLine, Proposal};
+use crate::domain::Lifecycle;
 use crate::store::{self, DealRow, MasterDealStoreError, PlanRow};
 
 /// An id in another system (CRM, billing), by the system's name.
@@ -82,7 +83,7 @@ impl Deal {
         self.0.period_to.to_string()
     }
     async fn status(&self) -> &str {
-        &self.0.status
+        self.0.status.as_str()
     }
     async fn version(&self) -> i64 {
         self.0.version

@@ -42,25 +42,9 @@ pub(super) async fn handle(
             page["next_cursor"] = next.map_or(Value::Null, |id| json!(cursor::encode(id)));
             Reply::ok(page)
         }
-        Op::UpsertDeal => {
-            // A deal that exists already is changed only at the version its caller read, as
-            // contracts and campaigns are: never overwritten blind.
-            let input = body(req)?;
-            let crm_id =
-                input.get("external_id").and_then(Value::as_str).and_then(|e| e.split_once(':')).map(|(_, id)| id);
-            let existing = match crm_id {
-                Some(crm_id) => store::get_by_crm_id(store, crm_id).await?,
-                None => None,
-            };
-            match existing {
-                Some(deal) => {
-                    let mut input = with_version(req, input)?;
-                    input["id"] = json!(deal.id);
-                    Reply::record(ops::update_deal(store, &input).await?)
-                }
-                None => upserted(req, ops::create(store, &input).await?, "deals"),
-            }
-        }
+        // A deal that exists already is changed only at the version its caller read, as
+        // contracts and campaigns are: never overwritten blind.
+        Op::UpsertDeal => upserted(req, ops::save(store, &optional_version(req, body(req)?)?).await?, "deals"),
         Op::GetDeal => {
             let id = req.id("id")?;
             let row = store::get(store, id).await?.ok_or_else(|| not_found("master deal", id))?;

@@ -69,12 +69,7 @@ pub(crate) async fn upsert_campaign(
     let q: CampaignIn = input(body)?;
     let currency = match &q.currency {
         Some(code) => Currency::parse(code).map_err(rejected)?,
-        None => {
-            let plan = store::plan_of_line(store, q.media_plan_line_id).await?.ok_or_else(|| {
-                MasterDealStoreError::NotFound { what: "media plan line", id: q.media_plan_line_id.to_string() }
-            })?;
-            stored_currency(&plan.currency)?
-        }
+        None => store::currency_of_line(store, q.media_plan_line_id).await?,
     };
     let campaign = NewCampaign {
         media_plan_line_id: q.media_plan_line_id,
@@ -93,12 +88,7 @@ pub(crate) async fn record_campaign_stats(store: &Store, body: &Value) -> Result
     let q: StatsIn = input(body)?;
     let currency = match &q.currency {
         Some(code) => Currency::parse(code).map_err(rejected)?,
-        None => {
-            let campaign = store::get_campaign(store, q.campaign_id)
-                .await?
-                .ok_or_else(|| MasterDealStoreError::NotFound { what: "campaign", id: q.campaign_id.to_string() })?;
-            stored_currency(&campaign.currency)?
-        }
+        None => store::currency_of_campaign(store, q.campaign_id).await?,
     };
     let days = q
         .days
@@ -121,13 +111,4 @@ pub(crate) async fn deal_summary(store: &Store, body: &Value) -> Result<Value, M
     let SummaryIn { deal_id } = input(body)?;
     let summary = store::deal_summary(store, deal_id).await?;
     Ok(reply(&summary))
-}
-
-/// A currency the store wrote; unreadable only if the row was edited by hand.
-fn stored_currency(code: &str) -> Result<Currency, MasterDealStoreError> {
-    Currency::parse(code).map_err(|e| MasterDealStoreError::Corrupt {
-        what: "currency",
-        id: code.to_owned(),
-        reason: e.to_string(),
-    })
 }

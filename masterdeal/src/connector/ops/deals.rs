@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{decimal, input, rejected};
-use crate::domain::{Currency, DealStatus, Inn, Kpp, Lifecycle, transition as check_transition};
+use crate::domain::{Currency, DealStatus, Inn, Kpp};
 use crate::store::{self, DealFilter, DealRow, MasterDealStoreError, NewDeal};
 
 /// Stands in for a missing owner: the column is required, the CRM field is not.
@@ -31,15 +31,11 @@ struct MasterDealIn {
     currency: String,
     /// Preferred over `amount` when both are present.
     budget: Option<Value>,
-    /// `draft` when absent: a deal entered by hand starts there.
-    #[serde(default = "draft")]
-    status: DealStatus,
+    /// At creation, `draft` when absent: a deal entered by hand starts there. On an update,
+    /// the current one if given (a status moves only by `transition`).
+    status: Option<DealStatus>,
     /// The deal's dates; the day it arrives when the CRM sends none.
     period: Option<PeriodIn>,
-}
-
-fn draft() -> DealStatus {
-    DealStatus::Draft
 }
 
 #[derive(Deserialize)]
@@ -64,7 +60,7 @@ struct GetIn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListIn {
-    status: Option<String>,
+    status: Option<DealStatus>,
     owner: Option<String>,
     after: Option<Uuid>,
     limit: Option<u32>,
@@ -87,15 +83,6 @@ pub(crate) async fn upsert(store: &Store, body: &Value) -> Result<Value, MasterD
     let (row, created) = store::upsert_by_crm_id(store, deal).await?;
     let mut reply = row_json(&row);
     reply["created"] = Value::Bool(created);
-    Ok(reply)
-}
-
-/// Creates a deal; one with its CRM id existing already is a `Conflict` (REST's create,
-/// which never overwrites).
-pub(crate) async fn create(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
-    let deal = new_deal(input(body)?)?;
-    let mut reply = row_json(&store::create_deal(store, deal).await?);
-    reply["created"] = Value::Bool(true);
     Ok(reply)
 }
 
@@ -127,7 +114,7 @@ fn new_deal(deal: MasterDealIn) -> Result<NewDeal, MasterDealStoreError> {
         currency: currency.code().to_owned(),
         period_from,
         period_to,
-        status: deal.status.as_str().to_owned(),
+        status: deal.status,
     })
 }
 
@@ -139,27 +126,21 @@ struct UpdateIn {
 }
 
 /// Replaces the fields of the deal `id` at `expected_version` with a deal as
-/// `upsert_deal_by_external_id` takes it.
+/// `upsert_deal_by_external_id` takes it. The status stays (see [`NewDeal::status`]).
 pub(crate) async fn update_deal(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let UpdateIn { id, expected_version } = input(body)?;
-    let mut deal = new_deal(input(body)?)?;
-    // The lifecycle moves only by `transition`, which checks the move: an update keeps the
-    // status.
-    let current = store::get(store, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
-    // Checked against this read too, so the status kept is that of the version expected.
-    if current.version != expected_version {
-        let (what, id) = ("master deal", id.to_string());
-        return Err(MasterDealStoreError::Conflict { what, id, expected: expected_version, actual: current.version });
-    }
-    if body.get("status").is_some_and(|s| s.as_str() != Some(current.status.as_str())) {
-        return Err(rejected(format!(
-            "the status of master deal `{id}` is `{}`; change it with a transition, not an update",
-            current.status
-        )));
-    }
-    deal.status = current.status;
-    let row = store::update_deal(store, id, expected_version, deal).await?;
+    let row = store::update_deal(store, id, expected_version, new_deal(input(body)?)?).await?;
     Ok(row_json(&row))
+}
+
+/// Creates the deal, or updates the one with its external id at `expected_version` (required
+/// then): REST's `POST /deals`.
+pub(crate) async fn save(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let expected_version = body.get("expected_version").and_then(Value::as_i64);
+    let (row, created) = store::save_deal(store, new_deal(input(body)?)?, expected_version).await?;
+    let mut reply = row_json(&row);
+    reply["created"] = Value::Bool(created);
+    Ok(reply)
 }
 
 pub(crate) async fn get(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
@@ -182,16 +163,6 @@ pub(crate) async fn list(store: &Store, body: &Value) -> Result<Value, MasterDea
 
 pub(crate) async fn transition(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: TransitionIn = input(body)?;
-    let row = store::get(store, q.id)
-        .await?
-        .ok_or_else(|| MasterDealStoreError::NotFound { what: "master deal", id: q.id.to_string() })?;
-    let from =
-        DealStatus::deserialize(Value::String(row.status.clone())).map_err(|e| MasterDealStoreError::Corrupt {
-            what: "master deal",
-            id: row.id.to_string(),
-            reason: format!("status `{}`: {e}", row.status),
-        })?;
-    check_transition(from, q.to)?;
-    let row = store::update_status(store, q.id, q.expected_version, q.to.as_str()).await?;
+    let row = store::transition_deal(store, q.id, q.expected_version, q.to).await?;
     Ok(row_json(&row))
 }

@@ -23,7 +23,7 @@ use crate::store::MasterDealStoreError;
 
 pub(crate) use campaigns::{deal_summary, record_campaign_stats, upsert_campaign};
 pub(crate) use contracts::{transition_contract, upsert_contract};
-pub(crate) use deals::{create, get, list, transition, update_deal, upsert};
+pub(crate) use deals::{get, list, save, transition, update_deal, upsert};
 pub(crate) use generations::{check_media_plan, fail_generation, finish_generation};
 pub(crate) use plans::{
     add_media_plan, approve_media_plan, attach_proposal, transition_media_plan, transition_proposal,

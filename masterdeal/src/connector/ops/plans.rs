@@ -67,7 +67,7 @@ pub(crate) async fn add_media_plan(store: &Store, body: &Value) -> Result<Value,
     let q: PlanIn = input(body)?;
     let currency = match &q.currency {
         Some(code) => Currency::parse(code).map_err(rejected)?,
-        None => deal_currency(store, q.deal_id).await?,
+        None => store::currency_of_deal(store, q.deal_id).await?,
     };
     let lines = q.lines.into_iter().map(|line| new_line(line, currency)).collect::<Result<_, _>>()?;
     let plan = NewPlan {
@@ -79,17 +79,6 @@ pub(crate) async fn add_media_plan(store: &Store, body: &Value) -> Result<Value,
     };
     let row = store::add_media_plan(store, plan).await?;
     Ok(reply(&row))
-}
-
-async fn deal_currency(store: &Store, deal_id: Uuid) -> Result<Currency, MasterDealStoreError> {
-    let deal = store::get(store, deal_id)
-        .await?
-        .ok_or_else(|| MasterDealStoreError::NotFound { what: "master deal", id: deal_id.to_string() })?;
-    Currency::parse(&deal.currency).map_err(|e| MasterDealStoreError::Corrupt {
-        what: "master deal",
-        id: deal_id.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 fn new_line(line: LineIn, currency: Currency) -> Result<NewPlanLine, MasterDealStoreError> {
