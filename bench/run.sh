@@ -101,7 +101,7 @@ if ! ((only_baseline)); then
     cp -r junction.yaml routes transforms schemas "$layered/"
     key_hash=$(printf %s bench-api-key-0123 | sha256sum | cut -d' ' -f1)
     sed -i "s/^auth:$/auth:\n  bench:\n    api_key: { keys: [{ id: bench, sha256: \"$key_hash\" }] }/" "$layered/junction.yaml"
-    sed -i 's/^    auth: none$/    auth: bench\n    rate_limit: { per_second: 10000000, burst: 10000000 }/' "$layered/routes/crm-deal-preview.yaml"
+    sed -i 's/^    auth: none$/    auth: bench\n    rate_limit: { per_second: 10000000, burst: 10000000 }/' "$layered/routes/gateway/crm-deal-preview.yaml"
     start layered "$layered_addr" "$work/layered.log" env JUNCTION_LISTEN="$layered_addr" \
         JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/layered.db" target/release/junction run "$layered"
     layered_pid=$started_pid

@@ -114,6 +114,32 @@ fn graph_draws_endpoints_routes_and_topics() {
     ] {
         assert!(out.contains(edge), "missing {edge:?} in:\n{out}");
     }
+    // The routes' folders are the diagram's boxes.
+    let gateway =
+        out.split("subgraph folder_routes_gateway[\"routes/gateway\"]\n").nth(1).expect("the gateway's routes");
+    let gateway = gateway.split("  end\n").next().unwrap_or_default();
+    assert!(gateway.contains("route_crm_deal_won") && !gateway.contains("route_draft_media_plan"), "{out}");
+    assert!(out.contains("subgraph folder_routes_worker[\"routes/worker\"]"), "{out}");
+}
+
+/// Route folders are read with their subfolders (a project groups its routes), hidden ones left out.
+#[test]
+fn route_folders_are_read_with_their_subfolders() {
+    let route = |id: &str| format!("route: {id}\nfrom: {{ bus: {{ topic: t }} }}\nsteps:\n  - log: x\n");
+    let dir = project(&[
+        ("junction.yaml", "routes: [routes/]\n"),
+        ("routes/a.yaml", &route("a")),
+        ("routes/worker/b.yaml", &route("b")),
+        ("routes/worker/deeper/c.yml", &route("c")),
+        ("routes/worker/.d.yaml", "not: a route"),
+        ("routes/.git/e.yaml", "not: a route"),
+    ]);
+    let path = dir.path().to_str().expect("utf-8 path");
+    let (code, out, err) = junction(&["check", path], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 3 routes"), "{out}");
+    let (_, out, _) = junction(&["routes", path], &[]);
+    assert!(out.contains("routes/worker/deeper/c.yml"), "{out}");
 }
 
 #[test]

@@ -1,20 +1,24 @@
 //! `junction graph`: the project as a Mermaid flowchart — endpoints, schedules and topics
 //! feeding routes, and routes feeding connectors and topics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use crate::connector::Role;
 use crate::route::{RouteTable, Source, Trigger};
 
-/// Renders the routes as a Mermaid `flowchart LR`.
+/// Renders the routes as a Mermaid `flowchart LR`. Routes in folders of their own
+/// (`routes/gateway/`, `routes/worker/`) are drawn grouped, one subgraph per folder.
 pub fn mermaid(table: &RouteTable) -> String {
     let mut out = String::from("flowchart LR\n");
     let mut nodes = BTreeSet::new();
     let mut edges = Vec::new();
+    // Route nodes by the folder of their file.
+    let mut folders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for route in table.iter() {
         let r = id("route", &route.id);
-        nodes.insert(format!("  {r}[[\"{}\"]]", escape(&route.id)));
+        let folder = route.file.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        folders.entry(folder).or_default().push(format!("{r}[[\"{}\"]]", escape(&route.id)));
         let (source, label) = match &route.source {
             Source::Http(h) => {
                 (id("http", &format!("{} {}", h.method, h.path)), format!("([\"{} {}\"])", h.method, escape(&h.path)))
@@ -55,6 +59,17 @@ pub fn mermaid(table: &RouteTable) -> String {
             };
             edges.push(format!("  {r} {arrow}|\"{}\"| {target}", escape(&link.target)));
         }
+    }
+    if folders.len() > 1 {
+        for (folder, routes) in &folders {
+            let _ = writeln!(out, "  subgraph {}[\"{}\"]", id("folder", folder), escape(folder));
+            for r in routes {
+                let _ = writeln!(out, "    {r}");
+            }
+            let _ = writeln!(out, "  end");
+        }
+    } else {
+        nodes.extend(folders.into_values().flatten().map(|r| format!("  {r}")));
     }
     for n in nodes {
         let _ = writeln!(out, "{n}");

@@ -725,21 +725,33 @@ fn report_unknown_keys<'de, T: serde::Deserialize<'de>>(node: &mut Node, file: &
     });
 }
 
-/// The route files named by `routes:`: files as they are, folders' `*.yaml`/`*.yml` sorted.
+/// The `*.yaml`/`*.yml` files in `dir` and its subfolders, hidden ones left out.
+fn yaml_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.')) {
+            continue;
+        }
+        if path.is_dir() {
+            yaml_files_under(&path, out)?;
+        } else if path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The route files named by `routes:`: files as they are; folders' `*.yaml`/`*.yml`, their
+/// subfolders' too (a project groups its routes, `routes/gateway/`, `routes/worker/`), sorted
+/// by path. Hidden files and folders (an editor's `.x.yaml.swp`, `.git`) are not routes.
 fn route_files(paths: &ProjectPaths, spec: &RootSpec, file: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in &spec.routes {
         let path = paths.root.join(&entry.value);
         if path.is_dir() {
-            match std::fs::read_dir(&path) {
-                Ok(dir) => {
-                    let mut found: Vec<PathBuf> = dir
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                        })
-                        .collect();
+            let mut found = Vec::new();
+            match yaml_files_under(&path, &mut found) {
+                Ok(()) => {
                     found.sort();
                     out.extend(found);
                 }
