@@ -46,7 +46,7 @@ cargo build --release -p junction
 # work, not the limiter.
 project=$work/project
 mkdir -p "$project"
-cp -r junction.yaml routes transforms schemas "$project/"
+cp -r junction.yaml prompts.lock routes transforms schemas prompts "$project/"
 sed -i 's/rate_limit: { per_second: 200, burst: 400 }/rate_limit: { per_second: 10000000, burst: 10000000 }/' "$project/junction.yaml"
 grep -q 'per_second: 10000000' "$project/junction.yaml" || die "junction.yaml's API rate limit changed; update this script"
 start junction "$addr" "$work/junction.log" env JUNCTION_LISTEN="$addr" JUNCTION_ADMIN_LISTEN=127.0.0.1:0 \
