@@ -20,11 +20,11 @@ const FILE: &str = "simulators.yaml";
 
 /// Starts the simulators `dir/simulators.yaml` lists; says what it did on stderr.
 pub(crate) async fn start(dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join(FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
     if std::env::var("JUNCTION_SIMULATORS").is_ok_and(|v| v == "off") {
         return Ok(());
     }
+    let path = dir.join(FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
     start_all(&path, &text).await
 }
 

@@ -2,6 +2,7 @@
 //! `finish_generation` (what was drafted is stored) and `fail_generation` (a route's
 //! `dead_letter`: the generation failed, and why).
 
+use junction_engine::gateway::problem::TYPE_BASE;
 use junction_engine::store::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ pub(crate) async fn fail_generation(store: &Store, body: &Value) -> Result<Value
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| rejected("fail_generation takes a route's dead letter whose message has `generation_id`"))?;
     let problem = json!({
-        "type": "https://junction.dev/problems/generation-failed",
+        "type": format!("{TYPE_BASE}generation-failed"),
         "title": "The generation failed",
         "detail": body.get("error").and_then(Value::as_str).unwrap_or("the route failed"),
         "step": body.get("step"),
