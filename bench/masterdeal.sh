@@ -50,7 +50,7 @@ cp -r junction.yaml prompts.lock routes transforms schemas prompts "$project/"
 sed -i 's/rate_limit: { per_second: 200, burst: 400 }/rate_limit: { per_second: 10000000, burst: 10000000 }/' "$project/junction.yaml"
 grep -q 'per_second: 10000000' "$project/junction.yaml" || die "junction.yaml's API rate limit changed; update this script"
 start junction "$addr" "$work/junction.log" env JUNCTION_LISTEN="$addr" JUNCTION_ADMIN_LISTEN=127.0.0.1:0 \
-    JUNCTION_STORE="$pg/$db" target/release/junction run "$project"
+    JUNCTION_STORE="$pg/$db" MASTERDEAL_DATABASE="$pg/$db" target/release/junction run "$project"
 junction_pid=$started_pid
 
 # One round trip by hand: it must create (201) and read back (200) the deal, and it makes

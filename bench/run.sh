@@ -89,7 +89,7 @@ baseline_pid=$started_pid
 check baseline "http://$baseline_addr$path"
 if ! ((only_baseline)); then
     start junction "$junction_addr" "$work/junction.log" env JUNCTION_LISTEN="$junction_addr" \
-        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/bench.db" JUNCTION_SIMULATORS=off target/release/junction run .
+        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/bench.db" MASTERDEAL_DATABASE="sqlite://$work/masterdeal.db" JUNCTION_SIMULATORS=off target/release/junction run .
     junction_pid=$started_pid
     check junction "http://$junction_addr$path"
     same_json "$work/baseline.json" "$work/junction.json" ||
@@ -103,7 +103,7 @@ if ! ((only_baseline)); then
     sed -i "s/^auth:$/auth:\n  bench:\n    api_key: { keys: [{ id: bench, sha256: \"$key_hash\" }] }/" "$layered/junction.yaml"
     sed -i 's/^    auth: none$/    auth: bench\n    rate_limit: { per_second: 10000000, burst: 10000000 }/' "$layered/routes/gateway/crm-deal-preview.yaml"
     start layered "$layered_addr" "$work/layered.log" env JUNCTION_LISTEN="$layered_addr" \
-        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/layered.db" JUNCTION_SIMULATORS=off target/release/junction run "$layered"
+        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/layered.db" MASTERDEAL_DATABASE="sqlite://$work/layered-masterdeal.db" JUNCTION_SIMULATORS=off target/release/junction run "$layered"
     layered_pid=$started_pid
     API_KEY=bench-api-key-0123 check layered "http://$layered_addr$path"
     [[ $(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$deal" "http://$layered_addr$path") == 401 ]] ||

@@ -8,7 +8,7 @@ use common::{junction, project, root};
 fn the_masterdeal_project_checks_clean() {
     let (code, out, err) = junction(&["check", root().to_str().expect("utf-8 path")], &[]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
-    assert!(out.starts_with("ok: 5 routes"), "{out}");
+    assert!(out.starts_with("ok: 22 routes, 9 connectors"), "{out}");
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn check_reports_every_error_with_file_line_col() {
 fn route_tests_pass_and_failures_show_a_diff() {
     let (code, out, err) = junction(&["test", root().to_str().expect("utf-8 path")], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("7 passed, 0 failed"), "{out}");
+    assert!(out.contains("33 passed, 0 failed"), "{out}");
 
     let (code, out, err) = junction(&["test", root().join("examples/eip").to_str().expect("utf-8 path")], &[]);
     assert_eq!(code, 0, "{out}\n{err}");

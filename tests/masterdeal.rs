@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Junction, project, sqlite_store};
+use common::{Junction, PgDatabase, project, sqlite_store};
 
 const DEAL: &str = r#"{"external_id": "crm:D-7", "name": "Spring campaign",
   "advertiser": {"name": "Romashka LLC", "inn": "7707083893", "kpp": "770701001"},
@@ -74,4 +74,86 @@ async fn upserts_a_deal_and_relays_its_creation_once() {
     assert!(metrics.contains("junction_route_in_flight{route=\"created\"} 0"), "{metrics}");
     let lag = metrics.lines().find(|l| l.starts_with("junction_consumer_lag{") && l.contains("route=\"created\""));
     assert!(lag.is_some_and(|l| l.contains("topic=\"masterdeal.deal\"")), "{metrics}");
+}
+
+/// The deployment diagram keeps the MasterDeal operational DB apart from the integration DB:
+/// with `database:` the domain's tables and its outbox live there, the engine's (bus, dead
+/// letters, leases…) stay in `store:`, and each database gets only its own migrations.
+#[tokio::test]
+async fn the_masterdeal_tables_live_in_their_own_database() {
+    use sqlx::Connection;
+    let dir = project(&[
+        (
+            "junction.yaml",
+            "routes: [routes/]\nadmin: { listen: 127.0.0.1:0, token: test-admin-token }\nconnectors:\n  masterdeal: { kind: masterdeal, database: \"${MASTERDEAL_DATABASE}\" }\n",
+        ),
+        (
+            "routes/deals.yaml",
+            "route: deals\nfrom: { http: { method: POST, path: /deals, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: upsert_deal_by_external_id }\n",
+        ),
+        (
+            "routes/created.yaml",
+            "route: created\nfrom: { bus: { topic: masterdeal.deal } }\nsteps:\n  - filter: headers.event_type == \"masterdeal.deal.created\"\n  - log: \"created ${body.crm_id} (${headers.aggregate_seq})\"\n",
+        ),
+    ]);
+    let (tmp, store) = sqlite_store();
+    let masterdeal = PgDatabase::create().await;
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store), ("MASTERDEAL_DATABASE", &masterdeal.url)]);
+    let resp = reqwest::Client::new().post(j.url("/deals")).body(DEAL).send().await.expect("send");
+    assert_eq!(resp.status(), 200, "{}", j.logs());
+    // The relay reads the outbox in the MasterDeal database and publishes to the bus in the
+    // integration database.
+    j.wait_for_log("created D-7 (1)", Duration::from_secs(10));
+
+    let mut pg = sqlx::PgConnection::connect(&masterdeal.url).await.expect("the MasterDeal database");
+    let deals: i64 = sqlx::query_scalar("SELECT count(*) FROM master_deal WHERE crm_id = 'D-7'")
+        .fetch_one(&mut pg)
+        .await
+        .expect("master_deal is in the MasterDeal database");
+    assert_eq!(deals, 1);
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM masterdeal_outbox WHERE published_at IS NOT NULL")
+        .fetch_one(&mut pg)
+        .await
+        .expect("its outbox too");
+    assert_eq!(published, 1);
+    let engine_tables: Option<String> = sqlx::query_scalar("SELECT to_regclass('_junction_engine_migrations')::text")
+        .fetch_one(&mut pg)
+        .await
+        .expect("to_regclass");
+    assert_eq!(engine_tables, None, "the engine's tables were created in the MasterDeal database");
+
+    let file = tmp.path().join("junction.db");
+    let mut sqlite =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", file.display())).await.expect("the integration database");
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut sqlite)
+        .await
+        .expect("tables");
+    assert!(tables.iter().any(|t| t == "_junction_engine_migrations"), "{tables:?}");
+    assert!(!tables.iter().any(|t| t == "master_deal" || t == "masterdeal_outbox"), "{tables:?}");
+}
+
+/// A MasterDeal database that cannot be reached is answered, not fatal: the API says 503 and
+/// names the database, and Junction keeps serving the rest.
+#[tokio::test]
+async fn an_unreachable_masterdeal_database_is_answered_503() {
+    let dir = project(&[
+        (
+            "junction.yaml",
+            "routes: [routes/]\nadmin: { listen: 127.0.0.1:0, token: test-admin-token }\nconnectors:\n  masterdeal: { kind: masterdeal, database: \"postgres://postgres@127.0.0.1:1/none\", api: { path: /api/v1, auth: none } }\n",
+        ),
+        (
+            "routes/ping.yaml",
+            "route: ping\nfrom: { http: { method: GET, path: /ping, auth: none } }\nsteps:\n  - transform: '#{ ok: true }'\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let client = reqwest::Client::new();
+    let resp = client.get(j.url("/api/v1/deals")).send().await.expect("send");
+    assert_eq!(resp.status(), 503, "{}", j.logs());
+    let problem: serde_json::Value = resp.json().await.expect("problem");
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("127.0.0.1:1"), "{problem}");
+    let resp = client.get(j.url("/ping")).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
 }

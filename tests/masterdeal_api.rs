@@ -384,6 +384,7 @@ async fn whole_chain(store: &str) {
 fn schema_of(event_type: &str) -> std::path::PathBuf {
     let file = match event_type {
         "masterdeal.campaign.stats_recorded" => "campaign_stats_recorded",
+        "masterdeal.campaign.overspend" => "campaign_overspend",
         other => other.split('.').nth(1).expect("masterdeal.<aggregate>.<change>"),
     };
     common::root().join(format!("schemas/masterdeal/{file}.json"))

@@ -332,3 +332,42 @@ async fn the_admin_api_reloads_pauses_and_audits() {
     assert!(has("admin", "GET /admin/routes", "ok"), "{audit}");
     assert!(!audit.to_string().contains(TOKEN), "the token must never be recorded");
 }
+
+/// #18 §5: routes from a Kubernetes ConfigMap. The kubelet writes a new version as a new
+/// hidden `..<timestamp>` directory, swaps the `..data` symlink to it (a rename) and removes the
+/// old directory; the route files themselves are symlinks through `..data`. That swap is a
+/// change like any other: the new routes are served, the hidden directories are not read as
+/// routes of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_swap_of_the_routes_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let dir = project(&[("junction.yaml", "routes: [routes/]\n")]);
+    let routes = dir.path().join("routes");
+    // The kubelet's first version of the volume.
+    let write_version = |name: &str, version: u32| {
+        let data = routes.join(name);
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(data.join("ping.yaml"), ping(version)).expect("write");
+    };
+    write_version("..2026_12_07_10_00_00.1", 1);
+    symlink("..2026_12_07_10_00_00.1", routes.join("..data")).expect("..data");
+    symlink("..data/ping.yaml", routes.join("ping.yaml")).expect("ping.yaml");
+
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let client = reqwest::Client::new();
+    let served = async |version: u32| {
+        let resp = client.post(j.url("/ping")).body("{}").send().await.expect("send");
+        resp.status() == 200 && resp.json::<Value>().await.is_ok_and(|v| v["v"] == version)
+    };
+    assert!(served(1).await, "{}", j.logs());
+
+    // The update, as the kubelet's atomic writer makes it.
+    write_version("..2026_12_07_10_05_00.2", 2);
+    symlink("..2026_12_07_10_05_00.2", routes.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(routes.join("..data_tmp"), routes.join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(routes.join("..2026_12_07_10_00_00.1")).expect("remove the old version");
+
+    served_within(Duration::from_secs(5), "the ConfigMap's new version", async || served(2).await).await;
+    assert!(!j.logs().contains("duplicate route"), "{}", j.logs());
+}

@@ -14,6 +14,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The demo's simulators listen on fixed ports (simulators.yaml): a test that serves them holds
+/// this lock while it runs, so that no two do at once (each test binary is its own process).
+pub fn demo_ports() -> std::fs::File {
+    let path = std::env::temp_dir().join("junction-demo-ports.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("the lock file");
+    file.lock().expect("the demo ports' lock");
+    file
+}
+
+/// An address nothing listens on (the discard port): connections to it are refused.
+pub const NOWHERE: &str = "http://127.0.0.1:9";
+
 /// A running `junction run`, killed when dropped.
 pub struct Junction {
     child: Child,
@@ -36,6 +48,35 @@ impl Junction {
             .env("JUNCTION_SIMULATORS", "off");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // The root project's adapters default to its simulators' fixed ports, which another
+        // test's demo may be serving: unless a test points them somewhere (its own simulators,
+        // or the demo's with JUNCTION_SIMULATORS=on), they reach nothing.
+        if !env.iter().any(|(k, v)| *k == "JUNCTION_SIMULATORS" && *v == "on") {
+            let onec = format!("{NOWHERE}/buh/odata/standard.odata");
+            for (var, url) in [
+                ("LLM_URL", NOWHERE),
+                ("AMOCRM_URL", NOWHERE),
+                ("ONEC_URL", onec.as_str()),
+                ("DIRECT_URL", NOWHERE),
+                ("VK_URL", NOWHERE),
+                ("DWH_URL", NOWHERE),
+            ] {
+                if !env.iter().any(|(k, _)| *k == var) {
+                    cmd.env(var, url);
+                }
+            }
+        }
+        // The root project keeps MasterDeal in a database of its own (MASTERDEAL_DATABASE, by
+        // default under data/): unless the test names one, it goes beside the test's store.
+        if let Some((_, store)) = env.iter().find(|(k, _)| *k == "JUNCTION_STORE")
+            && !env.iter().any(|(k, _)| *k == "MASTERDEAL_DATABASE")
+        {
+            let beside = match store.strip_suffix("junction.db") {
+                Some(dir) if store.starts_with("sqlite:") => format!("{dir}masterdeal.db"),
+                _ => (*store).to_owned(),
+            };
+            cmd.env("MASTERDEAL_DATABASE", beside);
         }
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("the junction binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");

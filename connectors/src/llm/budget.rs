@@ -505,9 +505,12 @@ impl Budgets {
     }
 
     /// `junction_llm_budget_remaining{connector, budget, unit}` of the connector-wide budgets
-    /// (per-route and per-key budgets would be a series per key).
+    /// (per-route and per-key budgets would be a series per key), and their refusals counted
+    /// from zero, so that the first refusal is an increase an alert sees.
     fn show(&self, bucket: &Bucket, used: i64) {
         if bucket.shown {
+            metrics::counter!("junction_llm_budget_refusals_total", "connector" => self.connector.clone(), "budget" => bucket.budget.clone())
+                .increment(0);
             let left = (bucket.limit - used) as f64;
             let left = if bucket.unit == Unit::Cost { left / 1e6 } else { left };
             metrics::gauge!("junction_llm_budget_remaining", "connector" => self.connector.clone(), "budget" => bucket.budget.clone(), "unit" => bucket.unit.as_str())

@@ -15,9 +15,10 @@ use crate::route::compile::CompileCx;
 use crate::route::pipeline::RunCx;
 use crate::script::{Script, ScriptEngine, ScriptInput};
 
-/// `enrich: { connector: crm, op: get_company, merge: "body.company = reply; body" }`.
-/// The merge script sees `body`, `headers`, `meta` and `reply` (the reply's body); without
-/// `merge`, an object reply's fields are merged into an object body.
+/// `enrich: { connector: crm, op: get_company, input: "#{ id: body.company_id }", merge: "body.company = reply; body" }`.
+/// `input` (a script over `body`, `headers` and `meta`) makes what is sent, the message's body
+/// when absent. The merge script sees `body`, `headers`, `meta` and `reply` (the reply's
+/// body); without `merge`, an object reply's fields are merged into an object body.
 #[derive(Debug, Deserialize)]
 #[serde(transparent)]
 pub struct EnrichSpec(EndpointSpec);
@@ -29,14 +30,19 @@ impl BuildStep for EnrichSpec {
             Some(m) => Some(super::transform::script_source(m, m.pos, cx)?),
             None => None,
         };
-        let endpoint = cx.endpoint(Role::Request, node, &["merge"])?;
-        Some(Arc::new(Enrich { engine: cx.scripts.clone(), endpoint, merge }))
+        let input = match node.get("input") {
+            Some(i) => Some(super::transform::script_source(i, i.pos, cx)?),
+            None => None,
+        };
+        let endpoint = cx.endpoint(Role::Request, node, &["merge", "input"])?;
+        Some(Arc::new(Enrich { engine: cx.scripts.clone(), endpoint, input, merge }))
     }
 }
 
 struct Enrich {
     engine: Arc<ScriptEngine>,
     endpoint: Arc<dyn Endpoint>,
+    input: Option<Script>,
     merge: Option<Script>,
 }
 
@@ -47,8 +53,16 @@ impl Step for Enrich {
     }
 
     async fn apply(&self, mut msg: Message, _cx: &RunCx) -> Result<Outcome, StepError> {
-        let reply = self.endpoint.request(&msg).await?.body.to_json();
         let body = msg.body.to_json();
+        let reply = match &self.input {
+            Some(script) => {
+                let input = ScriptInput { body: &body, headers: &msg.headers, meta: &msg.meta, vars: &[] };
+                let sent = msg.clone().with_body(Body::Json(self.engine.run(script, input)?.body));
+                self.endpoint.request(&sent).await?
+            }
+            None => self.endpoint.request(&msg).await?,
+        };
+        let reply = reply.body.to_json();
         let merged = match &self.merge {
             Some(script) => {
                 let vars = [("reply", &reply)];

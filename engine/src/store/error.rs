@@ -19,8 +19,9 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
 
     #[error(
-        "cannot connect to the store at `{url}`: {source}; check that the database server is \
-         running, the database exists and the `store:` URL (or JUNCTION_STORE) is right"
+        "cannot connect to the database at `{url}`: {source}; check that the database server \
+         is running, the database exists and its URL (`store:`, JUNCTION_STORE, or a \
+         connector's `database:`) is right"
     )]
     Unreachable { url: String, source: sqlx::Error },
 

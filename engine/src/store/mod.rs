@@ -54,8 +54,18 @@ impl Store {
     /// Opens `sqlite://data/junction.db` (relative to the current directory; the directory
     /// and the file are created when missing) or `postgres://…`, and runs the migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, open::Tables::Engine).await
+    }
+
+    /// Opens a database as [`Store::open`] does but creates none of the engine's tables: for a
+    /// crate that keeps only its own there (a `masterdeal` connector's `database:`).
+    pub async fn open_other(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, open::Tables::None).await
+    }
+
+    async fn open_with(url: &str, tables: open::Tables) -> Result<Store, StoreError> {
         let location = open::locate(url)?;
-        let pool = open::connect(&location).await?;
+        let pool = open::connect(&location, tables).await?;
         Ok(Store { pool, backend: location.backend, sqlite_writer: Arc::default() })
     }
 

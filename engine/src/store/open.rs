@@ -62,8 +62,15 @@ pub(super) fn locate(url: &str) -> Result<Location, StoreError> {
     Err(unsupported())
 }
 
-/// Connects, prepares the backend and runs its migrations.
-pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> {
+/// Whether a database opened gets the engine's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tables {
+    Engine,
+    None,
+}
+
+/// Connects, prepares the backend and, for the engine's store, runs its migrations.
+pub(super) async fn connect(location: &Location, tables: Tables) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let shown = &location.shown;
     let unreachable = |source| StoreError::Unreachable { url: shown.clone(), source };
@@ -87,6 +94,9 @@ pub(super) async fn connect(location: &Location) -> Result<AnyPool, StoreError> 
     let _ = probe.close().await;
 
     let pool = pool_options(location.backend).connect(&location.url).await.map_err(unreachable)?;
+    if tables == Tables::None {
+        return Ok(pool);
+    }
 
     let mut migrator = match location.backend {
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),

@@ -18,8 +18,8 @@ use crate::message::{Body, Message};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reply {
-    /// The reply body.
-    #[serde(default)]
+    /// The reply body; `reply: null` is a null body, an absent `reply` echoes what was sent.
+    #[serde(default, deserialize_with = "present")]
     pub reply: Option<Value>,
     /// Fail with this message instead.
     #[serde(default)]
@@ -140,4 +140,9 @@ impl Endpoint for Recording {
     fn describe(&self) -> String {
         format!("recorder for {}", self.description)
     }
+}
+
+/// A field that is there, `null` included (serde's `Option` takes `null` for absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }

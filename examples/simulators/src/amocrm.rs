@@ -28,9 +28,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use crate::faults::{self, Fault};
+
+/// How long a long-lived token lives (amoCRM lets one choose up to five years).
+const LONG_LIVED_SECS: u64 = 5 * 365 * 86_400;
 
 /// The integration's credentials the simulator accepts.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub struct Options {
     pub refresh_token: String,
     /// Lifetime of the access tokens it hands out (amoCRM: 86400 s).
     pub access_ttl_secs: u64,
+    /// A long-lived token (amoCRM's private integrations: an access token valid for years,
+    /// never refreshed), valid from the start.
+    pub long_lived_token: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +59,7 @@ impl Default for Options {
             redirect_uri: "https://junction.example/oauth".into(),
             refresh_token: "sim-refresh-0".into(),
             access_ttl_secs: 86_400,
+            long_lived_token: None,
         }
     }
 }
@@ -93,8 +101,11 @@ pub struct Amocrm {
 impl Amocrm {
     /// Serves on `listen` (`127.0.0.1:0` for any free port) until the runtime ends.
     pub async fn start(listen: &str, options: Options) -> std::io::Result<Amocrm> {
-        let data =
-            Data { refresh: options.refresh_token.clone(), options: Some(options), next_id: 1000, ..Data::default() };
+        let mut data = Data { refresh: options.refresh_token.clone(), next_id: 1000, ..Data::default() };
+        if let Some(token) = &options.long_lived_token {
+            data.access.insert(token.clone(), now() + LONG_LIVED_SECS);
+        }
+        data.options = Some(options);
         let sim = Amocrm { url: String::new(), data: Arc::new(Mutex::new(data)) };
         let app = sim.router();
         let addr = crate::serve(listen, app, "amoCRM").await?;
@@ -228,6 +239,40 @@ impl Amocrm {
             .await?;
         Ok(resp.status().as_u16())
     }
+}
+
+/// The agency account's custom fields of a lead that a master deal needs (amoCRM custom fields
+/// are per account: these ids are the demo account's, and the root project's
+/// `transforms/amocrm_lead_to_master_deal.rhai` names the same).
+pub mod fields {
+    /// Text: the advertiser's legal name.
+    pub const ADVERTISER: u64 = 2_410_001;
+    /// Text: the advertiser's INN (10 or 12 digits).
+    pub const INN: u64 = 2_410_002;
+    /// Date (unix seconds): the campaign period's first and last day.
+    pub const PERIOD_FROM: u64 = 2_410_003;
+    pub const PERIOD_TO: u64 = 2_410_004;
+}
+
+/// A lead of the agency's pipeline as amoCRM returns it: `price` is the budget (roubles), the
+/// advertiser and the period in custom fields (see [`fields`]), status 142 (won).
+pub fn deal_lead(name: &str, price: u64, advertiser: &str, inn: &str, period: (NaiveDate, NaiveDate)) -> Value {
+    let text = |id: u64, field: &str, value: &str| json!({ "field_id": id, "field_name": field, "field_code": null, "field_type": "text", "values": [{ "value": value }] });
+    let date = |id: u64, field: &str, day: NaiveDate| {
+        let secs = day.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp());
+        json!({ "field_id": id, "field_name": field, "field_code": null, "field_type": "date", "values": [{ "value": secs }] })
+    };
+    json!({
+        "name": name,
+        "price": price,
+        "status_id": 142,
+        "custom_fields_values": [
+            text(fields::ADVERTISER, "Рекламодатель", advertiser),
+            text(fields::INN, "ИНН рекламодателя", inn),
+            date(fields::PERIOD_FROM, "Период с", period.0),
+            date(fields::PERIOD_TO, "Период по", period.1),
+        ],
+    })
 }
 
 /// The form body of amoCRM's "lead status changed" webhook

@@ -9,6 +9,7 @@
 //! amocrm: {}                       # every field has the subcommand's default
 //! ```
 
+use chrono::Datelike;
 use serde::Deserialize;
 
 use crate::amocrm::{Amocrm, Options};
@@ -64,20 +65,40 @@ pub struct AmocrmDemo {
     /// The refresh token the connector is configured with.
     #[arg(long, default_value_t = AmocrmDemo::default().refresh_token)]
     pub refresh_token: String,
+    /// A long-lived token also accepted (what the root project's `crm` connector uses).
+    #[arg(long, default_value_t = AmocrmDemo::default().long_lived_token)]
+    pub long_lived_token: String,
 }
 
 impl Default for AmocrmDemo {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8081".into(), leads: 3, refresh_token: "sim-refresh-0".into() }
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            leads: 3,
+            refresh_token: "sim-refresh-0".into(),
+            long_lived_token: "sim-amocrm-token".into(),
+        }
     }
 }
 
 impl AmocrmDemo {
     pub async fn start(&self) -> std::io::Result<String> {
-        let options = Options { refresh_token: self.refresh_token.clone(), ..Options::default() };
+        let options = Options {
+            refresh_token: self.refresh_token.clone(),
+            long_lived_token: Some(self.long_lived_token.clone()),
+            ..Options::default()
+        };
         let sim = Amocrm::start(&self.listen, options).await?;
+        // Won deals of the agency's pipeline, ids 1001, 1002…, their campaigns next month.
+        let today = chrono::Utc::now().date_naive();
+        let from = today.checked_add_months(chrono::Months::new(1)).unwrap_or(today).with_day(1).unwrap_or(today);
+        let to = from.checked_add_months(chrono::Months::new(1)).and_then(|d| d.pred_opt()).unwrap_or(from);
+        let advertisers =
+            [("ООО «Ромашка»", "7707083893"), ("АО «Лютик»", "7736050003"), ("ООО «Василёк»", "7702070139")];
         for n in 0..self.leads {
-            sim.add_lead(serde_json::json!({ "name": format!("Demo deal {n}"), "price": 100_000 * (n + 1) }));
+            let (advertiser, inn) = advertisers[n as usize % advertisers.len()];
+            let name = format!("Весенняя кампания {advertiser}");
+            sim.add_lead(crate::amocrm::deal_lead(&name, 1_500_000 * (n + 1), advertiser, inn, (from, to)));
         }
         Ok(format!("{} (control API under /_sim/)", sim.url))
     }

@@ -62,6 +62,9 @@ impl Direct {
             .route("/json/v5/campaigns", post(campaigns))
             .route("/json/v5/reports", post(reports))
             .layer(middleware::from_fn_with_state(sim.clone(), guard))
+            // Control, for the demo: a day's statistics, a campaign's state.
+            .route("/_sim/stats", post(control_stats))
+            .route("/_sim/campaigns/{id}", post(control_campaign))
             .with_state(sim.clone());
         let addr = crate::serve(listen, app, "Yandex Direct").await?;
         Ok(Direct { url: format!("http://{addr}"), ..sim })
@@ -272,4 +275,38 @@ async fn reports(State(sim): State<Direct>, headers: HeaderMap, body: Bytes) -> 
         }
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/tab-separated-values; charset=utf-8")], tsv).into_response()
+}
+
+/// `POST /_sim/stats` `{campaign_id, day, impressions, clicks, cost}` (cost in the currency,
+/// stored in micros as Direct reports it).
+async fn control_stats(State(sim): State<Direct>, axum::Json(row): axum::Json<Value>) -> Response {
+    let int = |k: &str| row.get(k).and_then(Value::as_i64);
+    let cost = row.get("cost").and_then(|c| c.as_f64().or_else(|| c.as_str().and_then(|s| s.parse().ok())));
+    match (int("campaign_id"), row.get("day").and_then(Value::as_str), cost) {
+        (Some(id), Some(day), Some(cost)) => {
+            let micros = (cost * 1_000_000.0).round() as i64;
+            sim.set_stats(id, day, int("impressions").unwrap_or(0), int("clicks").unwrap_or(0), micros);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (StatusCode::BAD_REQUEST, "{campaign_id, day, impressions, clicks, cost}").into_response(),
+    }
+}
+
+/// `POST /_sim/campaigns/<id>` `{"State": "ON", "Status": "ACCEPTED"}`: what moderation and
+/// the client's people do to a campaign.
+async fn control_campaign(
+    State(sim): State<Direct>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    axum::Json(fields): axum::Json<Value>,
+) -> Response {
+    let mut d = sim.data();
+    match (d.campaigns.get_mut(&id), fields.as_object()) {
+        (Some(campaign), Some(fields)) => {
+            if let Some(c) = campaign.as_object_mut() {
+                c.extend(fields.clone());
+            }
+            axum::Json(campaign.clone()).into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+    }
 }

@@ -57,6 +57,8 @@ impl OneC {
         let app = Router::new()
             .fallback(odata)
             .layer(middleware::from_fn_with_state(sim.clone(), guard))
+            // Control, for the demo: a document as a 1C user enters it (a payment arriving).
+            .route("/_sim/documents/{set}", axum::routing::post(add_document))
             .with_state(sim.clone());
         let addr = crate::serve(listen, app, "1C").await?;
         Ok(OneC { url: format!("http://{addr}/buh/odata/standard.odata"), ..sim })
@@ -209,7 +211,8 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// `Комментарий eq 'junction:42' and Posted eq true`: each clause an equality, or
+/// `Комментарий eq 'junction:42' and Posted eq true` (a reference field as `Ref_Key eq
+/// guid'…'`): each clause an equality, or
 /// `substringof('text', Field)` (1C's LIKE, which works on strings of unlimited length where
 /// `eq` does not).
 fn matches(doc: &Value, filter: &str) -> bool {
@@ -221,7 +224,8 @@ fn matches(doc: &Value, filter: &str) -> bool {
             return doc[field.trim()].as_str().is_some_and(|v| v.contains(&text));
         }
         let Some((field, value)) = clause.trim().split_once(" eq ") else { return false };
-        let expected: Value = match value.trim() {
+        let value = value.trim();
+        let expected: Value = match value.strip_prefix("guid").unwrap_or(value) {
             v if v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2 => {
                 Value::from(v[1..v.len() - 1].replace("''", "'"))
             }
@@ -320,5 +324,17 @@ async fn odata(State(sim): State<OneC>, req: Request) -> Response {
             StatusCode::OK.into_response()
         }
         _ => odata_error(StatusCode::METHOD_NOT_ALLOWED, "Метод не поддерживается"),
+    }
+}
+
+/// `POST /_sim/documents/<set>` with the document's fields: `{"Ref_Key": …}`.
+async fn add_document(
+    State(sim): State<OneC>,
+    axum::extract::Path(set): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(fields @ Value::Object(_)) => axum::Json(json!({ "Ref_Key": sim.add(&set, fields) })).into_response(),
+        _ => (StatusCode::BAD_REQUEST, "a JSON object of the document's fields").into_response(),
     }
 }

@@ -88,6 +88,8 @@ impl VkAds {
             .route("/api/v2/oauth2/token.json", post(token))
             .route("/api/v2/oauth2/token/delete.json", post(delete_tokens))
             .merge(api)
+            // Control, for the demo: a day's statistics, a plan's status.
+            .route("/_sim/stats", post(control_stats))
             .with_state(sim.clone());
         let addr = crate::serve(listen, app, "VK Ads").await?;
         Ok(VkAds { url: format!("http://{addr}"), ..sim })
@@ -411,4 +413,17 @@ async fn statistics(State(sim): State<VkAds>, Query(q): Query<HashMap<String, St
         items.push(json!({ "id": id, "rows": rows, "total": { "base": base(0, 0, "0") } }));
     }
     axum::Json(json!({ "items": items, "total": { "base": base(0, 0, "0") } })).into_response()
+}
+
+/// `POST /_sim/stats` `{campaign_id, day, impressions, clicks, cost}` (cost a decimal string).
+async fn control_stats(State(sim): State<VkAds>, axum::Json(row): axum::Json<Value>) -> Response {
+    let int = |k: &str| row.get(k).and_then(Value::as_i64);
+    let cost = row.get("cost").map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned));
+    match (int("campaign_id"), row.get("day").and_then(Value::as_str), cost) {
+        (Some(id), Some(day), Some(cost)) => {
+            sim.set_stats(id, day, int("impressions").unwrap_or(0), int("clicks").unwrap_or(0), &cost);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (StatusCode::BAD_REQUEST, "{campaign_id, day, impressions, clicks, cost}").into_response(),
+    }
 }

@@ -10,7 +10,7 @@ use crate::domain::{
 
 const PROBLEM: &str = "#/components/schemas/Problem";
 /// `CampaignStatus` has no lifecycle of its own (a platform sets it), so its statuses are listed.
-const CAMPAIGN_STATUSES: [&str; 5] = ["draft", "active", "paused", "completed", "cancelled"];
+const CAMPAIGN_STATUSES: [&str; 6] = ["draft", "awaiting_creatives", "active", "paused", "completed", "cancelled"];
 
 pub(crate) fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();

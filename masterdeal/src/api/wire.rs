@@ -238,7 +238,7 @@ impl From<MasterDealStoreError> for ApiError {
             E::Query { ref source, .. } if crate::store::is_constraint_violation(source) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Changed concurrently", detail)
             }
-            E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
+            E::Query { .. } | E::Migration { .. } | E::Publish { .. } | E::Unavailable { .. } => {
                 tracing::warn!(error = %detail, "masterdeal API: the store failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -22,21 +22,24 @@ use junction_engine::Message;
 use junction_engine::config::node::{Node, NodeError};
 use junction_engine::connector::{BuildCx, Bus, Connector, ConnectorError, Endpoint, Kind, Role, StartCx, Task};
 use junction_engine::gateway::HttpApi;
-use junction_engine::store::Store;
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 
 use crate::api::MasterDealApi;
 use crate::cache::PlanCache;
-use crate::store::{self, Expected, MasterDealStoreError};
+use crate::store::{Database, Expected, MasterDealStoreError};
 
 pub struct MasterDealKind;
 
-/// `masterdeal` takes no options of its own (besides `api:`): it keeps its tables in the
-/// engine's store.
+/// `masterdeal`'s options (besides `api:`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NoOptions {}
+pub struct Options {
+    /// The MasterDeal database (`sqlite://…` or `postgres://…`), apart from the engine's store
+    /// (the integration database: bus, dead letters, checkpoints, leases, audit). Without it
+    /// the tables live in the engine's store.
+    #[serde(default)]
+    database: Option<String>,
+}
 
 /// What a step asks: `request: { connector: masterdeal, op: get_deal }`.
 #[derive(Deserialize)]
@@ -48,18 +51,20 @@ struct OpSpec {
 
 impl Kind for MasterDealKind {
     const NAME: &'static str = "masterdeal";
-    type Config = NoOptions;
+    type Config = Options;
 
-    fn build(&self, name: &str, _: NoOptions, _: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
-        let migrated = Arc::new(OnceCell::new());
-        let store = cx.resources.store.clone();
-        let api = MasterDealApi::new(store.clone(), migrated.clone(), cx.resources.cache.clone());
+    fn build(&self, name: &str, options: Options, _: &Node, cx: &BuildCx<'_>) -> Result<Arc<dyn Connector>, NodeError> {
+        // `junction check` (no store) opens no database either.
+        let database = match (options.database, &cx.resources.store) {
+            (Some(url), Some(_)) => Database::own(url),
+            (_, store) => Database::engine(store.clone()),
+        };
+        let api = MasterDealApi::new(database.clone(), cx.resources.cache.clone());
         Ok(Arc::new(MasterDealConnector {
             name: name.to_owned(),
             plans: api.plans.clone(),
             api: Arc::new(api),
-            store,
-            migrated,
+            database,
             started: std::sync::OnceLock::new(),
         }))
     }
@@ -67,12 +72,9 @@ impl Kind for MasterDealKind {
 
 struct MasterDealConnector {
     name: String,
-    /// What the outbox relay publishes with, once started.
-    started: std::sync::OnceLock<(Store, Arc<dyn Bus>)>,
-    /// `None` under `junction check`.
-    store: Option<Store>,
-    /// Set once the migrations have run in this process.
-    migrated: Arc<OnceCell<()>>,
+    /// What the outbox relay publishes to, once started.
+    started: std::sync::OnceLock<Arc<dyn Bus>>,
+    database: Database,
     /// The plans the REST and GraphQL APIs read through; steps that change a plan drop it.
     plans: PlanCache,
     /// Served on the gateway when the connector's config has `api:`.
@@ -100,10 +102,16 @@ enum Op {
     CheckMediaPlan,
     FinishGeneration,
     FailGeneration,
+    RequestGeneration,
+    GetApprovedPlan,
+    AdvanceDeal,
+    UpdateContractBilling,
+    UnpaidContracts,
+    OpenCampaigns,
 }
 
 impl Op {
-    const ALL: [Op; 18] = [
+    const ALL: [Op; 24] = [
         Op::UpsertDealByExternalId,
         Op::GetDeal,
         Op::ListDeals,
@@ -122,6 +130,12 @@ impl Op {
         Op::CheckMediaPlan,
         Op::FinishGeneration,
         Op::FailGeneration,
+        Op::RequestGeneration,
+        Op::GetApprovedPlan,
+        Op::AdvanceDeal,
+        Op::UpdateContractBilling,
+        Op::UnpaidContracts,
+        Op::OpenCampaigns,
     ];
 
     fn as_str(self) -> &'static str {
@@ -144,6 +158,12 @@ impl Op {
             Op::CheckMediaPlan => "check_media_plan",
             Op::FinishGeneration => "finish_generation",
             Op::FailGeneration => "fail_generation",
+            Op::RequestGeneration => "request_generation",
+            Op::GetApprovedPlan => "get_approved_plan",
+            Op::AdvanceDeal => "advance_deal",
+            Op::UpdateContractBilling => "update_contract_billing",
+            Op::UnpaidContracts => "unpaid_contracts",
+            Op::OpenCampaigns => "open_campaigns",
         }
     }
 
@@ -167,12 +187,7 @@ impl Connector for MasterDealConnector {
 
     fn endpoint(&self, _role: Role, options: &Node, _cx: &BuildCx<'_>) -> Result<Arc<dyn Endpoint>, NodeError> {
         let op = Op::parse(options)?;
-        Ok(Arc::new(MasterDealEndpoint {
-            op,
-            store: self.store.clone(),
-            migrated: self.migrated.clone(),
-            plans: self.plans.clone(),
-        }))
+        Ok(Arc::new(MasterDealEndpoint { op, database: self.database.clone(), plans: self.plans.clone() }))
     }
 
     fn http_api(&self) -> Option<Arc<dyn HttpApi>> {
@@ -180,36 +195,30 @@ impl Connector for MasterDealConnector {
     }
 
     async fn start(&self, cx: &StartCx) -> Result<(), ConnectorError> {
-        let _ = self.started.set((cx.store.clone(), cx.bus.clone()));
+        let _ = self.started.set(cx.bus.clone());
+        // Migrations run per database at start; one that is down now is retried on first use.
+        if let Err(error) = self.database.get().await {
+            tracing::warn!(connector = %self.name, %error, "masterdeal: the database is not ready yet");
+        }
         Ok(())
     }
 
     fn tasks(&self) -> Vec<Task> {
-        let Some((store, bus)) = self.started.get().cloned() else { return Vec::new() };
-        let migrated = self.migrated.clone();
+        let Some(bus) = self.started.get().cloned() else { return Vec::new() };
+        let database = self.database.clone();
         let metrics = junction_engine::telemetry::OutboxMetrics::new(&self.name);
         vec![Task {
             name: format!("{}.outbox", self.name),
             once: true,
-            run: Arc::new(move |stop| relay::task(metrics.clone(), store.clone(), bus.clone(), migrated.clone(), stop)),
+            run: Arc::new(move |stop| relay::task(metrics.clone(), database.clone(), bus.clone(), stop)),
         }]
     }
 }
 
 struct MasterDealEndpoint {
     op: Op,
-    store: Option<Store>,
-    migrated: Arc<OnceCell<()>>,
+    database: Database,
     plans: PlanCache,
-}
-
-impl MasterDealEndpoint {
-    async fn store(&self) -> Result<&Store, ConnectorError> {
-        let store =
-            self.store.as_ref().ok_or_else(|| ConnectorError::permanent("masterdeal needs the engine's store"))?;
-        self.migrated.get_or_try_init(|| store::migrate(store)).await.map_err(store_error)?;
-        Ok(store)
-    }
 }
 
 #[async_trait]
@@ -219,7 +228,7 @@ impl Endpoint for MasterDealEndpoint {
     }
 
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
-        let store = self.store().await?;
+        let store = self.database.get().await.map_err(store_error)?;
         let input = msg.body.json();
         let output = match self.op {
             Op::UpsertDealByExternalId => ops::upsert(store, &input).await,
@@ -241,6 +250,12 @@ impl Endpoint for MasterDealEndpoint {
             Op::CheckMediaPlan => ops::check_media_plan(store, &input).await,
             Op::FinishGeneration => ops::finish_generation(store, &input).await,
             Op::FailGeneration => ops::fail_generation(store, &input).await,
+            Op::RequestGeneration => ops::request_generation(store, &input).await,
+            Op::GetApprovedPlan => ops::get_approved_plan(store, &input).await,
+            Op::AdvanceDeal => ops::advance_deal(store, &input).await,
+            Op::UpdateContractBilling => ops::update_contract_billing(store, &input).await,
+            Op::UnpaidContracts => ops::unpaid_contracts(store, &input).await,
+            Op::OpenCampaigns => ops::open_campaigns(store, &input).await,
         };
         // A plan step changes the plan, whatever its outcome: the APIs' next read of it goes
         // to the database.
@@ -265,7 +280,7 @@ fn store_error(e: MasterDealStoreError) -> ConnectorError {
         MasterDealStoreError::Query { source, .. } => {
             matches!(source, E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_))
         }
-        MasterDealStoreError::Raced { .. } => true,
+        MasterDealStoreError::Raced { .. } | MasterDealStoreError::Unavailable { .. } => true,
         _ => false,
     };
     match e {

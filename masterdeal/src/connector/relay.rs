@@ -13,9 +13,9 @@ use junction_engine::store::Store;
 use junction_engine::telemetry::OutboxMetrics;
 use junction_engine::{Body, Message};
 use serde_json::Value;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::watch;
 
-use crate::store::{self, OutboxEvent};
+use crate::store::{self, Database, OutboxEvent};
 
 const TICK: Duration = Duration::from_millis(200);
 /// Ticks between two readings of the outbox's backlog for the metrics.
@@ -24,22 +24,15 @@ const MEASURE_EVERY: u32 = 25;
 /// The relay as a connector's task.
 pub(super) fn task(
     metrics: OutboxMetrics,
-    store: Store,
+    database: Database,
     bus: Arc<dyn Bus>,
-    migrated: Arc<OnceCell<()>>,
     stop: watch::Receiver<bool>,
 ) -> junction_engine::connector::TaskFuture {
-    Box::pin(run(metrics, store, bus, migrated, stop))
+    Box::pin(run(metrics, database, bus, stop))
 }
 
 /// Publishes what the outbox holds every tick, until `stop`.
-async fn run(
-    metrics: OutboxMetrics,
-    store: Store,
-    bus: Arc<dyn Bus>,
-    migrated: Arc<OnceCell<()>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run(metrics: OutboxMetrics, database: Database, bus: Arc<dyn Bus>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u32;
@@ -48,17 +41,20 @@ async fn run(
             _ = tick.tick() => {}
             () = junction_engine::connector::stopped(&mut stop) => return,
         }
-        if let Err(e) = migrated.get_or_try_init(|| store::migrate(&store)).await {
-            tracing::warn!(error = %e, "masterdeal outbox relay: migrations failed; retrying");
-            continue;
-        }
+        let store = match database.get().await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(error = %e, "masterdeal outbox relay: the database is not ready; retrying");
+                continue;
+            }
+        };
         let publisher = bus.clone();
-        if let Err(e) = store::relay_once(&store, move |event: &OutboxEvent| publish(publisher.clone(), event)).await {
+        if let Err(e) = store::relay_once(store, move |event: &OutboxEvent| publish(publisher.clone(), event)).await {
             tracing::warn!(error = %e, "masterdeal outbox relay failed; retrying");
         }
         ticks += 1;
         if ticks % MEASURE_EVERY == 1 {
-            measure(&metrics, &store).await;
+            measure(&metrics, store).await;
         }
     }
 }

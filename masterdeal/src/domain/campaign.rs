@@ -27,6 +27,9 @@ pub struct Campaign {
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
+    /// Created on the platform as a shell (budget, dates); its ads, keywords and moderation
+    /// are the platform's users' work.
+    AwaitingCreatives,
     Active,
     Paused,
     Completed,

@@ -198,6 +198,25 @@ pub(super) async fn campaign_in(
     Ok(campaigns_where(conn, "id = $1", &[id.to_string()]).await?.pop())
 }
 
+/// The campaign the platform knows by this id, if it is one of ours.
+pub async fn campaign_by_platform_id(
+    store: &Store,
+    platform: &str,
+    platform_campaign_id: &str,
+) -> Result<Option<CampaignRow>, MasterDealStoreError> {
+    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("campaign_by_platform_id"))?;
+    by_platform_id_in(&mut conn, platform, platform_campaign_id).await
+}
+
+/// The platform's campaigns that it runs and may still change (created there, neither
+/// completed nor cancelled), for a poll of their status.
+pub async fn open_campaigns(store: &Store, platform: &str) -> Result<Vec<CampaignRow>, MasterDealStoreError> {
+    let mut conn = store.pool().acquire().await.map_err(MasterDealStoreError::query("open_campaigns"))?;
+    let condition = "platform = $1 AND platform_campaign_id IS NOT NULL \
+                     AND status NOT IN ('completed', 'cancelled') ORDER BY id";
+    campaigns_where(&mut conn, condition, &[platform.to_owned()]).await
+}
+
 async fn by_platform_id_in(
     conn: &mut AnyConnection,
     platform: &str,

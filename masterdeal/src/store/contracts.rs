@@ -181,6 +181,18 @@ pub async fn list_contracts(store: &Store, deal_id: Uuid) -> Result<Vec<Contract
     rows.iter().map(decode).collect()
 }
 
+/// Signed contracts not yet paid in full, oldest first: what a poll of billing asks about.
+pub async fn unpaid_contracts(store: &Store) -> Result<Vec<ContractRow>, MasterDealStoreError> {
+    let sql = format!(
+        "SELECT {CONTRACT_COLUMNS} FROM contract WHERE status = 'signed' AND payment_status <> 'paid' ORDER BY id"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(store.pool())
+        .await
+        .map_err(MasterDealStoreError::query("unpaid_contracts"))?;
+    rows.iter().map(decode).collect()
+}
+
 pub(super) async fn contract_in(
     conn: &mut AnyConnection,
     id: Uuid,

@@ -11,6 +11,10 @@ pub enum MasterDealStoreError {
     )]
     Migration { source: sqlx::migrate::MigrateError },
 
+    /// The MasterDeal database cannot be opened now (503, retried).
+    #[error("the MasterDeal database is unavailable: {reason}")]
+    Unavailable { reason: String },
+
     #[error("masterdeal store query `{op}` failed: {source}; check that the database is reachable")]
     Query { op: &'static str, source: sqlx::Error },
 

@@ -17,6 +17,7 @@ mod columns;
 mod contract_row;
 mod contracts;
 mod currencies;
+mod database;
 mod deal_row;
 mod deals;
 mod deletes;
@@ -42,9 +43,15 @@ mod versioned;
 use junction_engine::store::{Backend, Store};
 use sqlx::{Any, Transaction};
 
-pub use campaigns::{CampaignRow, DayStatsRow, NewCampaign, get_campaign, list_campaigns, upsert_campaign};
-pub use contracts::{ContractRow, NewContract, get_contract, list_contracts, transition_contract, upsert_contract};
+pub use campaigns::{
+    CampaignRow, DayStatsRow, NewCampaign, campaign_by_platform_id, get_campaign, list_campaigns, open_campaigns,
+    upsert_campaign,
+};
+pub use contracts::{
+    ContractRow, NewContract, get_contract, list_contracts, transition_contract, unpaid_contracts, upsert_contract,
+};
 pub use currencies::{currency_of_campaign, currency_of_deal, currency_of_line};
+pub use database::Database;
 pub use deals::{
     DealFilter, DealRow, NewDeal, create_deal, get, get_by_crm_id, list, save_deal, transition_deal, update_deal,
     upsert_by_crm_id,

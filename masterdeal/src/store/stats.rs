@@ -24,7 +24,9 @@ pub struct NewDayStats {
 /// Upserts these days (a day reported again replaces the old one), sets the campaign's
 /// spend to the sum of all its days and bumps its version. Event
 /// `masterdeal.campaign.stats_recorded`: the campaign row without its `stats`, plus `days`,
-/// the days of this batch.
+/// the days of this batch; and `masterdeal.campaign.overspend` (the same, plus `overspend`,
+/// the spend over budget) when this batch took the spend over the campaign's budget (its
+/// plan line's share).
 pub async fn record_campaign_stats(
     store: &Store,
     campaign_id: Uuid,
@@ -47,6 +49,10 @@ pub async fn record_campaign_stats(
     .map_err(MasterDealStoreError::query(OP))?;
     let currency = currency.ok_or_else(|| MasterDealStoreError::not_found("campaign", campaign_id))?;
     let currency = to_domain::currency("campaign", &campaign_id.to_string(), &currency)?;
+    let spent_before = campaign_in(&mut tx, campaign_id)
+        .await?
+        .ok_or_else(|| MasterDealStoreError::not_found("campaign", campaign_id))?
+        .spend;
     for day in &days {
         upsert_day(store, &mut tx, campaign_id, currency, day).await?;
     }
@@ -68,6 +74,13 @@ pub async fn record_campaign_stats(
         fields.remove("stats");
     }
     outbox::append(&mut tx, "campaign", campaign_id, "masterdeal.campaign.stats_recorded", &payload).await?;
+    // Crossing its budget is news once: the batch that crossed it raises the event, later
+    // ones (and this one sent again) do not.
+    if spent_before <= row.budget && row.spend > row.budget {
+        let mut payload = payload;
+        payload["overspend"] = serde_json::Value::String((row.spend - row.budget).to_string());
+        outbox::append(&mut tx, "campaign", campaign_id, "masterdeal.campaign.overspend", &payload).await?;
+    }
     tx.commit().await.map_err(MasterDealStoreError::query(OP))?;
     Ok(row)
 }

@@ -38,7 +38,7 @@ pub(super) fn store_error(e: MasterDealStoreError) -> Error {
         E::Invalid(_) => coded("INVALID_INPUT", message),
         E::Raced { .. } => coded("CONFLICT", message),
         E::Query { ref source, .. } if crate::store::is_constraint_violation(source) => coded("CONFLICT", message),
-        E::Query { .. } | E::Migration { .. } | E::Publish { .. } => {
+        E::Query { .. } | E::Migration { .. } | E::Publish { .. } | E::Unavailable { .. } => {
             tracing::warn!(error = %message, "masterdeal GraphQL: the store failed");
             coded("UNAVAILABLE", message)
         }

@@ -9,7 +9,6 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use junction_engine::cache::Cache;
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use super::handle;
 use crate::api::MasterDealApi;
@@ -21,7 +20,7 @@ use crate::store::test_db::{self, TestStore};
 async fn api() -> (MasterDealApi, TestStore) {
     let t = test_db::sqlite().await;
     let cache = Cache::open("memory").await.expect("an in-process cache");
-    (MasterDealApi::new(Some(t.store.clone()), Arc::new(OnceCell::new()), Some(cache)), t)
+    (MasterDealApi::new(crate::store::Database::engine(Some(t.store.clone())), Some(cache)), t)
 }
 
 async fn post(api: &MasterDealApi, body: impl Into<Bytes>) -> (StatusCode, Value) {

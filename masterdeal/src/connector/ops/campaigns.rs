@@ -1,4 +1,5 @@
-//! Campaigns: `upsert_campaign`, `record_campaign_stats` and `deal_summary`.
+//! Campaigns: `upsert_campaign`, `open_campaigns` (for a poll of their status on the platform),
+//! `record_campaign_stats` and `deal_summary`.
 
 use chrono::NaiveDate;
 use junction_engine::store::Store;
@@ -35,7 +36,10 @@ fn draft() -> CampaignStatus {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatsIn {
-    campaign_id: Uuid,
+    /// Ours; or the platform's id, with `platform`.
+    campaign_id: Option<Uuid>,
+    platform: Option<String>,
+    platform_campaign_id: Option<String>,
     /// The spend's currency; the campaign's when absent.
     currency: Option<String>,
     days: Vec<DayIn>,
@@ -84,11 +88,28 @@ pub(crate) async fn upsert_campaign(
     Ok(upsert_reply(&row, created))
 }
 
+/// `{campaign_id, days}`, or `{platform, platform_campaign_id, days}` as the platform's
+/// statistics name the campaign: the reply is the campaign, or `null` when none of ours has
+/// that platform id (one made by hand on the platform), which a route filters out.
 pub(crate) async fn record_campaign_stats(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: StatsIn = input(body)?;
+    let campaign_id = match (q.campaign_id, &q.platform, &q.platform_campaign_id) {
+        (Some(id), None, None) => id,
+        (None, Some(platform), Some(platform_id)) => {
+            match store::campaign_by_platform_id(store, platform, platform_id).await? {
+                Some(campaign) => campaign.id,
+                None => return Ok(Value::Null),
+            }
+        }
+        _ => {
+            return Err(rejected(
+                "record_campaign_stats names its campaign by `campaign_id`, or by `platform` and `platform_campaign_id`",
+            ));
+        }
+    };
     let currency = match &q.currency {
         Some(code) => Currency::parse(code).map_err(rejected)?,
-        None => store::currency_of_campaign(store, q.campaign_id).await?,
+        None => store::currency_of_campaign(store, campaign_id).await?,
     };
     let days = q
         .days
@@ -103,8 +124,21 @@ pub(crate) async fn record_campaign_stats(store: &Store, body: &Value) -> Result
             })
         })
         .collect::<Result<_, MasterDealStoreError>>()?;
-    let row = store::record_campaign_stats(store, q.campaign_id, days).await?;
+    let row = store::record_campaign_stats(store, campaign_id, days).await?;
     Ok(reply(&row))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformIn {
+    platform: String,
+}
+
+/// `{"platform"}`: the platform's campaigns it runs and may still change, as `{items}`.
+pub(crate) async fn open_campaigns(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let PlatformIn { platform } = input(body)?;
+    let rows = store::open_campaigns(store, &platform).await?;
+    Ok(serde_json::json!({ "items": rows.iter().map(reply).collect::<Vec<_>>() }))
 }
 
 pub(crate) async fn deal_summary(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {

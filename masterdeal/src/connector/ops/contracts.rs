@@ -1,4 +1,5 @@
-//! `upsert_contract` (by number, checked against the approved plan) and `transition_contract`.
+//! `upsert_contract` (by number, checked against the approved plan), `transition_contract`,
+//! and what billing says of a contract: `update_contract_billing`, `unpaid_contracts`.
 
 use crate::store::{Expected, MasterDealStoreError};
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use super::{TransitionIn, decimal, input, rejected, reply, upsert_reply};
 use crate::domain::{ContractStatus, Currency, Money, PaymentStatus};
 use crate::store::{self, NewContract};
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,3 +62,60 @@ pub(crate) async fn transition_contract(store: &Store, body: &Value) -> Result<V
     let row = store::transition_contract(store, q.id, q.expected_version, q.to).await?;
     Ok(reply(&row))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingIn {
+    id: Uuid,
+    /// Added to the ids the contract has (`{"onec_invoice": "<Ref_Key>"}`).
+    #[serde(default)]
+    billing_ids: BTreeMap<String, String>,
+    payment_status: Option<PaymentStatus>,
+}
+
+/// How often [`update_contract_billing`] reads the contract again when another writer changed
+/// it meanwhile.
+const BILLING_ATTEMPTS: usize = 3;
+
+/// `{"id", "billing_ids"?, "payment_status"?}`: what billing says of the contract — its ids
+/// there (added to those it has) and its payment status — at whatever version it is. Event
+/// `masterdeal.contract.updated`; input that changes nothing writes nothing (a redelivery).
+pub(crate) async fn update_contract_billing(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let q: BillingIn = input(body)?;
+    for _ in 0..BILLING_ATTEMPTS {
+        let row =
+            store::get_contract(store, q.id).await?.ok_or_else(|| MasterDealStoreError::not_found("contract", q.id))?;
+        let mut billing_ids = row.billing_ids.clone();
+        billing_ids.extend(q.billing_ids.clone());
+        let payment_status = q.payment_status.unwrap_or(row.payment_status);
+        if billing_ids == row.billing_ids && payment_status == row.payment_status {
+            return Ok(reply(&row));
+        }
+        let currency = Currency::parse(&row.currency).map_err(rejected)?;
+        let contract = NewContract {
+            deal_id: row.deal_id,
+            number: row.number.clone(),
+            date: row.date,
+            amount: Money::new(row.amount, currency),
+            amount_override_reason: row.amount_override_reason.clone(),
+            billing_ids,
+            payment_status,
+        };
+        match store::upsert_contract(store, contract, Expected::Version(row.version)).await {
+            Err(MasterDealStoreError::Conflict { .. }) => continue,
+            updated => return updated.map(|(row, _)| reply(&row)),
+        }
+    }
+    Err(MasterDealStoreError::Raced { what: "contract", key: q.id.to_string() })
+}
+
+/// `{}`: signed contracts not yet paid in full, as `{items}`: what a poll of billing asks about.
+pub(crate) async fn unpaid_contracts(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let _: NoArgs = input(body)?;
+    let rows = store::unpaid_contracts(store).await?;
+    Ok(json!({ "items": rows.iter().map(reply).collect::<Vec<_>>() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{decimal, input, rejected};
-use crate::domain::{Currency, DealStatus, Inn, Kpp};
+use crate::domain::{Currency, DealStatus, Inn, Kpp, Lifecycle};
 use crate::store::{self, DealFilter, DealRow, MasterDealStoreError, NewDeal};
 
 /// Stands in for a missing owner: the column is required, the CRM field is not.
@@ -161,8 +161,98 @@ pub(crate) async fn list(store: &Store, body: &Value) -> Result<Value, MasterDea
     Ok(json!({ "items": rows.iter().map(row_json).collect::<Vec<_>>(), "next": next }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceIn {
+    id: Uuid,
+    to: DealStatus,
+}
+
+/// How often [`advance_deal`] reads the deal again when another writer changed it meanwhile.
+const ADVANCE_ATTEMPTS: usize = 3;
+
+/// `{"id", "to"}`: moves the deal forward to `to`, at whatever version it is, through the
+/// lifecycle's statuses in between (each move its own event; see [`way_forward`]): a contract
+/// signed takes a deal at proposal_sent through negotiation to signed. A deal at `to` already, or past it, stays
+/// (a redelivered or late event changes nothing); one that cannot get there (cancelled) is
+/// refused naming its allowed moves. For routes that make a deal follow what happened
+/// elsewhere: a КП sent, a contract signed, a payment.
+pub(crate) async fn advance_deal(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let q: AdvanceIn = input(body)?;
+    'read: for _ in 0..ADVANCE_ATTEMPTS {
+        let deal =
+            store::get(store, q.id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", q.id))?;
+        let Some(way) = way_forward(deal.status, q.to) else {
+            // No way there: the direct move's refusal says what is allowed.
+            return store::transition_deal(store, q.id, deal.version, q.to).await.map(|row| row_json(&row));
+        };
+        let (mut row, mut version) = (deal.clone(), deal.version);
+        for status in way {
+            match store::transition_deal(store, q.id, version, status).await {
+                Ok(moved) => (row, version) = (moved.clone(), moved.version),
+                Err(MasterDealStoreError::Conflict { .. }) => continue 'read,
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(row_json(&row));
+    }
+    Err(MasterDealStoreError::Raced { what: "master deal", key: q.id.to_string() })
+}
+
+/// The statuses a deal at `from` moves through to reach `to`, only ever forward (in the
+/// lifecycle's order), and through `planning` or `cancelled` only to end there: a deal is put
+/// into planning on purpose (its media plan is drafted then), never walked through it. Empty
+/// when it is at `to` or past it, `None` when it cannot get there.
+fn way_forward(from: DealStatus, to: DealStatus) -> Option<Vec<DealStatus>> {
+    let rank = |s: DealStatus| DealStatus::ALL.iter().position(|a| *a == s);
+    // Past it: further along the way (a cancelled deal is not further along, it left the way).
+    let past = from != DealStatus::Cancelled && to != DealStatus::Cancelled && rank(from) > rank(to);
+    if from == to || past {
+        return Some(Vec::new());
+    }
+    let mut queue = std::collections::VecDeque::from([(from, Vec::new())]);
+    while let Some((at, way)) = queue.pop_front() {
+        for &next in at.allowed_from() {
+            let only_to_end_there = matches!(next, DealStatus::Planning | DealStatus::Cancelled) && next != to;
+            if rank(next) <= rank(at) || only_to_end_there {
+                continue;
+            }
+            let mut way = way.clone();
+            way.push(next);
+            if next == to {
+                return Some(way);
+            }
+            queue.push_back((next, way));
+        }
+    }
+    None
+}
+
 pub(crate) async fn transition(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: TransitionIn = input(body)?;
     let row = store::transition_deal(store, q.id, q.expected_version, q.to).await?;
     Ok(row_json(&row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::way_forward;
+    use crate::domain::DealStatus::*;
+
+    #[test]
+    fn a_deal_follows_forward_through_the_statuses_between_and_never_back() {
+        assert_eq!(way_forward(ProposalSent, Signed), Some(vec![Negotiation, Signed]));
+        assert_eq!(way_forward(Signed, InFlight), Some(vec![InFlight]));
+        assert_eq!(way_forward(Planning, InFlight), Some(vec![ProposalSent, Negotiation, Signed, InFlight]));
+        assert_eq!(way_forward(Draft, Planning), Some(vec![Planning]));
+        // Not through planning: a draft deal's КП or contract does not start its drafting.
+        assert_eq!(way_forward(Draft, ProposalSent), None);
+        // There, or past it: nothing to do (negotiation → planning is a move back, not taken).
+        assert_eq!(way_forward(Signed, Signed), Some(vec![]));
+        assert_eq!(way_forward(Negotiation, ProposalSent), Some(vec![]));
+        assert_eq!(way_forward(Draft, Cancelled), Some(vec![Cancelled]));
+        // Cancelled and completed deals go nowhere.
+        assert_eq!(way_forward(Cancelled, Signed), None);
+        assert_eq!(way_forward(Completed, Cancelled), None);
+    }
 }

@@ -1,4 +1,4 @@
-//! Drafting with a model: `check_media_plan` (the `llm` step's validation hook),
+//! Drafting with a model: `request_generation` (a draft asked for by a route), `check_media_plan` (the `llm` step's validation hook),
 //! `finish_generation` (what was drafted is stored) and `fail_generation` (a route's
 //! `dead_letter`: the generation failed, and why).
 
@@ -9,8 +9,33 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{input, rejected, reply};
-use crate::domain::GenerationStatus;
+use crate::domain::{GenerationKind, GenerationStatus};
 use crate::store::{self, MasterDealStoreError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestIn {
+    deal_id: Option<Uuid>,
+    media_plan_id: Option<Uuid>,
+}
+
+/// `{"deal_id"}`: a media plan to draft for the deal; `{"media_plan_id"}`: a КП to draft for
+/// the plan (approved). The pending generation and its event, as the API's
+/// `POST …/media-plan-generations` and `…/proposal-generations` write them.
+pub(crate) async fn request_generation(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let q: RequestIn = input(body)?;
+    let (kind, subject) = match (q.deal_id, q.media_plan_id) {
+        (Some(deal), None) => (GenerationKind::MediaPlan, deal),
+        (None, Some(plan)) => (GenerationKind::Proposal, plan),
+        _ => {
+            return Err(rejected(
+                "request_generation takes `deal_id` (a media plan) or `media_plan_id` (a КП): one of the two",
+            ));
+        }
+    };
+    let row = store::request_generation(store, kind, subject).await?;
+    Ok(reply(&row))
+}
 
 /// What an `llm` step's `validate` hook is sent: the model's answer and the step's input.
 #[derive(Deserialize)]

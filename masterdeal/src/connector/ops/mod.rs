@@ -21,12 +21,12 @@ use uuid::Uuid;
 
 use crate::store::MasterDealStoreError;
 
-pub(crate) use campaigns::{deal_summary, record_campaign_stats, upsert_campaign};
-pub(crate) use contracts::{transition_contract, upsert_contract};
-pub(crate) use deals::{get, list, save, transition, update_deal, upsert};
-pub(crate) use generations::{check_media_plan, fail_generation, finish_generation};
+pub(crate) use campaigns::{deal_summary, open_campaigns, record_campaign_stats, upsert_campaign};
+pub(crate) use contracts::{transition_contract, unpaid_contracts, update_contract_billing, upsert_contract};
+pub(crate) use deals::{advance_deal, get, list, save, transition, update_deal, upsert};
+pub(crate) use generations::{check_media_plan, fail_generation, finish_generation, request_generation};
 pub(crate) use plans::{
-    add_media_plan, approve_media_plan, attach_proposal, transition_media_plan, transition_proposal,
+    add_media_plan, approve_media_plan, attach_proposal, get_approved_plan, transition_media_plan, transition_proposal,
 };
 
 /// A status change of any aggregate: `{"id", "to", "expected_version"}`.

@@ -98,6 +98,21 @@ fn new_line(line: LineIn, currency: Currency) -> Result<NewPlanLine, MasterDealS
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfDealIn {
+    deal_id: Uuid,
+}
+
+/// `{"deal_id"}`: the deal's approved plan with its lines (not found when none is approved).
+pub(crate) async fn get_approved_plan(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
+    let OfDealIn { deal_id } = input(body)?;
+    let plan = store::approved_plan(store, deal_id)
+        .await?
+        .ok_or_else(|| MasterDealStoreError::not_found("approved media plan of the deal", deal_id))?;
+    Ok(reply(&plan))
+}
+
 /// Approves a proposed plan; a draft must be proposed first, by its own transition.
 pub(crate) async fn approve_media_plan(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: ApproveIn = input(body)?;
