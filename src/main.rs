@@ -101,16 +101,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// JSON logs for `run` (for machines); terse text for the other commands (for people).
+/// JSON lines on stdout for `run` (for machines: a log collector takes stdout as it is); terse
+/// text on stderr for the other commands (for people, whose output is on stdout).
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if json { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("JUNCTION_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
-        builder.json().flatten_event(true).init();
+        builder.with_writer(std::io::stdout).json().flatten_event(true).init();
     } else {
-        builder.compact().without_time().init();
+        builder.with_writer(std::io::stderr).compact().without_time().init();
     }
 }
 

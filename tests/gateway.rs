@@ -22,10 +22,13 @@ async fn problem(resp: reqwest::Response, status: u16, kind: &str) -> Value {
     body
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_masterdeal_routes_and_answers_bad_input_with_problems() {
+    // The new deal's row goes to the DWH: a reachable one, so that no load is still retrying
+    // (and holding the stop for up to its shutdown_timeout) when the test stops Junction.
+    let dwh = junction_simulators::clickhouse::ClickHouse::start("127.0.0.1:0", "default", "").await.expect("DWH");
     let (_tmp, store) = sqlite_store();
-    let j = Junction::start(&root(), &[("JUNCTION_STORE", &store)]);
+    let j = Junction::start(&root(), &[("JUNCTION_STORE", &store), ("DWH_URL", &dwh.url)]);
     let c = client();
 
     let resp = c

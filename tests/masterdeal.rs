@@ -157,3 +157,61 @@ async fn an_unreachable_masterdeal_database_is_answered_503() {
     let resp = client.get(j.url("/ping")).send().await.expect("send");
     assert_eq!(resp.status(), 200);
 }
+
+/// #18 §2 (h): one trace follows a deal across the outbox. A change made in a trace — by a
+/// route's step, or through the API with the caller's `traceparent` — writes its event with
+/// that trace, and the relay publishes it in it: the route the event sets off logs the same
+/// `trace_id`.
+#[tokio::test]
+async fn a_changes_trace_goes_through_the_outbox_to_the_routes_it_sets_off() {
+    let dir = project(&[
+        (
+            "junction.yaml",
+            "routes: [routes/]\nadmin: { listen: 127.0.0.1:0, token: test-admin-token }\nconnectors:\n  masterdeal: { kind: masterdeal, api: { path: /api, auth: none } }\n",
+        ),
+        (
+            "routes/deals.yaml",
+            "route: deals\nfrom: { http: { method: POST, path: /deals, auth: none } }\nsteps:\n  - request: { connector: masterdeal, op: upsert_deal_by_external_id }\n",
+        ),
+        (
+            "routes/changed.yaml",
+            "route: changed\nfrom: { bus: { topic: masterdeal.deal } }\nsteps:\n  - log: \"changed ${body.crm_id} v${body.version}\"\n",
+        ),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let client = reqwest::Client::new();
+    let logged_in = |line: &str| {
+        let logs = j.logs();
+        let found = logs.lines().find(|l| l.contains(line)).map(str::to_owned);
+        found.and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok()).map(|v| v["trace_id"].clone())
+    };
+
+    // Through a route: the request's trace is the step's, and the event's.
+    let route_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = client
+        .post(j.url("/deals"))
+        .header("traceparent", format!("00-{route_trace}-00f067aa0ba902b7-01"))
+        .body(DEAL)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "{}", j.logs());
+    let deal: serde_json::Value = resp.json().await.expect("json");
+    j.wait_for_log("changed D-7 v1", Duration::from_secs(10));
+    assert_eq!(logged_in("changed D-7 v1"), Some(serde_json::json!(route_trace)), "{}", j.logs());
+
+    // Through the API: the caller's trace.
+    let api_trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = client
+        .post(j.url(&format!("/api/deals/{}/transitions", deal["id"].as_str().expect("an id"))))
+        .header("traceparent", format!("00-{api_trace}-b7ad6b7169203331-01"))
+        .header("if-match", "\"1\"")
+        .json(&serde_json::json!({ "to": "in_flight" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    j.wait_for_log("changed D-7 v2", Duration::from_secs(10));
+    assert_eq!(logged_in("changed D-7 v2"), Some(serde_json::json!(api_trace)), "{}", j.logs());
+}

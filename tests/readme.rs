@@ -96,49 +96,17 @@ async fn the_signed_webhook_curl_lines_work() {
     }
 }
 
-/// The README's MasterDeal API walk, run by a shell as written there against the project's
-/// own junction.yaml: every `# → …` line is what the command above it prints.
-#[tokio::test]
-async fn the_masterdeal_api_walk_prints_what_the_readme_says() {
+/// The walk of the README's section `heading` (its code block from `api=…` on), run by a shell
+/// as written there against `j`: every `# → …` line is what the command above it prints, and
+/// the whole walk ends within five minutes.
+fn walk_prints_what_the_readme_says(heading: &str, j: &Junction) {
     let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let section = &readme[readme.find("## The MasterDeal API").expect("the README has the MasterDeal API")..];
-    let start = section.find("api=localhost:8080/api/v1").expect("the README walks the MasterDeal API");
-    let end = start + section[start..].find("```").expect("the walk ends its code block");
-    let script = &section[start..end];
-    let expected: Vec<&str> = script.lines().filter_map(|l| l.strip_prefix("# → ")).collect();
-    assert!(expected.len() >= 10, "the walk shows its answers: {expected:?}");
-
-    let (_tmp, store) = sqlite_store();
-    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store)]);
-    let out = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c"])
-        .arg(script.replace("localhost:8080", &j.addr))
-        .current_dir(common::root())
-        .output()
-        .expect("bash runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let printed: Vec<&str> = stdout.lines().collect();
-    assert_eq!(printed, expected, "stderr: {}\n{}", String::from_utf8_lossy(&out.stderr), j.logs());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// #18 §4: the README's "a deal's life" walk, run by a shell as written there against the demo
-/// (`junction run .` with its simulators): every `# → …` line is what the command above it
-/// prints. The payment and the statistics wait for the project's minute polls.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deals_life_walks_as_the_readme_says() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
-    let section = &readme[readme.find("## A deal's life").expect("the README walks a deal's life")..];
+    let section = &readme[readme.find(heading).unwrap_or_else(|| panic!("the README has {heading}"))..];
     let start = section.find("api=localhost:8080/api/v1").expect("the walk's first line");
     let end = start + section[start..].find("```").expect("the walk ends its code block");
     let script = &section[start..end];
     let expected: Vec<&str> = script.lines().filter_map(|l| l.strip_prefix("# → ")).collect();
     assert!(expected.len() >= 10, "the walk shows its answers: {expected:?}");
-
-    let _ports = common::demo_ports();
-    let (_tmp, store) = sqlite_store();
-    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store), ("JUNCTION_SIMULATORS", "on")]);
-    j.wait_for_log("ClickHouse simulator on", std::time::Duration::from_secs(10));
     let out = std::process::Command::new("timeout")
         .args(["300", "bash", "-euo", "pipefail", "-c"])
         .arg(script.replace("localhost:8080", &j.addr))
@@ -149,4 +117,23 @@ async fn a_deals_life_walks_as_the_readme_says() {
     let printed: Vec<&str> = stdout.lines().collect();
     assert_eq!(printed, expected, "stderr: {}\n{}", String::from_utf8_lossy(&out.stderr), j.logs());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The README's MasterDeal API walk, against the project's own junction.yaml.
+#[tokio::test]
+async fn the_masterdeal_api_walk_prints_what_the_readme_says() {
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store)]);
+    walk_prints_what_the_readme_says("## The MasterDeal API", &j);
+}
+
+/// #18 §4: the README's "a deal's life" walk, against the demo (`junction run .` with its
+/// simulators). The payment and the statistics wait for the project's minute polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deals_life_walks_as_the_readme_says() {
+    let _ports = common::demo_ports();
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(&common::root(), &[("JUNCTION_STORE", &store), ("JUNCTION_SIMULATORS", "on")]);
+    j.wait_for_log("ClickHouse simulator on", std::time::Duration::from_secs(10));
+    walk_prints_what_the_readme_says("## A deal's life", &j);
 }

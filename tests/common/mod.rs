@@ -78,8 +78,9 @@ impl Junction {
             };
             cmd.env("MASTERDEAL_DATABASE", beside);
         }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("the junction binary starts");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the junction binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
@@ -95,6 +96,15 @@ impl Junction {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }
+                let mut l = sink.lock().expect("log lock");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        // The JSON log lines, on stdout, into the same log.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let mut l = sink.lock().expect("log lock");
                 l.push_str(&line);
                 l.push('\n');
@@ -171,7 +181,7 @@ impl Junction {
     pub fn terminate_keeping_log(self, into: &Arc<Mutex<String>>) -> std::process::ExitStatus {
         let log = self.log.clone();
         let status = self.terminate();
-        // The reader thread drains stderr until the pipe closes with the process.
+        // The reader threads drain the pipes until they close with the process.
         std::thread::sleep(Duration::from_millis(100));
         *into.lock().expect("log lock") = log.lock().expect("log lock").clone();
         status
@@ -198,7 +208,7 @@ impl Junction {
     pub fn crash_keeping_log(self) -> String {
         let log = self.log.clone();
         self.crash();
-        // The reader thread drains stderr until the pipe closes with the process.
+        // The reader threads drain the pipes until they close with the process.
         std::thread::sleep(Duration::from_millis(100));
         log.lock().expect("log lock").clone()
     }

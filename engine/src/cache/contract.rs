@@ -1,7 +1,10 @@
-//! The cache's contract, one test body run against the memory and the Redis backend alike.
+//! The cache's contract, one test body run against the memory backend, a Redis server and a
+//! Redis Cluster alike.
 //!
 //! Redis tests use the server at `JUNCTION_TEST_REDIS` (default `redis://127.0.0.1:6379`) and
-//! fresh keys per test, so runs never collide. No server is a failure, never a skip.
+//! the cluster at `JUNCTION_TEST_REDIS_CLUSTER` (default the three nodes scripts/test starts
+//! on 127.0.0.1:7000–7002), with fresh keys per test, so runs never collide. No server is a
+//! failure, never a skip.
 
 use std::time::Duration;
 
@@ -9,7 +12,8 @@ use tokio::task::JoinSet;
 
 use super::{Cache, Decision, Rate};
 
-/// Runs each named `async fn(Cache)` as two tests: `memory::<name>` and `redis::<name>`.
+/// Runs each named `async fn(Cache)` as three tests: `memory::<name>`, `redis::<name>` and
+/// `redis_cluster::<name>`.
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
         mod memory {
@@ -25,6 +29,14 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::test_redis().await).await;
+                }
+            )+
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::test_redis_cluster().await).await;
                 }
             )+
         }
@@ -50,6 +62,21 @@ pub(super) async fn test_redis() -> Cache {
         panic!(
             "the Redis tests need Redis on 127.0.0.1:6379 (or set JUNCTION_TEST_REDIS to another \
              redis:// URL): {e}"
+        )
+    })
+}
+
+pub(super) fn redis_cluster_url() -> String {
+    std::env::var("JUNCTION_TEST_REDIS_CLUSTER")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
+}
+
+pub(super) async fn test_redis_cluster() -> Cache {
+    let url = redis_cluster_url();
+    Cache::open(&url).await.unwrap_or_else(|e| {
+        panic!(
+            "the Redis Cluster tests need a cluster on 127.0.0.1:7000-7002 (scripts/test starts one; \
+             or set JUNCTION_TEST_REDIS_CLUSTER to another redis+cluster:// URL): {e}"
         )
     })
 }

@@ -79,13 +79,18 @@ impl Cache {
         Cache::Memory(MemoryCache::new())
     }
 
-    /// `memory`, or a `redis://` / `rediss://` URL. Fails within a few seconds, naming the URL
-    /// (password masked), when Redis is unreachable.
+    /// `memory`, a `redis://` / `rediss://` URL, or a Redis Cluster's nodes as
+    /// `redis+cluster://host:7000,host:7001,…` (`rediss+cluster://` with TLS; any of them will
+    /// do, the rest is discovered). Fails within a few seconds, naming the URL (password
+    /// masked), when Redis is unreachable.
     pub async fn open(setting: &str) -> Result<Cache, CacheError> {
         match setting.trim() {
             "memory" => Ok(Cache::memory()),
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(Cache::Redis(RedisCache::open(url).await?))
+            }
+            url if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") => {
+                Ok(Cache::Redis(RedisCache::open_cluster(url).await?))
             }
             other => Err(CacheError::UnsupportedSetting { setting: crate::redact::url(other) }),
         }

@@ -1,12 +1,15 @@
 //! The Redis cache, shared by every instance: each token bucket is updated by one Lua script
-//! on the server's clock, each claim is a `SET NX PX`.
+//! on the server's clock, each claim is a `SET NX PX`. A single server or a Redis Cluster: every
+//! command and script touches one key, so each goes to the node holding that key's slot.
 
 use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{CacheError, Decision, Rate};
 use crate::redact;
@@ -59,9 +62,45 @@ static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
 /// A handle on Redis; cheap to clone, all clones share one self-healing connection.
 #[derive(Clone)]
 pub struct RedisCache {
-    connection: ConnectionManager,
+    connection: Connection,
     /// The URL, password masked, for messages.
     url: String,
+}
+
+/// One server's connection, or a cluster's (which routes each command by its key's slot and
+/// follows the cluster's topology as it changes).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl RedisCache {
@@ -73,20 +112,46 @@ impl RedisCache {
             .set_response_timeout(Some(IO_TIMEOUT))
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(IO_TIMEOUT);
-        let connect = async {
-            let mut connection = ConnectionManager::new_with_config(client, config).await?;
-            // Connecting alone can succeed against a server that refuses every command
-            // (protected mode, a missing AUTH): ask it something.
+        let connect = async { Ok(Connection::Single(ConnectionManager::new_with_config(client, config).await?)) };
+        let cache = Self::answering(shown, connect).await?;
+        tracing::info!(cache = %cache.url, "connected to the Redis cache");
+        Ok(cache)
+    }
+
+    /// `redis+cluster://[user:password@]host:port,host:port,…`: the cluster's seed nodes.
+    pub(super) async fn open_cluster(url: &str) -> Result<RedisCache, CacheError> {
+        let shown = redact::url(url);
+        let invalid = |source| CacheError::InvalidUrl { url: shown.clone(), source };
+        let nodes = cluster_nodes(url).map_err(invalid)?;
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(IO_TIMEOUT)
+            .response_timeout(IO_TIMEOUT)
+            .retries(RECONNECT_RETRIES as u32)
+            .build()
+            .map_err(invalid)?;
+        let connect = async { Ok(Connection::Cluster(client.get_async_connection().await?)) };
+        let cache = Self::answering(shown, connect).await?;
+        tracing::info!(cache = %cache.url, "connected to the Redis Cluster cache");
+        Ok(cache)
+    }
+
+    /// The cache on the connection `connect` makes, once it answers a PING: connecting alone
+    /// can succeed against a server that refuses every command (protected mode, a missing
+    /// AUTH). Within [`OPEN_TIMEOUT`].
+    async fn answering(
+        shown: String,
+        connect: impl std::future::Future<Output = Result<Connection, RedisError>>,
+    ) -> Result<RedisCache, CacheError> {
+        let ready = async {
+            let mut connection = connect.await?;
             redis::cmd("PING").query_async::<()>(&mut connection).await?;
             Ok(connection)
         };
-        let connection = match tokio::time::timeout(OPEN_TIMEOUT, connect).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(source)) => return Err(CacheError::Unreachable { url: shown, source }),
-            Err(_) => return Err(CacheError::Timeout { url: shown, after: OPEN_TIMEOUT }),
-        };
-        tracing::info!(cache = %shown, "connected to the Redis cache");
-        Ok(RedisCache { connection, url: shown })
+        match tokio::time::timeout(OPEN_TIMEOUT, ready).await {
+            Ok(Ok(connection)) => Ok(RedisCache { connection, url: shown }),
+            Ok(Err(source)) => Err(CacheError::Unreachable { url: shown, source }),
+            Err(_) => Err(CacheError::Timeout { url: shown, after: OPEN_TIMEOUT }),
+        }
     }
 
     pub(super) async fn take(&self, key: &str, rate: Rate) -> Result<Decision, CacheError> {
@@ -165,6 +230,29 @@ impl RedisCache {
     }
 }
 
+/// The node URLs of `redis+cluster://[auth@]host:port,host:port/…` (`rediss+` for TLS), each
+/// with the credentials and the scheme.
+fn cluster_nodes(url: &str) -> Result<Vec<String>, RedisError> {
+    let bad =
+        |why: &str| RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid cluster URL", why.to_owned()));
+    let (scheme, rest) = match url.split_once("+cluster://") {
+        Some(("redis", rest)) => ("redis", rest),
+        Some(("rediss", rest)) => ("rediss", rest),
+        _ => return Err(bad("use redis+cluster://host:port,host:port")),
+    };
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    let nodes: Vec<String> =
+        hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("{scheme}://{auth}{h}")).collect();
+    if nodes.is_empty() {
+        return Err(bad("name at least one node: redis+cluster://host:port,host:port"));
+    }
+    Ok(nodes)
+}
+
 /// Not derived: the connection's own `Debug` is not ours to vouch for as password-free.
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -178,7 +266,7 @@ mod tests {
 
     use super::*;
     use crate::cache::Cache;
-    use crate::cache::contract::{redis_url, test_redis, unique};
+    use crate::cache::contract::{redis_cluster_url, redis_url, test_redis, test_redis_cluster, unique};
 
     #[tokio::test]
     async fn two_instances_on_one_url_share_a_bucket() {
@@ -224,5 +312,48 @@ mod tests {
         let cache = Cache::open(&with_password).await.expect("the default user accepts any password");
         let shown = format!("{} {cache:?}", cache.describe());
         assert!(shown.contains("default:***@") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    /// On a cluster the keys live on the nodes their slots belong to: a hundred claims land on
+    /// every node, and each is seen through the cluster connection (a command sent to the
+    /// wrong node would fail with MOVED, or miss).
+    #[tokio::test]
+    async fn a_cluster_spreads_the_keys_over_its_nodes() {
+        let cache = test_redis_cluster().await;
+        let run = unique("spread");
+        for n in 0..100 {
+            assert!(cache.claim(&format!("{run}:{n}"), Duration::from_secs(60)).await.expect("claim"));
+        }
+        for n in 0..100 {
+            assert!(!cache.claim(&format!("{run}:{n}"), Duration::from_secs(60)).await.expect("claim"));
+        }
+        let nodes = cluster_nodes(&redis_cluster_url()).expect("the test cluster's URL");
+        assert!(nodes.len() >= 3, "{nodes:?}");
+        let mut holding = 0;
+        for node in &nodes {
+            let mut raw =
+                Client::open(node.as_str()).expect("url").get_multiplexed_async_connection().await.expect("node");
+            let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(format!("{CLAIM_PREFIX}{run}:*"))
+                .arg("COUNT")
+                .arg(100_000)
+                .query_async(&mut raw)
+                .await
+                .expect("SCAN");
+            holding += usize::from(!keys.is_empty());
+        }
+        assert_eq!(holding, nodes.len(), "every node holds some of the keys");
+    }
+
+    #[test]
+    fn cluster_urls_name_their_nodes_with_the_credentials() {
+        assert_eq!(
+            cluster_nodes("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001").expect("valid"),
+            ["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]
+        );
+        assert_eq!(cluster_nodes("rediss+cluster://h:7000/").expect("valid"), ["rediss://h:7000"]);
+        assert!(cluster_nodes("redis+cluster://").is_err());
     }
 }

@@ -15,6 +15,7 @@ use http::Request;
 use junction_engine::cache::Cache;
 use junction_engine::gateway::{GatewayResponse, HttpApi};
 use junction_engine::store::Store;
+use junction_engine::trace;
 use serde_json::Value;
 
 use crate::store;
@@ -41,7 +42,14 @@ impl MasterDealApi {
 #[async_trait]
 impl HttpApi for MasterDealApi {
     async fn handle(&self, req: Request<Bytes>) -> GatewayResponse {
-        rest::handle(self, req).await
+        // The events a change writes carry the caller's trace (its `traceparent`), or one of
+        // their own: every route they set off runs in it.
+        let caller = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace::ids_of);
+        let trace = match caller {
+            Some((trace_id, span)) => store::Trace { trace_id, parent_span_id: Some(span) },
+            None => store::Trace { trace_id: trace::new_trace_id(), parent_span_id: None },
+        };
+        store::traced(Some(trace), rest::handle(self, req)).await
     }
 
     fn openapi(&self) -> Value {

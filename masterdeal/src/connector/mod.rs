@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::api::MasterDealApi;
 use crate::cache::PlanCache;
-use crate::store::{Database, Expected, MasterDealStoreError};
+use crate::store::{self, Database, Expected, MasterDealStoreError};
 
 pub struct MasterDealKind;
 
@@ -230,33 +230,42 @@ impl Endpoint for MasterDealEndpoint {
     async fn request(&self, msg: &Message) -> Result<Message, ConnectorError> {
         let store = self.database.get().await.map_err(store_error)?;
         let input = msg.body.json();
-        let output = match self.op {
-            Op::UpsertDealByExternalId => ops::upsert(store, &input).await,
-            Op::GetDeal => ops::get(store, &input).await,
-            Op::ListDeals => ops::list(store, &input).await,
-            Op::Transition => ops::transition(store, &input).await,
-            Op::AddMediaPlan => ops::add_media_plan(store, &input).await,
-            Op::ApproveMediaPlan => ops::approve_media_plan(store, &input).await,
-            Op::TransitionMediaPlan => ops::transition_media_plan(store, &input).await,
-            Op::AttachProposal => ops::attach_proposal(store, &input).await,
-            // Steps sync from the systems of record: what they send is the truth.
-            Op::UpsertContract => ops::upsert_contract(store, &input, Expected::AnyVersion).await,
-            Op::UpsertCampaign => ops::upsert_campaign(store, &input, Expected::AnyVersion).await,
-            Op::RecordCampaignStats => ops::record_campaign_stats(store, &input).await,
-            Op::DealSummary => ops::deal_summary(store, &input).await,
-            Op::UpdateDeal => ops::update_deal(store, &input).await,
-            Op::TransitionProposal => ops::transition_proposal(store, &input).await,
-            Op::TransitionContract => ops::transition_contract(store, &input).await,
-            Op::CheckMediaPlan => ops::check_media_plan(store, &input).await,
-            Op::FinishGeneration => ops::finish_generation(store, &input).await,
-            Op::FailGeneration => ops::fail_generation(store, &input).await,
-            Op::RequestGeneration => ops::request_generation(store, &input).await,
-            Op::GetApprovedPlan => ops::get_approved_plan(store, &input).await,
-            Op::AdvanceDeal => ops::advance_deal(store, &input).await,
-            Op::UpdateContractBilling => ops::update_contract_billing(store, &input).await,
-            Op::UnpaidContracts => ops::unpaid_contracts(store, &input).await,
-            Op::OpenCampaigns => ops::open_campaigns(store, &input).await,
+        let work = async {
+            match self.op {
+                Op::UpsertDealByExternalId => ops::upsert(store, &input).await,
+                Op::GetDeal => ops::get(store, &input).await,
+                Op::ListDeals => ops::list(store, &input).await,
+                Op::Transition => ops::transition(store, &input).await,
+                Op::AddMediaPlan => ops::add_media_plan(store, &input).await,
+                Op::ApproveMediaPlan => ops::approve_media_plan(store, &input).await,
+                Op::TransitionMediaPlan => ops::transition_media_plan(store, &input).await,
+                Op::AttachProposal => ops::attach_proposal(store, &input).await,
+                // Steps sync from the systems of record: what they send is the truth.
+                Op::UpsertContract => ops::upsert_contract(store, &input, Expected::AnyVersion).await,
+                Op::UpsertCampaign => ops::upsert_campaign(store, &input, Expected::AnyVersion).await,
+                Op::RecordCampaignStats => ops::record_campaign_stats(store, &input).await,
+                Op::DealSummary => ops::deal_summary(store, &input).await,
+                Op::UpdateDeal => ops::update_deal(store, &input).await,
+                Op::TransitionProposal => ops::transition_proposal(store, &input).await,
+                Op::TransitionContract => ops::transition_contract(store, &input).await,
+                Op::CheckMediaPlan => ops::check_media_plan(store, &input).await,
+                Op::FinishGeneration => ops::finish_generation(store, &input).await,
+                Op::FailGeneration => ops::fail_generation(store, &input).await,
+                Op::RequestGeneration => ops::request_generation(store, &input).await,
+                Op::GetApprovedPlan => ops::get_approved_plan(store, &input).await,
+                Op::AdvanceDeal => ops::advance_deal(store, &input).await,
+                Op::UpdateContractBilling => ops::update_contract_billing(store, &input).await,
+                Op::UnpaidContracts => ops::unpaid_contracts(store, &input).await,
+                Op::OpenCampaigns => ops::open_campaigns(store, &input).await,
+            }
         };
+        // The events this op writes carry the message's trace (see store::traced).
+        let trace = msg
+            .meta
+            .trace_id
+            .clone()
+            .map(|trace_id| store::Trace { trace_id, parent_span_id: msg.meta.parent_span_id.clone() });
+        let output = store::traced(trace, work).await;
         // A plan step changes the plan, whatever its outcome: the APIs' next read of it goes
         // to the database.
         if matches!(self.op, Op::ApproveMediaPlan | Op::TransitionMediaPlan)

@@ -81,6 +81,9 @@ fn publish(bus: Arc<dyn Bus>, event: &OutboxEvent) -> junction_engine::connector
     msg.headers.insert("aggregate_id".into(), Value::String(event.aggregate_id.clone()));
     msg.headers.insert("aggregate_seq".into(), Value::from(event.aggregate_seq));
     msg.meta.key = Some(event.aggregate_id.clone());
+    // In the trace the event was written in: what reacts to it continues that trace.
+    msg.meta.trace_id = event.trace_id.clone();
+    msg.meta.parent_span_id = event.parent_span_id.clone();
     let topic = topic_of(&event.event_type).to_owned();
     Box::pin(async move { bus.publish(&topic, &msg).await })
 }

@@ -59,7 +59,7 @@ pub use deals::{
 pub use deletes::{delete_campaign, delete_contract, delete_deal, delete_plan, delete_proposal};
 pub use error::MasterDealStoreError;
 pub use generations::{GenerationRow, check_drafted_plan, end_generation, get_generation, request_generation};
-pub use outbox::{OutboxEvent, backlog, mark_published, pending, relay_once};
+pub use outbox::{OutboxEvent, Trace, backlog, mark_published, pending, relay_once, traced};
 pub use pages::{ChildPage, page_campaigns, page_contracts, page_plans, page_proposals};
 pub use plans::{
     NewPlan, NewPlanLine, PlanLineRow, PlanRow, add_media_plan, approved_plan, get_plan, list_plans, plan_of_line,

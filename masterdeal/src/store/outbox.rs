@@ -3,6 +3,10 @@
 //!
 //! Delivery is at least once: a crash between a publish and its mark publishes that event
 //! again on the next relay, so consumers deduplicate by `event_id` or `aggregate_seq`.
+//!
+//! Each event keeps the trace it was written in ([`traced`]): the relay publishes it in that
+//! trace, so one trace follows a deal from the request that changed it through every route
+//! the change sets off.
 
 use chrono::{DateTime, Utc};
 use junction_engine::store::Store;
@@ -26,6 +30,29 @@ pub struct OutboxEvent {
     pub event_type: String,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// The trace it was written in, and the span it was written under.
+    pub trace_id: Option<String>,
+    pub parent_span_id: Option<String>,
+}
+
+/// A trace the writes made inside [`traced`] record with their events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub trace_id: String,
+    pub parent_span_id: Option<String>,
+}
+
+tokio::task_local! {
+    static TRACE: Trace;
+}
+
+/// Runs `work` with `trace` as the trace of the events it writes (none when `None`): the
+/// connector's steps pass their message's, the API its request's.
+pub async fn traced<F: std::future::Future>(trace: Option<Trace>, work: F) -> F::Output {
+    match trace {
+        Some(trace) => TRACE.scope(trace, work).await,
+        None => work.await,
+    }
 }
 
 /// Appends an event inside the caller's transaction, numbered after the aggregate's last.
@@ -40,10 +67,12 @@ pub(super) async fn append(
 ) -> Result<(), MasterDealStoreError> {
     let payload = serde_json::to_string(payload)
         .map_err(|e| MasterDealStoreError::corrupt("outbox payload", &aggregate_id.to_string(), e))?;
+    let trace = TRACE.try_with(Trace::clone).ok();
     sqlx::query(
         "INSERT INTO masterdeal_outbox \
-           (event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, created_at) \
-         SELECT $1, $2, $3, COALESCE(MAX(aggregate_seq), 0) + 1, $4, $5, $6 \
+           (event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, created_at, \
+            trace_id, parent_span_id) \
+         SELECT $1, $2, $3, COALESCE(MAX(aggregate_seq), 0) + 1, $4, $5, $6, $7, $8 \
          FROM masterdeal_outbox WHERE aggregate_type = $2 AND aggregate_id = $3",
     )
     .bind(Uuid::now_v7().to_string())
@@ -52,6 +81,8 @@ pub(super) async fn append(
     .bind(event_type.to_owned())
     .bind(payload)
     .bind(now_millis())
+    .bind(trace.as_ref().map(|t| t.trace_id.clone()))
+    .bind(trace.and_then(|t| t.parent_span_id))
     .execute(&mut **tx)
     .await
     .map_err(MasterDealStoreError::query("outbox append"))?;
@@ -61,7 +92,8 @@ pub(super) async fn append(
 /// Up to `limit` unpublished events, oldest first.
 pub async fn pending(store: &Store, limit: u32) -> Result<Vec<OutboxEvent>, MasterDealStoreError> {
     let rows = sqlx::query(
-        "SELECT seq, event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, created_at \
+        "SELECT seq, event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, created_at, \
+                trace_id, parent_span_id \
          FROM masterdeal_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
     )
     .bind(i64::from(limit))
@@ -140,6 +172,7 @@ fn decode(row: &AnyRow) -> Result<OutboxEvent, MasterDealStoreError> {
     let corrupt = |reason: String| MasterDealStoreError::corrupt("outbox event", &id, reason);
     let text = |name: &str| row.try_get::<String, _>(name).map_err(|e| corrupt(format!("{name}: {e}")));
     let int = |name: &str| row.try_get::<i64, _>(name).map_err(|e| corrupt(format!("{name}: {e}")));
+    let optional = |name: &str| row.try_get::<Option<String>, _>(name).map_err(|e| corrupt(format!("{name}: {e}")));
     let created_at = int("created_at")?;
     Ok(OutboxEvent {
         seq,
@@ -151,5 +184,7 @@ fn decode(row: &AnyRow) -> Result<OutboxEvent, MasterDealStoreError> {
         payload: serde_json::from_str(&text("payload")?).map_err(|e| corrupt(format!("payload: {e}")))?,
         created_at: DateTime::from_timestamp_millis(created_at)
             .ok_or_else(|| corrupt(format!("created_at {created_at} is out of range")))?,
+        trace_id: optional("trace_id")?,
+        parent_span_id: optional("parent_span_id")?,
     })
 }
