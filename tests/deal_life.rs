@@ -353,6 +353,27 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
         final_rows(&rows, "campaign_days").into_iter().filter(|r| r["day"] == json!(day)).collect();
     assert_eq!(spent_today.len(), campaigns.len(), "{spent_today:?}");
 
+    // Every call to an outside system (and every MasterDeal operation) is in the audit, by its
+    // route: the diagram's AUDIT box.
+    let audited = eventually(&j, "the integration calls in the audit", || async {
+        let resp = api.c.get(j.admin_url("/admin/audit?action=connector.&limit=1000"));
+        let audit: Value = resp.bearer_auth("dev-admin-token-change-me").send().await.ok()?.json().await.ok()?;
+        let items = audit["items"].as_array()?.clone();
+        let called = |connector: &str| {
+            items.iter().any(|i| i["target"].as_str().is_some_and(|t| t.starts_with(&format!("{connector}: "))))
+        };
+        ["crm", "billing", "direct", "vk", "dwh", "llm", "masterdeal"].iter().all(|c| called(c)).then_some(items)
+    })
+    .await;
+    // Newest first: the first call to the CRM was the webhook's lead fetch.
+    let lead_fetch =
+        audited.iter().rev().find(|i| i["target"].as_str().is_some_and(|t| t.starts_with("crm: "))).expect("crm");
+    assert_eq!(
+        (lead_fetch["actor"].as_str(), lead_fetch["outcome"].as_str()),
+        (Some("route:amocrm-lead-won"), Some("ok")),
+        "{lead_fetch}"
+    );
+
     // Nothing was dead-lettered on the way.
     let dead = api.c.get(j.admin_url("/admin/dead-letters")).bearer_auth("dev-admin-token-change-me").send().await;
     let dead: Value = dead.expect("admin API").json().await.expect("json");

@@ -4,7 +4,9 @@
 //! CLIENT span per call (`send <connector>` / `request <connector>`, under the step making
 //! it), whatever the kind. A kind adds what only it knows to that span
 //! ([`crate::telemetry::otlp::call`]: an HTTP call's method, URL and status), never these.
-//! Calls also pass the connector's [`Guard`] (its `limits` and `breaker`) when it has one.
+//! Calls also pass the connector's [`Guard`] (its `limits` and `breaker`) when it has one, and
+//! each is audited (`connector.request` / `connector.send` by `route:<id>`, its connector and
+//! operation, how it ended), but those to the bus and the log.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use async_trait::async_trait;
 
 use super::guard::{Outcome, Permit};
 use super::{ConnectorError, Endpoint, Guard};
+use crate::gateway::AuditSink;
 use crate::message::Message;
+use crate::store::AuditEntry;
 use crate::telemetry::ConnectorMetrics;
 use crate::telemetry::otlp::{self, Kind, Span};
 
@@ -25,11 +29,54 @@ pub(crate) struct Measured {
     connector: String,
     /// Shared by every endpoint of the connector, whichever route uses it.
     metrics: ConnectorMetrics,
+    /// Where its calls are audited; `None` for the bus and the log, and outside `junction run`.
+    audit: Option<AuditSink>,
 }
 
+/// How much of a failed call's message the audit keeps.
+const AUDIT_DETAIL_CHARS: usize = 300;
+
 impl Measured {
-    pub(crate) fn wrap(connector: &str, guard: Option<Arc<Guard>>, inner: Arc<dyn Endpoint>) -> Arc<dyn Endpoint> {
-        Arc::new(Self { inner, guard, connector: connector.to_owned(), metrics: ConnectorMetrics::new(connector) })
+    pub(crate) fn wrap(
+        connector: &str,
+        guard: Option<Arc<Guard>>,
+        inner: Arc<dyn Endpoint>,
+        audit: Option<AuditSink>,
+    ) -> Arc<dyn Endpoint> {
+        Arc::new(Self {
+            inner,
+            guard,
+            connector: connector.to_owned(),
+            metrics: ConnectorMetrics::new(connector),
+            audit,
+        })
+    }
+
+    /// The sink a connector's calls are audited in: every connector's but the bus's (its
+    /// messages are the routes' own traffic) and the log's.
+    pub(crate) fn audit_of(name: &str, kind: &str, sink: Option<&AuditSink>) -> Option<AuditSink> {
+        (name != "bus" && kind != "log").then(|| sink.cloned()).flatten()
+    }
+
+    /// Records the call: who (the route), what (the connector's operation), how it ended.
+    async fn audit<T>(&self, op: &str, msg: &Message, result: &Result<T, ConnectorError>) {
+        let Some(sink) = &self.audit else { return };
+        let (outcome, detail) = match result {
+            Ok(_) => ("ok", None),
+            Err(ConnectorError::Rejected { message }) => ("refused", Some(message.as_str())),
+            Err(e) => ("failed", Some(e.message())),
+        };
+        sink.record(AuditEntry {
+            actor: format!("route:{}", msg.meta.route),
+            actor_kind: "route".to_owned(),
+            action: format!("connector.{op}"),
+            target: Some(format!("{}: {}", self.connector, self.inner.describe())),
+            outcome: outcome.to_owned(),
+            status: None,
+            request_id: Some(msg.id.clone()),
+            detail: detail.map(|d| d.chars().take(AUDIT_DETAIL_CHARS).collect()),
+        })
+        .await;
     }
 
     /// Waits until the guard lets the call go (a token, a slot, a breaker not open).
@@ -96,6 +143,7 @@ impl Endpoint for Measured {
         };
         self.metrics.record(result.is_ok(), started.elapsed());
         self.leave(permit, &result).await;
+        self.audit("send", msg, &result).await;
         result
     }
 
@@ -108,6 +156,7 @@ impl Endpoint for Measured {
         };
         self.metrics.record(result.is_ok(), started.elapsed());
         self.leave(permit, &result).await;
+        self.audit("request", msg, &result).await;
         result
     }
 

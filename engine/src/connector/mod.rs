@@ -89,6 +89,8 @@ pub struct Resources {
     pub cache: Option<crate::cache::Cache>,
     /// The connectors' limits and breakers, kept across reloads.
     pub guards: Arc<Guards>,
+    /// Where each call to an outside system is recorded (`junction run` only).
+    pub audit: Option<crate::gateway::AuditSink>,
 }
 
 /// What a connector is started with: the engine's own store, cache and bus.

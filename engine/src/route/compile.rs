@@ -72,7 +72,8 @@ impl Endpoints for Hooks<'_> {
         let build = BuildCx { endpoints: Some(self), ..*self.build };
         let endpoint = connector.endpoint(role, &node.without(&["connector"]), &build)?;
         self.used.borrow_mut().push(Link { role, connector: name.to_owned(), target: endpoint.describe() });
-        Ok(Measured::wrap(name, self.build.resources.guards.get(name), endpoint))
+        let audit = Measured::audit_of(name, connector.kind(), self.build.resources.audit.as_ref());
+        Ok(Measured::wrap(name, self.build.resources.guards.get(name), endpoint, audit))
     }
 }
 
@@ -221,7 +222,8 @@ impl<'a> CompileCx<'a> {
                 {
                     self.guards.push(g.clone());
                 }
-                Some(Measured::wrap(&name, guard, e))
+                let audit = Measured::audit_of(&name, connector.kind(), self.build.resources.audit.as_ref());
+                Some(Measured::wrap(&name, guard, e, audit))
             }
             Err(e) => self.node_error(e),
         }

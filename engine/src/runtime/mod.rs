@@ -104,7 +104,13 @@ impl Runtime {
         }
         let store = Store::open(&settings.store).await?;
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
-        loader.resources = Resources { store: Some(store.clone()), cache: Some(cache.clone()), ..Resources::default() };
+        let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
+        loader.resources = Resources {
+            store: Some(store.clone()),
+            cache: Some(cache.clone()),
+            audit: Some(audit.clone()),
+            ..Resources::default()
+        };
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
         let bus = project.connectors.get("bus").and_then(|c| c.bus()).ok_or_else(no_bus)?;
         let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
@@ -117,7 +123,6 @@ impl Runtime {
             .map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen.clone(), source })?;
-        let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
         let paused = Paused::load(store.clone()).await?;
         let shared = Arc::new(gateway::Shared {
             store: store.clone(),
