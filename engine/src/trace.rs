@@ -37,6 +37,15 @@ pub fn new_span_id() -> String {
     hex::encode(bytes)
 }
 
+/// The trace a request puts its work in, and the caller's span it nests under: the caller's
+/// (its valid `traceparent`), or a new trace without a parent.
+pub fn of_request(headers: &http::HeaderMap) -> (String, Option<String>) {
+    match headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(ids_of) {
+        Some((trace, span)) => (trace, Some(span)),
+        None => (new_trace_id(), None),
+    }
+}
+
 /// The `traceparent` for an outgoing call in trace `trace_id`, made as span `span_id` (sampled),
 /// so the called system's spans nest under that span.
 pub fn traceparent(trace_id: &str, span_id: &str) -> String {

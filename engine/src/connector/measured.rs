@@ -29,8 +29,9 @@ pub(crate) struct Measured {
     connector: String,
     /// Shared by every endpoint of the connector, whichever route uses it.
     metrics: ConnectorMetrics,
-    /// Where its calls are audited; `None` for the bus and the log, and outside `junction run`.
-    audit: Option<AuditSink>,
+    /// Where its calls are audited, and as what (`<connector>: <operation>`); `None` for the
+    /// bus and the log, and outside `junction run`.
+    audit: Option<(AuditSink, String)>,
 }
 
 /// How much of a failed call's message the audit keeps.
@@ -43,6 +44,7 @@ impl Measured {
         inner: Arc<dyn Endpoint>,
         audit: Option<AuditSink>,
     ) -> Arc<dyn Endpoint> {
+        let audit = audit.map(|sink| (sink, format!("{connector}: {}", inner.describe())));
         Arc::new(Self {
             inner,
             guard,
@@ -60,7 +62,7 @@ impl Measured {
 
     /// Records the call: who (the route), what (the connector's operation), how it ended.
     async fn audit<T>(&self, op: &str, msg: &Message, result: &Result<T, ConnectorError>) {
-        let Some(sink) = &self.audit else { return };
+        let Some((sink, target)) = &self.audit else { return };
         let (outcome, detail) = match result {
             Ok(_) => ("ok", None),
             Err(ConnectorError::Rejected { message }) => ("refused", Some(message.as_str())),
@@ -70,7 +72,7 @@ impl Measured {
             actor: format!("route:{}", msg.meta.route),
             actor_kind: "route".to_owned(),
             action: format!("connector.{op}"),
-            target: Some(format!("{}: {}", self.connector, self.inner.describe())),
+            target: Some(target.clone()),
             outcome: outcome.to_owned(),
             status: None,
             request_id: Some(msg.id.clone()),

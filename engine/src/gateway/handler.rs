@@ -332,11 +332,7 @@ fn message(
     };
     msg.headers = request_headers(&parts.headers);
     msg.meta.source = source_meta(parts, params, secret_query, request_id);
-    let caller = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::trace::ids_of);
-    let (trace_id, parent_span_id) = match caller {
-        Some((trace, span)) => (trace, Some(span)),
-        None => (crate::trace::new_trace_id(), None),
-    };
+    let (trace_id, parent_span_id) = crate::trace::of_request(&parts.headers);
     msg.meta.trace_id = Some(trace_id);
     msg.meta.parent_span_id = parent_span_id;
     msg

@@ -44,12 +44,8 @@ impl HttpApi for MasterDealApi {
     async fn handle(&self, req: Request<Bytes>) -> GatewayResponse {
         // The events a change writes carry the caller's trace (its `traceparent`), or one of
         // their own: every route they set off runs in it.
-        let caller = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace::ids_of);
-        let trace = match caller {
-            Some((trace_id, span)) => store::Trace { trace_id, parent_span_id: Some(span) },
-            None => store::Trace { trace_id: trace::new_trace_id(), parent_span_id: None },
-        };
-        store::traced(Some(trace), rest::handle(self, req)).await
+        let (trace_id, parent_span_id) = trace::of_request(req.headers());
+        store::traced(Some(store::Trace { trace_id, parent_span_id }), rest::handle(self, req)).await
     }
 
     fn openapi(&self) -> Value {

@@ -39,20 +39,22 @@ pub async fn record_campaign_stats(
     let mut tx = begin(store, OP).await?;
     // Written first: the row lock makes a concurrent batch for this campaign wait, so each
     // batch's sum sees every day committed before it.
-    let currency: Option<String> = sqlx::query_scalar(
-        "UPDATE campaign SET version = version + 1, updated_at = $2 WHERE id = $1 RETURNING currency",
+    // It also says what the campaign had spent before this batch (the row's spend, unchanged
+    // by this statement).
+    let locked: Option<(String, String)> = sqlx::query_as(
+        "UPDATE campaign SET version = version + 1, updated_at = $2 WHERE id = $1 \
+         RETURNING currency, CAST(spend AS TEXT)",
     )
     .bind(campaign_id.to_string())
     .bind(now_millis())
     .fetch_optional(&mut *tx)
     .await
     .map_err(MasterDealStoreError::query(OP))?;
-    let currency = currency.ok_or_else(|| MasterDealStoreError::not_found("campaign", campaign_id))?;
+    let (currency, spent_before) = locked.ok_or_else(|| MasterDealStoreError::not_found("campaign", campaign_id))?;
     let currency = to_domain::currency("campaign", &campaign_id.to_string(), &currency)?;
-    let spent_before = campaign_in(&mut tx, campaign_id)
-        .await?
-        .ok_or_else(|| MasterDealStoreError::not_found("campaign", campaign_id))?
-        .spend;
+    let spent_before: Decimal = spent_before
+        .parse()
+        .map_err(|e| MasterDealStoreError::corrupt("campaign", &campaign_id.to_string(), format!("spend: {e}")))?;
     for day in &days {
         upsert_day(store, &mut tx, campaign_id, currency, day).await?;
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{TransitionIn, decimal, input, rejected, reply, upsert_reply};
+use super::{TransitionIn, decimal, input, on_fresh_reads, rejected, reply, upsert_reply};
 use crate::domain::{ContractStatus, Currency, Money, PaymentStatus};
 use crate::store::{self, NewContract};
 use serde_json::json;
@@ -73,40 +73,36 @@ struct BillingIn {
     payment_status: Option<PaymentStatus>,
 }
 
-/// How often [`update_contract_billing`] reads the contract again when another writer changed
-/// it meanwhile.
-const BILLING_ATTEMPTS: usize = 3;
-
 /// `{"id", "billing_ids"?, "payment_status"?}`: what billing says of the contract — its ids
 /// there (added to those it has) and its payment status — at whatever version it is. Event
 /// `masterdeal.contract.updated`; input that changes nothing writes nothing (a redelivery).
 pub(crate) async fn update_contract_billing(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: BillingIn = input(body)?;
-    for _ in 0..BILLING_ATTEMPTS {
-        let row =
-            store::get_contract(store, q.id).await?.ok_or_else(|| MasterDealStoreError::not_found("contract", q.id))?;
-        let mut billing_ids = row.billing_ids.clone();
-        billing_ids.extend(q.billing_ids.clone());
-        let payment_status = q.payment_status.unwrap_or(row.payment_status);
-        if billing_ids == row.billing_ids && payment_status == row.payment_status {
-            return Ok(reply(&row));
-        }
-        let currency = Currency::parse(&row.currency).map_err(rejected)?;
-        let contract = NewContract {
-            deal_id: row.deal_id,
-            number: row.number.clone(),
-            date: row.date,
-            amount: Money::new(row.amount, currency),
-            amount_override_reason: row.amount_override_reason.clone(),
-            billing_ids,
-            payment_status,
-        };
-        match store::upsert_contract(store, contract, Expected::Version(row.version)).await {
-            Err(MasterDealStoreError::Conflict { .. }) => continue,
-            updated => return updated.map(|(row, _)| reply(&row)),
-        }
+    on_fresh_reads("contract", q.id, || bill_once(store, &q)).await
+}
+
+/// One read of the contract, and its write at that version when billing says something new.
+async fn bill_once(store: &Store, q: &BillingIn) -> Result<Value, MasterDealStoreError> {
+    let row =
+        store::get_contract(store, q.id).await?.ok_or_else(|| MasterDealStoreError::not_found("contract", q.id))?;
+    let mut billing_ids = row.billing_ids.clone();
+    billing_ids.extend(q.billing_ids.clone());
+    let payment_status = q.payment_status.unwrap_or(row.payment_status);
+    if billing_ids == row.billing_ids && payment_status == row.payment_status {
+        return Ok(reply(&row));
     }
-    Err(MasterDealStoreError::Raced { what: "contract", key: q.id.to_string() })
+    let currency = Currency::parse(&row.currency).map_err(rejected)?;
+    let contract = NewContract {
+        deal_id: row.deal_id,
+        number: row.number,
+        date: row.date,
+        amount: Money::new(row.amount, currency),
+        amount_override_reason: row.amount_override_reason,
+        billing_ids,
+        payment_status,
+    };
+    let (row, _) = store::upsert_contract(store, contract, Expected::Version(row.version)).await?;
+    Ok(reply(&row))
 }
 
 /// `{}`: signed contracts not yet paid in full, as `{items}`: what a poll of billing asks about.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{decimal, input, rejected};
+use super::{decimal, input, on_fresh_reads, rejected};
 use crate::domain::{Currency, DealStatus, Inn, Kpp, Lifecycle};
 use crate::store::{self, DealFilter, DealRow, MasterDealStoreError, NewDeal};
 
@@ -168,9 +168,6 @@ struct AdvanceIn {
     to: DealStatus,
 }
 
-/// How often [`advance_deal`] reads the deal again when another writer changed it meanwhile.
-const ADVANCE_ATTEMPTS: usize = 3;
-
 /// `{"id", "to"}`: moves the deal forward to `to`, at whatever version it is, through the
 /// lifecycle's statuses in between (each move its own event; see [`way_forward`]): a contract
 /// signed takes a deal at proposal_sent through negotiation to signed. A deal at `to` already, or past it, stays
@@ -179,24 +176,20 @@ const ADVANCE_ATTEMPTS: usize = 3;
 /// elsewhere: a КП sent, a contract signed, a payment.
 pub(crate) async fn advance_deal(store: &Store, body: &Value) -> Result<Value, MasterDealStoreError> {
     let q: AdvanceIn = input(body)?;
-    'read: for _ in 0..ADVANCE_ATTEMPTS {
-        let deal =
-            store::get(store, q.id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", q.id))?;
-        let Some(way) = way_forward(deal.status, q.to) else {
-            // No way there: the direct move's refusal says what is allowed.
-            return store::transition_deal(store, q.id, deal.version, q.to).await.map(|row| row_json(&row));
-        };
-        let (mut row, mut version) = (deal.clone(), deal.version);
-        for status in way {
-            match store::transition_deal(store, q.id, version, status).await {
-                Ok(moved) => (row, version) = (moved.clone(), moved.version),
-                Err(MasterDealStoreError::Conflict { .. }) => continue 'read,
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(row_json(&row));
+    on_fresh_reads("master deal", q.id, || advance_once(store, q.id, q.to)).await
+}
+
+/// One read of the deal, and its moves from what was read.
+async fn advance_once(store: &Store, id: Uuid, to: DealStatus) -> Result<Value, MasterDealStoreError> {
+    let mut deal = store::get(store, id).await?.ok_or_else(|| MasterDealStoreError::not_found("master deal", id))?;
+    let Some(way) = way_forward(deal.status, to) else {
+        // No way there: the direct move's refusal says what is allowed.
+        return store::transition_deal(store, id, deal.version, to).await.map(|row| row_json(&row));
+    };
+    for status in way {
+        deal = store::transition_deal(store, id, deal.version, status).await?;
     }
-    Err(MasterDealStoreError::Raced { what: "master deal", key: q.id.to_string() })
+    Ok(row_json(&deal))
 }
 
 /// The statuses a deal at `from` moves through to reach `to`, only ever forward (in the

@@ -38,6 +38,26 @@ struct TransitionIn<S> {
     expected_version: i64,
 }
 
+/// How often a read-then-write op reads again when another writer changed the record between.
+const FRESH_READS: usize = 3;
+
+/// Runs `attempt` (a read, then writes at the version it read) again while another writer
+/// changes the record in between (`Conflict`); `Raced` once it kept changing. For the ops that
+/// follow a system of record whatever version the record is at.
+async fn on_fresh_reads<F, Fut>(what: &'static str, key: Uuid, mut attempt: F) -> Result<Value, MasterDealStoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, MasterDealStoreError>>,
+{
+    for _ in 0..FRESH_READS {
+        match attempt().await {
+            Err(MasterDealStoreError::Conflict { .. }) => continue,
+            done => return done,
+        }
+    }
+    Err(MasterDealStoreError::Raced { what, key: key.to_string() })
+}
+
 /// Input that cannot be taken as it is, whatever is stored.
 fn rejected(reason: impl std::fmt::Display) -> MasterDealStoreError {
     MasterDealStoreError::Invalid(reason.to_string())
