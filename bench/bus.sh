@@ -46,37 +46,6 @@ trap 'exit 130' INT TERM
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-# A broker of the run's own, started afresh before each run: an empty log, no other client.
-own_tansu=
-start_tansu() {
-    command -v tansu >/dev/null || die "tansu is not installed (scripts/test installs it: cargo install tansu@0.6.0 --locked --features libsql)"
-    stop_tansu
-    port_open 127.0.0.1:19092 && die "127.0.0.1:19092 is already taken; stop whatever listens there first"
-    local dir
-    dir=$(mktemp -d /dev/shm/junction-bench-tansu.XXXXXX 2>/dev/null || mktemp -d "$work/tansu.XXXXXX")
-    (cd "$dir" && exec tansu broker --listener-url tcp://127.0.0.1:19092 \
-        --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine sqlite://tansu.db) >>"$work/tansu.log" 2>&1 &
-    own_tansu="$! $dir"
-    # `run` is a subshell: the EXIT trap finds the broker and its folder through $work.
-    echo "$!" >>"$work/pids"
-    echo "$dir" >>"$work/tansu-dirs"
-    local deadline=$((SECONDS + 30))
-    until port_open 127.0.0.1:19092; do
-        kill -0 "${own_tansu%% *}" 2>/dev/null || { tail -n 20 "$work/tansu.log" >&2; die "tansu exited"; }
-        ((SECONDS < deadline)) || die "tansu did not listen on 127.0.0.1:19092"
-        sleep 0.1
-    done
-}
-stop_tansu() {
-    [[ -n $own_tansu ]] || return 0
-    kill "${own_tansu%% *}" 2>/dev/null || true
-    wait "${own_tansu%% *}" 2>/dev/null || true
-    rm -rf "${own_tansu#* }"
-    own_tansu=
-}
-cleanup_extra() {
-    if [[ -f $work/tansu-dirs ]]; then xargs rm -rf <"$work/tansu-dirs"; fi
-}
 fresh_broker=
 if [[ -z ${JUNCTION_BENCH_KAFKA:-} && ${only:-kafka} == kafka ]]; then
     fresh_broker=1

@@ -10,11 +10,12 @@ stop_started() {
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 
-# The scripts' EXIT trap: stops what they started, runs the script's own `cleanup_extra` if it
-# has one, and keeps $work (the logs) only on failure.
+# The scripts' EXIT trap: stops what they started (and removes their brokers' files), runs the
+# script's own `cleanup_extra` if it has one, and keeps $work (the logs) only on failure.
 cleanup() {
     local status=$?
     stop_started
+    remove_tansu_dirs
     if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
     if ((status == 0)); then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
 }
@@ -71,3 +72,36 @@ wrk_stats() {
 hwm() { awk '/^VmHWM:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$1/status"; }
 
 row() { printf '%-10s %12s %10s %10s %8s %10s\n' "$@"; }
+
+# A Kafka broker of the run's own on 127.0.0.1:19092 (tansu, its SQLite file in /dev/shm),
+# started afresh by each call: an empty log, no other client. `stop_tansu` stops it.
+own_tansu=
+start_tansu() {
+    command -v tansu >/dev/null || die "tansu is not installed (scripts/test installs it: cargo install tansu@0.6.0 --locked --features libsql)"
+    stop_tansu
+    port_open 127.0.0.1:19092 && die "127.0.0.1:19092 is already taken; stop whatever listens there first"
+    local dir
+    dir=$(mktemp -d /dev/shm/junction-bench-tansu.XXXXXX 2>/dev/null || mktemp -d "$work/tansu.XXXXXX")
+    (cd "$dir" && exec tansu broker --listener-url tcp://127.0.0.1:19092 \
+        --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine sqlite://tansu.db) >>"$work/tansu.log" 2>&1 &
+    own_tansu="$! $dir"
+    # `run` is a subshell: the EXIT trap finds the broker and its folder through $work.
+    echo "$!" >>"$work/pids"
+    echo "$dir" >>"$work/tansu-dirs"
+    local deadline=$((SECONDS + 30))
+    until port_open 127.0.0.1:19092; do
+        kill -0 "${own_tansu%% *}" 2>/dev/null || { tail -n 20 "$work/tansu.log" >&2; die "tansu exited"; }
+        ((SECONDS < deadline)) || die "tansu did not listen on 127.0.0.1:19092"
+        sleep 0.1
+    done
+}
+stop_tansu() {
+    [[ -n $own_tansu ]] || return 0
+    kill "${own_tansu%% *}" 2>/dev/null || true
+    wait "${own_tansu%% *}" 2>/dev/null || true
+    rm -rf "${own_tansu#* }"
+    own_tansu=
+}
+remove_tansu_dirs() {
+    if [[ -f $work/tansu-dirs ]]; then xargs rm -rf <"$work/tansu-dirs"; fi
+}

@@ -77,6 +77,25 @@ fn check_reports_every_error_with_file_line_col() {
     assert!(err.trim_end().ends_with("errors found"), "{err}");
 }
 
+/// The `cache:` setting is checked where it is written, and every kind the cache opens passes:
+/// `memory`, one Redis, a Redis Cluster's nodes (nothing is connected to at check).
+#[test]
+fn the_cache_setting_takes_memory_redis_and_a_redis_cluster() {
+    let check = |cache: &str| {
+        let root = format!("listen: 127.0.0.1:0\ncache: {cache}\nroutes: [routes/]\n");
+        let dir = project(&[("junction.yaml", &root), ("routes/.keep", "")]);
+        junction(&["check", dir.path().to_str().expect("utf-8 path")], &[])
+    };
+    for cache in ["memory", "redis://127.0.0.1:6379", "\"redis+cluster://127.0.0.1:7000,127.0.0.1:7001\""] {
+        let (code, out, err) = check(cache);
+        assert_eq!(code, 0, "{cache}: {out}{err}");
+    }
+    let (code, _, err) = check("memcached://127.0.0.1:11211");
+    assert_eq!(code, 1);
+    assert!(err.contains("junction.yaml:2:8: unknown cache `memcached://127.0.0.1:11211`"), "{err}");
+    assert!(err.contains("redis+cluster://host:7000,host:7001"), "{err}");
+}
+
 #[test]
 fn route_tests_pass_and_failures_show_a_diff() {
     let (code, out, err) = junction(&["test", root().to_str().expect("utf-8 path")], &[]);

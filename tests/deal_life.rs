@@ -1,10 +1,15 @@
 //! #18 §2–§3: one deal through every flow of the root project, on embedded defaults (one
-//! process, SQLite, the embedded bus), against the simulators of the outside systems: the
+//! process, SQLite, the embedded bus) and on the diagram's deployment, against the simulators of the outside systems: the
 //! amoCRM webhook → the master deal → a media plan drafted by the LLM and noted on the lead →
 //! approved → its КП, noted, the deal proposal_sent → a contract signed → one invoice in 1C,
 //! a shell campaign per plan line on Direct and VK Ads, the deal signed → the payment in 1C →
 //! paid, the deal in_flight → the platforms' statistics → spend recorded, an overspend as a
 //! task on the lead → the DWH's rows, one per fact. Asserted at every stage.
+//!
+//! It walks twice: on embedded defaults (one process, SQLite, the embedded bus), and as the
+//! diagram deploys it: two Junction instances on PostgreSQL (the integration database and the
+//! MasterDeal database apart), a Redis Cluster and Kafka (tansu), each API call going to the
+//! next instance in turn.
 //!
 //! The project is the root one, copied with its polls made quick (they run every minute or
 //! five: a test cannot wait for them).
@@ -12,15 +17,17 @@
 mod common;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Junction, root};
+use common::{Junction, PgDatabase, kafka_brokers, redis_cluster_url, root, tag};
+use junction_simulators::Fault;
 use junction_simulators::amocrm::{self, Amocrm};
 use junction_simulators::clickhouse::ClickHouse;
 use junction_simulators::direct::Direct;
 use junction_simulators::onec::{self, OneC};
-use junction_simulators::openai::OpenAi;
+use junction_simulators::openai::{Answer, OpenAi};
 use junction_simulators::vk::VkAds;
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -32,7 +39,6 @@ const HOOK_TOKEN: &str = "dev-amocrm-hook-token";
 const AMO_TOKEN: &str = "amo-long-lived-e2e";
 const LLM_KEY: &str = "sk-e2e";
 const DIRECT_TOKEN: &str = "direct-e2e";
-const WAIT: Duration = Duration::from_secs(30);
 
 /// The outside systems, each simulated on its own port.
 struct Outside {
@@ -77,7 +83,8 @@ impl Outside {
     }
 }
 
-/// The root project in `dir`, its polls every second instead of every minutes or hour.
+/// The root project in `dir`, its polls every second instead of every minutes or hour, and
+/// Direct's calls waiting two seconds, not an hour, once its points ran out.
 fn quick_copy(dir: &Path) {
     let from = root();
     for entry in ["junction.yaml", "prompts.lock", "routes", "transforms", "schemas", "prompts"] {
@@ -94,6 +101,11 @@ fn quick_copy(dir: &Path) {
         assert!(text.contains(slow), "{file} no longer polls `{slow}`: update this test");
         std::fs::write(&path, text.replace(slow, quick)).expect("write");
     }
+    let path = dir.join("junction.yaml");
+    let text = std::fs::read_to_string(&path).expect("junction.yaml");
+    let direct = "    kind: yandex_direct\n";
+    assert!(text.contains(direct), "junction.yaml has no Direct connector: update this test");
+    std::fs::write(&path, text.replace(direct, &format!("{direct}    points_wait: 2s\n"))).expect("write");
 }
 
 fn copy(from: &Path, to: &Path) {
@@ -123,8 +135,98 @@ fn final_rows(rows: &impl Fn(&str) -> Vec<Value>, table: &str) -> Vec<Value> {
     by_key.into_values().collect()
 }
 
-/// Polls `check` until it gives a value, or fails naming `what` with Junction's log.
-async fn eventually<T, F, Fut>(j: &Junction, what: &str, mut check: F) -> T
+/// Junction's instances of one deployment, sharing its store, cache and bus.
+struct Deployment {
+    /// Every instance started, and whether it is still alive.
+    nodes: Mutex<Vec<(Arc<Junction>, bool)>>,
+    /// Starts one more instance of the deployment (a restart).
+    start: Box<dyn Fn() -> Junction + Send + Sync>,
+    /// How long one stage may take.
+    wait: Duration,
+}
+
+impl Deployment {
+    /// `n` instances of the project in `dir` with `env`, started one after the other (the first
+    /// migrates the databases).
+    fn start(n: usize, dir: &Path, env: &[(&str, &str)], wait: Duration) -> Self {
+        let (dir, env): (PathBuf, Vec<(String, String)>) =
+            (dir.to_owned(), env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+        let start = Box::new(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Junction::start(&dir, &env)
+        });
+        let nodes = (0..n).map(|_| (Arc::new(start()), true)).collect();
+        Self { nodes: Mutex::new(nodes), start, wait }
+    }
+
+    fn alive(&self) -> Vec<Arc<Junction>> {
+        self.nodes.lock().expect("lock").iter().filter(|(_, alive)| *alive).map(|(j, _)| j.clone()).collect()
+    }
+
+    /// The `n`th instance alive, round the list.
+    fn node(&self, n: usize) -> Arc<Junction> {
+        let alive = self.alive();
+        alive[n % alive.len()].clone()
+    }
+
+    /// Waits until every instance alive reads its share of each Kafka consumer group. tansu
+    /// (0.6) can leave a partition with no reader for good when a member dies while its group
+    /// is still taking it in (see tests/instances.rs); Kafka hands it on either way.
+    async fn groups_settled(&self) {
+        let routes = |j: &Junction| -> std::collections::BTreeSet<String> {
+            let lines = j.logs();
+            let assigned = lines.lines().filter(|l| l.contains("\"Kafka partitions assigned\""));
+            assigned
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["route"].as_str().map(str::to_owned))
+                .collect()
+        };
+        eventually(self, "every instance in every consumer group", || async {
+            let alive = self.alive();
+            let first = routes(&alive[0]);
+            (!first.is_empty() && alive.iter().all(|j| routes(j) == first)).then_some(())
+        })
+        .await;
+    }
+
+    /// SIGKILL to the `i`th instance started: it stops where it is, nothing finishes.
+    fn kill(&self, i: usize) {
+        let mut nodes = self.nodes.lock().expect("lock");
+        nodes[i].0.signal("KILL");
+        nodes[i].1 = false;
+    }
+
+    /// Starts one more instance, as an orchestrator replaces a killed one.
+    fn restart(&self) {
+        let j = tokio::task::block_in_place(|| (self.start)());
+        self.nodes.lock().expect("lock").push((Arc::new(j), true));
+    }
+
+    /// The sum of the series of metric `name` whose labels hold each of `labels`, over the
+    /// instances alive.
+    async fn metric(&self, c: &Client, name: &str, labels: &[&str]) -> f64 {
+        let mut sum = 0.0;
+        for j in self.alive() {
+            let text = c.get(j.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+            for line in
+                text.lines().filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            {
+                if labels.iter().all(|l| line.contains(l)) {
+                    sum += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                }
+            }
+        }
+        sum
+    }
+
+    fn logs(&self) -> String {
+        let nodes = self.nodes.lock().expect("lock");
+        let logs = nodes.iter().enumerate().map(|(i, (j, _))| format!("--- instance {i} ---\n{}", j.logs()));
+        logs.collect()
+    }
+}
+
+/// Polls `check` until it gives a value, or fails naming `what` with Junction's logs.
+async fn eventually<T, F, Fut>(d: &Deployment, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -134,14 +236,16 @@ where
         if let Some(found) = check().await {
             return found;
         }
-        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}; Junction's log:\n{}", j.logs());
+        assert!(start.elapsed() < d.wait, "{what}: not within {:?}; Junction's logs:\n{}", d.wait, d.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// The MasterDeal API, each call on the next instance.
 struct Api<'a> {
-    j: &'a Junction,
+    d: &'a Deployment,
     c: Client,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Api<'_> {
@@ -152,7 +256,8 @@ impl Api<'_> {
         body: Option<Value>,
         version: Option<i64>,
     ) -> (u16, Value) {
-        let mut rb = self.c.request(method, self.j.url(&format!("/api/v1{path}"))).header("x-api-key", KEY);
+        let j = self.d.node(self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut rb = self.c.request(method, j.url(&format!("/api/v1{path}"))).header("x-api-key", KEY);
         if let Some(body) = body {
             rb = rb.json(&body);
         }
@@ -195,8 +300,72 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     env.push(("JUNCTION_STORE", store));
     env.push(("MASTERDEAL_DATABASE", masterdeal));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let j = Junction::start(project.path(), &env);
-    let api = Api { j: &j, c: Client::new() };
+    let d = Deployment::start(1, project.path(), &env, Duration::from_secs(30));
+    walk(&d, &outside, false).await;
+}
+
+/// The diagram's deployment: the integration database and the MasterDeal database apart on
+/// PostgreSQL, the cache on a Redis Cluster, the bus on Kafka (its topics under a prefix of
+/// this run's: the broker outlives the runs), two instances taking turns at the API calls and
+/// sharing the consumer groups, the schedules and the outbox relay between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deal_walks_on_postgres_redis_cluster_and_kafka_with_two_instances() {
+    let outside = Outside::start().await;
+    let (d, _databases, _project, _turn) = diagram_deployment(&outside).await;
+    walk(&d, &outside, false).await;
+    // The relay (like each schedule and statistics walk) ran on one instance, under its lease.
+    let relay = "\"lease taken: running here\",\"task\":\"masterdeal.outbox\"";
+    assert_eq!(d.logs().matches(relay).count(), 1, "{}", d.logs());
+    // The instances go before their databases and the turn.
+    drop(d);
+}
+
+/// The same deployment with faults injected on the way: the model's first plan breaks the
+/// budget rule, billing answers 503 twice, Direct runs out of points (until the campaigns'
+/// launch has felt it), and one instance is killed with SIGKILL while the КП is drafted. The
+/// deal still reaches the end with one invoice, one campaign per line, one DWH row per fact
+/// and no dead letter (all asserted by the walk), and the repairs and retries are the
+/// injected faults'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deal_reaches_the_end_through_faults_and_a_killed_instance() {
+    let outside = Outside::start().await;
+    let (d, _databases, _project, _turn) = diagram_deployment(&outside).await;
+    walk(&d, &outside, true).await;
+    // The instances go before their databases and the turn.
+    drop(d);
+}
+
+/// The diagram's deployments run one at a time: four instances at once, with the broker, are
+/// more than two cores carry within the stages' waits.
+static ONE_DEPLOYMENT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Two instances of the root project on PostgreSQL (two databases), the Redis Cluster and
+/// Kafka, reaching `outside`; what must live as long as they run (the turn among deployments
+/// first).
+async fn diagram_deployment(
+    outside: &Outside,
+) -> (Deployment, (PgDatabase, PgDatabase), tempfile::TempDir, tokio::sync::MutexGuard<'static, ()>) {
+    let turn = ONE_DEPLOYMENT_AT_A_TIME.lock().await;
+    let project = tempfile::tempdir().expect("temp dir");
+    quick_copy(project.path());
+    let (store, masterdeal) = (PgDatabase::create().await, PgDatabase::create().await);
+    let mut env: Vec<(&str, String)> = outside.env();
+    env.push(("JUNCTION_STORE", store.url.clone()));
+    env.push(("MASTERDEAL_DATABASE", masterdeal.url.clone()));
+    env.push(("JUNCTION_CACHE", redis_cluster_url()));
+    env.push(("JUNCTION_BUS", format!("kafka://{}?partitions=2&topic_prefix=e2e-{}.", kafka_brokers(), tag())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (Deployment::start(2, project.path(), &env, Duration::from_secs(90)), (store, masterdeal), project, turn)
+}
+
+/// One deal through every flow, asserted at every stage; with `faults`, those of
+/// [`the_deal_reaches_the_end_through_faults_and_a_killed_instance`] on the way.
+async fn walk(d: &Deployment, outside: &Outside, faults: bool) {
+    let j = d.node(0);
+    if faults {
+        d.groups_settled().await;
+    }
+    let api = Api { d, c: Client::new(), calls: std::sync::atomic::AtomicUsize::new(0) };
 
     // (a) The lead is won in amoCRM; its webhook goes through the gateway, the lead is fetched
     // again, and the master deal is created as a draft.
@@ -205,7 +374,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     let lead = outside.crm.add_lead(amocrm::deal_lead("Весна 2027", 1_000_000, "ООО «Ромашка»", "7707083893", period));
     let hook = j.url(&format!("/webhooks/amocrm?token={HOOK_TOKEN}"));
     assert_eq!(outside.crm.send_status_webhook(&hook, lead, 142).await.expect("the webhook is sent"), 202);
-    let deal = eventually(&j, "the master deal of the lead", || async {
+    let deal = eventually(d, "the master deal of the lead", || async {
         let list = api.get("/deals?limit=50").await;
         list["items"].as_array()?.iter().find(|d| d["crm_id"] == json!(lead.to_string())).cloned()
     })
@@ -217,15 +386,22 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     let deal_path = format!("/deals/{deal_id}");
 
     // (b) Planning: a media plan drafted by the model, stored as proposed, noted on the lead.
+    if faults {
+        outside.llm.answer([Answer::PlanOverBudget, Answer::Plan]);
+    }
     api.transition(&deal_path, "planning").await;
-    let plan = eventually(&j, "a proposed media plan", || async {
+    let plan = eventually(d, "a proposed media plan", || async {
         let plans = api.get(&format!("{deal_path}/media-plans")).await;
         plans["items"].as_array()?.iter().find(|p| p["status"] == "proposed").cloned()
     })
     .await;
     assert_eq!((plan["source"].as_str(), plan["total"].as_str()), (Some("llm"), Some("1000000.00")), "{plan}");
     let plan_id = plan["id"].as_str().expect("an id").to_owned();
-    let note = eventually(&j, "the plan's note on the lead", || async {
+    if faults {
+        // The first draft broke the budget rule: sent back once with the errors, the second kept.
+        assert_eq!(d.metric(&api.c, "junction_llm_repairs_total", &[]).await, 1.0, "{}", d.logs());
+    }
+    let note = eventually(d, "the plan's note on the lead", || async {
         outside.crm.notes().into_iter().find(|n| n.to_string().contains(&plan_id))
     })
     .await;
@@ -234,7 +410,16 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
 
     // (c) Approved: its КП drafted and stored, its link noted, the deal proposal_sent.
     api.transition(&format!("/media-plans/{plan_id}"), "approved").await;
-    let proposal = eventually(&j, "the КП", || async {
+    if faults {
+        // Killed while the КП is drafted (there or here), and started again once its session
+        // in the consumer groups is over (10 s), as an orchestrator would: tansu hands a dead
+        // member's partitions on only when a member joins (Kafka would at the session's end).
+        // What the dead one held and had not committed is read again.
+        d.kill(1);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        d.restart();
+    }
+    let proposal = eventually(d, "the КП", || async {
         let proposals = api.get(&format!("{deal_path}/proposals")).await;
         proposals["items"].as_array()?.first().cloned()
     })
@@ -242,17 +427,21 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     assert_eq!(proposal["media_plan_id"], json!(plan_id), "{proposal}");
     assert!(proposal["body_html"].as_str().is_some_and(|h| h.contains("<h1>")), "{proposal}");
     let proposal_id = proposal["id"].as_str().expect("an id").to_owned();
-    eventually(&j, "the КП's note on the lead", || async {
+    eventually(d, "the КП's note on the lead", || async {
         outside.crm.notes().into_iter().find(|n| n.to_string().contains(&proposal_id))
     })
     .await;
-    eventually(&j, "the deal at proposal_sent", || async {
+    eventually(d, "the deal at proposal_sent", || async {
         (api.get(&deal_path).await["status"] == "proposal_sent").then_some(())
     })
     .await;
 
     // (d, e) The contract signed: one invoice in 1C with its ids on the contract, a shell
     // campaign per plan line on its platform, and the deal signed (through negotiation).
+    if faults {
+        outside.billing.fail_next([Fault::status(503), Fault::status(503)]);
+        outside.direct.set_units("", 0);
+    }
     let contract = json!({ "number": "Д-E2E/1", "date": today.to_string(), "amount": "1000000.00", "currency": "RUB" });
     let (status, contract) =
         api.call(reqwest::Method::POST, &format!("{deal_path}/contracts"), Some(contract), None).await;
@@ -260,7 +449,15 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     let contract_path = format!("/contracts/{}", contract["id"].as_str().expect("an id"));
     api.transition(&contract_path, "sent").await;
     api.transition(&contract_path, "signed").await;
-    let contract = eventually(&j, "the invoice's ids on the contract", || async {
+    if faults {
+        let retried = ["route=\"campaigns-launch\"", "outcome=\"retried\""];
+        eventually(d, "the launch on Direct held back by its points", || async {
+            (d.metric(&api.c, "junction_step_messages_total", &retried).await >= 1.0).then_some(())
+        })
+        .await;
+        outside.direct.set_units("", 1_000_000);
+    }
+    let contract = eventually(d, "the invoice's ids on the contract", || async {
         let c = api.get(&contract_path).await;
         c["billing_ids"]["onec_invoice"].is_string().then_some(c)
     })
@@ -272,7 +469,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     let lines = plan["lines"].as_array().expect("lines").clone();
     let on_platforms = lines.iter().filter(|l| l["platform"] == "yandex_direct" || l["platform"] == "vk_ads").count();
     assert!(on_platforms > 0, "the drafted plan buys on Direct or VK: {plan}");
-    let campaigns = eventually(&j, "a campaign per line on Direct and VK Ads", || async {
+    let campaigns = eventually(d, "a campaign per line on Direct and VK Ads", || async {
         let c = api.get(&format!("{deal_path}/campaigns")).await;
         let items = c["items"].as_array()?.clone();
         (items.len() == on_platforms).then_some(items)
@@ -282,18 +479,18 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     let direct_lines = lines.iter().filter(|l| l["platform"] == "yandex_direct").count();
     assert_eq!(outside.direct.campaigns().len(), direct_lines, "one Direct campaign per line");
     assert_eq!(outside.vk.plans().len(), on_platforms - direct_lines, "one VK ad plan per line");
-    eventually(&j, "the deal signed", || async { (api.get(&deal_path).await["status"] == "signed").then_some(()) })
+    eventually(d, "the deal signed", || async { (api.get(&deal_path).await["status"] == "signed").then_some(()) })
         .await;
 
     // (d) The payment arrives in 1C: the poll marks the contract paid, the deal in_flight.
     let mut payment = json!({ "Posted": true, "СуммаДокумента": 1_000_000.0 });
     payment["ДокументОснование_Key"] = contract["billing_ids"]["onec_invoice"].clone();
     outside.billing.add(onec::PAYMENTS, payment);
-    eventually(&j, "the contract paid", || async {
+    eventually(d, "the contract paid", || async {
         (api.get(&contract_path).await["payment_status"] == "paid").then_some(())
     })
     .await;
-    eventually(&j, "the deal in_flight", || async {
+    eventually(d, "the deal in_flight", || async {
         (api.get(&deal_path).await["status"] == "in_flight").then_some(())
     })
     .await;
@@ -314,7 +511,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
             outside.vk.set_stats(id, &day, 900, 15, "1234.50");
         }
     }
-    let recorded = eventually(&j, "every campaign's day recorded", || async {
+    let recorded = eventually(d, "every campaign's day recorded", || async {
         let c = api.get(&format!("{deal_path}/campaigns")).await;
         let items = c["items"].as_array()?.clone();
         // VK reports every day of the window (zeros too); Direct only the days with traffic.
@@ -324,7 +521,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     .await;
     assert!(recorded.iter().all(|c| c["spend"] != "0.00"), "{recorded:?}");
     if let Some(over) = over {
-        let task = eventually(&j, "the overspend's task on the lead", || async {
+        let task = eventually(d, "the overspend's task on the lead", || async {
             outside.crm.tasks().into_iter().find(|t| t.to_string().contains("Перерасход"))
         })
         .await;
@@ -336,7 +533,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
     // (g) The DWH: one row per fact.
     let days: usize = recorded.iter().map(|c| c["stats"].as_array().map_or(0, Vec::len)).sum();
     let rows = |table: &str| outside.dwh.rows(&format!("dwh.{table}"));
-    eventually(&j, "the DWH's rows", || async {
+    eventually(d, "the DWH's rows", || async {
         let done = final_rows(&rows, "campaign_days").len() == days
             && rows("deals").iter().any(|d| d["status"] == "in_flight")
             && rows("contracts").iter().any(|c| c["payment_status"] == "paid");
@@ -355,7 +552,7 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
 
     // Every call to an outside system (and every MasterDeal operation) is in the audit, by its
     // route: the diagram's AUDIT box.
-    let audited = eventually(&j, "the integration calls in the audit", || async {
+    let audited = eventually(d, "the integration calls in the audit", || async {
         let resp = api.c.get(j.admin_url("/admin/audit?action=connector.&limit=1000"));
         let audit: Value = resp.bearer_auth("dev-admin-token-change-me").send().await.ok()?.json().await.ok()?;
         let items = audit["items"].as_array()?.clone();
@@ -373,6 +570,18 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
         (Some("route:amocrm-lead-won"), Some("ok")),
         "{lead_fetch}"
     );
+
+    if faults {
+        // Each 503 cost one retry of the route whose call it answered (the invoice's or the
+        // payments' poll): no more, no fewer.
+        let mut retried = 0.0;
+        for route in ["billing-invoice", "billing-payments"] {
+            let labels = [format!("route=\"{route}\""), "outcome=\"retried\"".to_owned()];
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            retried += d.metric(&api.c, "junction_step_messages_total", &labels).await;
+        }
+        assert_eq!(retried, 2.0, "{}", d.logs());
+    }
 
     // Nothing was dead-lettered on the way.
     let dead = api.c.get(j.admin_url("/admin/dead-letters")).bearer_auth("dev-admin-token-change-me").send().await;

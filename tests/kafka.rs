@@ -24,6 +24,7 @@ fn kafka_options_are_checked_at_their_line_and_column() {
     let cases = [
         ("    lingr: 5ms\n", "junction.yaml:5:5: unknown field `lingr`"),
         ("    partitions: 0\n", "junction.yaml:5:17: `partitions` is at least 1"),
+        ("    topic_prefix: \"my env/\"\n", "junction.yaml:5:19: `my env/`: a topic name takes only"),
         ("    sasl: { mechanism: GSSAPI, username: u, password: \"${SASL_PASSWORD:-p}\" }\n", "not a SASL mechanism"),
         ("    options: { no.such.property: \"1\" }\n", "librdkafka refuses these options"),
     ];
@@ -86,6 +87,56 @@ async fn a_kafka_sink_and_source_carry_keys_and_headers() {
     let (code, out, err) = junction(&["routes", dir.path().to_str().expect("utf-8")], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("kafka deals-{tag} as group read-{tag}")), "{out}");
+}
+
+/// `topic_prefix` names every topic and group the connector uses on the brokers: two
+/// connectors on one cluster with different prefixes (two environments, two test runs) share
+/// no messages though their routes name the same topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_prefix_keeps_two_environments_apart_on_one_cluster() {
+    let tag = tag();
+    let brokers = kafka_brokers();
+    let route = |name: &str| {
+        format!(
+            "route: {name}-{tag}\nfrom: {{ connector: {name}, topic: deals }}\nsteps:\n  - log: \"{name} got n=${{body.n}} from ${{meta.source.topic}};\"\n"
+        )
+    };
+    let send = |name: &str| {
+        format!(
+            "route: send-{name}-{tag}\nfrom: {{ http: {{ method: POST, path: /send/{name}, auth: none }} }}\nsteps:\n  - to: {{ connector: {name}, topic: deals }}\n"
+        )
+    };
+    let dir = project(&[
+        (
+            "junction.yaml",
+            &format!(
+                "routes: [routes/]\nconnectors:\n  blue: {{ kind: kafka, brokers: \"{brokers}\", topic_prefix: blue-{tag}. }}\n  \
+                 green: {{ kind: kafka, brokers: \"{brokers}\", topic_prefix: green-{tag}. }}\n"
+            ),
+        ),
+        ("routes/send-blue.yaml", &send("blue")),
+        ("routes/send-green.yaml", &send("green")),
+        ("routes/blue.yaml", &route("blue")),
+        ("routes/green.yaml", &route("green")),
+    ]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let c = reqwest::Client::new();
+    for (to, n) in [("blue", 1), ("blue", 2), ("green", 3)] {
+        let resp = c.post(j.url(&format!("/send/{to}"))).body(format!("{{\"n\": {n}}}")).send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{}\n{}", resp.text().await.unwrap_or_default(), j.logs());
+    }
+    for (to, n) in [("blue", 1), ("blue", 2), ("green", 3)] {
+        j.wait_for_log(&format!("{to} got n={n} from {to}-{tag}.deals;"), Duration::from_secs(60));
+    }
+    // The commits of each group are on their way; what the other environment published is
+    // not read meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logs = j.logs();
+    assert_eq!(logs.matches(" got n=").count(), 3, "each message read once, by its own environment:\n{logs}");
+    let (code, out, err) = junction(&["routes", dir.path().to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("kafka blue-{tag}.deals as group blue-{tag}.blue-{tag}")), "{out}");
 }
 
 /// `checkpoint_limit` bounds what one partition runs at once, below the route's own

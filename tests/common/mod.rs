@@ -416,6 +416,13 @@ pub fn redis_url() -> String {
     std::env::var("JUNCTION_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The tests' Redis Cluster (`JUNCTION_TEST_REDIS_CLUSTER`, or the three nodes on
+/// 127.0.0.1:7000-7002 that `scripts/test` starts).
+pub fn redis_cluster_url() -> String {
+    std::env::var("JUNCTION_TEST_REDIS_CLUSTER")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".into())
+}
+
 /// `rabbitmqctl` with its output, for what only the broker can tell.
 pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (the RabbitMQ server's CLI) runs");

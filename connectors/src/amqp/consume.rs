@@ -21,8 +21,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use junction_engine::Message;
-use junction_engine::connector::{Consumer, Inbox, stopped};
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use junction_engine::connector::{Consumer, Delivery, Inbox, stopped};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Acker, Channel};
 use tokio::sync::{mpsc, watch};
@@ -225,8 +227,10 @@ fn dispatch(
         }
         let (inbox, done_tx) = (inbox.clone(), done_tx.clone());
         running.spawn(async move {
-            inbox.deliver(msg, admission).await;
-            ack(&acker).await;
+            match inbox.deliver(msg, admission).await {
+                Delivery::Settled => ack(&acker).await,
+                Delivery::Left => requeue(&acker).await,
+            }
             let _ = done_tx.send(key);
         });
     }
@@ -239,6 +243,14 @@ async fn ack(acker: &Acker) {
         Ok(true) => {}
         Ok(false) => tracing::debug!("a RabbitMQ delivery tag of a closed channel dropped; the message is redelivered"),
         Err(e) => tracing::warn!(error = %e, "cannot ack a RabbitMQ message; it is redelivered"),
+    }
+}
+
+/// Gives back a message a stop left undelivered: RabbitMQ hands it to the queue's next
+/// consumer (this one is cancelled). Should that fail, closing the channel requeues it too.
+async fn requeue(acker: &Acker) {
+    if let Err(e) = acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await {
+        tracing::debug!(error = %e, "cannot requeue a RabbitMQ message; closing the channel requeues it");
     }
 }
 

@@ -6,14 +6,16 @@
 //!   base_url: https://api.direct.yandex.com      # api-sandbox.direct.yandex.com to try
 //!   token: ${DIRECT_TOKEN}                        # OAuth token of the (agency) account
 //!   client_login: ${DIRECT_CLIENT_LOGIN}          # an agency's client; per step too
+//!   points_wait: 1h                               # after error 152, how long a client's calls wait
 //! ```
 //!
 //! - Every call is `POST /json/v5/<service>` with `{method, params}`; errors come inside HTTP
 //!   200 (`{"error": {error_code, error_string, error_detail}}`), and per item in
 //!   `AddResults[].Errors`: both are read, never taken as success.
 //! - Points: each answer's `Units: spent/left/daily` header is logged; error 152 (not enough
-//!   points) stops that client's calls until the next hour (Direct restores points hourly),
-//!   failing them at once as retryable with that wait, rather than spending requests on it.
+//!   points) stops that client's calls for `points_wait` (default an hour: Direct restores
+//!   points hourly), failing them at once as retryable with that wait, rather than spending
+//!   requests on it.
 //! - Operations: `get_campaigns` (`{ids?}`), `add_campaign` (`{key, campaign}`: Direct has no
 //!   idempotency keys, so the campaign's name carries `[jn:<key>]` and the connector looks it
 //!   up before it adds), `update_campaign` (`{id, fields}`), `suspend_campaign` /
@@ -60,6 +62,10 @@ pub struct DirectConfig {
     /// Per-call timeout (default 30s).
     #[serde(default)]
     timeout: Option<ConfigDuration>,
+    /// How long a client's calls wait once Direct said its points ran out (error 152); default
+    /// an hour, as Direct restores points hourly.
+    #[serde(default)]
+    points_wait: Option<ConfigDuration>,
 }
 
 impl Kind for DirectKind {
@@ -80,6 +86,7 @@ impl Kind for DirectKind {
             api,
             client_login: config.client_login,
             exhausted: Mutex::default(),
+            points_wait: config.points_wait.map_or(POINTS_WAIT, |d| d.0),
             store: Arc::new(OnceLock::new()),
         };
         Ok(Arc::new(DirectConnector(Arc::new(direct))))
@@ -92,6 +99,8 @@ pub(crate) struct Direct {
     client_login: Option<String>,
     /// Clients whose points ran out, until when.
     exhausted: Mutex<HashMap<String, Instant>>,
+    /// How long that is (`points_wait`).
+    points_wait: Duration,
     store: Arc<OnceLock<Store>>,
 }
 
@@ -117,7 +126,7 @@ impl Connector for DirectConnector {
     }
 }
 
-/// Error 152: not enough points. Direct restores them over the hour.
+/// Error 152: not enough points. Direct restores them over the hour: by default, calls wait that long.
 const POINTS_WAIT: Duration = Duration::from_secs(3600);
 
 impl Direct {
@@ -183,10 +192,11 @@ impl Direct {
         let message = format!("Yandex Direct error {code}: {text} {detail}").trim_end().to_owned();
         match code {
             152 => {
-                let until = Instant::now() + POINTS_WAIT;
+                let until = Instant::now() + self.points_wait;
                 self.exhausted.lock().unwrap_or_else(PoisonError::into_inner).insert(client.to_owned(), until);
-                tracing::warn!(connector = %self.api.name, client, "Yandex Direct points ran out; this client's calls wait for the next hour");
-                ConnectorError::retryable(message).with_retry_after(Some(POINTS_WAIT))
+                let wait_s = self.points_wait.as_secs();
+                tracing::warn!(connector = %self.api.name, client, wait_s, "Yandex Direct points ran out; this client's calls wait");
+                ConnectorError::retryable(message).with_retry_after(Some(self.points_wait))
             }
             // Server busy, internal error, too many requests at once or in a row: later.
             52 | 56 | 506 | 1000 | 1001 | 1002 => ConnectorError::retryable(message),

@@ -213,6 +213,8 @@ struct Done {
     epoch: u64,
     offset: i64,
     key: Option<String>,
+    /// False when a stop left the message undelivered: its offset is not committed, nor any after it.
+    settled: bool,
 }
 
 /// How often a route that had no room is offered its queued messages again (an admin resumed
@@ -354,8 +356,8 @@ impl KafkaConsumer {
                 let (inbox, done_tx, epoch) = (inbox.clone(), done_tx.clone(), p.epoch);
                 let tp = tp.clone();
                 running.spawn(async move {
-                    inbox.deliver(queued.msg, admission).await;
-                    let _ = done_tx.send(Done { tp, epoch, offset: queued.offset, key });
+                    let settled = inbox.deliver(queued.msg, admission).await.settled();
+                    let _ = done_tx.send(Done { tp, epoch, offset: queued.offset, key, settled });
                 });
             }
             if p.paused && p.held() <= self.checkpoint_limit / 2 {
@@ -406,7 +408,9 @@ fn finish(assigned: &Shared, done: Done) {
     if p.epoch != done.epoch {
         return;
     }
-    p.offsets.insert(done.offset, true);
+    if done.settled {
+        p.offsets.insert(done.offset, true);
+    }
     p.running -= 1;
     if let Some(key) = &done.key {
         p.busy.remove(key);

@@ -72,6 +72,11 @@ pub struct KafkaConfig {
     /// Other librdkafka properties, passed on as they are (`fetch.max.bytes: "52428800"`).
     #[serde(default)]
     options: BTreeMap<String, String>,
+    /// Put before the name of every topic and consumer group the connector uses (`staging.`):
+    /// several environments, or test runs, share one cluster and never read each other's
+    /// messages, while the routes keep their topic names.
+    #[serde(default)]
+    topic_prefix: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +178,11 @@ impl Kind for KafkaKind {
         if config.brokers.split(',').all(|b| b.trim().is_empty()) {
             return Err(error("brokers", "name at least one broker, `host:port`".into()));
         }
+        if !config.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            let message =
+                format!("`{}`: a topic name takes only ASCII letters, digits, `.`, `_` and `-`", config.topic_prefix);
+            return Err(error("topic_prefix", message));
+        }
         if config.partitions < 1 || config.replication < 1 {
             let key = if config.partitions < 1 { "partitions" } else { "replication" };
             return Err(error(key, format!("`{key}` is at least 1")));
@@ -190,12 +200,13 @@ impl Kind for KafkaKind {
             producer: OnceLock::new(),
             consumer_config,
             commit_interval: config.consumer.commit_interval.map_or(Duration::from_secs(1), |d| d.0),
+            prefix: config.topic_prefix.clone(),
             topics: Arc::new(topics::Topics::new(client, config.create_topics, config.partitions, config.replication)),
         };
         Ok(Arc::new(KafkaConnector { name: name.to_owned(), producer_config, bus: Arc::new(bus) }))
     }
 
-    /// `kafka://host:9092[,host:9092][?partitions=6&replication=3]`
+    /// `kafka://host:9092[,host:9092][?partitions=6&replication=3&topic_prefix=staging.]`
     fn config_from_url(&self, url: &str) -> Result<KafkaConfig, String> {
         let rest = url.strip_prefix("kafka://").ok_or_else(|| format!("`{url}` is not a kafka:// URL"))?;
         let (brokers, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -210,6 +221,7 @@ impl Kind for KafkaKind {
             producer: ProducerConfig::default(),
             consumer: ConsumerConfig::default(),
             options: BTreeMap::new(),
+            topic_prefix: String::new(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -217,13 +229,14 @@ impl Kind for KafkaKind {
             match key {
                 "partitions" => config.partitions = number()?,
                 "replication" => config.replication = number()?,
+                "topic_prefix" => value.clone_into(&mut config.topic_prefix),
                 "session_timeout" => {
                     config.consumer.session_timeout =
                         Some(ConfigDuration::parse(value).map_err(|e| format!("`session_timeout` in `{url}`: {e}"))?);
                 }
                 _ => {
                     return Err(format!(
-                        "`{key}` is not a kafka:// URL option (partitions, replication, session_timeout)"
+                        "`{key}` is not a kafka:// URL option (partitions, replication, session_timeout, topic_prefix)"
                     ));
                 }
             }

@@ -1,6 +1,7 @@
 //! Publishing: one idempotent producer per connector (`acks=all`), shared by the routes' `to`
 //! steps and by the bus; the record key is the message's `meta.key`. A publish returns once every in-sync replica has the record.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -77,6 +78,8 @@ pub(super) struct KafkaBus {
     pub(super) consumer_config: ClientConfig,
     pub(super) commit_interval: Duration,
     pub(super) topics: Arc<Topics>,
+    /// Before every topic and group name (`topic_prefix`), empty for none.
+    pub(super) prefix: String,
 }
 
 impl KafkaBus {
@@ -88,12 +91,17 @@ impl KafkaBus {
     ) -> Arc<dyn Consumer> {
         Arc::new(KafkaConsumer {
             config: self.consumer_config.clone(),
-            topics,
-            group,
+            topics: topics.iter().map(|t| self.named(t).into_owned()).collect(),
+            group: self.named(&group).into_owned(),
             checkpoint_limit,
             commit_interval: self.commit_interval,
             ensure: self.topics.clone(),
         })
+    }
+
+    /// A topic's (or group's) name on the brokers.
+    fn named<'a>(&self, name: &'a str) -> Cow<'a, str> {
+        if self.prefix.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(format!("{}{name}", self.prefix)) }
     }
 }
 
@@ -101,7 +109,7 @@ impl KafkaBus {
 impl Bus for KafkaBus {
     async fn publish(&self, topic: &str, message: &Message) -> Result<(), PublishError> {
         let producer = self.producer.get().ok_or_else(|| PublishError::Unavailable("Kafka is not started".into()))?;
-        producer.publish(topic, message.meta.key.as_deref(), message).await
+        producer.publish(&self.named(topic), message.meta.key.as_deref(), message).await
     }
 
     fn consumer(&self, topics: Vec<String>, group: String) -> Arc<dyn Consumer> {

@@ -11,6 +11,9 @@ fn a_url_names_the_brokers_and_the_topic_settings() {
     assert_eq!((c.brokers.as_str(), c.partitions, c.replication), ("a:9092,b:9092", 6, 3));
     let plain = KafkaKind.config_from_url("kafka://127.0.0.1:9092").expect("valid");
     assert_eq!((plain.partitions, plain.create_topics, plain.producer.idempotent), (1, true, true));
+    assert_eq!(plain.topic_prefix, "");
+    let prefixed = KafkaKind.config_from_url("kafka://a:9092?topic_prefix=staging.&partitions=2").expect("valid");
+    assert_eq!((prefixed.topic_prefix.as_str(), prefixed.partitions), ("staging.", 2));
     let e = KafkaKind.config_from_url("kafka://a:9092?linger=5").expect_err("unknown option");
     assert!(e.contains("`linger` is not a kafka:// URL option"), "{e}");
     let e = KafkaKind.config_from_url("kafka://a:9092?partitions=many").expect_err("not a number");

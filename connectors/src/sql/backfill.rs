@@ -118,8 +118,11 @@ impl Backfill {
             msg.meta.source.insert("table".into(), Value::from(self.table.as_str()));
             msg.meta.source.insert("after".into(), watermark.clone().map_or(Value::Null, Value::from));
             msg.meta.source.insert("to".into(), Value::from(last.as_str()));
-            // Delivered (or dead-lettered, where it can be replayed): the watermark moves.
-            inbox.deliver(msg, admission).await;
+            // Delivered (or dead-lettered, where it can be replayed): the watermark moves. Left
+            // by a stop, it does not: the batch is read again next time.
+            if !inbox.deliver(msg, admission).await.settled() {
+                return Ok(None);
+            }
             store
                 .checkpoint_put(&self.key, &last)
                 .await

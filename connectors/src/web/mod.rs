@@ -12,7 +12,7 @@ pub mod paging;
 use std::time::Duration;
 
 use bytes::Bytes;
-use junction_engine::connector::ConnectorError;
+use junction_engine::connector::{ConnectorError, Delivery};
 use junction_engine::telemetry::otlp;
 use junction_engine::trace;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -349,6 +349,16 @@ pub fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Waits for every delivery in `running`; whether all of them settled (a stop may leave some,
+/// and then the checkpoint must not move past them).
+async fn all_settled(running: &mut tokio::task::JoinSet<Delivery>) -> bool {
+    let mut all = true;
+    while let Some(done) = running.join_next().await {
+        all &= matches!(done, Ok(Delivery::Settled));
+    }
+    all
 }
 
 #[cfg(test)]

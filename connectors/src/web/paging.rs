@@ -134,13 +134,16 @@ impl<P: Pages> PagingSource<P> {
             for item in &fresh {
                 let Some(admission) = inbox.admit(stop).await else {
                     // Stopping: what runs finishes; the page is walked again next time.
-                    while running.join_next().await.is_some() {}
+                    let _ = super::all_settled(&mut running).await;
                     return Ok(Walked::Stopped);
                 };
                 let (inbox, msg) = (inbox.clone(), self.pages.message(item.clone()));
                 running.spawn(async move { inbox.deliver(msg, admission).await });
             }
-            while running.join_next().await.is_some() {}
+            if !super::all_settled(&mut running).await {
+                // A stop left some undelivered: the checkpoint stays, the page is walked again.
+                return Ok(Walked::Stopped);
+            }
             items += fresh.len();
             let next = self.pages.advance(checkpoint.clone(), &fresh, page.at.as_deref(), page.next.as_deref());
             let moved = next != checkpoint;

@@ -111,8 +111,9 @@ async fn consume(
             let mut msg = delivery.message.clone();
             msg.meta.source.insert("topic".into(), delivery.topic.clone().into());
             msg.meta.source.insert("offset".into(), delivery.offset.into());
-            inbox.deliver(msg, admission).await;
-            delivery.ack();
+            if inbox.deliver(msg, admission).await.settled() {
+                delivery.ack();
+            }
         });
         while in_flight.try_join_next().is_some() {}
     }

@@ -73,6 +73,26 @@ pub enum CacheError {
     InvalidRate { per_second: f64, burst: u32 },
 }
 
+/// What a `cache:` setting names.
+enum Setting<'a> {
+    Memory,
+    Redis(&'a str),
+    Cluster(&'a str),
+}
+
+impl<'a> Setting<'a> {
+    fn of(setting: &'a str) -> Option<Self> {
+        match setting.trim() {
+            "memory" => Some(Setting::Memory),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => Some(Setting::Redis(url)),
+            url if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") => {
+                Some(Setting::Cluster(url))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Cache {
     /// An in-process cache of this process's own (what `memory` opens).
     pub fn memory() -> Cache {
@@ -84,16 +104,18 @@ impl Cache {
     /// do, the rest is discovered). Fails within a few seconds, naming the URL (password
     /// masked), when Redis is unreachable.
     pub async fn open(setting: &str) -> Result<Cache, CacheError> {
-        match setting.trim() {
-            "memory" => Ok(Cache::memory()),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(Cache::Redis(RedisCache::open(url).await?))
-            }
-            url if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") => {
-                Ok(Cache::Redis(RedisCache::open_cluster(url).await?))
-            }
-            other => Err(CacheError::UnsupportedSetting { setting: crate::redact::url(other) }),
+        match Setting::of(setting) {
+            Some(Setting::Memory) => Ok(Cache::memory()),
+            Some(Setting::Redis(url)) => Ok(Cache::Redis(RedisCache::open(url).await?)),
+            Some(Setting::Cluster(url)) => Ok(Cache::Redis(RedisCache::open_cluster(url).await?)),
+            None => Err(CacheError::UnsupportedSetting { setting: crate::redact::url(setting.trim()) }),
         }
+    }
+
+    /// Whether `setting` names a cache [`Cache::open`] can open (checked when a project
+    /// loads, without connecting).
+    pub fn names_one(setting: &str) -> bool {
+        Setting::of(setting).is_some()
     }
 
     /// Takes one token from bucket `key` (a new bucket starts full). Allowed → the tokens

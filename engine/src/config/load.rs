@@ -206,11 +206,14 @@ impl Loader {
             store.clone()
         };
         let cache = or_env(&spec.cache, "JUNCTION_CACHE");
-        if !(cache == "memory" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
+        if !crate::cache::Cache::names_one(&cache) {
             diags.push(Diagnostic::new(
                 file,
                 Some(Pos::of(&spec.cache)),
-                format!("unknown cache `{cache}`; use `memory` or redis://host:6379"),
+                format!(
+                    "unknown cache `{}`; use `memory`, redis://host:6379 or redis+cluster://host:7000,host:7001",
+                    crate::redact::url(&cache)
+                ),
             ));
         }
         let bus = or_env(&spec.bus, "JUNCTION_BUS");

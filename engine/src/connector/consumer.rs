@@ -15,8 +15,9 @@ pub trait Consumer: Send + Sync {
     /// Takes messages until `stop` turns true and hands each to `inbox`, asking
     /// [`Inbox::admit`] (or [`Inbox::try_admit`]) once it has the message, not before (a place
     /// taken while waiting for one would let it run after an admin paused the route). A message is
-    /// acknowledged (committed, acked) only after [`Inbox::deliver`] returned for it and for
-    /// every message before it that the backend orders with it. Returns once the messages in
+    /// acknowledged (committed, acked) only after [`Inbox::deliver`] returned
+    /// [`Delivery::Settled`] for it and for every message before it that the backend orders
+    /// with it; one [`Delivery::Left`] is never acknowledged, nor anything committed past it. Returns once the messages in
     /// flight are delivered and their acknowledgements committed, so a successor started
     /// afterwards in the same group gets none of them again.
     async fn run(&self, inbox: std::sync::Arc<dyn Inbox>, stop: watch::Receiver<bool>);
@@ -57,8 +58,25 @@ pub trait Inbox: Send + Sync {
     fn try_admit(&self) -> Option<Admission>;
 
     /// Runs `msg` through the route to its end: done, or dead-lettered where it can be
-    /// replayed. Never fails: once it returns, the message may be acknowledged.
-    async fn deliver(&self, msg: Message, admission: Admission);
+    /// replayed. Never fails; only a stop of the process can leave the message undelivered.
+    async fn deliver(&self, msg: Message, admission: Admission) -> Delivery;
+}
+
+/// How [`Inbox::deliver`] ended: whether the consumer may acknowledge the message.
+#[must_use = "a message is acknowledged only when it is settled"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Done, or dead-lettered where it can be replayed: acknowledge it.
+    Settled,
+    /// The process is stopping and the message was waiting to be retried: leave it
+    /// unacknowledged (commit nothing past it), to be delivered again after the restart.
+    Left,
+}
+
+impl Delivery {
+    pub fn settled(self) -> bool {
+        self == Self::Settled
+    }
 }
 
 /// A place in a route, held from [`Inbox::admit`] until the message it was taken for is

@@ -44,7 +44,7 @@ use crate::store::Store;
 
 pub use api::{ApiResponse, HttpApi};
 pub use bus::{BoxedPublish, Bus, Publish, PublishError, TopicsSpec};
-pub use consumer::{Admission, Consumer, Inbox};
+pub use consumer::{Admission, Consumer, Delivery, Inbox};
 pub use error::ConnectorError;
 pub(crate) use guard::OPTIONS as GUARD_OPTIONS;
 pub use guard::{Guard, Guards, Outcome, Permit};

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::watch;
 
 use crate::message::Message;
 use crate::steps::{ErrorKind, Outcome, Step, StepError};
@@ -75,6 +76,8 @@ pub struct RunCx {
     settled: Mutex<Vec<Settle>>,
     /// Set when a step made a new message to carry on with (an aggregate's output).
     origin: Mutex<Option<(Message, usize)>>,
+    /// Turns true when the process stops; see [`RunCx::stops_on`].
+    stopping: Option<watch::Receiver<bool>>,
 }
 
 impl RunCx {
@@ -86,6 +89,37 @@ impl RunCx {
             on_failure: Mutex::default(),
             settled: Mutex::default(),
             origin: Mutex::default(),
+            stopping: None,
+        }
+    }
+
+    /// Lets a stop of the process end the run while it waits to retry a step: it fails
+    /// [`Failure::left`], neither finished nor dead-lettered, for a source that can leave the
+    /// message unacked to be delivered again after the restart (a broker's, the bus's).
+    /// Waiting out the backoff instead would hold the stop for up to the whole retry policy.
+    #[must_use]
+    pub fn stops_on(mut self, stopping: watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
+    }
+
+    /// Waits `wait` before a retry; `false` when the process stops first (or had stopped) and
+    /// the run may be left. A run that began a message of its own (an aggregate's output)
+    /// waits: that message exists nowhere else, so it must end done or dead-lettered.
+    async fn wait_to_retry(&self, wait: Duration) -> bool {
+        let begun = self.origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        match &self.stopping {
+            Some(stopping) if !begun => {
+                let mut stopping = stopping.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => true,
+                    () = crate::connector::stopped(&mut stopping) => false,
+                }
+            }
+            _ => {
+                tokio::time::sleep(wait).await;
+                true
+            }
         }
     }
 
@@ -133,6 +167,9 @@ pub struct Failure {
     pub step: String,
     pub error: StepError,
     pub attempts: u32,
+    /// The process stopped while the step waited to be retried (see [`RunCx::stops_on`]):
+    /// the message is to be left for redelivery, not dead-lettered.
+    pub left: bool,
 }
 
 impl Pipeline {
@@ -211,16 +248,19 @@ async fn apply_with_retry(entry: &StepEntry, mut msg: Message, cx: &RunCx) -> Re
             }
             Err(error) => match spare {
                 Some(original) if error.kind == ErrorKind::Retryable => {
-                    entry.metrics.retried.increment(1);
                     let wait = cx.retry.delay(attempt, error.retry_after);
                     tracing::warn!(route = %cx.route, step = %entry.label, attempt, error = %error.message, wait_ms = wait.as_millis() as u64, "step failed, retrying");
-                    tokio::time::sleep(wait).await;
+                    if !cx.wait_to_retry(wait).await {
+                        tracing::info!(route = %cx.route, step = %entry.label, message_id = %original.id, "stopping: the message is left to be delivered again, not retried here");
+                        return Err(Failure { step: entry.label.clone(), error, attempts: attempt, left: true });
+                    }
+                    entry.metrics.retried.increment(1);
                     msg = original;
                     attempt += 1;
                 }
                 _ => {
                     entry.metrics.failed.increment(1);
-                    return Err(Failure { step: entry.label.clone(), error, attempts: attempt });
+                    return Err(Failure { step: entry.label.clone(), error, attempts: attempt, left: false });
                 }
             },
         }

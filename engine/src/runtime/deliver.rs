@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::message::Message;
 use crate::route::pipeline::{Failure, RunCx};
@@ -43,57 +44,116 @@ pub async fn deliver_from(
 pub async fn deliver_with(
     route: &Route,
     start: usize,
-    mut msg: Message,
+    msg: Message,
     original: impl FnOnce() -> Message + Send,
     store: &Store,
 ) -> Result<Delivered, crate::store::StoreError> {
-    let span = route_span(route, &mut msg);
-    let mut cx = RunCx::new(route.id.clone(), route.retry.clone());
-    cx.span = span.as_ref().map(|s| s.id().to_owned());
-    route.counters.received();
-    route.metrics.received.increment(1);
-    route.metrics.in_flight.increment(1.0);
-    // Down again however the run ends, early returns and panics included.
-    let _in_flight = scopeguard(|| route.metrics.in_flight.decrement(1.0));
-    let started = std::time::Instant::now();
-    let run = route.pipeline.run_from(start, msg, &cx).await;
-    route.metrics.duration.record(started.elapsed());
-    let failure = match run {
-        Ok(out) => {
-            route.counters.completed();
-            route.metrics.completed.increment(1);
-            end_span(span, "completed", None);
-            cx.settle().await;
-            return Ok(Delivered::Done(out));
-        }
-        Err(f) => f,
-    };
-    route.metrics.failed.increment(1);
-    let (mut original, resume_at) = cx.take_origin().unwrap_or_else(|| (original(), start));
-    original.meta.route = route.id.to_string();
-    original.meta.resume_at = resume_at;
-    cx.run_failure_hooks();
-    tracing::warn!(route = %route.id, message_id = %original.id, trace_id = original.meta.trace_id.as_deref(), step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
-    let stored = dead_letter(route, original, &failure, store).await;
-    end_span(span, if stored.is_ok() { "dead_lettered" } else { "failed" }, Some(&failure.error.message));
-    let dead_letter_id = stored?;
-    cx.settle().await;
-    route.counters.dead_lettered();
-    route.metrics.dead_lettered.increment(1);
-    Ok(Delivered::DeadLettered { failure, dead_letter_id })
+    let (run, result) = Run::go(route, start, msg, RunCx::new(route.id.clone(), route.retry.clone())).await;
+    run.conclude(result, original, store).await
 }
 
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
+/// Like [`deliver_from`], for a source that can leave a message unacked (a consumer's): a stop
+/// of the process (`stopping` turning true) while a step waits to be retried ends the run at
+/// once, `Ok(None)`, neither finished nor dead-lettered, for the source to leave the message
+/// to be delivered again after the restart. See [`RunCx::stops_on`].
+pub async fn deliver_or_leave(
+    route: &Route,
+    start: usize,
+    mut msg: Message,
+    store: &Store,
+    stopping: &watch::Receiver<bool>,
+) -> Result<Option<Delivered>, crate::store::StoreError> {
+    msg.meta.route = route.id.to_string();
+    let copy = msg.clone();
+    let cx = RunCx::new(route.id.clone(), route.retry.clone()).stops_on(stopping.clone());
+    let (run, result) = Run::go(route, start, msg, cx).await;
+    if let Err(failure) = &result
+        && failure.left
+    {
+        run.leave();
+        return Ok(None);
     }
-    Guard(Some(f))
+    run.conclude(result, move || copy, store).await.map(Some)
+}
+
+/// One run of a message through a route, between its steps and its outcome.
+struct Run<'a> {
+    route: &'a Route,
+    start: usize,
+    cx: RunCx,
+    span: Option<Span>,
+    _in_flight: InFlight<'a>,
+}
+
+/// The route's in-flight gauge, down again however the run ends, early returns and panics
+/// included.
+struct InFlight<'a>(&'a Route);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.decrement(1.0);
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Counts the message in, runs the steps from `start`.
+    async fn go(
+        route: &'a Route,
+        start: usize,
+        mut msg: Message,
+        mut cx: RunCx,
+    ) -> (Self, Result<Vec<Message>, Failure>) {
+        let span = route_span(route, &mut msg);
+        cx.span = span.as_ref().map(|s| s.id().to_owned());
+        route.counters.received();
+        route.metrics.received.increment(1);
+        route.metrics.in_flight.increment(1.0);
+        let in_flight = InFlight(route);
+        let started = std::time::Instant::now();
+        let result = route.pipeline.run_from(start, msg, &cx).await;
+        route.metrics.duration.record(started.elapsed());
+        (Run { route, start, cx, span, _in_flight: in_flight }, result)
+    }
+
+    /// Done, or the failed message stored as a dead letter (`Err` only when it cannot be).
+    async fn conclude(
+        self,
+        result: Result<Vec<Message>, Failure>,
+        original: impl FnOnce() -> Message + Send,
+        store: &Store,
+    ) -> Result<Delivered, crate::store::StoreError> {
+        let Run { route, start, cx, span, _in_flight } = self;
+        let failure = match result {
+            Ok(out) => {
+                route.counters.completed();
+                route.metrics.completed.increment(1);
+                end_span(span, "completed", None);
+                cx.settle().await;
+                return Ok(Delivered::Done(out));
+            }
+            Err(f) => f,
+        };
+        route.metrics.failed.increment(1);
+        let (mut original, resume_at) = cx.take_origin().unwrap_or_else(|| (original(), start));
+        original.meta.route = route.id.to_string();
+        original.meta.resume_at = resume_at;
+        cx.run_failure_hooks();
+        tracing::warn!(route = %route.id, message_id = %original.id, trace_id = original.meta.trace_id.as_deref(), step = %failure.step, attempts = failure.attempts, error = %failure.error.message, "message failed; dead-lettering");
+        let stored = dead_letter(route, original, &failure, store).await;
+        end_span(span, if stored.is_ok() { "dead_lettered" } else { "failed" }, Some(&failure.error.message));
+        let dead_letter_id = stored?;
+        cx.settle().await;
+        route.counters.dead_lettered();
+        route.metrics.dead_lettered.increment(1);
+        Ok(Delivered::DeadLettered { failure, dead_letter_id })
+    }
+
+    /// Ends a run the stop cut short: what it claimed is given back (an idempotent step's key,
+    /// so the redelivery is not dropped as a duplicate), nothing settled.
+    fn leave(self) {
+        self.cx.run_failure_hooks();
+        end_span(self.span, "left", Some("stopping"));
+    }
 }
 
 /// The span of this run when spans are exported: in the message's trace (a new one if it has

@@ -181,6 +181,7 @@ impl Runtime {
         let cx = SourceCx {
             store: self.inner.store.clone(),
             stop: stop_rx,
+            stopping: self.inner.stop.subscribe(),
             paused: self.inner.paused.clone(),
             instance: self.inner.instance.clone(),
         };

@@ -31,6 +31,9 @@ struct Journal {
     task_runs: AtomicUsize,
     /// When each message sent with `to: { connector: t }` was fired (`meta.source.fired_at`).
     fired: Mutex<Vec<String>>,
+    /// While true, sends fail as a dependency that is down would (retryable); `tries` counts them.
+    failing: std::sync::atomic::AtomicBool,
+    tries: AtomicUsize,
 }
 
 struct Ticker(Arc<Journal>);
@@ -112,6 +115,10 @@ struct Record(Arc<Journal>);
 #[async_trait]
 impl Endpoint for Record {
     async fn send(&self, msg: &Message) -> Result<(), ConnectorError> {
+        if self.0.failing.load(Ordering::SeqCst) {
+            self.0.tries.fetch_add(1, Ordering::SeqCst);
+            return Err(ConnectorError::unavailable("down for the test"));
+        }
         let fired = msg.meta.source.get("fired_at").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         self.0.fired.lock().unwrap_or_else(PoisonError::into_inner).push(fired);
         Ok(())
@@ -137,8 +144,9 @@ impl Consumer for Feed {
     async fn run(&self, inbox: Arc<dyn Inbox>, mut stop: watch::Receiver<bool>) {
         for n in 0..self.count {
             let Some(admission) = inbox.admit(&mut stop).await else { return };
-            inbox.deliver(Message::new(Body::Json(serde_json::json!({ "n": n }))), admission).await;
-            self.journal.acked.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+            if inbox.deliver(Message::new(Body::Json(serde_json::json!({ "n": n }))), admission).await.settled() {
+                self.journal.acked.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+            }
         }
         crate::connector::stopped(&mut stop).await;
     }
@@ -322,6 +330,47 @@ async fn an_embedded_bus_group_is_read_by_one_instance_of_several() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     b.shutdown().await;
     assert_eq!(fired(), 30, "every message once: two instances did not both read the group");
+}
+
+/// A stop does not wait out the backoff of a consumer's message whose step failed: the message
+/// is left unacked (no dead letter) and delivered after the restart. Waiting would hold the
+/// stop for up to the whole retry policy (here a minute), past a Kubernetes grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_leaves_a_message_waiting_to_be_retried_for_after_the_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("j.db").display());
+    project(dir.path(), &store, "one");
+    let root = std::fs::read_to_string(dir.path().join("junction.yaml")).expect("read");
+    std::fs::write(
+        dir.path().join("junction.yaml"),
+        format!(
+            "{root}shutdown_timeout: 5m
+"
+        ),
+    )
+    .expect("write");
+    let read = "route: read\nfrom: { bus: { topic: orders } }\nsteps:\n  - to: { connector: t }\n\
+                on_error:\n  retry: { attempts: 5, backoff: fixed, initial: 2m, max: 2m }\n";
+    std::fs::write(dir.path().join("routes/read.yaml"), read).expect("write");
+    let journal = Arc::new(Journal::default());
+    journal.failing.store(true, Ordering::SeqCst);
+    let first = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts");
+    first.bus().publish("orders", &Message::new(Body::Json(serde_json::json!({ "n": 1 })))).await.expect("publish");
+    wait_for("the first try", || journal.tries.load(Ordering::SeqCst) == 1).await;
+    let store_handle = first.store().clone();
+    // The backoff is at least a minute; the stop must not wait for it.
+    tokio::time::timeout(Duration::from_secs(20), first.shutdown())
+        .await
+        .expect("stopped without waiting out the backoff");
+    assert_eq!(journal.tries.load(Ordering::SeqCst), 1, "not tried again on the way out");
+    let dead = store_handle.list_dead_letters(&Default::default()).await.expect("dead letters");
+    assert!(dead.is_empty(), "left, not dead-lettered: {dead:?}");
+
+    journal.failing.store(false, Ordering::SeqCst);
+    let second = Runtime::start(dir.path(), registry(&journal), HashMap::new()).await.expect("starts again");
+    let fired = || journal.fired.lock().unwrap_or_else(PoisonError::into_inner).len();
+    wait_for("the message after the restart", || fired() == 1).await;
+    second.shutdown().await;
 }
 
 /// A request that found a route version just before a reload swapped it out: the drain of

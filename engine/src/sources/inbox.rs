@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::connector::{Admission, Inbox};
+use crate::connector::{Admission, Delivery, Inbox};
 use crate::message::Message;
 use crate::route::Route;
 use crate::runtime::control::Paused;
@@ -19,11 +19,13 @@ pub struct RouteInbox {
     route: Arc<Route>,
     store: Store,
     paused: Paused,
+    /// The process's stop; see [`super::SourceCx::stopping`].
+    stopping: watch::Receiver<bool>,
 }
 
 impl RouteInbox {
-    pub fn new(route: Arc<Route>, store: Store, paused: Paused) -> Self {
-        Self { route, store, paused }
+    pub fn new(route: Arc<Route>, store: Store, paused: Paused, stopping: watch::Receiver<bool>) -> Self {
+        Self { route, store, paused, stopping }
     }
 }
 
@@ -74,8 +76,9 @@ impl Inbox for RouteInbox {
         self.route.permits.clone().try_acquire_owned().ok().map(Admission::new)
     }
 
-    async fn deliver(&self, msg: Message, admission: Admission) {
-        super::deliver_surely(&self.route, 0, msg, &self.store).await;
+    async fn deliver(&self, msg: Message, admission: Admission) -> Delivery {
+        let delivery = super::deliver_surely(&self.route, 0, msg, &self.store, Some(&self.stopping)).await;
         drop(admission);
+        delivery
     }
 }

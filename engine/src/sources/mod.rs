@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::connector::Delivery;
 use crate::route::{Route, Source};
 use crate::runtime::control::Paused;
 use crate::store::Store;
@@ -30,6 +31,9 @@ pub struct SourceCx {
     pub store: Store,
     /// Turns true when the source should stop taking new messages.
     pub stop: watch::Receiver<bool>,
+    /// Turns true when the process stops (not on a reload, which lets the old version drain):
+    /// a consumer's message waiting to be retried is then left unacked, not waited for.
+    pub stopping: watch::Receiver<bool>,
     /// Routes an admin paused: their sources take nothing new meanwhile.
     pub paused: Paused,
     /// This process among the instances sharing the store (it names the leases it holds).
@@ -41,7 +45,7 @@ pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if let Some(consumer) = route.consumer() {
         let inbox: Arc<dyn crate::connector::Inbox> =
-            Arc::new(RouteInbox::new(route.clone(), cx.store.clone(), cx.paused.clone()));
+            Arc::new(RouteInbox::new(route.clone(), cx.store.clone(), cx.paused.clone(), cx.stopping.clone()));
         let consumer = consumer.clone();
         let task = crate::connector::Task {
             name: format!("consumer.{}", route.id),
@@ -75,20 +79,38 @@ pub fn start(route: &Arc<Route>, cx: &SourceCx) -> Vec<JoinHandle<()>> {
 }
 
 /// Delivers until the message is done or dead-lettered; only a store that cannot even keep
-/// the dead letter makes it wait and try again, so nothing taken is dropped.
-async fn deliver_surely(route: &Route, start: usize, msg: crate::message::Message, store: &Store) {
+/// the dead letter makes it wait and try again, so nothing taken is dropped. Given the
+/// process's `stopping`, a stop meanwhile leaves the message instead (see
+/// [`crate::runtime::deliver::deliver_or_leave`]).
+async fn deliver_surely(
+    route: &Route,
+    start: usize,
+    msg: crate::message::Message,
+    store: &Store,
+    stopping: Option<&watch::Receiver<bool>>,
+) -> Delivery {
     let mut wait = Duration::from_millis(200);
     loop {
-        let result = if start == 0 {
-            crate::runtime::deliver::deliver(route, msg.clone(), store).await
-        } else {
-            crate::runtime::deliver::deliver_from(route, start, msg.clone(), store).await
+        let result = match stopping {
+            Some(stopping) => {
+                crate::runtime::deliver::deliver_or_leave(route, start, msg.clone(), store, stopping).await
+            }
+            None => crate::runtime::deliver::deliver_from(route, start, msg.clone(), store).await.map(Some),
         };
         match result {
-            Ok(_) => return,
+            Ok(Some(_)) => return Delivery::Settled,
+            Ok(None) => return Delivery::Left,
             Err(e) => {
                 tracing::error!(route = %route.id, message_id = %msg.id, error = %e, "cannot deliver or dead-letter; retrying");
-                tokio::time::sleep(wait).await;
+                if let Some(stopping) = stopping {
+                    let mut stopping = stopping.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = crate::runtime::stopped(&mut stopping) => return Delivery::Left,
+                    }
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }

@@ -49,7 +49,8 @@ pub(super) async fn run(route: Arc<Route>, mut cx: SourceCx) {
         msg.meta.source.insert("fired_at".into(), Value::String(next.to_rfc3339()));
         let (route, store) = (route.clone(), cx.store.clone());
         tokio::spawn(async move {
-            super::deliver_surely(&route, 0, msg, &store).await;
+            // A fire is not left at a stop: nothing would deliver it again.
+            let _ = super::deliver_surely(&route, 0, msg, &store, None).await;
             drop(permit);
         });
     }

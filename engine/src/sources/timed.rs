@@ -20,7 +20,8 @@ pub(super) async fn run(route: Arc<Route>, index: usize, mut cx: SourceCx) {
             let (route, store) = (route.clone(), cx.store.clone());
             tokio::spawn(async move {
                 let Released { msg, settle } = released;
-                super::deliver_surely(&route, index + 1, msg, &store).await;
+                // What a timeout released exists only in this run: it is not left at a stop.
+                let _ = super::deliver_surely(&route, index + 1, msg, &store, None).await;
                 if let Some(settle) = settle {
                     settle.await;
                 }

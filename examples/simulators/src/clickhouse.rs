@@ -95,6 +95,14 @@ impl ClickHouse {
         self.data().tables.get(table).map(|t| t.rows.iter().cloned().map(Value::Object).collect()).unwrap_or_default()
     }
 
+    /// The rows of `db.table` from the `start`th on, in the order they were inserted: a reader
+    /// that keeps its place reads each row once.
+    pub fn rows_from(&self, table: &str, start: usize) -> Vec<Value> {
+        let d = self.data();
+        let Some(t) = d.tables.get(table) else { return Vec::new() };
+        t.rows.iter().skip(start).cloned().map(Value::Object).collect()
+    }
+
     /// The statements run, in order.
     pub fn statements(&self) -> Vec<String> {
         self.data().statements.clone()
