@@ -1,15 +1,15 @@
-//! #18 §2–§3: one deal through every flow of the root project, on embedded defaults (one
-//! process, SQLite, the embedded bus) and on the diagram's deployment, against the simulators of the outside systems: the
-//! amoCRM webhook → the master deal → a media plan drafted by the LLM and noted on the lead →
-//! approved → its КП, noted, the deal proposal_sent → a contract signed → one invoice in 1C,
-//! a shell campaign per plan line on Direct and VK Ads, the deal signed → the payment in 1C →
-//! paid, the deal in_flight → the platforms' statistics → spend recorded, an overspend as a
-//! task on the lead → the DWH's rows, one per fact. Asserted at every stage.
+//! #18 §2–§3: one deal through every flow of the root project, against the simulators of the
+//! outside systems: the amoCRM webhook → the master deal → a media plan drafted by the LLM and
+//! noted on the lead → approved → its КП, noted, the deal proposal_sent → a contract signed →
+//! one invoice in 1C, a shell campaign per plan line on Direct and VK Ads, the deal signed →
+//! the payment in 1C → paid, the deal in_flight → the platforms' statistics → spend recorded,
+//! an overspend as a task on the lead → the DWH's rows, one per fact. Asserted at every stage.
 //!
-//! It walks twice: on embedded defaults (one process, SQLite, the embedded bus), and as the
-//! diagram deploys it: two Junction instances on PostgreSQL (the integration database and the
-//! MasterDeal database apart), a Redis Cluster and Kafka (tansu), each API call going to the
-//! next instance in turn.
+//! It walks on embedded defaults (one process, SQLite, the embedded bus); as the diagram
+//! deploys it, two Junction instances on PostgreSQL (the integration database and the
+//! MasterDeal database apart) and a Redis Cluster, each API call going to the next instance in
+//! turn, with the bus on Kafka (tansu) and again on RabbitMQ; and on Kafka with faults injected
+//! on the way (an instance killed among them).
 //!
 //! The project is the root one, copied with its polls made quick (they run every minute or
 //! five: a test cannot wait for them).
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Junction, PgDatabase, kafka_brokers, redis_cluster_url, root, tag};
+use common::{Junction, PgDatabase, amqp_url, kafka_brokers, rabbitmqctl, redis_cluster_url, root, tag};
 use junction_simulators::Fault;
 use junction_simulators::amocrm::{self, Amocrm};
 use junction_simulators::clickhouse::ClickHouse;
@@ -310,13 +310,24 @@ async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
 /// sharing the consumer groups, the schedules and the outbox relay between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_deal_walks_on_postgres_redis_cluster_and_kafka_with_two_instances() {
+    one_deal_walks_on_the_diagrams_deployment(Broker::Kafka).await;
+}
+
+/// The same with the bus on RabbitMQ (a virtual host of the run's own): the instances share
+/// each route's queue as competing consumers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deal_walks_on_postgres_redis_cluster_and_rabbitmq_with_two_instances() {
+    one_deal_walks_on_the_diagrams_deployment(Broker::RabbitMq).await;
+}
+
+async fn one_deal_walks_on_the_diagrams_deployment(broker: Broker) {
     let outside = Outside::start().await;
-    let (d, _databases, _project, _turn) = diagram_deployment(&outside).await;
+    let (d, _kept) = diagram_deployment(&outside, broker).await;
     walk(&d, &outside, false).await;
     // The relay (like each schedule and statistics walk) ran on one instance, under its lease.
     let relay = "\"lease taken: running here\",\"task\":\"masterdeal.outbox\"";
     assert_eq!(d.logs().matches(relay).count(), 1, "{}", d.logs());
-    // The instances go before their databases and the turn.
+    // The instances go before their databases, their virtual host and the turn.
     drop(d);
 }
 
@@ -329,7 +340,7 @@ async fn one_deal_walks_on_postgres_redis_cluster_and_kafka_with_two_instances()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deal_reaches_the_end_through_faults_and_a_killed_instance() {
     let outside = Outside::start().await;
-    let (d, _databases, _project, _turn) = diagram_deployment(&outside).await;
+    let (d, _kept) = diagram_deployment(&outside, Broker::Kafka).await;
     walk(&d, &outside, true).await;
     // The instances go before their databases and the turn.
     drop(d);
@@ -339,12 +350,50 @@ async fn the_deal_reaches_the_end_through_faults_and_a_killed_instance() {
 /// more than two cores carry within the stages' waits.
 static ONE_DEPLOYMENT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The bus of the diagram's deployment.
+#[derive(Clone, Copy)]
+enum Broker {
+    Kafka,
+    RabbitMq,
+}
+
+/// A RabbitMQ virtual host of one run's own (the broker outlives the runs), deleted afterwards.
+struct Vhost(String);
+
+impl Vhost {
+    fn create() -> Self {
+        let name = format!("e2e-{}", tag());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Self(name)
+    }
+
+    /// The tests' RabbitMQ URL, on this virtual host.
+    fn url(&self) -> String {
+        let base = amqp_url();
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
+        format!("{server}/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", &self.0]).output();
+    }
+}
+
+/// What a deployment needs as long as it runs: its databases, project, virtual host, and its
+/// turn among the deployments.
+struct Kept {
+    _databases: (PgDatabase, PgDatabase),
+    _project: tempfile::TempDir,
+    _vhost: Option<Vhost>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
 /// Two instances of the root project on PostgreSQL (two databases), the Redis Cluster and
-/// Kafka, reaching `outside`; what must live as long as they run (the turn among deployments
-/// first).
-async fn diagram_deployment(
-    outside: &Outside,
-) -> (Deployment, (PgDatabase, PgDatabase), tempfile::TempDir, tokio::sync::MutexGuard<'static, ()>) {
+/// `broker`, reaching `outside`.
+async fn diagram_deployment(outside: &Outside, broker: Broker) -> (Deployment, Kept) {
     let turn = ONE_DEPLOYMENT_AT_A_TIME.lock().await;
     let project = tempfile::tempdir().expect("temp dir");
     quick_copy(project.path());
@@ -353,9 +402,21 @@ async fn diagram_deployment(
     env.push(("JUNCTION_STORE", store.url.clone()));
     env.push(("MASTERDEAL_DATABASE", masterdeal.url.clone()));
     env.push(("JUNCTION_CACHE", redis_cluster_url()));
-    env.push(("JUNCTION_BUS", format!("kafka://{}?partitions=2&topic_prefix=e2e-{}.", kafka_brokers(), tag())));
+    let vhost = match broker {
+        Broker::Kafka => {
+            let bus = format!("kafka://{}?partitions=2&topic_prefix=e2e-{}.", kafka_brokers(), tag());
+            env.push(("JUNCTION_BUS", bus));
+            None
+        }
+        Broker::RabbitMq => {
+            let vhost = Vhost::create();
+            env.push(("JUNCTION_BUS", vhost.url()));
+            Some(vhost)
+        }
+    };
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    (Deployment::start(2, project.path(), &env, Duration::from_secs(90)), (store, masterdeal), project, turn)
+    let d = Deployment::start(2, project.path(), &env, Duration::from_secs(90));
+    (d, Kept { _databases: (store, masterdeal), _project: project, _vhost: vhost, _turn: turn })
 }
 
 /// One deal through every flow, asserted at every stage; with `faults`, those of
