@@ -152,7 +152,7 @@ async fn run(junction: &str, project: &str, count: usize, rate: usize, seconds: 
     watcher.abort();
     stop(&mut child);
     println!(
-        "{per_second:.1} {p50:.1} {p99:.1} {:.0} {:.0} {:.0} {rss} {}",
+        "{per_second:.1} {p50:.1} {p99:.1} {:.1} {:.1} {:.1} {rss} {}",
         shares[0] * 100.0,
         shares[1] * 100.0,
         shares[2] * 100.0,
