@@ -23,12 +23,10 @@ use std::time::{Duration, Instant};
 
 use common::{Junction, PgDatabase, amqp_url, kafka_brokers, rabbitmqctl, redis_cluster_url, root, tag};
 use junction_simulators::Fault;
-use junction_simulators::amocrm::{self, Amocrm};
-use junction_simulators::clickhouse::ClickHouse;
-use junction_simulators::direct::Direct;
-use junction_simulators::onec::{self, OneC};
-use junction_simulators::openai::{Answer, OpenAi};
-use junction_simulators::vk::VkAds;
+use junction_simulators::amocrm;
+use junction_simulators::onec;
+use junction_simulators::openai::Answer;
+use junction_simulators::outside::Outside;
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -36,52 +34,6 @@ use serde_json::{Value, json};
 const KEY: &str = "dev-partner-key-change-me";
 /// The dev token of amoCRM's webhook URL (junction.yaml holds its hash).
 const HOOK_TOKEN: &str = "dev-amocrm-hook-token";
-const AMO_TOKEN: &str = "amo-long-lived-e2e";
-const LLM_KEY: &str = "sk-e2e";
-const DIRECT_TOKEN: &str = "direct-e2e";
-
-/// The outside systems, each simulated on its own port.
-struct Outside {
-    crm: Amocrm,
-    billing: OneC,
-    direct: Direct,
-    vk: VkAds,
-    dwh: ClickHouse,
-    llm: OpenAi,
-}
-
-impl Outside {
-    async fn start() -> Outside {
-        let options = amocrm::Options { long_lived_token: Some(AMO_TOKEN.into()), ..amocrm::Options::default() };
-        Outside {
-            crm: Amocrm::start("127.0.0.1:0", options).await.expect("amoCRM simulator"),
-            billing: OneC::start("127.0.0.1:0", "junction", "e2e-1c").await.expect("1C simulator"),
-            direct: Direct::start("127.0.0.1:0", DIRECT_TOKEN).await.expect("Direct simulator"),
-            vk: VkAds::start("127.0.0.1:0", "vk-e2e", "vk-e2e-secret").await.expect("VK simulator"),
-            dwh: ClickHouse::start("127.0.0.1:0", "default", "").await.expect("ClickHouse simulator"),
-            llm: OpenAi::start("127.0.0.1:0", LLM_KEY).await.expect("LLM simulator"),
-        }
-    }
-
-    /// What the root project's junction.yaml reads to reach them.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AMOCRM_URL", self.crm.url.clone()),
-            ("AMOCRM_TOKEN", AMO_TOKEN.into()),
-            ("ONEC_URL", self.billing.url.clone()),
-            ("ONEC_USER", "junction".into()),
-            ("ONEC_PASSWORD", "e2e-1c".into()),
-            ("DIRECT_URL", self.direct.url.clone()),
-            ("DIRECT_TOKEN", DIRECT_TOKEN.into()),
-            ("VK_URL", self.vk.url.clone()),
-            ("VK_CLIENT_ID", "vk-e2e".into()),
-            ("VK_CLIENT_SECRET", "vk-e2e-secret".into()),
-            ("DWH_URL", self.dwh.url.clone()),
-            ("LLM_URL", self.llm.url.clone()),
-            ("LLM_API_KEY", LLM_KEY.into()),
-        ]
-    }
-}
 
 /// The root project in `dir`, its polls every second instead of every minutes or hour, and
 /// Direct's calls waiting two seconds, not an hour, once its points ran out.
@@ -290,7 +242,7 @@ impl Api<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_deal_walks_from_the_crm_webhook_to_the_dwh_rows() {
-    let outside = Outside::start().await;
+    let outside = Outside::start("e2e").await.expect("the simulators");
     let project = tempfile::tempdir().expect("temp dir");
     quick_copy(project.path());
     let data = tempfile::tempdir().expect("temp dir");
@@ -321,7 +273,7 @@ async fn one_deal_walks_on_postgres_redis_cluster_and_rabbitmq_with_two_instance
 }
 
 async fn one_deal_walks_on_the_diagrams_deployment(broker: Broker) {
-    let outside = Outside::start().await;
+    let outside = Outside::start("e2e").await.expect("the simulators");
     let (d, _kept) = diagram_deployment(&outside, broker).await;
     walk(&d, &outside, false).await;
     // The relay (like each schedule and statistics walk) ran on one instance, under its lease.
@@ -339,7 +291,7 @@ async fn one_deal_walks_on_the_diagrams_deployment(broker: Broker) {
 /// injected faults'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deal_reaches_the_end_through_faults_and_a_killed_instance() {
-    let outside = Outside::start().await;
+    let outside = Outside::start("e2e").await.expect("the simulators");
     let (d, _kept) = diagram_deployment(&outside, Broker::Kafka).await;
     walk(&d, &outside, true).await;
     // The instances go before their databases and the turn.

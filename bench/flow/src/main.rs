@@ -31,10 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use junction_simulators::amocrm::{self, Amocrm};
 use junction_simulators::clickhouse::ClickHouse;
-use junction_simulators::direct::Direct;
-use junction_simulators::onec::OneC;
-use junction_simulators::openai::OpenAi;
-use junction_simulators::vk::VkAds;
+use junction_simulators::outside::Outside;
 use serde_json::Value;
 
 /// The root project's dev token of amoCRM's webhook URL (junction.yaml holds its hash).
@@ -61,49 +58,6 @@ fn fail(why: &str) -> ! {
     std::process::exit(1);
 }
 
-/// The outside systems, each simulated on a port of its own.
-struct Outside {
-    crm: Amocrm,
-    billing: OneC,
-    direct: Direct,
-    vk: VkAds,
-    dwh: ClickHouse,
-    llm: OpenAi,
-}
-
-impl Outside {
-    async fn start() -> std::io::Result<Outside> {
-        let options = amocrm::Options { long_lived_token: Some("amo-bench".into()), ..amocrm::Options::default() };
-        Ok(Outside {
-            crm: Amocrm::start("127.0.0.1:0", options).await?,
-            billing: OneC::start("127.0.0.1:0", "junction", "bench-1c").await?,
-            direct: Direct::start("127.0.0.1:0", "direct-bench").await?,
-            vk: VkAds::start("127.0.0.1:0", "vk-bench", "vk-bench-secret").await?,
-            dwh: ClickHouse::start("127.0.0.1:0", "default", "").await?,
-            llm: OpenAi::start("127.0.0.1:0", "sk-bench").await?,
-        })
-    }
-
-    /// What the root project's junction.yaml reads to reach them.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AMOCRM_URL", self.crm.url.clone()),
-            ("AMOCRM_TOKEN", "amo-bench".into()),
-            ("ONEC_URL", self.billing.url.clone()),
-            ("ONEC_USER", "junction".into()),
-            ("ONEC_PASSWORD", "bench-1c".into()),
-            ("DIRECT_URL", self.direct.url.clone()),
-            ("DIRECT_TOKEN", "direct-bench".into()),
-            ("VK_URL", self.vk.url.clone()),
-            ("VK_CLIENT_ID", "vk-bench".into()),
-            ("VK_CLIENT_SECRET", "vk-bench-secret".into()),
-            ("DWH_URL", self.dwh.url.clone()),
-            ("LLM_URL", self.llm.url.clone()),
-            ("LLM_API_KEY", "sk-bench".into()),
-        ]
-    }
-}
-
 /// One deal sent: when its webhook went and when it was accepted.
 #[derive(Clone, Copy)]
 struct Sent {
@@ -120,7 +74,7 @@ struct Arrivals {
 }
 
 async fn run(junction: &str, project: &str, count: usize, rate: usize, seconds: usize, log: &str) {
-    let outside = Outside::start().await.unwrap_or_else(|e| fail(&format!("cannot start the simulators: {e}")));
+    let outside = Outside::start("bench").await.unwrap_or_else(|e| fail(&format!("cannot start the simulators: {e}")));
     let mut child = start_junction(junction, project, &outside.env(), log);
     let addr = serving(&mut child, log);
     let hook = format!("http://{addr}/webhooks/amocrm?token={HOOK_TOKEN}");

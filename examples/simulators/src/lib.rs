@@ -14,6 +14,7 @@ pub mod direct;
 mod faults;
 pub mod onec;
 pub mod openai;
+pub mod outside;
 pub mod vk;
 
 pub use faults::Fault;
