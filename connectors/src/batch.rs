@@ -280,10 +280,19 @@ pub fn check_row(
     Ok(())
 }
 
+/// Why a name in the options cannot go into SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// Empty, or with a character other than letters, digits and `_`, or starting with a
+    /// digit: rename the table or column.
+    #[error("`{name}` is not a table or column name (letters, digits and `_`)")]
+    NotAName { name: String },
+}
+
 /// Names go into SQL as they are: letters, digits and `_` only.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok { Ok(()) } else { Err(format!("`{name}` is not a table or column name (letters, digits and `_`)")) }
+    if ok { Ok(()) } else { Err(NameError::NotAName { name: name.to_owned() }) }
 }

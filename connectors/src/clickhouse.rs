@@ -94,14 +94,15 @@ impl Kind for ClickHouseKind {
             NodeError { message: "url is `http://host:8123` or `https://…`".into(), pos: at("url") }
         })?;
         let database = config.database.unwrap_or_else(|| "default".to_owned());
-        crate::batch::check_name(&database).map_err(|message| NodeError { message, pos: at("database") })?;
+        crate::batch::check_name(&database).map_err(|e| NodeError { message: e.to_string(), pos: at("database") })?;
         for (table, spec) in &config.tables {
-            crate::batch::check_name(table).map_err(|message| NodeError { message, pos: at("tables") })?;
+            crate::batch::check_name(table).map_err(|e| NodeError { message: e.to_string(), pos: at("tables") })?;
             if spec.key.is_empty() {
                 return Err(NodeError { message: format!("table `{table}` needs a `key`"), pos: at("tables") });
             }
             for (column, kind) in &spec.columns {
-                crate::batch::check_name(column).map_err(|message| NodeError { message, pos: at("tables") })?;
+                crate::batch::check_name(column)
+                    .map_err(|e| NodeError { message: e.to_string(), pos: at("tables") })?;
                 // A type goes into the CREATE TABLE as it is: names, digits, `(`, `)`, `,`, spaces.
                 if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || "_(), ".contains(c)) {
                     return Err(NodeError {

@@ -19,6 +19,28 @@ pub struct Schema {
     referenced: Arc<BTreeMap<String, Value>>,
 }
 
+/// Why a schema file cannot be used: each says what to fix in `schemas/`.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The file cannot be read: check the name the route gives and that it is in `schemas/`.
+    #[error("cannot read schema {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not JSON: fix it at the line and column given.
+    #[error(
+        "schema {file} is not valid JSON: {source} (line {line}, column {column})",
+        line = .source.line(),
+        column = .source.column()
+    )]
+    Json { file: String, source: serde_json::Error },
+    /// The `schemas/` folder itself cannot be read.
+    #[error("cannot read {dir}: {source}")]
+    Folder { dir: PathBuf, source: std::io::Error },
+    /// The JSON is not a JSON Schema, or a `$ref` reaches outside `schemas/` (or over the
+    /// network): fix the schema, or copy the referenced file into `schemas/`.
+    #[error("schema {file} is not a valid JSON Schema: {source}")]
+    Invalid { file: String, source: jsonschema::ValidationError<'static> },
+}
+
 /// One way an instance fails its schema, with the JSON pointer of the offending value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Violation {
@@ -29,13 +51,16 @@ pub struct Violation {
 impl Schema {
     /// Reads and compiles `schemas_dir/file`; errors are the user's to fix (missing file,
     /// invalid JSON, invalid schema, a `$ref` outside `schemas/`).
-    pub fn load(schemas_dir: &Path, file: &str) -> Result<Self, String> {
+    pub fn load(schemas_dir: &Path, file: &str) -> Result<Self, SchemaError> {
         let path = schemas_dir.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read schema {}: {e}", path.display()))?;
-        let schema: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("schema {file} is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))?;
-        let root =
-            std::fs::canonicalize(schemas_dir).map_err(|e| format!("cannot read {}: {e}", schemas_dir.display()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(SchemaError::Read { path, source }),
+        };
+        let schema: Value =
+            serde_json::from_str(&text).map_err(|source| SchemaError::Json { file: file.to_owned(), source })?;
+        let root = std::fs::canonicalize(schemas_dir)
+            .map_err(|source| SchemaError::Folder { dir: schemas_dir.to_owned(), source })?;
         let base = format!("file://{}", root.join(file).display());
         let loaded = Arc::new(Mutex::new(BTreeMap::new()));
         let validator = jsonschema::options()
@@ -43,7 +68,7 @@ impl Schema {
             .with_retriever(LocalRetriever { root, loaded: loaded.clone() })
             .should_validate_formats(true)
             .build(&schema)
-            .map_err(|e| format!("schema {file} is not a valid JSON Schema: {e}"))?;
+            .map_err(|source| SchemaError::Invalid { file: file.to_owned(), source })?;
         let referenced = std::mem::take(&mut *loaded.lock().unwrap_or_else(PoisonError::into_inner));
         Ok(Self {
             file: file.to_owned(),
@@ -137,7 +162,7 @@ mod tests {
     #[test]
     fn refuses_remote_references() {
         let dir = dir_with(&[("a.json", r#"{"$ref":"https://example.com/evil.json"}"#)]);
-        let err = Schema::load(dir.path(), "a.json").err().expect("remote ref refused");
+        let err = Schema::load(dir.path(), "a.json").err().expect("remote ref refused").to_string();
         assert!(err.contains("not a valid JSON Schema"), "{err}");
     }
 

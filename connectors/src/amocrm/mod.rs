@@ -103,7 +103,7 @@ impl Kind for AmoCrmKind {
             }
         };
         api.auth = Auth::new(name, &auth, &api.base, &api.client)
-            .map_err(|message| NodeError { message, pos: Some(options.pos) })?;
+            .map_err(|e| NodeError { message: e.to_string(), pos: Some(options.pos) })?;
         Ok(Arc::new(AmoCrm { api: Arc::new(api), store: Arc::new(OnceLock::new()) }))
     }
 }

@@ -30,7 +30,7 @@ use lapin::{Acker, Channel};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::link::{Link, group_queue};
+use super::link::{Link, LinkError, group_queue};
 use super::wire;
 
 /// What a route reads.
@@ -52,6 +52,24 @@ pub(super) struct AmqpConsumer {
 struct Pending {
     msg: Message,
     acker: Acker,
+}
+
+/// Why a route could not start consuming; it tries again, with backoff.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// No channel, or the route's queues could not be declared.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// RabbitMQ refused the prefetch: lower the route's `prefetch`.
+    #[error("cannot set the prefetch: {0}")]
+    Prefetch(#[source] lapin::Error),
+    /// A queue name longer than AMQP allows: shorten it.
+    #[error("`{queue}` is longer than 255 bytes")]
+    Name { queue: String },
+    /// RabbitMQ refused the consumer: the queue does not exist (declare it under `queues:`), or
+    /// another consumer holds it exclusively.
+    #[error("cannot consume queue `{queue}`: {source}")]
+    Consume { queue: String, source: lapin::Error },
 }
 
 /// How often a route that had no room is offered its pending messages again.
@@ -168,12 +186,9 @@ impl AmqpConsumer {
         &self,
         route: &str,
         prefetch: u16,
-    ) -> Result<(Channel, Vec<(String, ShortString)>, Deliveries), String> {
+    ) -> Result<(Channel, Vec<(String, ShortString)>, Deliveries), OpenError> {
         let channel = self.link.channel().await?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| format!("cannot set the prefetch: {e}"))?;
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(OpenError::Prefetch)?;
         let queues = match &self.source {
             Source::Topics { topics, group, single_active } => {
                 let mut queues = Vec::with_capacity(topics.len());
@@ -187,13 +202,12 @@ impl AmqpConsumer {
         let mut tags = Vec::with_capacity(queues.len());
         let mut deliveries = SelectAll::new();
         for queue in queues {
-            let name =
-                ShortString::try_new(queue.as_str()).map_err(|_| format!("`{queue}` is longer than 255 bytes"))?;
+            let name = ShortString::try_new(queue.as_str()).map_err(|_| OpenError::Name { queue: queue.clone() })?;
             let tag: ShortString = format!("{route} {}", junction_engine::trace::new_span_id()).into();
             let consumer = channel
                 .basic_consume(name, tag.clone(), BasicConsumeOptions::default(), FieldTable::default())
                 .await
-                .map_err(|e| format!("cannot consume queue `{queue}`: {e}"))?;
+                .map_err(|source| OpenError::Consume { queue: queue.clone(), source })?;
             let q = queue.clone();
             deliveries.push(consumer.map(move |d| (q.clone(), d)).boxed());
             tags.push((queue, tag));

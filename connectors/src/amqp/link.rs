@@ -23,6 +23,39 @@ use super::{BindingSpec, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
 /// How long opening a connection may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why RabbitMQ could not be reached, or would not take the topology. Consumers try again
+/// with backoff, and publishes fail (to be retried), until it works.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LinkError {
+    /// RabbitMQ did not answer in time: check it is up, and the URL's host and port.
+    #[error("no answer from RabbitMQ within {CONNECT_TIMEOUT:?}")]
+    Timeout,
+    /// The connection was refused: check the URL's credentials and virtual host.
+    #[error("cannot connect to RabbitMQ: {0}")]
+    Connect(#[source] lapin::Error),
+    /// No channel could be opened on the connection (it closed, or has as many as it may).
+    #[error("cannot open a channel: {0}")]
+    Channel(#[source] lapin::Error),
+    /// An exchange, queue or routing key longer than AMQP allows: shorten it.
+    #[error("`{name}` is longer than AMQP's 255 bytes")]
+    Name { name: String },
+    /// RabbitMQ refused an exchange: one of that name exists with other arguments.
+    #[error(
+        "cannot declare exchange `{name}`: {source} (an exchange that exists with other arguments has to be deleted \
+         first, or named differently)"
+    )]
+    Exchange { name: String, source: lapin::Error },
+    /// RabbitMQ refused a queue: one of that name exists with other arguments.
+    #[error(
+        "cannot declare queue `{name}`: {source} (a queue that exists with other arguments has to be deleted \
+         first, or named differently)"
+    )]
+    Queue { name: String, source: lapin::Error },
+    /// RabbitMQ refused a binding: check the queue and the exchange are the ones meant.
+    #[error("cannot bind queue `{queue}` to `{exchange}` by `{routing_key}`: {source}")]
+    Bind { queue: String, exchange: String, routing_key: String, source: Box<lapin::Error> },
+}
+
 pub(super) struct Link {
     url: String,
     /// Shown in RabbitMQ's connection list: `junction <connector> <pid>`.
@@ -40,7 +73,7 @@ impl Link {
     /// A new channel on a live connection. Connects again when the connection broke, and
     /// declares the topology on each new connection (a restarted broker may have lost it)
     /// before anyone uses it.
-    pub(super) async fn channel(&self) -> Result<Channel, String> {
+    pub(super) async fn channel(&self) -> Result<Channel, LinkError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref().filter(|c| c.status().connected()) {
             match connection.create_channel().await {
@@ -53,9 +86,9 @@ impl Link {
             ConnectionProperties::default().with_connection_name(LongString::from(self.connection_name.clone()));
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
             .await
-            .map_err(|_| format!("no answer from RabbitMQ within {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| format!("cannot connect to RabbitMQ: {e}"))?;
-        let open = || async { connection.create_channel().await.map_err(|e| format!("cannot open a channel: {e}")) };
+            .map_err(|_| LinkError::Timeout)?
+            .map_err(LinkError::Connect)?;
+        let open = || async { connection.create_channel().await.map_err(LinkError::Channel) };
         // A refused declaration closes its channel: the topology gets one of its own.
         let declaring = open().await?;
         if let Err(e) = self.topology.declare(&declaring).await {
@@ -107,7 +140,7 @@ impl Topology {
 
     /// Declares the bus's exchange and dead-letter queue, then the exchanges, queues and
     /// bindings the options list.
-    async fn declare(&self, channel: &Channel) -> Result<(), String> {
+    async fn declare(&self, channel: &Channel) -> Result<(), LinkError> {
         // The ends of the line: no limit and no dead-lettering of their own.
         let unrouted = self.unrouted_queue();
         exchange(channel, &unrouted, ExchangeType::Fanout, FieldTable::default()).await?;
@@ -158,7 +191,7 @@ impl Topology {
         topic: &str,
         group: &str,
         single_active_consumer: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, LinkError> {
         let name = group_queue(topic, group);
         let arguments = quorum_arguments(
             Some(self.delivery_limit),
@@ -194,11 +227,11 @@ fn quorum_arguments(delivery_limit: Option<u32>, dead_letters: Option<String>, s
     a
 }
 
-fn short(name: &str) -> Result<ShortString, String> {
-    ShortString::try_new(name).map_err(|_| format!("`{name}` is longer than AMQP's 255 bytes"))
+fn short(name: &str) -> Result<ShortString, LinkError> {
+    ShortString::try_new(name).map_err(|_| LinkError::Name { name: name.to_owned() })
 }
 
-async fn exchange(channel: &Channel, name: &str, kind: ExchangeType, arguments: FieldTable) -> Result<(), String> {
+async fn exchange(channel: &Channel, name: &str, kind: ExchangeType, arguments: FieldTable) -> Result<(), LinkError> {
     let kind = match kind {
         ExchangeType::Direct => ExchangeKind::Direct,
         ExchangeType::Fanout => ExchangeKind::Fanout,
@@ -209,20 +242,19 @@ async fn exchange(channel: &Channel, name: &str, kind: ExchangeType, arguments: 
     channel
         .exchange_declare(short(name)?, kind, options, arguments)
         .await
-        .map_err(|e| format!("cannot declare exchange `{name}`: {e} (an exchange that exists with other arguments has to be deleted first, or named differently)"))
+        .map_err(|source| LinkError::Exchange { name: name.to_owned(), source })
 }
 
-async fn queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(), String> {
+async fn queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(), LinkError> {
     let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-    channel.queue_declare(short(name)?, options, arguments).await.map(|_| ()).map_err(|e| {
-        format!(
-            "cannot declare queue `{name}`: {e} (a queue that exists with other arguments has to be deleted \
-             first, or named differently)"
-        )
-    })
+    channel
+        .queue_declare(short(name)?, options, arguments)
+        .await
+        .map(|_| ())
+        .map_err(|source| LinkError::Queue { name: name.to_owned(), source })
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), String> {
+async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), LinkError> {
     channel
         .queue_bind(
             short(queue)?,
@@ -232,5 +264,10 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str)
             FieldTable::default(),
         )
         .await
-        .map_err(|e| format!("cannot bind queue `{queue}` to `{exchange}` by `{routing_key}`: {e}"))
+        .map_err(|source| LinkError::Bind {
+            queue: queue.to_owned(),
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            source: Box::new(source),
+        })
 }

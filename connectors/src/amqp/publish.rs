@@ -16,8 +16,20 @@ use lapin::{Channel, Confirmation};
 use tokio::sync::Mutex;
 
 use super::consume::AmqpConsumer;
-use super::link::Link;
+use super::link::{Link, LinkError};
 use super::wire;
+
+/// Why the topology could not be declared when the connector started. Not fatal: consumers
+/// declare their queues again when they connect.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DeclareError {
+    /// The publishing channel could not be opened: RabbitMQ is down or refuses the connection.
+    #[error(transparent)]
+    Channel(#[from] PublishError),
+    /// A consumer's queue could not be declared or bound.
+    #[error(transparent)]
+    Queue(#[from] LinkError),
+}
 
 /// The connector as the project's bus, and what its endpoints and consumers go through.
 pub(super) struct AmqpBus {
@@ -43,7 +55,7 @@ impl AmqpBus {
         if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
             return Ok(channel.clone());
         }
-        let channel = self.link.channel().await.map_err(PublishError::Unavailable)?;
+        let channel = self.link.channel().await.map_err(|e| PublishError::Unavailable(e.to_string()))?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -91,8 +103,8 @@ impl AmqpBus {
 
     /// Declares the connector's topology (opening the publishing channel) and the queues of
     /// the consumers built so far.
-    pub(super) async fn declare(&self) -> Result<(), String> {
-        let channel = self.channel().await.map_err(|e| e.to_string())?;
+    pub(super) async fn declare(&self) -> Result<(), DeclareError> {
+        let channel = self.channel().await?;
         let groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for (topic, group, single_active) in groups {
             self.link.topology.declare_group(&channel, &topic, &group, single_active).await?;

@@ -87,9 +87,8 @@ impl Kind for HttpKind {
             .build()
             .map_err(|e| NodeError { message: format!("cannot build the HTTP client: {e}"), pos: Some(options.pos) })?;
         let auth = match &config.auth {
-            Some(a) => {
-                Auth::new(name, a, &base, &client).map_err(|message| NodeError { message, pos: Some(at("auth")) })?
-            }
+            Some(a) => Auth::new(name, a, &base, &client)
+                .map_err(|e| NodeError { message: e.to_string(), pos: Some(at("auth")) })?,
             None => Auth::None,
         };
         let api = Arc::new(Api { name: name.to_owned(), base, client, auth });

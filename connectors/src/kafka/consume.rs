@@ -22,13 +22,14 @@ use junction_engine::Message;
 use junction_engine::connector::{Consumer, Inbox, stopped};
 use metrics::Gauge;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::topics::Topics;
+use super::topics::{Topics, TopicsError};
 use super::wire;
 
 pub(super) struct KafkaConsumer {
@@ -217,6 +218,20 @@ struct Done {
     settled: bool,
 }
 
+/// Why a route could not join its consumer group; it tries again, with backoff.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    /// Its topics could not be created.
+    #[error(transparent)]
+    Topics(#[from] TopicsError),
+    /// The consumer could not be made from the connector's options: check `options` and `consumer`.
+    #[error("cannot create the consumer: {0}")]
+    Create(#[source] KafkaError),
+    /// The subscription was refused: check the topic names.
+    #[error("cannot subscribe to {topics}: {source}")]
+    Subscribe { topics: String, source: KafkaError },
+}
+
 /// How often a route that had no room is offered its queued messages again (an admin resumed
 /// it, another source freed a place).
 const RETRY_EVERY: Duration = Duration::from_millis(50);
@@ -284,15 +299,14 @@ impl KafkaConsumer {
         }
     }
 
-    async fn try_connect(&self, route: &str) -> Result<StreamConsumer<Context>, String> {
+    async fn try_connect(&self, route: &str) -> Result<StreamConsumer<Context>, ConnectError> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         self.ensure.ensure(&topics).await?;
         let mut config = self.config.clone();
         config.set("group.id", &self.group);
         let context = Context { assigned: Shared::default(), route: route.to_owned(), lag: Mutex::default() };
-        let consumer: StreamConsumer<Context> =
-            config.create_with_context(context).map_err(|e| format!("cannot create the consumer: {e}"))?;
-        consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
+        let consumer: StreamConsumer<Context> = config.create_with_context(context).map_err(ConnectError::Create)?;
+        consumer.subscribe(&topics).map_err(|source| ConnectError::Subscribe { topics: topics.join(", "), source })?;
         Ok(consumer)
     }
 

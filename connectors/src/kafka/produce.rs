@@ -34,7 +34,7 @@ impl Producer {
         if topic.is_empty() {
             return Err(PublishError::Invalid("a topic name cannot be empty".into()));
         }
-        self.topics.ensure(&[topic]).await.map_err(PublishError::Unavailable)?;
+        self.topics.ensure(&[topic]).await.map_err(|e| PublishError::Unavailable(e.to_string()))?;
         let payload = msg.body.to_bytes();
         let mut record: FutureRecord<'_, str, [u8]> =
             FutureRecord::to(topic).payload(&payload[..]).headers(wire::headers_of(msg));

@@ -265,7 +265,7 @@ impl Kind for LlmKind {
                         &hex::encode(Sha256::digest(format!("{key}\u{1f}{:?}\u{1f}{:?}", t.scope, t.auth_url)))[..16]
                     );
                     Auth::new(&owner, &token, &api.base, &api.client)
-                        .map_err(|message| NodeError { message, pos: at("targets") })?
+                        .map_err(|e| NodeError { message: e.to_string(), pos: at("targets") })?
                 }
             };
             if t.provider == Provider::Yandexgpt && t.folder.is_none() && !t.model.starts_with("gpt://") {
@@ -507,7 +507,7 @@ impl Connector for Llm {
         // The package is loaded, and held to the lock, when the project is: `junction check`
         // finds a changed prompt.
         let package = Package::load(&self.0.root, &spec.prompt, &self.0.lock)
-            .map_err(|message| NodeError { message, pos: options.get("prompt").map(|n| n.pos) })?;
+            .map_err(|e| NodeError { message: e.to_string(), pos: options.get("prompt").map(|n| n.pos) })?;
         if self.0.budgets.as_ref().is_some_and(Budgets::bounds_tokens) && package.params.max_tokens.is_none() {
             return Err(NodeError {
                 message: format!(
@@ -627,12 +627,12 @@ impl Endpoint for Complete {
             })
             .unwrap_or_default();
         let (system, user) = if self.private.is_empty() {
-            self.package.render(&input).map_err(ConnectorError::rejected)?
+            self.package.render(&input).map_err(|e| ConnectorError::rejected(e.to_string()))?
         } else {
             // Rendered from the masked input, then searched for the patterns: what leaves is masked.
             let shown = self.private.mask_input(&input, &mut masked);
             let (system, user) =
-                self.package.render(&shown).map_err(|e| ConnectorError::rejected(masked.hide_known(&e)))?;
+                self.package.render(&shown).map_err(|e| ConnectorError::rejected(masked.hide_known(&e.to_string())))?;
             let system = system.map(|s| self.private.mask_text(&s, &mut masked));
             (system, self.private.mask_text(&user, &mut masked))
         };

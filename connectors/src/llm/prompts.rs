@@ -48,21 +48,58 @@ pub(crate) struct Params {
 
 const FILES: [&str; 4] = ["system.j2", "user.j2", "schema.json", "params.yaml"];
 
+/// Why a prompt package cannot be loaded, or rendered for a message: each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PromptError {
+    /// A `prompt` that is not `<name>/<version>`: name the package's folder so.
+    #[error("`{id}` is not a prompt package: name it `<name>/<version>`, a folder under {root}")]
+    NotAnId { id: String, root: PathBuf },
+    /// No folder for the package: create it, or fix the `prompt`.
+    #[error("no prompt package {dir} (a folder with user.j2, and schema.json, system.j2, params.yaml when needed)")]
+    NoPackage { dir: PathBuf },
+    /// A file of the package cannot be read: check its permissions.
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// No `prompts.lock`: create it with the line given.
+    #[error("cannot read {lock} ({source}): it records each prompt package's hash; add the line `{id} {hash}`")]
+    NoLock { lock: PathBuf, source: std::io::Error, id: String, hash: String },
+    /// The files differ from the locked ones: a published version does not change, so make a
+    /// new version folder and lock it.
+    #[error(
+        "{lock}: the files of prompt package {id} changed since it was locked ({locked}, now {hash}); a published \
+         version does not change: make a new version folder and lock it"
+    )]
+    Changed { lock: PathBuf, id: String, locked: String, hash: String },
+    /// The lock has no line for the package: add the line given.
+    #[error("{lock} has no line for prompt package {id}: add `{id} {hash}`")]
+    NotLocked { lock: PathBuf, id: String, hash: String },
+    /// No `user.j2`: every package has one.
+    #[error("{path} is missing")]
+    NoUserTemplate { path: PathBuf },
+    /// `schema.json` is not JSON: fix it, or remove it for text answers.
+    #[error("{path}: not JSON: {source}")]
+    SchemaJson { path: PathBuf, source: serde_json::Error },
+    /// `schema.json` is JSON but not a JSON Schema: fix it.
+    #[error("{path}: not a JSON Schema: {source}")]
+    Schema { path: PathBuf, source: jsonschema::ValidationError<'static> },
+    /// `params.yaml` does not parse, or has fields other than `temperature` and `max_tokens`.
+    #[error("{path}: {source}")]
+    Params { path: PathBuf, source: Box<serde_saphyr::Error> },
+    /// A template that does not parse (found at load), or that uses a name the message body
+    /// lacks (found per message): fix the template, or the messages that reach it.
+    #[error("{template}: {source}")]
+    Template { template: String, source: minijinja::Error },
+}
+
 impl Package {
     /// Loads `<root>/<id>/` and checks it against `lock` (the project's `prompts.lock`).
-    pub(crate) fn load(root: &Path, id: &str, lock: &Path) -> Result<Package, String> {
+    pub(crate) fn load(root: &Path, id: &str, lock: &Path) -> Result<Package, PromptError> {
         if id.split('/').count() != 2 || id.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-            return Err(format!(
-                "`{id}` is not a prompt package: name it `<name>/<version>`, a folder under {}",
-                root.display()
-            ));
+            return Err(PromptError::NotAnId { id: id.to_owned(), root: root.to_owned() });
         }
         let dir = root.join(id);
         if !dir.is_dir() {
-            return Err(format!(
-                "no prompt package {} (a folder with user.j2, and schema.json, system.j2, params.yaml when needed)",
-                dir.display()
-            ));
+            return Err(PromptError::NoPackage { dir });
         }
         let mut files = BTreeMap::new();
         for name in FILES {
@@ -71,40 +108,43 @@ impl Package {
                     files.insert(name, text);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot read {}: {e}", dir.join(name).display())),
+                Err(source) => return Err(PromptError::Read { path: dir.join(name), source }),
             }
         }
         let hash = hash(&files);
         check_lock(lock, id, &hash)?;
-        let user = files.remove("user.j2").ok_or_else(|| format!("{} is missing", dir.join("user.j2").display()))?;
+        let user = files.remove("user.j2").ok_or_else(|| PromptError::NoUserTemplate { path: dir.join("user.j2") })?;
         let system = files.remove("system.j2");
         let schema = match files.get("schema.json") {
             Some(text) => Some(
                 serde_json::from_str::<Value>(text)
-                    .map_err(|e| format!("{}: not JSON: {e}", dir.join("schema.json").display()))?,
+                    .map_err(|source| PromptError::SchemaJson { path: dir.join("schema.json"), source })?,
             ),
             None => None,
         };
         let validator = match &schema {
             Some(s) => Some(
                 jsonschema::validator_for(s)
-                    .map_err(|e| format!("{}: not a JSON Schema: {e}", dir.join("schema.json").display()))?,
+                    .map_err(|source| PromptError::Schema { path: dir.join("schema.json"), source })?,
             ),
             None => None,
         };
         let params = match files.get("params.yaml") {
-            Some(text) => {
-                serde_saphyr::from_str(text).map_err(|e| format!("{}: {e}", dir.join("params.yaml").display()))?
-            }
+            Some(text) => serde_saphyr::from_str(text)
+                .map_err(|source| PromptError::Params { path: dir.join("params.yaml"), source: Box::new(source) })?,
             None => Params::default(),
         };
         // Templates that do not parse are the package's error, found now rather than per call.
         let mut templates = minijinja::Environment::new();
         templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        templates.add_template_owned("user.j2", user).map_err(|e| format!("{id}/user.j2: {e}"))?;
+        templates
+            .add_template_owned("user.j2", user)
+            .map_err(|source| PromptError::Template { template: format!("{id}/user.j2"), source })?;
         let has_system = system.is_some();
         if let Some(system) = system {
-            templates.add_template_owned("system.j2", system).map_err(|e| format!("{id}/system.j2: {e}"))?;
+            templates
+                .add_template_owned("system.j2", system)
+                .map_err(|source| PromptError::Template { template: format!("{id}/system.j2"), source })?;
         }
         let strict = schema.as_ref().is_some_and(|s| super::openai::strict_misfit(s).is_none());
         let schema_bytes = schema.as_ref().map_or(0, |s| s.to_string().len());
@@ -112,13 +152,13 @@ impl Package {
     }
 
     /// The system and user messages for `input` (the message body).
-    pub(crate) fn render(&self, input: &Value) -> Result<(Option<String>, String), String> {
+    pub(crate) fn render(&self, input: &Value) -> Result<(Option<String>, String), PromptError> {
         let cx = minijinja::context! { input => minijinja::Value::from_serialize(input) };
         let render = |name: &str| {
             self.templates
                 .get_template(name)
                 .and_then(|t| t.render(&cx))
-                .map_err(|e| format!("{}/{name}: {e}", self.id))
+                .map_err(|source| PromptError::Template { template: format!("{}/{name}", self.id), source })
         };
         let system = if self.has_system { Some(render("system.j2")?) } else { None };
         Ok((system, render("user.j2")?))
@@ -146,12 +186,12 @@ fn hash(files: &BTreeMap<&str, String>) -> String {
 }
 
 /// Refuses a package the lock does not hold, or holds with another hash.
-fn check_lock(lock: &Path, id: &str, hash: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(lock).map_err(|e| {
-        format!(
-            "cannot read {} ({e}): it records each prompt package's hash; add the line `{id} {hash}`",
-            lock.display()
-        )
+fn check_lock(lock: &Path, id: &str, hash: &str) -> Result<(), PromptError> {
+    let text = std::fs::read_to_string(lock).map_err(|source| PromptError::NoLock {
+        lock: lock.to_owned(),
+        source,
+        id: id.to_owned(),
+        hash: hash.to_owned(),
     })?;
     let locked = text
         .lines()
@@ -160,12 +200,13 @@ fn check_lock(lock: &Path, id: &str, hash: &str) -> Result<(), String> {
         .find_map(|l| l.split_once(char::is_whitespace).filter(|(name, _)| *name == id).map(|(_, h)| h.trim()));
     match locked {
         Some(h) if h == hash => Ok(()),
-        Some(h) => Err(format!(
-            "{}: the files of prompt package {id} changed since it was locked ({h}, now {hash}); a published version \
-             does not change: make a new version folder and lock it",
-            lock.display()
-        )),
-        None => Err(format!("{} has no line for prompt package {id}: add `{id} {hash}`", lock.display())),
+        Some(h) => Err(PromptError::Changed {
+            lock: lock.to_owned(),
+            id: id.to_owned(),
+            locked: h.to_owned(),
+            hash: hash.to_owned(),
+        }),
+        None => Err(PromptError::NotLocked { lock: lock.to_owned(), id: id.to_owned(), hash: hash.to_owned() }),
     }
 }
 
@@ -195,7 +236,7 @@ mod tests {
             ("schema.json", r#"{"type":"object","required":["lines"],"properties":{"lines":{"type":"array"}}}"#),
         ]);
         let lock = dir.path().join("prompts.lock");
-        let missing = Package::load(&root, "plan/1", &lock).err().expect("no lock yet");
+        let missing = Package::load(&root, "plan/1", &lock).err().expect("no lock yet").to_string();
         assert!(missing.contains("prompts.lock") && missing.contains("plan/1 sha256:"), "{missing}");
         let line = missing.rsplit('`').nth(1).expect("the line to add").to_owned();
         std::fs::write(&lock, format!("# prompt packages\n{line}\n")).expect("lock");
@@ -208,7 +249,7 @@ mod tests {
         assert!(!p.errors(&serde_json::json!({ "lines": 3 })).is_empty());
 
         std::fs::write(root.join("plan/1/user.j2"), "Another prompt").expect("change");
-        let changed = Package::load(&root, "plan/1", &lock).err().expect("changed after locking");
+        let changed = Package::load(&root, "plan/1", &lock).err().expect("changed after locking").to_string();
         assert!(changed.contains("prompts.lock") && changed.contains("changed since it was locked"), "{changed}");
         assert!(Package::load(&root, "../x", &lock).is_err());
     }

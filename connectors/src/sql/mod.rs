@@ -91,12 +91,13 @@ impl Kind for SqlKind {
             return Err(NodeError { message: "url is `sqlite://…` or `postgres://…`".into(), pos: at("url") });
         };
         for (table, spec) in &config.tables {
-            crate::batch::check_name(table).map_err(|message| NodeError { message, pos: at("tables") })?;
+            crate::batch::check_name(table).map_err(|e| NodeError { message: e.to_string(), pos: at("tables") })?;
             if spec.key.is_empty() {
                 return Err(NodeError { message: format!("table `{table}` needs a `key`"), pos: at("tables") });
             }
             for column in spec.columns.keys() {
-                crate::batch::check_name(column).map_err(|message| NodeError { message, pos: at("tables") })?;
+                crate::batch::check_name(column)
+                    .map_err(|e| NodeError { message: e.to_string(), pos: at("tables") })?;
             }
             if let Some(k) = spec.key.iter().find(|k| !spec.columns.contains_key(*k)) {
                 return Err(NodeError {

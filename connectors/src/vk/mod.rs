@@ -99,7 +99,7 @@ impl Kind for VkAdsKind {
             request_id_header: None,
         });
         api.auth = Auth::new(name, &auth, &api.base, &api.client)
-            .map_err(|message| NodeError { message, pos: Some(options.pos) })?;
+            .map_err(|e| NodeError { message: e.to_string(), pos: Some(options.pos) })?;
         Ok(Arc::new(VkAdsConnector(Arc::new(VkAds { api, store: Arc::new(OnceLock::new()) }))))
     }
 }

@@ -89,6 +89,23 @@ pub enum Encoding {
     Json,
 }
 
+/// Why a connector's `auth:` cannot be used: each says what to change in it.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// An api_key `header` HTTP does not allow: letters, digits and `-` only.
+    #[error("`{name}` is not a header name")]
+    HeaderName { name: String, source: reqwest::header::InvalidHeaderName },
+    /// An api_key with both `header` and `query`, or neither: give exactly one.
+    #[error("api_key takes either `header` or `query`")]
+    ApiKeyPlace,
+    /// A `token_url` that is neither a URL nor a path under `base_url`.
+    #[error("token_url `{url}` is not a URL: {source}")]
+    TokenUrl { url: String, source: UrlError },
+}
+
+/// `url::ParseError`, named through reqwest's `Url` (the connectors do not depend on `url` itself).
+type UrlError = <Url as std::str::FromStr>::Err;
+
 /// Credentials ready to use.
 #[derive(Clone, Default)]
 pub enum Auth {
@@ -103,24 +120,24 @@ pub enum Auth {
 
 impl Auth {
     /// The credentials `config` describes; `base` resolves a relative token URL.
-    pub fn new(connector: &str, config: &AuthConfig, base: &Url, client: &reqwest::Client) -> Result<Auth, String> {
+    pub fn new(connector: &str, config: &AuthConfig, base: &Url, client: &reqwest::Client) -> Result<Auth, AuthError> {
         Ok(match config {
             AuthConfig::Bearer(t) => Auth::Bearer(t.clone()),
             AuthConfig::Basic { user, password } => Auth::Basic(user.clone(), password.clone()),
             AuthConfig::ApiKey { header: Some(h), query: None, value } => Auth::ApiKeyHeader(
                 reqwest::header::HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| format!("`{h}` is not a header name"))?,
+                    .map_err(|source| AuthError::HeaderName { name: h.clone(), source })?,
                 value.clone(),
             ),
             AuthConfig::ApiKey { header: None, query: Some(q), value } => Auth::ApiKeyQuery(q.clone(), value.clone()),
-            AuthConfig::ApiKey { .. } => return Err("api_key takes either `header` or `query`".into()),
+            AuthConfig::ApiKey { .. } => return Err(AuthError::ApiKeyPlace),
             AuthConfig::Oauth2(o) => {
                 let token_url = if o.token_url.starts_with('/') {
                     Url::parse(&format!("{}{}", base.as_str().trim_end_matches('/'), o.token_url))
                 } else {
                     Url::parse(&o.token_url)
                 }
-                .map_err(|e| format!("token_url `{}` is not a URL: {e}", o.token_url))?;
+                .map_err(|source| AuthError::TokenUrl { url: o.token_url.clone(), source })?;
                 Auth::OAuth2(Arc::new(OAuth2::new(connector, token_url, o.clone(), client.clone())))
             }
         })

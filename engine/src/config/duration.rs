@@ -9,20 +9,30 @@ use serde::{Deserialize, Deserializer, de};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);
 
+/// Why a text is not a duration: each says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number before the unit: write one, as in `30s`.
+    #[error("`{text}` is not a duration; write e.g. 200ms, 30s, 5m, 1h")]
+    NotANumber { text: String },
+    /// A unit other than ms, s, m (or min), h and d.
+    #[error("unknown duration unit `{unit}`; use ms, s, m, h or d")]
+    Unit { unit: String },
+}
+
 impl ConfigDuration {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
         let text = text.trim();
         let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let n: f64 =
-            number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. 200ms, 30s, 5m, 1h"))?;
+        let n: f64 = number.parse().map_err(|_| DurationError::NotANumber { text: text.to_owned() })?;
         let millis = match unit.trim() {
             "ms" | "" => 1.0,
             "s" => 1e3,
             "m" | "min" => 60e3,
             "h" => 3_600e3,
             "d" => 86_400e3,
-            other => return Err(format!("unknown duration unit `{other}`; use ms, s, m, h or d")),
+            other => return Err(DurationError::Unit { unit: other.to_owned() }),
         };
         Ok(Self(Duration::from_micros((n * millis * 1e3) as u64)))
     }
@@ -113,7 +123,7 @@ mod tests {
         assert_eq!(ConfigDuration::parse("30s").map(|d| d.0), Ok(Duration::from_secs(30)));
         assert_eq!(ConfigDuration::parse("1.5s").map(|d| d.0), Ok(Duration::from_millis(1500)));
         assert_eq!(ConfigDuration::parse("5m").map(|d| d.0), Ok(Duration::from_secs(300)));
-        assert!(ConfigDuration::parse("5 fortnights").is_err());
-        assert!(ConfigDuration::parse("soon").is_err());
+        assert_eq!(ConfigDuration::parse("5 fortnights"), Err(DurationError::Unit { unit: "fortnights".into() }));
+        assert_eq!(ConfigDuration::parse("soon"), Err(DurationError::NotANumber { text: "soon".into() }));
     }
 }

@@ -259,7 +259,7 @@ impl Loader {
                 match crate::gateway::tls::acceptor(&cert, &key) {
                     Ok(_) => Some((cert, key)),
                     Err(e) => {
-                        diags.push(Diagnostic::new(file, Some(Pos::of(&t.cert)), e));
+                        diags.push(Diagnostic::new(file, Some(Pos::of(&t.cert)), e.to_string()));
                         None
                     }
                 }
@@ -646,7 +646,8 @@ fn mount(
             {
                 Ok(all) => all,
                 Err(e) => {
-                    diags.push(Diagnostic::new(file, Some(node.get("cors").map_or(node.pos, |n| n.pos)), e));
+                    let at = node.get("cors").map_or(node.pos, |n| n.pos);
+                    diags.push(Diagnostic::new(file, Some(at), e.to_string()));
                     return None;
                 }
             }

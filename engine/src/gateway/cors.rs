@@ -2,9 +2,27 @@
 //! and marked on the actual responses. Browsers enforce it; the gateway only says what is
 //! allowed, so a request from another origin is still checked by auth like any other.
 
+use http::header::InvalidHeaderValue;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::route::spec::CorsSpec;
+
+/// Why an endpoint's `cors:` cannot be used: each says what to change in it.
+#[derive(Debug, thiserror::Error)]
+pub enum CorsError {
+    /// `origins` is empty: list the origins browsers may call from, or `*` for any.
+    #[error("`cors.origins` needs at least one origin (or `*`)")]
+    NoOrigins,
+    /// `credentials` with origin `*`: browsers refuse that; list the origins instead.
+    #[error("`cors.credentials` cannot be used with origin `*`; list the origins")]
+    CredentialsWithAnyOrigin,
+    /// An origin that is not scheme, host and port: drop its path or trailing `/`.
+    #[error("CORS origin `{origin}` must look like https://host[:port], without a path")]
+    Origin { origin: String },
+    /// A name in `headers` that HTTP does not allow: letters, digits and `-` only.
+    #[error("`cors.headers` holds an invalid header name")]
+    Headers(#[source] InvalidHeaderValue),
+}
 
 #[derive(Debug)]
 pub struct Cors {
@@ -21,26 +39,25 @@ pub struct Cors {
 impl Cors {
     /// `credential_header`: the header the endpoint's auth scheme reads, which browsers must
     /// be allowed to send.
-    pub fn new(spec: &CorsSpec, method: &Method, credential_header: Option<&str>) -> Result<Self, String> {
+    pub fn new(spec: &CorsSpec, method: &Method, credential_header: Option<&str>) -> Result<Self, CorsError> {
         if spec.origins.is_empty() {
-            return Err("`cors.origins` needs at least one origin (or `*`)".into());
+            return Err(CorsError::NoOrigins);
         }
         let any = spec.origins.iter().any(|o| o == "*");
         if any && spec.credentials {
-            return Err("`cors.credentials` cannot be used with origin `*`; list the origins".into());
+            return Err(CorsError::CredentialsWithAnyOrigin);
         }
         for origin in spec.origins.iter().filter(|o| *o != "*") {
             let ok = (origin.starts_with("https://") || origin.starts_with("http://")) && !origin.ends_with('/');
             if !ok {
-                return Err(format!("CORS origin `{origin}` must look like https://host[:port], without a path"));
+                return Err(CorsError::Origin { origin: origin.clone() });
             }
         }
         let mut headers: Vec<String> = vec!["content-type".into()];
         headers.extend(credential_header.map(str::to_owned));
         headers.extend(spec.headers.iter().map(|h| h.to_ascii_lowercase()));
         headers.dedup();
-        let headers =
-            HeaderValue::from_str(&headers.join(", ")).map_err(|_| "`cors.headers` holds an invalid header name")?;
+        let headers = HeaderValue::from_str(&headers.join(", ")).map_err(CorsError::Headers)?;
         let max_age = spec.max_age.map_or(600, |d| d.0.as_secs());
         Ok(Self {
             origins: (!any).then(|| spec.origins.clone()),
@@ -149,7 +166,7 @@ mod tests {
         let mut h = HeaderMap::new();
         cors.decorate(&HeaderValue::from_static("https://anyone.example"), &mut h);
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-        assert!(Cors::new(&spec(&["*"], true), &Method::GET, None).is_err());
-        assert!(Cors::new(&spec(&["app.example"], false), &Method::GET, None).is_err());
+        assert!(matches!(Cors::new(&spec(&["*"], true), &Method::GET, None), Err(CorsError::CredentialsWithAnyOrigin)));
+        assert!(matches!(Cors::new(&spec(&["app.example"], false), &Method::GET, None), Err(CorsError::Origin { .. })));
     }
 }

@@ -195,8 +195,8 @@ impl<'a> CompileCx<'a> {
                 self.schemas.insert(file.to_owned(), s.clone());
                 Some(s)
             }
-            Err(message) => {
-                self.error(at, message);
+            Err(e) => {
+                self.error(at, e.to_string());
                 None
             }
         }

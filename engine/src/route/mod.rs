@@ -268,7 +268,7 @@ fn compile_http(h: &HttpSourceSpec, at: Pos, defaults: &HttpDefaults, cx: &mut C
         Some(c) => match Cors::new(c, &method, auth.as_deref().map(Authenticator::header)) {
             Ok(c) => Some(Arc::new(c)),
             Err(e) => {
-                cx.error(at, e);
+                cx.error(at, e.to_string());
                 return None;
             }
         },

@@ -44,8 +44,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot open the cache: {0}")]
     Cache(crate::cache::CacheError),
+    // Not a `#[source]`: the message holds the TLS error already, and `junction run` prints
+    // the chain of sources (`{:#}`), which would repeat it.
     #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    Tls(gateway::tls::TlsError),
     #[error("cannot listen on {addr}: {source} (is another process using the port? set JUNCTION_LISTEN)")]
     Bind { addr: String, source: std::io::Error },
     #[error("a connector cannot start: {0}")]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::{Denied, Principal, parse_sha256, sha256};
+use super::{Denied, Principal, SchemeError, header_name, parse_sha256, sha256};
 
 /// `api_key: { header: x-api-key, keys: [{ id: crm, sha256: … }] }`
 #[derive(Debug, Clone, Deserialize)]
@@ -43,23 +43,22 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
-    pub fn new(spec: &ApiKeySpec) -> Result<Self, String> {
-        let header = http::HeaderName::from_bytes(spec.header.to_ascii_lowercase().as_bytes())
-            .map_err(|_| format!("`{}` is not a valid header name", spec.header))?;
+    pub fn new(spec: &ApiKeySpec) -> Result<Self, SchemeError> {
+        let header = header_name(&spec.header)?;
         if spec.keys.is_empty() {
-            return Err("an api_key scheme needs at least one key".into());
+            return Err(SchemeError::NoKeys);
         }
         let mut ids = HashMap::new();
         for key in &spec.keys {
-            let hash = parse_sha256(&key.sha256, &format!("key `{}`", key.id))?;
+            let hash = parse_sha256(&key.sha256, format!("key `{}`", key.id))?;
             if ids.insert(hash, key.id.clone()).is_some() {
-                return Err(format!("key `{}` has the same hash as another key", key.id));
+                return Err(SchemeError::SameKey { id: key.id.clone() });
             }
         }
         if let Some(q) = &spec.query
             && (q.is_empty() || q.contains(['&', '=', '#']))
         {
-            return Err(format!("`{q}` is not a query parameter name"));
+            return Err(SchemeError::QueryName { name: q.clone() });
         }
         Ok(Self { header, query: spec.query.clone(), ids })
     }
@@ -160,6 +159,6 @@ mod tests {
             query: None,
             keys: vec![KeySpec { id: "a".into(), sha256: "plain".into() }],
         };
-        assert!(ApiKeys::new(&spec).err().expect("refused").contains("64 hex digits"));
+        assert!(ApiKeys::new(&spec).err().expect("refused").to_string().contains("64 hex digits"));
     }
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::{Denied, Principal, parse_sha256, sha256};
+use super::{Denied, Principal, SchemeError, parse_sha256, sha256};
 
 /// `basic: { users: [{ name: ops, sha256: … }] }`
 #[derive(Debug, Clone, Deserialize)]
@@ -30,13 +30,13 @@ pub struct BasicUsers {
 }
 
 impl BasicUsers {
-    pub fn new(spec: &BasicSpec) -> Result<Self, String> {
+    pub fn new(spec: &BasicSpec) -> Result<Self, SchemeError> {
         if spec.users.is_empty() {
-            return Err("a basic scheme needs at least one user".into());
+            return Err(SchemeError::NoUsers);
         }
         let mut users = HashMap::new();
         for user in &spec.users {
-            let hash = parse_sha256(&user.sha256, &format!("user `{}`", user.name))?;
+            let hash = parse_sha256(&user.sha256, format!("user `{}`", user.name))?;
             users.insert(user.name.clone(), hash);
         }
         Ok(Self { users })

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Denied, Principal};
+use super::{Denied, Principal, SchemeError, header_name};
 use crate::config::duration::ConfigDuration;
 
 /// `hmac: { secret: ${CRM_WEBHOOK_SECRET}, header: x-signature, timestamp_header: x-timestamp, window: 5m }`
@@ -57,18 +57,14 @@ pub struct HmacVerifier {
 }
 
 impl HmacVerifier {
-    pub fn new(spec: &HmacSpec) -> Result<Self, String> {
+    pub fn new(spec: &HmacSpec) -> Result<Self, SchemeError> {
         if spec.secret.len() < 16 {
-            return Err("an hmac secret must be at least 16 bytes long".into());
+            return Err(SchemeError::ShortSecret);
         }
-        let name = |h: &str| {
-            http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("`{h}` is not a valid header name"))
-        };
         Ok(Self {
             secret: spec.secret.as_bytes().to_vec(),
-            header: name(&spec.header)?,
-            timestamp_header: name(&spec.timestamp_header)?,
+            header: header_name(&spec.header)?,
+            timestamp_header: header_name(&spec.timestamp_header)?,
             window: spec.window.map_or(Duration::from_secs(300), |w| w.0),
             id: spec.id.clone().unwrap_or_else(|| "hmac".into()),
             seen: Mutex::new(HashMap::new()),
@@ -207,6 +203,6 @@ mod tests {
             window: None,
             id: None,
         };
-        assert!(HmacVerifier::new(&spec).is_err());
+        assert!(matches!(HmacVerifier::new(&spec), Err(SchemeError::ShortSecret)));
     }
 }

@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgo
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::JwtError;
+use crate::gateway::auth::SchemeError;
 
 /// Fetches of a JWKS URL are at least this far apart, so tokens with made-up `kid`s cannot
 /// make us hammer the identity provider.
@@ -29,8 +30,8 @@ struct Key {
 }
 
 impl KeySet {
-    fn parse(json: &[u8]) -> Result<Self, String> {
-        let set: JwkSet = serde_json::from_slice(json).map_err(|e| format!("is not a JWKS document ({e})"))?;
+    fn parse(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let set: JwkSet = serde_json::from_slice(json)?;
         Ok(Self { keys: set.keys.iter().filter_map(usable).collect() })
     }
 
@@ -82,14 +83,19 @@ pub(super) enum Jwks {
 
 impl Jwks {
     /// Reads and checks a file now; a URL is only checked for syntax (no network at load).
-    pub(super) fn new(source: &str, project_dir: &Path, refresh: Duration) -> Result<Self, String> {
+    pub(super) fn new(source: &str, project_dir: &Path, refresh: Duration) -> Result<Self, SchemeError> {
         if source.starts_with("http://") || source.starts_with("https://") {
             return Remote::new(source, refresh).map(Self::Url);
         }
         let path = project_dir.join(source);
-        let json = std::fs::read(&path).map_err(|e| format!("cannot read the JWKS file {}: {e}", path.display()))?;
-        let keys = KeySet::parse(&json).map_err(|e| format!("the JWKS file {} {e}", path.display()))?;
-        Ok(Self::File(Arc::new(keys)))
+        let json = match std::fs::read(&path) {
+            Ok(json) => json,
+            Err(source) => return Err(SchemeError::JwksUnreadable { path, source }),
+        };
+        match KeySet::parse(&json) {
+            Ok(keys) => Ok(Self::File(Arc::new(keys))),
+            Err(source) => Err(SchemeError::NotJwks { path, source }),
+        }
     }
 
     /// Whether a key for `alg` may be there: a URL's keys are unknown until fetched.
@@ -129,16 +135,26 @@ struct Cached {
 pub(super) struct FetchState {
     pub(super) last_attempt: Option<Instant>,
     /// Why the last attempt failed; cleared by a successful fetch.
-    last_error: Option<String>,
+    last_error: Option<FetchError>,
+}
+
+/// Why fetching a JWKS URL failed. Tokens are checked against the keys fetched before, if
+/// any; without them the caller gets 503 until the identity provider answers.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    /// The URL did not answer, or answered with an error status: check it is the provider's
+    /// `jwks_uri` and reachable from here.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The answer is not a JWKS document: the URL is probably not the provider's `jwks_uri`.
+    #[error("is not a JWKS document ({0})")]
+    NotJwks(#[from] serde_json::Error),
 }
 
 impl Remote {
-    fn new(url: &str, refresh: Duration) -> Result<Self, String> {
-        reqwest::Url::parse(url).map_err(|e| format!("`jwks` is not a valid URL: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client for `jwks`: {e}"))?;
+    fn new(url: &str, refresh: Duration) -> Result<Self, SchemeError> {
+        reqwest::Url::parse(url).map_err(SchemeError::JwksUrl)?;
+        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().map_err(SchemeError::JwksClient)?;
         let (url, cached, fetch) = (url.to_owned(), ArcSwapOption::empty(), tokio::sync::Mutex::default());
         Ok(Self { url, client, refresh, cached, fetch })
     }
@@ -186,9 +202,8 @@ impl Remote {
         kid.is_none_or(|kid| cached.keys.has_kid(kid)).then(|| cached.keys.clone())
     }
 
-    async fn fetch_now(&self) -> Result<KeySet, String> {
-        let response = self.client.get(&self.url).send().await.and_then(reqwest::Response::error_for_status);
-        let body = response.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string())?;
-        KeySet::parse(&body)
+    async fn fetch_now(&self) -> Result<KeySet, FetchError> {
+        let response = self.client.get(&self.url).send().await.and_then(reqwest::Response::error_for_status)?;
+        Ok(KeySet::parse(&response.bytes().await?)?)
     }
 }

@@ -13,6 +13,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::SchemeError;
 use keys::Jwks;
 
 /// The algorithms a config may name; others (and `none`) are refused at load.
@@ -68,11 +69,11 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// Checks the spec (known algorithms, a key for each, a readable and valid JWKS file) at load time.
-    /// Errors are plain sentences for the config author (they become `file:line:col: message`).
+    /// Errors are sentences for the config author (they become `file:line:col: message`).
     /// A JWKS URL is NOT fetched here (no network at load); it is fetched on first use.
-    pub fn new(spec: &JwtSpec, project_dir: &Path) -> Result<Self, String> {
+    pub fn new(spec: &JwtSpec, project_dir: &Path) -> Result<Self, SchemeError> {
         let secret = match spec.secret.as_deref() {
-            Some("") => return Err("`secret` is empty".into()),
+            Some("") => return Err(SchemeError::EmptySecret),
             Some(s) => Some(DecodingKey::from_secret(s.as_bytes())),
             None => None,
         };
@@ -118,7 +119,7 @@ impl JwtVerifier {
 }
 
 /// The configured `algorithms`, or every one a key is configured for.
-fn accepted_algorithms(spec: &JwtSpec, has_secret: bool, jwks: Option<&Jwks>) -> Result<Vec<Algorithm>, String> {
+fn accepted_algorithms(spec: &JwtSpec, has_secret: bool, jwks: Option<&Jwks>) -> Result<Vec<Algorithm>, SchemeError> {
     let has_key = |alg| match alg {
         Algorithm::HS256 => has_secret,
         _ => jwks.is_some_and(|j| j.may_have(alg)),
@@ -127,8 +128,8 @@ fn accepted_algorithms(spec: &JwtSpec, has_secret: bool, jwks: Option<&Jwks>) ->
         let found: Vec<Algorithm> = SUPPORTED.iter().map(|(_, alg)| *alg).filter(|alg| has_key(*alg)).collect();
         if found.is_empty() {
             return Err(match jwks {
-                Some(_) => "the `jwks` document has no RS256 (RSA) or ES256 (P-256) key".into(),
-                None => "`jwt` needs a `secret` (for HS256) or a `jwks` (for RS256 and ES256)".into(),
+                Some(_) => SchemeError::NoJwksKey,
+                None => SchemeError::NoJwtKey,
             });
         }
         return Ok(found);
@@ -138,12 +139,12 @@ fn accepted_algorithms(spec: &JwtSpec, has_secret: bool, jwks: Option<&Jwks>) ->
         let (_, alg) = SUPPORTED
             .iter()
             .find(|(n, _)| n == name)
-            .ok_or_else(|| format!("unknown algorithm `{name}` in `algorithms`: use HS256, RS256 or ES256"))?;
+            .ok_or_else(|| SchemeError::UnknownAlgorithm { name: name.clone() })?;
         if !has_key(*alg) {
             return Err(match (alg, jwks) {
-                (Algorithm::HS256, _) => "`algorithms` lists HS256 but there is no `secret`".into(),
-                (_, None) => format!("`algorithms` lists {name} but there is no `jwks`"),
-                (_, Some(_)) => format!("`algorithms` lists {name} but the `jwks` document has no key for it"),
+                (Algorithm::HS256, _) => SchemeError::NoSecret,
+                (_, None) => SchemeError::NoJwks { name: name.clone() },
+                (_, Some(_)) => SchemeError::NoKeyFor { name: name.clone() },
             });
         }
         if !accepted.contains(alg) {

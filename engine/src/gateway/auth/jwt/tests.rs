@@ -126,7 +126,7 @@ async fn rejection(verifier: &JwtVerifier, token: &str) -> String {
 fn refusal(fields: Value, project_dir: &Path) -> String {
     match JwtVerifier::new(&spec(fields), project_dir) {
         Ok(_) => panic!("the spec was accepted"),
-        Err(message) => message,
+        Err(e) => e.to_string(),
     }
 }
 
