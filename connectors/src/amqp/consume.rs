@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use junction_engine::Message;
-use junction_engine::connector::{Consumer, Delivery, Inbox, stopped};
+use junction_engine::connector::{Consumer, Delivery, Inbox, slept, stopped};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
 };
@@ -115,9 +115,8 @@ impl AmqpConsumer {
                 Ok(opened) => opened,
                 Err(e) => {
                     tracing::error!(route, error = %e, "cannot consume from RabbitMQ; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = stopped(&mut stop) => break,
+                    if !slept(wait, &mut stop).await {
+                        break;
                     }
                     wait = (wait * 2).min(Duration::from_secs(10));
                     continue;
@@ -165,9 +164,8 @@ impl AmqpConsumer {
                 return;
             }
             let _ = channel.close(200, "consuming again".into()).await;
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stopped(&mut stop) => break,
+            if !slept(wait, &mut stop).await {
+                break;
             }
         }
         drain(&mut running).await;

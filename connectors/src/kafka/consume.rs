@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use junction_engine::Message;
-use junction_engine::connector::{Consumer, Inbox, stopped};
+use junction_engine::connector::{Consumer, Inbox, slept, stopped};
 use metrics::Gauge;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -291,9 +291,8 @@ impl KafkaConsumer {
                 Ok(consumer) => return Some(consumer),
                 Err(e) => tracing::error!(route, error = %e, "cannot start the Kafka consumer; retrying"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stopped(stop) => return None,
+            if !slept(wait, stop).await {
+                return None;
             }
             wait = (wait * 2).min(Duration::from_secs(10));
         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use junction_engine::connector::{ConnectorError, Consumer, Inbox, stopped};
+use junction_engine::connector::{ConnectorError, Consumer, Inbox, slept};
 use junction_engine::store::Store;
 use junction_engine::{Body, Message};
 use serde_json::Value;
@@ -61,9 +61,8 @@ impl Consumer for Backfill {
                     w
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = stopped(&mut stop) => return,
+            if !slept(pause, &mut stop).await {
+                return;
             }
         }
     }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use junction_engine::config::duration::ConfigDuration;
 use junction_engine::config::node::NodeError;
-use junction_engine::connector::{ConnectorError, Consumer, Inbox, stopped};
+use junction_engine::connector::{ConnectorError, Consumer, Inbox, slept};
 use junction_engine::store::Store;
 use junction_engine::{Body, Message};
 use serde_json::Value;
@@ -94,9 +94,8 @@ impl<D: Days> Consumer for DailyStatistics<D> {
                     w
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = stopped(&mut stop) => return,
+            if !slept(pause, &mut stop).await {
+                return;
             }
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use junction_engine::Message;
-use junction_engine::connector::{ConnectorError, Consumer, Inbox, stopped};
+use junction_engine::connector::{ConnectorError, Consumer, Inbox, slept};
 use junction_engine::store::Store;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -92,9 +92,8 @@ impl<P: Pages> Consumer for PagingSource<P> {
                     w
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = stopped(&mut stop) => return,
+            if !slept(pause, &mut stop).await {
+                return;
             }
         }
     }

@@ -82,9 +82,8 @@ async fn consume(
             Ok(s) => break s,
             Err(e) => {
                 tracing::error!(route, topic, error = %e, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = crate::connector::stopped(&mut stop) => return,
+                if !crate::connector::slept(Duration::from_secs(1), &mut stop).await {
+                    return;
                 }
             }
         }

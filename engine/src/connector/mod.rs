@@ -188,6 +188,15 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Sleeps `wait` unless `stop` turns true first (or already is): whether the whole wait
+/// passed. How a task waits between tries without holding up a stop.
+pub async fn slept(wait: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = stopped(stop) => false,
+    }
+}
+
 fn refused(kind: &str, role: &str, options: &Node) -> NodeError {
     NodeError { message: format!("a `{kind}` connector offers no {role}"), pos: Some(options.pos) }
 }

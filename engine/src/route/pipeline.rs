@@ -109,13 +109,7 @@ impl RunCx {
     async fn wait_to_retry(&self, wait: Duration) -> bool {
         let begun = self.origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
         match &self.stopping {
-            Some(stopping) if !begun => {
-                let mut stopping = stopping.clone();
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => true,
-                    () = crate::connector::stopped(&mut stopping) => false,
-                }
-            }
+            Some(stopping) if !begun => crate::connector::slept(wait, &mut stopping.clone()).await,
             _ => {
                 tokio::time::sleep(wait).await;
                 true

@@ -68,9 +68,8 @@ impl Paused {
     /// Waits while `route` is paused; false if `stop` came first.
     pub async fn wait_while_paused(&self, route: &str, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
         while self.is(route) {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                () = super::stopped(stop) => return false,
+            if !super::slept(Duration::from_millis(100), stop).await {
+                return false;
             }
         }
         true

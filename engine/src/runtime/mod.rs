@@ -54,7 +54,7 @@ pub enum StartError {
     Connector(#[from] ConnectorError),
 }
 
-pub use crate::connector::stopped;
+pub use crate::connector::{slept, stopped};
 
 /// A started project. Cheap to clone: every clone is the same running project.
 #[derive(Clone)]

@@ -74,9 +74,8 @@ async fn take(name: &str, store: &Store, holder: &str, stop: &mut watch::Receive
             Ok(false) => {}
             Err(error) => tracing::warn!(task = name, %error, "cannot ask for the lease; asking again"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(RENEW_EVERY) => {}
-            () = super::stopped(stop) => return false,
+        if !super::slept(RENEW_EVERY, stop).await {
+            return false;
         }
     }
 }

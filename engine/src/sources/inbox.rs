@@ -58,9 +58,8 @@ impl Inbox for RouteInbox {
             if !self.held_by_a_breaker() {
                 break;
             }
-            tokio::select! {
-                () = tokio::time::sleep(BREAKER_POLL) => {}
-                () = crate::runtime::stopped(stop) => return None,
+            if !crate::runtime::slept(BREAKER_POLL, stop).await {
+                return None;
             }
         }
         tokio::select! {

@@ -103,10 +103,8 @@ async fn deliver_surely(
             Err(e) => {
                 tracing::error!(route = %route.id, message_id = %msg.id, error = %e, "cannot deliver or dead-letter; retrying");
                 if let Some(stopping) = stopping {
-                    let mut stopping = stopping.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = crate::runtime::stopped(&mut stopping) => return Delivery::Left,
+                    if !crate::runtime::slept(wait, &mut stopping.clone()).await {
+                        return Delivery::Left;
                     }
                 } else {
                     tokio::time::sleep(wait).await;

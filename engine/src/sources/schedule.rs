@@ -28,9 +28,8 @@ pub(super) async fn run(route: Arc<Route>, mut cx: SourceCx) {
             return;
         };
         let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = crate::runtime::stopped(&mut cx.stop) => return,
+        if !crate::runtime::slept(wait, &mut cx.stop).await {
+            return;
         }
         last = Some(next);
         if let Err(e) = cx.store.checkpoint_put(&key, &next.to_rfc3339()).await {
