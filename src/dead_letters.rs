@@ -63,7 +63,7 @@ pub(crate) async fn run(command: DeadLetterCommand) -> anyhow::Result<ExitCode> 
                 route,
                 include_replayed: all,
                 limit: Some(limit),
-                before: None,
+                ..Default::default()
             };
             let list = store.list_dead_letters(&filter).await?;
             for dl in &list {

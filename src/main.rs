@@ -80,6 +80,8 @@ enum Command {
     },
     /// Talk to a running Junction's admin API: routes, reload, pause, dead letters, audit.
     Admin(admin::AdminArgs),
+    /// Hash a console user's password (read from stdin) for `admin.users[].password_hash`.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -125,7 +127,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::DeadLetters { command } => dead_letters::run(command).await,
         Command::Bus { command } => bus::run(command).await,
         Command::Admin(args) => admin::run(args).await,
+        Command::HashPassword => hash_password(),
     }
+}
+
+/// Reads one line (the password) from stdin and prints its argon2id hash.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        eprintln!("error: give a password of 8 characters or more on stdin");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{}", junction_engine::config::password::hash(password));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Every connector kind this binary knows: the connectors crate's and MasterDeal's.
@@ -194,7 +210,7 @@ async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if let Some(admin) = runtime.settings().admin.clone() {
-        match junction_engine::admin::start(runtime.clone(), &admin.listen, &admin.token).await {
+        match junction_engine::admin::start(runtime.clone(), &admin).await {
             Ok(a) => eprintln!("junction: admin API on http://{}", a.addr),
             Err(e) => {
                 runtime.shutdown().await;

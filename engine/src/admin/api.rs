@@ -26,40 +26,12 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
             None => no_route(id),
         },
         ("POST", ["admin", "routes", id, action @ ("pause" | "resume")]) => {
-            if runtime.routes().get(id).is_none() {
-                return no_route(id);
-            }
-            let pause = *action == "pause";
-            match runtime.paused().set(id, pause).await {
-                Ok(changed) => {
-                    tracing::info!(route = %id, paused = pause, "route {}", if pause { "paused" } else { "resumed" });
-                    Answer::ok(json!({ "route": id, "state": state(pause), "changed": changed })).on(*id)
-                }
-                Err(e) => store_down(&e),
-            }
+            set_paused(runtime, id, *action == "pause").await
         }
         ("POST", ["admin", "reload"]) => {
             let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
-            match runtime.reload(dry_run).await {
-                Ok(report) => Answer::ok(json!(report)),
-                Err(crate::runtime::ReloadError::Connector(e)) => Answer::problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "connector-unavailable",
-                    "A connector of the project cannot start",
-                    format!("{e}; the running routes are unchanged"),
-                ),
-                Err(crate::runtime::ReloadError::Invalid(diags)) => {
-                    let errors: Vec<String> = diags.to_string().lines().map(str::to_owned).collect();
-                    let mut a = Answer::problem(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid-config",
-                        "The project does not validate",
-                        "the running routes are unchanged",
-                    );
-                    a.body["errors"] = json!(errors);
-                    a
-                }
-            }
+            let if_match = parts.headers.get(http::header::IF_MATCH).and_then(|v| v.to_str().ok());
+            reload(runtime, dry_run, if_match).await
         }
         ("GET", ["admin", "dead-letters"]) => {
             let filter = DeadLetterFilter {
@@ -67,6 +39,11 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
                 include_replayed: query.get("all").is_some_and(|v| v == "true"),
                 limit: query.get("limit").and_then(|l| l.parse().ok()),
                 before: query.get("before").cloned(),
+                error: query.get("error").filter(|e| !e.is_empty()).cloned(),
+                since: query
+                    .get("since")
+                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc)),
             };
             match runtime.store().list_dead_letters(&filter).await {
                 Ok(list) => {
@@ -76,24 +53,7 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
                 Err(e) => store_down(&e),
             }
         }
-        ("POST", ["admin", "dead-letters", id, "replay"]) => {
-            let table = runtime.routes();
-            match crate::runtime::replay::replay(&table, runtime.store(), id).await {
-                Ok(Replayed::Done) => Answer::ok(json!({ "id": id, "outcome": "done" })).on(*id),
-                Ok(Replayed::FailedAgain { failure, dead_letter_id }) => Answer::ok(json!({
-                    "id": id, "outcome": "failed_again", "error": failure.error.message, "dead_letter_id": dead_letter_id,
-                }))
-                .on(*id),
-                Err(e @ ReplayError::NotFound(_)) => {
-                    Answer::problem(StatusCode::NOT_FOUND, "not-found", "No such dead letter", e.to_string()).on(*id)
-                }
-                Err(e @ (ReplayError::AlreadyReplayed(_) | ReplayError::RouteGone(_))) => {
-                    Answer::problem(StatusCode::CONFLICT, "cannot-replay", "The dead letter cannot be replayed", e.to_string())
-                        .on(*id)
-                }
-                Err(ReplayError::Store(e)) => store_down(&e).on(*id),
-            }
-        }
+        ("POST", ["admin", "dead-letters", id, "replay"]) => replay(runtime, id).await,
         ("GET", ["admin", "audit"]) => {
             let time = |k: &str| {
                 query
@@ -127,6 +87,82 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
     }
 }
 
+/// Pauses (or resumes) route `id`: the API's and the console's one way to.
+pub(super) async fn set_paused(runtime: &Runtime, id: &str, pause: bool) -> Answer {
+    if runtime.routes().get(id).is_none() {
+        return no_route(id);
+    }
+    match runtime.paused().set(id, pause).await {
+        Ok(changed) => {
+            tracing::info!(route = %id, paused = pause, "route {}", if pause { "paused" } else { "resumed" });
+            Answer::ok(json!({ "route": id, "state": state(pause), "changed": changed })).on(id)
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// Reloads (or, dry, shows what a reload would change) when the project's files are still
+/// the version `if_match` names. The answer carries the version read as its ETag.
+pub(super) async fn reload(runtime: &Runtime, dry_run: bool, if_match: Option<&str>) -> Answer {
+    match runtime.reload_if(dry_run, if_match).await {
+        Ok(report) => {
+            let etag = report.etag.clone();
+            let mut a = Answer::ok(json!(report));
+            a.etag = Some(etag);
+            a
+        }
+        Err(crate::runtime::ReloadError::Connector(e)) => Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connector-unavailable",
+            "A connector of the project cannot start",
+            format!("{e}; the running routes are unchanged"),
+        ),
+        Err(crate::runtime::ReloadError::Invalid(diags)) => {
+            let errors: Vec<String> = diags.to_string().lines().map(str::to_owned).collect();
+            let mut a = Answer::problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-config",
+                "The project does not validate",
+                "the running routes are unchanged",
+            );
+            a.body["errors"] = json!(errors);
+            a
+        }
+        Err(crate::runtime::ReloadError::Stale { expected, now }) => {
+            let mut a = Answer::problem(
+                StatusCode::PRECONDITION_FAILED,
+                "project-changed",
+                "The project's files changed since the dry run",
+                format!(
+                    "If-Match {expected} is not the project's version now ({now}); nothing was reloaded: dry-run again to see what a reload would apply"
+                ),
+            );
+            a.etag = Some(now);
+            a
+        }
+    }
+}
+
+/// Hands dead letter `id` back to its route.
+pub(super) async fn replay(runtime: &Runtime, id: &str) -> Answer {
+    let table = runtime.routes();
+    match crate::runtime::replay::replay(&table, runtime.store(), id).await {
+        Ok(Replayed::Done) => Answer::ok(json!({ "id": id, "outcome": "done" })).on(id),
+        Ok(Replayed::FailedAgain { failure, dead_letter_id }) => Answer::ok(json!({
+            "id": id, "outcome": "failed_again", "error": failure.error.message, "dead_letter_id": dead_letter_id,
+        }))
+        .on(id),
+        Err(e @ ReplayError::NotFound(_)) => {
+            Answer::problem(StatusCode::NOT_FOUND, "not-found", "No such dead letter", e.to_string()).on(id)
+        }
+        Err(e @ (ReplayError::AlreadyReplayed(_) | ReplayError::RouteGone(_))) => {
+            Answer::problem(StatusCode::CONFLICT, "cannot-replay", "The dead letter cannot be replayed", e.to_string())
+                .on(id)
+        }
+        Err(ReplayError::Store(e)) => store_down(&e).on(id),
+    }
+}
+
 /// `/readyz`: the store (and with it the embedded bus) and the cache answer.
 pub(super) async fn readiness(runtime: &Runtime) -> (StatusCode, Value) {
     let store = runtime.store().ping().await.map_err(|e| e.to_string());
@@ -142,7 +178,7 @@ pub(super) async fn readiness(runtime: &Runtime) -> (StatusCode, Value) {
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 
-fn describe(runtime: &Runtime, r: &Route) -> Value {
+pub(super) fn describe(runtime: &Runtime, r: &Route) -> Value {
     let paused = runtime.paused().is(&r.id);
     let source = match &r.source {
         Source::Http(h) => {
@@ -169,7 +205,7 @@ fn describe(runtime: &Runtime, r: &Route) -> Value {
     })
 }
 
-fn state(paused: bool) -> &'static str {
+pub(super) fn state(paused: bool) -> &'static str {
     if paused { "paused" } else { "running" }
 }
 

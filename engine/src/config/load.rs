@@ -238,7 +238,25 @@ impl Loader {
                     return None;
                 }
                 let listen = self.env.get("JUNCTION_ADMIN_LISTEN").cloned().unwrap_or_else(|| a.listen.value.clone());
-                Some(super::AdminSettings { listen, token: a.token.value.clone() })
+                let mut users: Vec<super::ConsoleUser> = Vec::new();
+                for u in &a.users {
+                    if users.iter().any(|seen| seen.name == u.name.value) {
+                        diags.push(Diagnostic::new(
+                            file,
+                            Some(Pos::of(&u.name)),
+                            format!("console user `{}` is listed twice", u.name.value),
+                        ));
+                    } else if let Err(why) = super::password::check_hash(&u.password_hash.value) {
+                        diags.push(Diagnostic::new(file, Some(Pos::of(&u.password_hash)), why.to_string()));
+                    } else {
+                        users.push(super::ConsoleUser {
+                            name: u.name.value.clone(),
+                            password_hash: u.password_hash.value.clone(),
+                            role: u.role,
+                        });
+                    }
+                }
+                Some(super::AdminSettings { listen, token: a.token.value.clone(), users, behind_tls: a.behind_tls })
             }),
             watch: spec.reload.watch,
             max_connections: match &spec.gateway.max_connections {

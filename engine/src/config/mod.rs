@@ -7,6 +7,7 @@ pub mod env;
 pub mod error;
 mod load;
 pub mod node;
+pub mod password;
 mod root;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use crate::route::compile::{Connectors, ProjectPaths};
 use crate::script::ScriptEngine;
 
 pub use load::{Intercept, LiveConnectors, Loader, parse_yaml};
-pub use root::RootSpec;
+pub use root::{ConsoleRole, RootSpec};
 
 /// A loaded, validated project.
 pub struct Project {
@@ -86,6 +87,18 @@ pub struct TracingSettings {
 pub struct AdminSettings {
     pub listen: String,
     pub token: String,
+    /// The console's users besides the token, by name.
+    pub users: Vec<ConsoleUser>,
+    /// Mark the console's cookie `Secure`: a TLS proxy is in front.
+    pub behind_tls: bool,
+}
+
+/// A console user: a name, an argon2id hash (PHC format, checked at load) and a role.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    pub name: String,
+    pub password_hash: String,
+    pub role: ConsoleRole,
 }
 
 impl std::fmt::Debug for AdminSettings {

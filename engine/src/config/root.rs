@@ -85,8 +85,35 @@ pub struct TracingSpec {
 pub struct AdminSpec {
     /// Where the admin API listens (`$JUNCTION_ADMIN_LISTEN` overrides it). Keep it private.
     pub listen: Spanned<String>,
-    /// The bearer token every admin call carries (12 characters or more).
+    /// The bearer token every admin call carries (12 characters or more). In the console it
+    /// signs in as an `operator`.
     pub token: Spanned<String>,
+    /// People who sign in to the console by name and password (besides the token).
+    #[serde(default)]
+    pub users: Vec<ConsoleUserSpec>,
+    /// The console is reached through a TLS proxy: its session cookie is marked `Secure`.
+    #[serde(default)]
+    pub behind_tls: bool,
+}
+
+/// `{ name: ana, password_hash: "$argon2id$…", role: viewer }`; `junction hash-password`
+/// makes the hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUserSpec {
+    pub name: Spanned<String>,
+    /// An argon2id hash in the PHC string format (`$argon2id$v=19$m=…`).
+    pub password_hash: Spanned<String>,
+    pub role: ConsoleRole,
+}
+
+/// What a console user may do: a `viewer` reads everything; an `operator` also pauses,
+/// reloads and replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    Viewer,
+    Operator,
 }
 
 /// `reload: { watch: true }`

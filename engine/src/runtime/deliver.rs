@@ -111,7 +111,9 @@ impl<'a> Run<'a> {
         let in_flight = InFlight(route);
         let started = std::time::Instant::now();
         let result = route.pipeline.run_from(start, msg, &cx).await;
-        route.metrics.duration.record(started.elapsed());
+        let took = started.elapsed();
+        route.metrics.duration.record(took);
+        route.counters.took(took);
         (Run { route, start, cx, span, _in_flight: in_flight }, result)
     }
 

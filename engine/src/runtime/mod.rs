@@ -5,6 +5,7 @@ pub mod connectors;
 pub mod control;
 pub mod deliver;
 pub mod detach;
+mod project_files;
 mod reload;
 pub mod replay;
 pub(crate) mod tasks;
@@ -33,6 +34,7 @@ use crate::script::{ScriptEngine, ScriptLimits};
 use crate::sources::{self, SourceCx};
 use crate::store::{Store, StoreError};
 pub use control::Paused;
+pub use project_files::{FileChange, ProjectFiles};
 pub use reload::{ReloadError, ReloadReport};
 
 /// Why a project could not start.
@@ -85,6 +87,9 @@ struct Inner {
     gateway: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The hash of junction.yaml (without its connectors) the running routes were built from.
     root_version: std::sync::Mutex<String>,
+    /// The project's files as read just before the running routes were loaded from them, for
+    /// a reload's diff and ETag.
+    applied: std::sync::Mutex<ProjectFiles>,
 }
 
 /// One route version and the tasks feeding it.
@@ -113,6 +118,7 @@ impl Runtime {
             audit: Some(audit.clone()),
             ..Resources::default()
         };
+        let files = ProjectFiles::read(dir);
         let project: Project = loader.load(dir).map_err(StartError::Config)?;
         let bus = project.connectors.get("bus").and_then(|c| c.bus()).ok_or_else(no_bus)?;
         let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
@@ -154,6 +160,7 @@ impl Runtime {
                 stop,
                 gateway: std::sync::Mutex::new(None),
                 root_version: std::sync::Mutex::new(project.root_version.clone()),
+                applied: std::sync::Mutex::new(files),
             }),
         };
         {

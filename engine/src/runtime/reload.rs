@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Runtime, drain_timeout, stop_running};
+use super::{FileChange, ProjectFiles, Runtime, drain_timeout, stop_running};
 use crate::config::error::Diagnostics;
 use crate::route::RouteTable;
 
@@ -21,6 +21,11 @@ pub struct ReloadReport {
     pub unchanged: usize,
     /// Settings that changed but only take effect on a restart (listen, store, cache, …).
     pub restart_needed: Vec<String>,
+    /// The version of the project's files this reload read (an HTTP entity tag): pass it to
+    /// [`Runtime::reload_if`] to apply exactly what a dry run showed.
+    pub etag: String,
+    /// The files that differ from those the running routes were loaded from, with diffs.
+    pub files: Vec<FileChange>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +36,24 @@ pub enum ReloadError {
     /// A new or changed connector did not start; the running routes stay as they are.
     #[error("a connector cannot start; the running routes are unchanged: {0}")]
     Connector(crate::connector::ConnectorError),
+    /// The project's files are no longer those the caller saw (another admin's change, or
+    /// the file watcher's reload, came in between): look at the new dry run and apply that.
+    #[error("the project's files changed since version {expected} was read (now {now}); nothing was reloaded")]
+    Stale { expected: String, now: String },
 }
 
 impl Runtime {
     /// Reloads the project from its directory (file watch, SIGHUP and the admin API all come
     /// here). Reloads run one at a time.
     pub async fn reload(&self, dry_run: bool) -> Result<ReloadReport, ReloadError> {
+        self.reload_if(dry_run, None).await
+    }
+
+    /// Reloads only when the project's files are still the version `if_match` names (an
+    /// ETag of a dry run's report; `*` or `None`: any version).
+    pub async fn reload_if(&self, dry_run: bool, if_match: Option<&str>) -> Result<ReloadReport, ReloadError> {
         let mut live = self.inner.live.lock().await;
-        let result = self.reload_locked(&mut live, dry_run).await;
+        let result = self.reload_locked(&mut live, dry_run, if_match).await;
         if !dry_run {
             crate::telemetry::reload_finished(result.is_ok());
         }
@@ -57,7 +72,15 @@ impl Runtime {
         &self,
         live: &mut std::collections::BTreeMap<Arc<str>, super::Running>,
         dry_run: bool,
+        if_match: Option<&str>,
     ) -> Result<ReloadReport, ReloadError> {
+        let files = ProjectFiles::read(&self.inner.dir);
+        let etag = files.etag();
+        if let Some(expected) = if_match.filter(|m| m.trim() != "*")
+            && !expected.split(',').any(|e| e.trim().trim_start_matches("W/") == etag)
+        {
+            return Err(ReloadError::Stale { expected: expected.to_owned(), now: etag });
+        }
         let mut started = self.inner.connectors.lock().await;
         let project =
             self.inner.loader.load_reusing(&self.inner.dir, &started.by_name).map_err(ReloadError::Invalid)?;
@@ -69,6 +92,8 @@ impl Runtime {
                 &project.settings,
                 started.by_name.get("bus").map(|(v, _)| v) != project.connector_versions.get("bus"),
             ),
+            files: lock(&self.inner.applied).changes_to(&files),
+            etag,
             ..Default::default()
         };
         // The root config holds the auth schemes and defaults routes use: when it changes,
@@ -139,6 +164,7 @@ impl Runtime {
         self.inner.table.store(table.clone());
         tokio::spawn(super::warn_of_orphans(self.inner.store.clone(), self.inner.settings.embedded_bus(), table));
         *self.inner.root_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = project.root_version;
+        *lock(&self.inner.applied) = files;
         let drain = async {
             for r in old_versions {
                 stop_running(r).await;
@@ -154,6 +180,10 @@ impl Runtime {
         }
         Ok(report)
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The settings that changed but take a restart; `bus_changed`: the bus connector's own

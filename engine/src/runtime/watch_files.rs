@@ -47,7 +47,7 @@ pub(super) fn spawn(runtime: Runtime) {
 }
 
 /// Route files, transforms, schemas and the root config; not the store's files under `data/`.
-fn is_project_file(path: &Path) -> bool {
+pub(super) fn is_project_file(path: &Path) -> bool {
     let in_ignored =
         path.components().any(|c| matches!(c.as_os_str().to_str(), Some("data" | "target" | ".git" | ".venv")));
     let ext = path.extension().and_then(|e| e.to_str());

@@ -29,7 +29,8 @@ const ROWS_PER_INSERT: usize = 64;
 pub struct AuditEntry {
     /// Who: an api key id, a JWT subject, a basic-auth user, `admin` or `anonymous`.
     pub actor: String,
-    /// How they proved it: `api_key`, `jwt`, `hmac`, `basic`, `admin_token` or `none`.
+    /// How they proved it: `api_key`, `jwt`, `hmac`, `basic`, `admin_token`, `password` (a
+    /// console user) or `none`.
     pub actor_kind: String,
     /// What they asked for: `POST /webhooks/crm/deals`, `admin.reload`.
     pub action: String,

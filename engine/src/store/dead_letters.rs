@@ -51,6 +51,10 @@ pub struct DeadLetterFilter {
     pub limit: Option<u32>,
     /// Only those older than this id: pass the last id of a page to get the next page.
     pub before: Option<String>,
+    /// Only those whose error contains this text.
+    pub error: Option<String>,
+    /// Only those dead-lettered at or after this time.
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -88,12 +92,21 @@ impl Store {
              WHERE ($1 IS NULL OR route = $1) \
                AND ($2 <> 0 OR replayed_at IS NULL) \
                AND ($3 IS NULL OR id < $3) \
+               AND ($5 IS NULL OR error LIKE $5 ESCAPE '\\') \
+               AND ($6 IS NULL OR created_at >= $6) \
              ORDER BY id DESC LIMIT $4",
         )
         .bind(filter.route.as_deref())
         .bind(i64::from(filter.include_replayed))
         .bind(filter.before.as_deref())
         .bind(i64::from(limit))
+        .bind(
+            filter
+                .error
+                .as_deref()
+                .map(|e| format!("%{}%", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))),
+        )
+        .bind(filter.since.map(|t| t.timestamp_millis()))
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("list_dead_letters"))?;

@@ -11,6 +11,7 @@ on_both_backends!(
     dead_letter_round_trips,
     dead_letters_list_newest_first_and_filter,
     dead_letters_page_with_before,
+    dead_letters_filter_by_error_text_and_time,
     replay_is_marked_once,
     checkpoints_keep_the_last_value,
     concurrent_writers_all_succeed,
@@ -88,6 +89,24 @@ async fn dead_letters_list_newest_first_and_filter(store: Store) {
 
     let one = DeadLetterFilter { limit: Some(1), ..Default::default() };
     assert_eq!(ids(list(&store, one).await), [b2]);
+}
+
+async fn dead_letters_filter_by_error_text_and_time(store: Store) {
+    let a1 = put(&store, &dead_letter("a", 1)).await;
+    let odd = NewDeadLetter { error: "schema: 100% of `budget_total` is wrong".into(), ..dead_letter("a", 2) };
+    let a2 = put(&store, &odd).await;
+    let ids = |v: Vec<DeadLetter>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let text = |t: &str| DeadLetterFilter { error: Some(t.into()), ..Default::default() };
+    assert_eq!(ids(list(&store, text("answered 503")).await), std::slice::from_ref(&a1));
+    // % and _ are matched as themselves, not as patterns.
+    assert_eq!(ids(list(&store, text("100%")).await), std::slice::from_ref(&a2));
+    assert!(list(&store, text("1_0")).await.is_empty());
+    assert_eq!(ids(list(&store, text("budget_total")).await), std::slice::from_ref(&a2));
+    let later = DeadLetterFilter { since: Some(chrono::Utc::now() + chrono::Duration::hours(1)), ..Default::default() };
+    assert!(list(&store, later).await.is_empty());
+    let earlier =
+        DeadLetterFilter { since: Some(chrono::Utc::now() - chrono::Duration::hours(1)), ..Default::default() };
+    assert_eq!(list(&store, earlier).await.len(), 2);
 }
 
 async fn dead_letters_page_with_before(store: Store) {

@@ -121,3 +121,59 @@ fn describe() {
     describe_gauge!(RELOAD_LAST_SUCCESS, metrics::Unit::Seconds, "Unix time of the last successful reload.");
     describe_counter!(otlp::SPANS_DROPPED, "Spans not exported: queue_full (the collector is slow) or export_failed.");
 }
+
+/// One sample of a gauge as the Prometheus page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GaugeSample {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The gauges the console shows (consumer lag, outbox backlog, breakers, LLM budgets), read
+/// back from this process's own Prometheus page, by metric name.
+pub fn gauges() -> std::collections::BTreeMap<&'static str, Vec<GaugeSample>> {
+    const SHOWN: [(&str, &str); 5] = [
+        ("lag", handles::CONSUMER_LAG),
+        ("outbox", handles::OUTBOX_PENDING),
+        ("outbox_age", handles::OUTBOX_AGE),
+        ("breakers", handles::BREAKER_STATE),
+        ("llm_budgets", "junction_llm_budget_remaining"),
+    ];
+    let page = render();
+    SHOWN.iter().map(|(key, name)| (*key, samples(&page, name))).collect()
+}
+
+/// The samples of metric `name` in a Prometheus text page (labels without escapes, as ours are).
+fn samples(page: &str, name: &str) -> Vec<GaugeSample> {
+    page.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let labels = labels
+                .split("\",")
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once("=\"")?;
+                    Some((k.trim().to_owned(), v.trim_end_matches('"').to_owned()))
+                })
+                .collect();
+            Some(GaugeSample { labels, value: value.trim().parse().ok()? })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod gauge_tests {
+    #[test]
+    fn samples_are_read_back_from_the_page_by_name() {
+        let page = "# TYPE junction_consumer_lag gauge\njunction_consumer_lag{route=\"a\",topic=\"deals\",partition=\"0\"} 12\njunction_consumer_lag_other 3\njunction_outbox_pending 4\n";
+        let lag = super::samples(page, "junction_consumer_lag");
+        assert_eq!(lag.len(), 1);
+        assert_eq!(lag[0].labels["topic"], "deals");
+        assert_eq!(lag[0].labels["partition"], "0");
+        assert!((lag[0].value - 12.0).abs() < f64::EPSILON);
+        assert_eq!(super::samples(page, "junction_outbox_pending")[0].labels.len(), 0);
+    }
+}
