@@ -30,6 +30,7 @@ baseline_addr=127.0.0.1:18081
 junction_addr=127.0.0.1:18080
 layered_addr=127.0.0.1:18082
 min_layered_ratio=0.80
+recorded_addr=127.0.0.1:18083
 path=/api/deals/preview
 max_p99_ms=5
 min_ratio=0.50
@@ -108,6 +109,17 @@ if ! ((only_baseline)); then
     API_KEY=bench-api-key-0123 check layered "http://$layered_addr$path"
     [[ $(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$deal" "http://$layered_addr$path") == 401 ]] ||
         die "the layered route answers without its api key"
+    # The same route recording every message's steps (provenance on; the console's message
+    # provenance): what recording costs. The plain target above has it off, as by default.
+    recorded=$work/recorded
+    mkdir -p "$recorded"
+    cp -r junction.yaml prompts.lock routes transforms schemas prompts "$recorded/"
+    sed -i 's/^route: crm-deal-preview$/route: crm-deal-preview\nprovenance: { record: true, key: body.id }/' "$recorded/routes/gateway/crm-deal-preview.yaml"
+    grep -q '^provenance: { record: true' "$recorded/routes/gateway/crm-deal-preview.yaml" || die "could not switch provenance on"
+    start recorded "$recorded_addr" "$work/recorded.log" env JUNCTION_LISTEN="$recorded_addr" \
+        JUNCTION_ADMIN_LISTEN=127.0.0.1:0 JUNCTION_STORE="sqlite://$work/recorded.db" MASTERDEAL_DATABASE="sqlite://$work/recorded-masterdeal.db" JUNCTION_SIMULATORS=off target/release/junction run "$recorded"
+    recorded_pid=$started_pid
+    check recorded "http://$recorded_addr$path"
 fi
 
 echo "wrk -t1 -c$connections -d$duration, $(nproc) cores, deal: $deal"
@@ -117,6 +129,7 @@ if ! ((only_baseline)); then
     export API_KEY=bench-api-key-0123
     measure layered "http://$layered_addr$path"
     unset API_KEY
+    measure recorded "http://$recorded_addr$path"
 fi
 
 row_of() { # row_of NAME PID
@@ -130,6 +143,7 @@ if ((only_baseline)); then
 fi
 row_of junction "$junction_pid"
 row_of layered "$layered_pid"
+row_of recorded "$recorded_pid"
 
 verdict=PASS
 judge() { # judge LABEL OK
@@ -147,5 +161,8 @@ lrps=${result[layered.rps]} lerrors=${result[layered.errors]}
 judge "with api_key + rate limit + audit: layered/junction = $(awk -v l="$lrps" -v j="$jrps" 'BEGIN { printf "%.2f", l / j }') (target ≥ $min_layered_ratio)" \
     "$(awk -v l="$lrps" -v j="$jrps" -v m="$min_layered_ratio" 'BEGIN { print (l / j >= m) }')"
 judge "layered errors, non-2xx and socket = $lerrors (target 0)" "$((lerrors == 0))"
+rrps=${result[recorded.rps]} rerrors=${result[recorded.errors]}
+echo "  (info) recording every message's steps: recorded/junction = $(awk -v r="$rrps" -v j="$jrps" 'BEGIN { printf "%.2f", r / j }')"
+judge "recorded errors, non-2xx and socket = $rerrors (target 0)" "$((rerrors == 0))"
 echo "$verdict"
 [[ $verdict == PASS ]]

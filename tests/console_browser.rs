@@ -1,23 +1,24 @@
 //! The admin console in a real browser: headless Chromium through WebDriver (Debian's
 //! `chromium` and `chromium-driver`; scripts/test installs them). Signs in (after a throttled
 //! wrong password), watches a route's counters move under load without reloading the page,
-//! pauses and resumes it, opens and replays a dead letter, sees the topology drawn, sees the second of two conflicting
-//! reloads refused, and runs axe-core on every page. The screenshots it takes go to
-//! target/console-screenshots (`JUNCTION_SCREENSHOTS=docs/console` refreshes the README's).
+//! pauses and resumes it, opens a dead letter, edits, dry-runs and replays it, follows a
+//! message's provenance, runs the Rhai playground, sees the topology drawn, sees the second
+//! of two conflicting reloads refused, and runs axe-core on every page. The screenshots it
+//! takes go to target/console-screenshots (`JUNCTION_SCREENSHOTS=docs/console` refreshes the
+//! README's).
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Junction, project, sqlite_store};
+use common::{Junction, project, sqlite_store};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "browser-test-admin-token";
-const PING: &str = "route: ping\ndescription: Answers with its version.\nfrom: { http: { method: POST, path: /ping, auth: none } }\nsteps:\n  - transform: { script: \"#{ v: 1 }\" }\n";
+const PING: &str = "route: ping\ndescription: Answers with its version.\nprovenance: { record: true, key: body.n }\nfrom: { http: { method: POST, path: /ping, auth: none } }\nsteps:\n  - transform: { script: \"#{ v: 1 }\" }\n";
 /// Calls a system that is down (nothing listens on the discard port): dead-lettered at once.
 const FAILS: &str = "route: fails\nfrom: { http: { method: POST, path: /fails, auth: none } }\nsteps:\n  - request: { connector: billing, method: POST, path: /invoices }\non_error:\n  retry: { attempts: 1 }\n";
 const BILLING: &str = "connectors:\n  billing: { kind: http, base_url: \"http://127.0.0.1:9\", timeout: 2s }\n";
@@ -70,13 +71,6 @@ async fn browser(driver: &Driver) -> Client {
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a WebDriver session")
-}
-
-fn hash_password(password: &str) -> String {
-    let mut child =
-        Command::new(BIN).arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("runs");
-    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
-    String::from_utf8(child.wait_with_output().expect("output").stdout).expect("utf-8").trim().to_owned()
 }
 
 /// Polls the page until `check` holds on its text (the DOM as htmx left it), or panics.
@@ -178,16 +172,7 @@ async fn screenshot(b: &Client, name: &str) {
 }
 
 async fn state(j: &Junction, id: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .get(j.admin_url(&format!("/admin/routes/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("route")
-        .json()
-        .await
-        .expect("json");
-    r["state"].as_str().expect("state").to_owned()
+    common::admin_get(j, TOKEN, &format!("/admin/routes/{id}")).await["state"].as_str().expect("state").to_owned()
 }
 
 fn put(dir: &Path, file: &str, text: &str) {
@@ -198,7 +183,7 @@ fn put(dir: &Path, file: &str, text: &str) {
 async fn an_admin_works_the_console_in_a_browser() {
     let users = format!(
         "  users:\n    - {{ name: ana, password_hash: \"{}\", role: viewer }}\n",
-        hash_password("ana's long password")
+        common::hash_password("ana's long password")
     );
     let config = format!(
         "routes: [routes/]\nreload: {{ watch: false }}\n{BILLING}admin:\n  listen: 127.0.0.1:9090\n  token: {TOKEN}\n{users}"
@@ -293,9 +278,16 @@ async fn an_admin_works_the_console_in_a_browser() {
     axe(&b, "dead letters").await;
     screenshot(&b, "dead-letters").await;
     submit(&b, "table.dead-letters a").await;
-    until(&b, "the dead letter", Duration::from_secs(10), |t| t.contains("Replay") && t.contains("\"n\": 7")).await;
+    until(&b, "the dead letter", Duration::from_secs(10), |t| t.contains("Edit, check and replay")).await;
+    let body = b.execute("return document.querySelector('#e-body').value;", vec![]).await.expect("the body field");
+    assert!(body.as_str().is_some_and(|v| v.contains("\"n\": 7")), "the body to edit: {body}");
     axe(&b, "dead letter").await;
-    click(&b, "#replay button").await;
+    // Edited, dry-run (billing is a recorder then), replayed (billing is still down).
+    fill(&b, "#e-body", "{\"n\": 8}").await;
+    click(&b, "#dry-run").await;
+    until(&b, "the dry run", Duration::from_secs(10), |t| t.contains("The dry run goes through")).await;
+    axe(&b, "dead letter with a dry run").await;
+    click(&b, "#replay").await;
     until(&b, "the replay's outcome", Duration::from_secs(10), |t| t.contains("it failed again")).await;
 
     // Two conflicting reloads: the page shows one version; another change lands; applying the
@@ -314,6 +306,25 @@ async fn an_admin_works_the_console_in_a_browser() {
     until(&b, "the reload", Duration::from_secs(10), |t| t.contains("Reloaded version")).await;
     let v: Value = http.post(j.url("/ping")).json(&json!({})).send().await.expect("ping").json().await.expect("json");
     assert_eq!(v["v"], 3);
+
+    // Provenance: the recorded run of ping's message 5, its step opened.
+    b.goto(&format!("{console}/provenance?q=5")).await.expect("goto");
+    until(&b, "the run of message 5", Duration::from_secs(10), |t| {
+        t.contains("1 run(s)") && t.contains("1:transform ok")
+    })
+    .await;
+    click(&b, ".trail summary").await;
+    until(&b, "the step's diff", Duration::from_secs(10), |t| t.contains("Body, before → after")).await;
+    axe(&b, "provenance").await;
+    screenshot(&b, "provenance").await;
+
+    // The Rhai playground: a script on a sample body.
+    b.goto(&format!("{console}/playground")).await.expect("goto");
+    fill(&b, "#pg-script", "#{ doubled: body.n * 2 }").await;
+    fill(&b, "#pg-body", "{\"n\": 21}").await;
+    click(&b, "#run").await;
+    until(&b, "the playground's output", Duration::from_secs(10), |t| t.contains("\"doubled\": 42")).await;
+    axe(&b, "playground").await;
 
     // The topology: Mermaid draws the running routes.
     b.goto(&format!("{console}/topology")).await.expect("goto");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use junction_engine::Message;
+use junction_engine::provenance::{KeyPath, Provenance, RouteProvenance};
 use junction_engine::schema::Schema;
 use junction_engine::script::{ScriptEngine, ScriptInput, ScriptLimits};
 
@@ -70,4 +71,25 @@ fn main() {
     time("  a loop over the items (lowered)", n, || drop(black_box(engine.eval(&items, input()))));
     time("serialize the reply", n, || drop(black_box(serde_json::to_vec(&out))));
     time("new message id (uuid v7)", n, || drop(black_box(Message::json(serde_json::Value::Null))));
+
+    // Provenance, as a route run meets it: off (no `record`, no key watched: the default) and
+    // on (each step's body before and after, redacted, queued for the store).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rt
+        .block_on(junction_engine::store::Store::open(&format!("sqlite://{}", dir.path().join("p.db").display())))
+        .expect("store");
+    let recorder = rt.block_on(async { Provenance::start(store, junction_engine::redact::Redact::new(&[])) });
+    let route: std::sync::Arc<str> = "crm-deal-preview".into();
+    let off = RouteProvenance { record: false, key: KeyPath::parse("body.id"), recorder: Some(recorder.clone()) };
+    let mut m = msg.clone();
+    time("provenance off: a run decides not to record", n, || drop(black_box(off.begin(&route, &mut m))));
+    let on = RouteProvenance { record: true, key: KeyPath::parse("body.id"), recorder: Some(recorder) };
+    let outcome = junction_engine::steps::Outcome::One(Message::json(out.clone()));
+    time("provenance on: begin + one step recorded", n, || {
+        let mut m = msg.clone();
+        let trail = on.begin(&route, &mut m).expect("recording");
+        let before = trail.before(&m);
+        trail.after("1:transform", before, Ok(&outcome));
+    });
 }

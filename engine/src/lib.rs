@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod graph;
 pub mod json;
 pub mod message;
+pub mod provenance;
 pub mod redact;
 pub mod route;
 pub mod runtime;

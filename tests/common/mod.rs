@@ -236,6 +236,36 @@ pub fn junction(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// The argon2id hash `junction hash-password` prints for `password` (read from stdin).
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("junction hash-password runs");
+    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
+}
+
+/// `GET path` on a running Junction's admin API with `token`, as JSON.
+pub async fn admin_get(j: &Junction, token: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(j.admin_url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+}
+
 /// A temporary project: `files` are (relative path, content).
 pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

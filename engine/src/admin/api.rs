@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use super::Answer;
 use crate::route::{Route, Source};
 use crate::runtime::Runtime;
-use crate::runtime::replay::{ReplayError, Replayed};
+use crate::runtime::replay::{Edit, ReplayError, Replayed};
 use crate::store::{AuditFilter, DeadLetterFilter};
 
-pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Answer {
+pub(super) async fn route(runtime: &Runtime, parts: &Parts, body: &[u8]) -> Answer {
     let query = query(parts.uri.query().unwrap_or(""));
     let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
     match (parts.method.as_str(), segments.as_slice()) {
@@ -53,7 +53,26 @@ pub(super) async fn route(runtime: &Runtime, parts: &Parts, _body: &[u8]) -> Ans
                 Err(e) => store_down(&e),
             }
         }
-        ("POST", ["admin", "dead-letters", id, "replay"]) => replay(runtime, id).await,
+        ("POST", ["admin", "dead-letters", id, "replay"]) => {
+            // An optional body `{ "headers": {…}, "body": … }` replays an edited message.
+            let edit = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                match serde_json::from_slice::<EditSpec>(body) {
+                    Ok(e) => Some(Edit { headers: e.headers, body: crate::message::Body::Json(e.body) }),
+                    Err(e) => {
+                        return Answer::problem(
+                            StatusCode::BAD_REQUEST,
+                            "invalid-edit",
+                            "The edit is not `{ \"headers\": {…}, \"body\": … }`",
+                            e.to_string(),
+                        )
+                        .on(*id);
+                    }
+                }
+            };
+            replay(runtime, id, edit).await
+        }
         ("GET", ["admin", "audit"]) => {
             let time = |k: &str| {
                 query
@@ -143,10 +162,19 @@ pub(super) async fn reload(runtime: &Runtime, dry_run: bool, if_match: Option<&s
     }
 }
 
-/// Hands dead letter `id` back to its route.
-pub(super) async fn replay(runtime: &Runtime, id: &str) -> Answer {
+/// An edited message for a replay, as the API takes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditSpec {
+    #[serde(default)]
+    headers: crate::message::Headers,
+    body: Value,
+}
+
+/// Hands dead letter `id` back to its route (`edit`: with these headers and body instead).
+pub(super) async fn replay(runtime: &Runtime, id: &str, edit: Option<Edit>) -> Answer {
     let table = runtime.routes();
-    match crate::runtime::replay::replay(&table, runtime.store(), id).await {
+    match crate::runtime::replay::replay_edited(&table, runtime.store(), id, edit).await {
         Ok(Replayed::Done) => Answer::ok(json!({ "id": id, "outcome": "done" })).on(id),
         Ok(Replayed::FailedAgain { failure, dead_letter_id }) => Answer::ok(json!({
             "id": id, "outcome": "failed_again", "error": failure.error.message, "dead_letter_id": dead_letter_id,
@@ -217,7 +245,8 @@ fn store_down(e: &crate::store::StoreError) -> Answer {
     Answer::problem(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "The store is unavailable", e.to_string())
 }
 
-fn query(q: &str) -> HashMap<String, String> {
+/// `a=1&b=two+words`: a query string, or an urlencoded form (the console's).
+pub(super) fn query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {

@@ -228,6 +228,7 @@ impl Loader {
             shutdown_timeout: spec.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
             audit_mode: spec.audit.http,
             audit_retention: spec.audit.retention.map(|d| d.0),
+            redact: spec.logging.redact.clone(),
             admin: spec.admin.as_ref().and_then(|a| {
                 if a.token.value.len() < 12 {
                     diags.push(Diagnostic::new(

@@ -53,6 +53,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub audit_mode: crate::gateway::AuditMode,
     pub audit_retention: Option<Duration>,
+    /// Field names masked wherever a message is written out (logs, provenance).
+    pub redact: Vec<String>,
     pub admin: Option<AdminSettings>,
     pub watch: bool,
     /// Client connections the gateway serves at once.

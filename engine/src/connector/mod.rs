@@ -91,6 +91,8 @@ pub struct Resources {
     pub guards: Arc<Guards>,
     /// Where each call to an outside system is recorded (`junction run` only).
     pub audit: Option<crate::gateway::AuditSink>,
+    /// Where routes record what their steps did, when they do (`junction run` only).
+    pub provenance: Option<Arc<crate::provenance::Provenance>>,
 }
 
 /// What a connector is started with: the engine's own store, cache and bus.

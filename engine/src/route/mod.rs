@@ -47,6 +47,8 @@ pub struct Route {
     pub guards: Vec<Arc<crate::connector::Guard>>,
     /// Messages received, completed and dead-lettered by this version.
     pub counters: counters::RouteCounters,
+    /// What is recorded of each message's steps, and where.
+    pub provenance: crate::provenance::RouteProvenance,
     /// The route's Prometheus series, registered once per compile.
     pub metrics: crate::telemetry::RouteMetrics,
 }
@@ -183,6 +185,17 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut C
         cx.error(Pos::of(&spec.route), "max_in_flight must be at least 1");
         return None;
     }
+    let key = spec.provenance.as_ref().and_then(|p| p.key.as_ref());
+    let key_path = key.map(|k| crate::provenance::KeyPath::parse(&k.value));
+    if let (Some(k), Some(None)) = (key, &key_path) {
+        cx.error(Pos::of(k), "a provenance key is `body.<field>[.<field>…]` or `headers.<name>`");
+        return None;
+    }
+    let provenance = crate::provenance::RouteProvenance {
+        record: spec.provenance.as_ref().is_some_and(|p| p.record),
+        key: key_path.flatten(),
+        recorder: cx.build.resources.provenance.clone(),
+    };
     let (source, pipeline) = (source?, pipeline?);
     Some(Route {
         id: Arc::from(spec.route.value.as_str()),
@@ -199,6 +212,7 @@ pub fn compile(spec: &RouteSpec, text: &str, defaults: &HttpDefaults, cx: &mut C
         guards: std::mem::take(&mut cx.guards),
         counters: Default::default(),
         metrics: crate::telemetry::RouteMetrics::new(&spec.route.value),
+        provenance,
     })
 }
 

@@ -78,6 +78,8 @@ pub struct RunCx {
     origin: Mutex<Option<(Message, usize)>>,
     /// Turns true when the process stops; see [`RunCx::stops_on`].
     stopping: Option<watch::Receiver<bool>>,
+    /// Where each step's work is recorded, when this run's is (see `crate::provenance`).
+    pub trail: Option<crate::provenance::Trail>,
 }
 
 impl RunCx {
@@ -90,6 +92,7 @@ impl RunCx {
             settled: Mutex::default(),
             origin: Mutex::default(),
             stopping: None,
+            trail: None,
         }
     }
 
@@ -193,7 +196,12 @@ impl Pipeline {
                 out.push(msg);
                 continue;
             };
-            let outcome = match apply_with_retry(entry, msg, cx).await {
+            let before = cx.trail.as_ref().map(|t| t.before(&msg));
+            let result = apply_with_retry(entry, msg, cx).await;
+            if let (Some(trail), Some(before)) = (&cx.trail, before) {
+                trail.after(&entry.label, before, result.as_ref().map_err(|f| f.error.message.as_str()));
+            }
+            let outcome = match result {
                 Ok(outcome) => outcome,
                 Err(failure) => {
                     if !begun {

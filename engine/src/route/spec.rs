@@ -29,6 +29,23 @@ pub struct RouteSpec {
     /// At most this many messages in the route at once (back-pressure); default 256.
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// What the console can show of each message's way through the steps.
+    #[serde(default)]
+    pub provenance: Option<ProvenanceSpec>,
+}
+
+/// `provenance: { key: body.external_id, record: true }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceSpec {
+    /// Where the message's business key is (`body.a.b` or `headers.name`): the console
+    /// finds the message by it, and can record every message of one key for a while.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// Record every message's steps, bodies before and after each (redacted), in the store.
+    /// Off by default: then only messages of a key being watched are recorded.
+    #[serde(default)]
+    pub record: bool,
 }
 
 /// The sources the engine itself knows; `from: { connector: … }` is read before these.

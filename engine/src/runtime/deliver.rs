@@ -103,6 +103,7 @@ impl<'a> Run<'a> {
         mut msg: Message,
         mut cx: RunCx,
     ) -> (Self, Result<Vec<Message>, Failure>) {
+        cx.trail = route.provenance.begin(&route.id, &mut msg);
         let span = route_span(route, &mut msg);
         cx.span = span.as_ref().map(|s| s.id().to_owned());
         route.counters.received();

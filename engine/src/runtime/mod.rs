@@ -87,6 +87,7 @@ struct Inner {
     gateway: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The hash of junction.yaml (without its connectors) the running routes were built from.
     root_version: std::sync::Mutex<String>,
+    provenance: Arc<crate::provenance::Provenance>,
     /// The project's files as read just before the running routes were loaded from them, for
     /// a reload's diff and ETag.
     applied: std::sync::Mutex<ProjectFiles>,
@@ -112,10 +113,13 @@ impl Runtime {
         let store = Store::open(&settings.store).await?;
         let cache = Cache::open(&settings.cache).await.map_err(StartError::Cache)?;
         let audit = gateway::AuditSink::start(store.clone(), settings.audit_mode, settings.audit_retention);
+        let provenance =
+            crate::provenance::Provenance::start(store.clone(), crate::redact::Redact::new(&settings.redact));
         loader.resources = Resources {
             store: Some(store.clone()),
             cache: Some(cache.clone()),
             audit: Some(audit.clone()),
+            provenance: Some(provenance.clone()),
             ..Resources::default()
         };
         let files = ProjectFiles::read(dir);
@@ -161,6 +165,7 @@ impl Runtime {
                 gateway: std::sync::Mutex::new(None),
                 root_version: std::sync::Mutex::new(project.root_version.clone()),
                 applied: std::sync::Mutex::new(files),
+                provenance,
             }),
         };
         {
@@ -170,6 +175,7 @@ impl Runtime {
             }
         }
         tokio::spawn(warn_of_orphans(runtime.inner.store.clone(), runtime.settings().embedded_bus(), runtime.routes()));
+        tokio::spawn(publish_counts(runtime.clone(), stop_rx.clone()));
         let tls = match &settings.tls {
             Some((cert, key)) => Some(gateway::tls::acceptor(cert, key).map_err(StartError::Tls)?),
             None => None,
@@ -238,6 +244,26 @@ impl Runtime {
         &self.inner.dir
     }
 
+    /// Runs `msg` through route `route` of the project on disk with every connector replaced
+    /// by a recorder (as `junction test` does): what it would output, send, or where it fails.
+    pub async fn dry_run(
+        &self,
+        route: &str,
+        msg: crate::message::Message,
+    ) -> Result<crate::testing::DryRun, crate::testing::DryRunError> {
+        crate::testing::dry_run(&self.inner.loader, &self.inner.dir, route, msg).await
+    }
+
+    /// The script engine the project's transforms run on (the console's playground uses it).
+    pub fn scripts(&self) -> &Arc<crate::script::ScriptEngine> {
+        &self.inner.loader.scripts
+    }
+
+    /// What routes record of their messages' steps, and the keys being watched.
+    pub fn provenance(&self) -> &Arc<crate::provenance::Provenance> {
+        &self.inner.provenance
+    }
+
     /// Records an audit entry (admin calls; the gateway's layer records requests).
     pub async fn audit(&self, entry: crate::store::AuditEntry) {
         self.inner.gateway_state.shared.audit.record(entry).await;
@@ -256,17 +282,29 @@ impl Runtime {
             let _ = r.stop.send(true);
         }
         let connectors = self.inner.connectors.lock().await.take_all();
+        // Each stage is logged, so that a stop that takes long says what it waited for.
+        let started = std::time::Instant::now();
         let drain = async {
             if let Some(g) = gateway {
                 let _ = g.await;
+                tracing::info!(
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "stopping: the gateway has answered its requests"
+                );
             }
             for r in running {
+                let (id, before) = (r.route.id.clone(), std::time::Instant::now());
                 stop_running(r).await;
+                if before.elapsed() > Duration::from_secs(1) {
+                    tracing::warn!(route = %id, took_ms = before.elapsed().as_millis() as u64, "stopping: this route took long to stop");
+                }
             }
+            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "stopping: every route has stopped");
             // Nothing uses the connectors now: they flush what they hold, the bus last.
             for c in connectors {
                 c.stop().await;
             }
+            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "stopping: the connectors have flushed");
         };
         if tokio::time::timeout(timeout, drain).await.is_err() {
             tracing::warn!(
@@ -309,6 +347,43 @@ fn drain_timeout(settings: &Settings) -> Duration {
 /// Warns of what the store keeps for routes that are no longer loaded: consumer groups of the
 /// embedded bus no route reads (they hold back their topic's retention and count against its
 /// backlog bound), and aggregate groups no route's aggregate takes (they wait there, undelivered).
+/// How often an instance writes its route counters to the store (for every console).
+pub const COUNTS_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes this instance's route counters to the store every [`COUNTS_EVERY`] until the stop,
+/// so that each instance's console can show every instance's (a failure is only logged).
+async fn publish_counts(runtime: Runtime, mut stop: watch::Receiver<bool>) {
+    loop {
+        let counts: Vec<crate::store::InstanceCounts> = runtime
+            .routes()
+            .iter()
+            .map(|r| {
+                let c = r.counters.snapshot();
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let in_flight = r.max_in_flight - r.permits.available_permits().min(r.max_in_flight);
+                crate::store::InstanceCounts {
+                    instance: runtime.instance().to_owned(),
+                    route: r.id.to_string(),
+                    received: n(c.received),
+                    completed: n(c.completed),
+                    dead_lettered: n(c.dead_lettered),
+                    in_flight: i64::try_from(in_flight).unwrap_or(i64::MAX),
+                    updated_at: chrono::Utc::now(),
+                }
+            })
+            .collect();
+        let store = runtime.store();
+        let gone = chrono::Utc::now() - chrono::Duration::minutes(10);
+        if let Err(e) = store.put_instance_counts(&counts).await.and(store.forget_instance_counts(gone).await.map(drop))
+        {
+            tracing::debug!(error = %e, "this instance's counters could not be written for the console");
+        }
+        if !slept(COUNTS_EVERY, &mut stop).await {
+            return;
+        }
+    }
+}
+
 async fn warn_of_orphans(store: Store, embedded_bus: bool, routes: Arc<RouteTable>) {
     let read: std::collections::HashSet<(String, String)> = routes.iter().flat_map(|r| sources::consumes(r)).collect();
     let groups = if embedded_bus { EmbeddedBus::new(store.clone()).groups().await } else { Ok(Vec::new()) };

@@ -38,6 +38,10 @@ pub struct DeadLetter {
     pub created_at: DateTime<Utc>,
     /// When it was last handed back to its route; `None` while it waits.
     pub replayed_at: Option<DateTime<Utc>>,
+    /// What the replay sent, when an admin edited the message first (`message` stays the
+    /// original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_with: Option<Message>,
 }
 
 /// Which dead letters [`Store::list_dead_letters`] returns, newest first.
@@ -87,7 +91,7 @@ impl Store {
         // One static statement with optional conditions rather than SQL built per filter:
         // a NULL parameter switches its condition off.
         let rows = sqlx::query(
-            "SELECT id, route, step, error, attempts, message, created_at, replayed_at \
+            "SELECT id, route, step, error, attempts, message, created_at, replayed_at, replayed_with \
              FROM dead_letters \
              WHERE ($1 IS NULL OR route = $1) \
                AND ($2 <> 0 OR replayed_at IS NULL) \
@@ -115,7 +119,7 @@ impl Store {
 
     pub async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, route, step, error, attempts, message, created_at, replayed_at \
+            "SELECT id, route, step, error, attempts, message, created_at, replayed_at, replayed_with \
              FROM dead_letters WHERE id = $1",
         )
         .bind(id)
@@ -128,13 +132,23 @@ impl Store {
     /// Records that the dead letter was handed back to its route. `false` when there is no
     /// such dead letter or it was already replayed, so two replays cannot both win.
     pub async fn mark_dead_letter_replayed(&self, id: &str) -> Result<bool, StoreError> {
+        self.mark_dead_letter_replayed_with(id, None).await
+    }
+
+    /// Claims dead letter `id` for a replay that sends `edited` instead of the original
+    /// (`None`: the original); false when it was already replayed.
+    pub async fn mark_dead_letter_replayed_with(&self, id: &str, edited: Option<&Message>) -> Result<bool, StoreError> {
+        let edited = edited.map(|m| serde_json::to_string(m).expect("a Message always serializes"));
         let _writer = self.write_guard().await;
-        let done = sqlx::query("UPDATE dead_letters SET replayed_at = $2 WHERE id = $1 AND replayed_at IS NULL")
-            .bind(id)
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("mark_dead_letter_replayed"))?;
+        let done = sqlx::query(
+            "UPDATE dead_letters SET replayed_at = $2, replayed_with = $3 WHERE id = $1 AND replayed_at IS NULL",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .bind(edited)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("mark_dead_letter_replayed"))?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -145,6 +159,7 @@ fn decode(row: &AnyRow) -> Result<DeadLetter, StoreError> {
     let message: String = column(row, "message", &id)?;
     let created_at: i64 = column(row, "created_at", &id)?;
     let replayed_at: Option<i64> = column(row, "replayed_at", &id)?;
+    let replayed_with: Option<String> = column(row, "replayed_with", &id)?;
     let time = |millis: i64, name: &str| {
         DateTime::from_timestamp_millis(millis).ok_or_else(|| corrupt(&id, format!("{name} {millis} is out of range")))
     };
@@ -156,6 +171,7 @@ fn decode(row: &AnyRow) -> Result<DeadLetter, StoreError> {
         message: serde_json::from_str(&message).map_err(|e| corrupt(&id, e))?,
         created_at: time(created_at, "created_at")?,
         replayed_at: replayed_at.map(|ms| time(ms, "replayed_at")).transpose()?,
+        replayed_with: replayed_with.map(|m| serde_json::from_str(&m)).transpose().map_err(|e| corrupt(&id, e))?,
         id,
     })
 }

@@ -10,8 +10,10 @@ mod checkpoints;
 mod dead_letters;
 mod error;
 mod idempotency;
+mod instances;
 mod leases;
 mod open;
+mod provenance;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 #[cfg(test)]
@@ -26,6 +28,8 @@ pub use aggregates::{AggregateRules, ClaimedGroup};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter};
 pub use error::StoreError;
+pub use instances::InstanceCounts;
+pub use provenance::ProvenanceStep;
 
 /// Which step keeps state in the store: its route, and its label there (`1:aggregate`).
 #[derive(Debug, Clone)]

@@ -12,6 +12,8 @@ on_both_backends!(
     dead_letters_list_newest_first_and_filter,
     dead_letters_page_with_before,
     dead_letters_filter_by_error_text_and_time,
+    instance_counts_replace_and_are_forgotten,
+    provenance_is_found_by_id_trace_and_key_and_pruned,
     replay_is_marked_once,
     checkpoints_keep_the_last_value,
     concurrent_writers_all_succeed,
@@ -107,6 +109,69 @@ async fn dead_letters_filter_by_error_text_and_time(store: Store) {
     let earlier =
         DeadLetterFilter { since: Some(chrono::Utc::now() - chrono::Duration::hours(1)), ..Default::default() };
     assert_eq!(list(&store, earlier).await.len(), 2);
+}
+
+async fn instance_counts_replace_and_are_forgotten(store: Store) {
+    let counts = |instance: &str, received: i64| InstanceCounts {
+        instance: instance.into(),
+        route: "r".into(),
+        received,
+        completed: received,
+        dead_lettered: 0,
+        in_flight: 1,
+        updated_at: chrono::Utc::now(),
+    };
+    store.put_instance_counts(&[counts("a", 1)]).await.expect("put");
+    store.put_instance_counts(&[counts("a", 5), counts("b", 2)]).await.expect("put again");
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let seen = store.instance_counts(hour_ago).await.expect("read");
+    let got: Vec<(&str, i64)> = seen.iter().map(|c| (c.instance.as_str(), c.received)).collect();
+    assert_eq!(got, [("a", 5), ("b", 2)]);
+    assert!(store.instance_counts(chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("read").is_empty());
+    assert_eq!(store.forget_instance_counts(chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("forget"), 2);
+    assert!(store.instance_counts(hour_ago).await.expect("read").is_empty());
+}
+
+async fn provenance_is_found_by_id_trace_and_key_and_pruned(store: Store) {
+    let step = |run: &str, message: &str, trace: &str, key: Option<&str>, seq: i64| ProvenanceStep {
+        run_id: run.into(),
+        route: format!("route-{run}"),
+        message_id: message.into(),
+        trace_id: Some(trace.into()),
+        key: key.map(str::to_owned),
+        seq,
+        step: format!("{}:transform", seq + 1),
+        at: chrono::Utc::now(),
+        took_us: 12,
+        outcome: "ok".into(),
+        error: None,
+        headers: json!({ "h": 1 }),
+        before: json!({ "n": seq }),
+        after: Some(json!({ "n": seq + 1 })),
+    };
+    // Run 1 (key K) caused run 2 over the bus (same trace); run 3 is unrelated.
+    store
+        .put_provenance(&[
+            step("1", "m1", "t1", Some("K"), 0),
+            step("1", "m1", "t1", Some("K"), 1),
+            step("2", "m2", "t1", None, 0),
+        ])
+        .await
+        .expect("put");
+    store.put_provenance(&[step("3", "m3", "t3", Some("L"), 0)]).await.expect("put");
+    let runs = |steps: Vec<ProvenanceStep>| steps.into_iter().map(|s| (s.run_id, s.seq)).collect::<Vec<_>>();
+    let both = vec![("1".to_owned(), 0), ("1".to_owned(), 1), ("2".to_owned(), 0)];
+    assert_eq!(runs(store.find_provenance("K").await.expect("by key")), both);
+    assert_eq!(runs(store.find_provenance("m1").await.expect("by message")), both);
+    assert_eq!(runs(store.find_provenance("m2").await.expect("the caused run leads back")), both);
+    assert_eq!(runs(store.find_provenance("t3").await.expect("by trace")), [("3".to_owned(), 0)]);
+    let found = store.find_provenance("m3").await.expect("by message");
+    assert_eq!(found[0].after, Some(json!({ "n": 1 })));
+    assert_eq!(found[0].headers, json!({ "h": 1 }));
+    // Keeping the newest two rows drops the two oldest.
+    assert_eq!(store.prune_provenance(2, chrono::Utc::now() - chrono::Duration::hours(1)).await.expect("prune"), 2);
+    assert!(store.find_provenance("K").await.expect("by key").is_empty());
+    assert_eq!(runs(store.find_provenance("t1").await.expect("by trace")), [("2".to_owned(), 0)]);
 }
 
 async fn dead_letters_page_with_before(store: Store) {

@@ -143,6 +143,45 @@ pub fn gauges() -> std::collections::BTreeMap<&'static str, Vec<GaugeSample>> {
     SHOWN.iter().map(|(key, name)| (*key, samples(&page, name))).collect()
 }
 
+/// One step of a route as this process counted it: runs by outcome and mean time.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StepStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub retried: u64,
+    /// Mean time of one attempt, in milliseconds; `None` before the first.
+    pub mean_ms: Option<f64>,
+}
+
+/// Each step of `route` by its label, read back from this process's Prometheus page.
+pub fn step_stats(route: &str) -> std::collections::BTreeMap<String, StepStats> {
+    let page = render();
+    let mut out: std::collections::BTreeMap<String, StepStats> = std::collections::BTreeMap::new();
+    let mine = |s: &GaugeSample| s.labels.get("route").is_some_and(|r| r == route);
+    for s in samples(&page, handles::STEP_MESSAGES).iter().filter(|s| mine(s)) {
+        let (Some(step), Some(outcome)) = (s.labels.get("step"), s.labels.get("outcome")) else { continue };
+        let stats = out.entry(step.clone()).or_default();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a counter's value")]
+        let n = s.value as u64;
+        match outcome.as_str() {
+            "ok" => stats.ok = n,
+            "failed" => stats.failed = n,
+            "retried" => stats.retried = n,
+            _ => {}
+        }
+    }
+    let sums = samples(&page, &format!("{}_sum", handles::STEP_DURATION));
+    let counts = samples(&page, &format!("{}_count", handles::STEP_DURATION));
+    for sum in sums.iter().filter(|s| mine(s)) {
+        let Some(step) = sum.labels.get("step") else { continue };
+        let count = counts.iter().find(|c| c.labels == sum.labels).map_or(0.0, |c| c.value);
+        if count > 0.0 {
+            out.entry(step.clone()).or_default().mean_ms = Some(sum.value / count * 1000.0);
+        }
+    }
+    out
+}
+
 /// The samples of metric `name` in a Prometheus text page (labels without escapes, as ours are).
 fn samples(page: &str, name: &str) -> Vec<GaugeSample> {
     page.lines()

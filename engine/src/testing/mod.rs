@@ -17,7 +17,10 @@
 //! ```
 
 mod diff;
+mod dry_run;
 pub mod recorder;
+
+pub use dry_run::{DryFailure, DryRun, DryRunError, dry_run};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

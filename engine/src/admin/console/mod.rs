@@ -7,6 +7,7 @@
 
 mod assets;
 mod auth;
+mod jobs;
 mod live;
 mod pages;
 
@@ -33,6 +34,7 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub(crate) struct Console {
     auth: Auth,
+    jobs: Arc<jobs::Jobs>,
     live: Arc<live::Live>,
     views: Environment<'static>,
     /// The session cookie is `Secure` (a TLS proxy is in front).
@@ -62,6 +64,7 @@ impl Console {
     pub(crate) fn start(runtime: &Runtime, settings: &AdminSettings, token_hash: [u8; 32]) -> Self {
         Self {
             auth: Auth::new(token_hash, settings.users.clone()),
+            jobs: Arc::default(),
             live: live::Live::start(runtime),
             views: pages::views(),
             secure: settings.behind_tls,
@@ -82,7 +85,7 @@ impl Console {
             };
         }
         let request_id = super::request_id(&req);
-        let query = form_pairs(req.uri().query().unwrap_or(""));
+        let query = super::api::query(req.uri().query().unwrap_or(""));
         let cookie = req
             .headers()
             .get_all(header::COOKIE)
@@ -158,7 +161,12 @@ impl Console {
                 set(&mut resp, header::SET_COOKIE, &auth::cookie_cleared(self.secure));
                 return resp;
             }
-            if session.role < ConsoleRole::Operator {
+            // Checking a dead letter (validate, dry run) changes nothing: a viewer may.
+            let reads_only = matches!(
+                segments.as_slice(),
+                ["console", "dead-letters", _, "check"] | ["console", "playground", "run" | "fixture"]
+            );
+            if session.role < ConsoleRole::Operator && !reads_only {
                 let answer =
                     Answer::problem(StatusCode::FORBIDDEN, "forbidden", "Operators only", "a viewer reads only");
                 super::audit(runtime, &session.user, session.proof, action, &answer, &request_id).await;
@@ -170,13 +178,21 @@ impl Console {
             (&Method::GET, ["console", "events"]) => self.events(&call),
             (&Method::GET, ["console", "overview"]) => pages::overview(self, &call).await,
             (&Method::GET, ["console", "topology"]) => pages::topology(self, &call),
-            (&Method::GET, ["console", "routes", id]) => pages::route(self, &call, id),
+            (&Method::GET, ["console", "playground"]) => pages::playground(self, &call).await,
+            (&Method::POST, ["console", "playground", "run"]) => pages::playground_run(self, &call),
+            (&Method::POST, ["console", "playground", "fixture"]) => pages::playground_fixture(&call),
+            (&Method::GET, ["console", "provenance"]) => pages::provenance(self, &call).await,
+            (&Method::POST, ["console", "provenance", "watch"]) => pages::watch(self, &call).await,
+            (&Method::GET, ["console", "routes", id]) => pages::route(self, &call, id).await,
             (&Method::POST, ["console", "routes", id, act @ ("pause" | "resume")]) => {
                 pages::pause(self, &call, id, *act == "pause").await
             }
             (&Method::GET, ["console", "dead-letters"]) => pages::dead_letters(self, &call).await,
             (&Method::GET, ["console", "dead-letters", id]) => pages::dead_letter(self, &call, id).await,
+            (&Method::POST, ["console", "dead-letters", "replay-all"]) => pages::replay_all(self, &call).await,
             (&Method::POST, ["console", "dead-letters", id, "replay"]) => pages::replay(self, &call, id).await,
+            (&Method::POST, ["console", "dead-letters", id, "check"]) => pages::check(self, &call, id).await,
+            (&Method::GET, ["console", "jobs", id]) => pages::job(self, &call, id),
             (&Method::GET, ["console", "audit"]) => pages::audit(self, &call).await,
             (&Method::GET, ["console", "reload"]) => pages::reload(self, &call, true).await,
             (&Method::POST, ["console", "reload"]) => pages::reload(self, &call, false).await,
@@ -348,20 +364,9 @@ fn same_origin<B>(req: &Request<B>) -> bool {
 
 async fn read_form(req: Request<Incoming>) -> Result<HashMap<String, String>, Response<Body>> {
     match Limited::new(req.into_body(), 1 << 20).collect().await {
-        Ok(body) => Ok(form_pairs(&String::from_utf8_lossy(&body.to_bytes()))),
+        Ok(body) => Ok(super::api::query(&String::from_utf8_lossy(&body.to_bytes()))),
         Err(_) => Err(text(StatusCode::PAYLOAD_TOO_LARGE, "the form is larger than 1 MiB")),
     }
-}
-
-/// `a=1&b=two+words` (a query string or an urlencoded form).
-fn form_pairs(s: &str) -> HashMap<String, String> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (crate::gateway::percent_decode(k), crate::gateway::percent_decode(v))
-        })
-        .collect()
 }
 
 /// Percent-encodes everything but unreserved characters and `/`.

@@ -8,17 +8,21 @@ use serde_json::Value;
 use super::live::{self, Live};
 use super::{Body, Call, Console, Flash, Session, redirect};
 use crate::admin::{Answer, api};
+use crate::message::Message;
 use crate::route::{Route, Source};
 use crate::runtime::Runtime;
+use crate::runtime::replay::Edit;
 use crate::store::{AuditFilter, DeadLetterFilter};
 
 /// The navigation: key, label, address.
-pub(super) const NAV: [(&str, &str, &str); 5] = [
+pub(super) const NAV: [(&str, &str, &str); 7] = [
     ("overview", "Overview", "/console/overview"),
     ("topology", "Topology", "/console/topology"),
+    ("provenance", "Provenance", "/console/provenance"),
     ("dead-letters", "Dead letters", "/console/dead-letters"),
     ("reload", "Reload", "/console/reload"),
     ("audit", "Audit", "/console/audit"),
+    ("playground", "Playground", "/console/playground"),
 ];
 
 /// A page of a list: dead letters and audit entries.
@@ -41,6 +45,12 @@ pub(super) fn views() -> Environment<'static> {
         ("audit.html", include_str!("templates/audit.html")),
         ("reload.html", include_str!("templates/reload.html")),
         ("topology.html", include_str!("templates/topology.html")),
+        ("instances.html", include_str!("templates/instances.html")),
+        ("check_result.html", include_str!("templates/check_result.html")),
+        ("job.html", include_str!("templates/job.html")),
+        ("provenance.html", include_str!("templates/provenance.html")),
+        ("playground.html", include_str!("templates/playground.html")),
+        ("playground_result.html", include_str!("templates/playground_result.html")),
         ("reload_result.html", include_str!("templates/reload_result.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse (tested)");
@@ -49,7 +59,11 @@ pub(super) fn views() -> Environment<'static> {
 }
 
 pub(super) async fn overview(console: &Console, call: &Call<'_>) -> Response<Body> {
-    let cx = context! { routes => rows(&console.live, call.runtime), health => health(call.runtime).await };
+    let cx = context! {
+        routes => rows(&console.live, call.runtime),
+        health => health(call.runtime).await,
+        instances => instances(call.runtime).await,
+    };
     console.page(StatusCode::OK, "overview.html", Some(call.session), "overview", cx)
 }
 
@@ -72,6 +86,7 @@ pub(super) async fn live_fragments(
         "overview" => vec![
             ("routes", render("routes_rows.html", context! { routes => rows(live, runtime) })),
             ("health", render("health.html", context! { health => health(runtime).await })),
+            ("instances", render("instances.html", context! { instances => instances(runtime).await })),
         ],
         "route" => live
             .now(runtime)
@@ -100,6 +115,48 @@ fn rows(live: &Live, runtime: &Runtime) -> Vec<minijinja::Value> {
         .collect()
 }
 
+/// Every instance sharing the store, as each last wrote its counters: per route and summed.
+async fn instances(runtime: &Runtime) -> minijinja::Value {
+    let since = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let rows = runtime.store().instance_counts(since).await.unwrap_or_default();
+    let mut per: std::collections::BTreeMap<String, (i64, i64, i64, i64, chrono::DateTime<chrono::Utc>)> =
+        std::collections::BTreeMap::new();
+    let mut routes: std::collections::BTreeMap<String, Vec<&crate::store::InstanceCounts>> =
+        std::collections::BTreeMap::new();
+    for r in &rows {
+        let e = per.entry(r.instance.clone()).or_insert((0, 0, 0, 0, r.updated_at));
+        e.0 += r.received;
+        e.1 += r.completed;
+        e.2 += r.dead_lettered;
+        e.3 += r.in_flight;
+        e.4 = e.4.max(r.updated_at);
+        routes.entry(r.route.clone()).or_default().push(r);
+    }
+    let this = runtime.instance();
+    let list: Vec<_> = per
+        .iter()
+        .map(|(id, (received, completed, dead, in_flight, seen))| {
+            context! { id, this => id == this, received, completed, dead_lettered => dead, in_flight, seen }
+        })
+        .collect();
+    let sums = |field: fn(&crate::store::InstanceCounts) -> i64| {
+        routes
+            .iter()
+            .map(|(route, rs)| (route.clone(), rs.iter().map(|r| field(r)).sum::<i64>()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let by_route: std::collections::BTreeMap<String, Vec<minijinja::Value>> = routes
+        .iter()
+        .map(|(route, rs)| (route.clone(), rs.iter().map(minijinja::Value::from_serialize).collect()))
+        .collect();
+    context! {
+        list,
+        received => sums(|r| r.received),
+        dead_lettered => sums(|r| r.dead_lettered),
+        by_route,
+    }
+}
+
 /// The store, bus and cache checks (as `/readyz`), and the gauges worth watching.
 async fn health(runtime: &Runtime) -> minijinja::Value {
     let (_, ready) = api::readiness(runtime).await;
@@ -113,13 +170,173 @@ async fn health(runtime: &Runtime) -> minijinja::Value {
     context! { checks, ..minijinja::Value::from_serialize(&gauges) }
 }
 
+/// Follows a message: every recorded run it (or its trace, or its key) went through, each
+/// step's body before and after as a diff.
+pub(super) async fn provenance(console: &Console, call: &Call<'_>) -> Response<Body> {
+    let q = call.query.get("q").map(|q| q.trim().to_owned()).unwrap_or_default();
+    let steps = if q.is_empty() {
+        Vec::new()
+    } else {
+        match call.runtime.store().find_provenance(&q).await {
+            Ok(steps) => steps,
+            Err(e) => return store_down(console, call, &e),
+        }
+    };
+    let mut runs: Vec<serde_json::Value> = Vec::new();
+    for s in steps {
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+        let after = s.after.as_ref().map(pretty).unwrap_or_default();
+        let diff = similar::TextDiff::from_lines(&pretty(&s.before), &after)
+            .unified_diff()
+            .context_radius(1000)
+            .header("before", if s.after.is_some() { "after" } else { "after (nothing went on)" })
+            .to_string();
+        let step = serde_json::json!({
+            "step": s.step, "outcome": s.outcome, "took_us": s.took_us, "error": s.error,
+            "headers": s.headers, "diff": diff,
+        });
+        match runs.last_mut() {
+            Some(run) if run["run"] == s.run_id.as_str() => {
+                if let Some(list) = run["steps"].as_array_mut() {
+                    list.push(step);
+                }
+            }
+            _ => runs.push(serde_json::json!({
+                "run": s.run_id, "route": s.route, "message_id": s.message_id, "trace_id": s.trace_id,
+                "key": s.key, "at": s.at, "steps": [step],
+            })),
+        }
+    }
+    let watches = call.runtime.provenance().watches();
+    let cx = context! { q, runs, watches };
+    console.page(StatusCode::OK, "provenance.html", Some(call.session), "provenance", cx)
+}
+
+/// Watches a key for some minutes: its messages, and those they cause, are recorded.
+pub(super) async fn watch(console: &Console, call: &Call<'_>) -> Response<Body> {
+    let key = call.form.get("key").map(|k| k.trim().to_owned()).unwrap_or_default();
+    let minutes: u32 = call.form.get("minutes").and_then(|m| m.parse().ok()).unwrap_or(10).clamp(1, 1440);
+    if key.is_empty() {
+        let flash = Flash { kind: "bad", text: "Name the key to watch.".into() };
+        return console.page(StatusCode::UNPROCESSABLE_ENTITY, "base.html", Some(call.session), "", context! { flash });
+    }
+    let w = call.runtime.provenance().watch(&key, minutes);
+    let answer = Answer::ok(serde_json::json!({ "key": w.key, "until": w.until })).on(key.clone());
+    record(call, &answer).await;
+    redirect(&format!("/console/provenance?q={}", super::encode(&key)))
+}
+
+/// The Rhai playground: a transform (one of `transforms/`, or typed) and a sample body (a
+/// route test's input, a dead letter's body, or typed).
+pub(super) async fn playground(console: &Console, call: &Call<'_>) -> Response<Body> {
+    let dir = call.runtime.project_dir();
+    let q = &call.query;
+    let mut transforms: Vec<String> = std::fs::read_dir(dir.join("transforms"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rhai"))
+                .collect()
+        })
+        .unwrap_or_default();
+    transforms.sort();
+    // Every route test case's input: `file#index`.
+    let mut fixtures = Vec::new();
+    let mut samples = std::collections::HashMap::new();
+    let mut tests: Vec<_> = std::fs::read_dir(dir.join("route-tests"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    tests.sort();
+    for path in tests.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml")) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let Ok(file) = crate::config::parse_yaml::<crate::testing::TestFile>(path, &text) else { continue };
+        for (i, case) in file.cases.into_iter().enumerate() {
+            let id = format!("{name}#{i}");
+            fixtures.push(context! { id => id.clone(), label => format!("{name}: {}", case.name) });
+            samples.insert(id, (file.route.clone(), case.input.body));
+        }
+    }
+    let transform = q.get("transform").cloned().unwrap_or_default();
+    let script = if transform.is_empty() || !transforms.contains(&transform) {
+        q.get("script").cloned().unwrap_or_else(|| "body".to_owned())
+    } else {
+        std::fs::read_to_string(dir.join("transforms").join(&transform)).unwrap_or_default()
+    };
+    let fixture = q.get("fixture").cloned().unwrap_or_default();
+    let mut route = String::new();
+    let body = if let Some((r, sample)) = samples.get(&fixture) {
+        route.clone_from(r);
+        serde_json::to_string_pretty(sample).unwrap_or_default()
+    } else if let Some(id) = q.get("dead_letter") {
+        match call.runtime.store().get_dead_letter(id).await {
+            Ok(Some(d)) => {
+                route = d.route.clone();
+                body_text(&d.message.body)
+            }
+            Ok(None) => return not_found(console, call, &format!("No dead letter `{id}`.")),
+            Err(e) => return store_down(console, call, &e),
+        }
+    } else {
+        "{}".to_owned()
+    };
+    let cx = context! { transforms, transform, fixtures, fixture, script, body, route };
+    console.page(StatusCode::OK, "playground.html", Some(call.session), "playground", cx)
+}
+
+/// Runs the playground's script on its body: the output, or the error at `line:col`.
+pub(super) fn playground_run(console: &Console, call: &Call<'_>) -> Response<Body> {
+    let script = call.form.get("script").map_or("", String::as_str);
+    let body_text = call.form.get("body").map_or("", String::as_str);
+    let route = call.form.get("route").cloned().unwrap_or_default();
+    let scripts = call.runtime.scripts();
+    let result =
+        serde_json::from_str::<Value>(body_text).map_err(|e| format!("The body is not JSON: {e}.")).and_then(|body| {
+            let compiled = scripts.compile("playground.rhai", script).map_err(|e| e.to_string())?;
+            let meta = crate::message::Meta::default();
+            let headers = serde_json::Map::new();
+            let input = crate::script::ScriptInput { body: &body, headers: &headers, meta: &meta, vars: &[] };
+            let out = scripts.run(&compiled, input).map_err(|e| e.to_string())?;
+            Ok((body, out.body))
+        });
+    let cx = match result {
+        Ok((body, out)) => context! {
+            route,
+            body => serde_json::to_string(&body).unwrap_or_default(),
+            output => serde_json::to_string_pretty(&out).unwrap_or_default(),
+        },
+        Err(error) => context! { error },
+    };
+    console.page(StatusCode::OK, "playground_result.html", Some(call.session), "", cx)
+}
+
+/// The playground's body and output as a route test file to save in `route-tests/`.
+pub(super) fn playground_fixture(call: &Call<'_>) -> Response<Body> {
+    let json = |k: &str| call.form.get(k).and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null);
+    let route = call.form.get("route").filter(|r| !r.is_empty()).map_or("the-route-to-test", String::as_str);
+    // JSON is YAML: the values go in flow style, exactly as they were.
+    let yaml = format!(
+        "# Made in the console's Rhai playground; run with `junction test`.\nroute: {route}\ncases:\n  - name: from the playground\n    input: {{ body: {} }}\n    expect: {{ output: [{}] }}\n",
+        json("body"),
+        json("output")
+    );
+    let mut resp = Response::new(super::full(yaml));
+    super::set(&mut resp, http::header::CONTENT_TYPE, "application/yaml; charset=utf-8");
+    super::set(
+        &mut resp,
+        http::header::CONTENT_DISPOSITION,
+        &format!("attachment; filename=\"{route}-playground.yaml\""),
+    );
+    resp
+}
+
 /// The running routes as the Mermaid flowchart `junction graph` prints.
 pub(super) fn topology(console: &Console, call: &Call<'_>) -> Response<Body> {
     let graph = crate::graph::mermaid(&call.runtime.routes());
     console.page(StatusCode::OK, "topology.html", Some(call.session), "topology", context! { graph })
 }
 
-pub(super) fn route(console: &Console, call: &Call<'_>, id: &str) -> Response<Body> {
+pub(super) async fn route(console: &Console, call: &Call<'_>, id: &str) -> Response<Body> {
     let table = call.runtime.routes();
     let Some(r) = table.get(id) else {
         return not_found(console, call, &format!("No route `{id}` is loaded."));
@@ -141,7 +358,22 @@ pub(super) fn route(console: &Console, call: &Call<'_>, id: &str) -> Response<Bo
         },
         trend => now.trend,
         now,
-        steps => r.pipeline.steps.iter().map(|s| s.label.clone()).collect::<Vec<_>>(),
+        steps => {
+            let stats = crate::telemetry::step_stats(&r.id);
+            r.pipeline
+                .steps
+                .iter()
+                .map(|s| context! { label => s.label, stats => stats.get(&s.label).cloned().unwrap_or_default() })
+                .collect::<Vec<_>>()
+        },
+        provenance => context! { record => r.provenance.record, keyed => r.provenance.key.is_some() },
+        instances => instances(call.runtime).await,
+        failures => call
+            .runtime
+            .store()
+            .list_dead_letters(&DeadLetterFilter { route: Some(r.id.to_string()), limit: Some(5), ..Default::default() })
+            .await
+            .unwrap_or_default(),
         yaml,
     };
     console.page(StatusCode::OK, "route.html", Some(call.session), "overview", cx)
@@ -168,15 +400,7 @@ pub(super) async fn dead_letters(console: &Console, call: &Call<'_>) -> Response
         limit: Some(PAGE),
         before: given("before"),
         error: given("error"),
-        since: given("within").and_then(|w| {
-            let hours = match w.as_str() {
-                "1h" => 1,
-                "24h" => 24,
-                "7d" => 24 * 7,
-                _ => return None,
-            };
-            Some(chrono::Utc::now() - chrono::Duration::hours(hours))
-        }),
+        since: given("within").and_then(|w| since(&w)),
     };
     let items = match call.runtime.store().list_dead_letters(&filter).await {
         Ok(items) => items,
@@ -214,16 +438,93 @@ pub(super) async fn dead_letter(console: &Console, call: &Call<'_>, id: &str) ->
         Err(e) => return store_down(console, call, &e),
     };
     let headers = serde_json::to_string_pretty(&d.message.headers).unwrap_or_default();
-    let body = match &d.message.body {
-        crate::message::Body::Json(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
-        crate::message::Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-    };
-    let cx = context! { d, headers, body };
+    let body = body_text(&d.message.body);
+    let replayed_with = d.replayed_with.as_ref().map(|m| {
+        serde_json::to_string_pretty(&serde_json::json!({ "headers": m.headers, "body": m.body.to_json() }))
+            .unwrap_or_default()
+    });
+    let cx = context! { d, headers, body, replayed_with };
     console.page(StatusCode::OK, "dead_letter.html", Some(call.session), "dead-letters", cx)
 }
 
+fn body_text(body: &crate::message::Body) -> String {
+    match body {
+        crate::message::Body::Json(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        crate::message::Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// The edit a dead letter's form asks for: `None` when it leaves the message as it was.
+fn edit_of(form: &std::collections::HashMap<String, String>, original: &Message) -> Result<Option<Edit>, String> {
+    let (Some(headers), Some(body)) = (form.get("headers"), form.get("body")) else { return Ok(None) };
+    let headers: crate::message::Headers =
+        serde_json::from_str(headers).map_err(|e| format!("The headers are not a JSON object: {e}."))?;
+    let body = match &original.body {
+        crate::message::Body::Json(_) => {
+            crate::message::Body::Json(serde_json::from_str(body).map_err(|e| format!("The body is not JSON: {e}."))?)
+        }
+        // A body that was not JSON stays text as typed.
+        crate::message::Body::Bytes(_) => crate::message::Body::Bytes(bytes::Bytes::from(body.clone())),
+    };
+    Ok((headers != original.headers || body != original.body).then_some(Edit { headers, body }))
+}
+
+/// `Validate` (the route's schema) or `Dry run` (the route with recorders) on the form's
+/// message; changes nothing, so a viewer may too.
+pub(super) async fn check(console: &Console, call: &Call<'_>, id: &str) -> Response<Body> {
+    let d = match call.runtime.store().get_dead_letter(id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return not_found(console, call, &format!("No dead letter `{id}`.")),
+        Err(e) => return store_down(console, call, &e),
+    };
+    let mut message = d.message.clone();
+    match edit_of(&call.form, &d.message) {
+        Ok(Some(edit)) => {
+            message.headers = edit.headers;
+            message.body = edit.body;
+        }
+        Ok(None) => {}
+        Err(problem) => return fragment(console, call, StatusCode::UNPROCESSABLE_ENTITY, context! { problem }),
+    }
+    if call.query.get("what").map(String::as_str) == Some("dry-run") {
+        return match call.runtime.dry_run(&d.route, message).await {
+            Ok(dry) => fragment(console, call, StatusCode::OK, context! { dry }),
+            Err(e) => fragment(console, call, StatusCode::CONFLICT, context! { problem => e.to_string() }),
+        };
+    }
+    let table = call.runtime.routes();
+    let schema = table.get(&d.route).and_then(|r| match &r.source {
+        Source::Http(h) => h.schema.as_ref(),
+        _ => None,
+    });
+    let Some(schema) = schema else {
+        let problem = format!(
+            "Route `{}` takes no schema at its source; a dry run runs its validate steps, if it has any.",
+            d.route
+        );
+        return fragment(console, call, StatusCode::OK, context! { problem });
+    };
+    let crate::message::Body::Json(json) = &message.body else {
+        return fragment(console, call, StatusCode::OK, context! { problem => "The body is not JSON." });
+    };
+    let violations = schema.violations(json);
+    fragment(console, call, StatusCode::OK, context! { validated => true, schema => schema.file(), violations })
+}
+
+fn fragment(console: &Console, call: &Call<'_>, status: StatusCode, cx: minijinja::Value) -> Response<Body> {
+    console.page(status, "check_result.html", Some(call.session), "", cx)
+}
+
 pub(super) async fn replay(console: &Console, call: &Call<'_>, id: &str) -> Response<Body> {
-    let answer = api::replay(call.runtime, id).await;
+    let edit = match call.runtime.store().get_dead_letter(id).await {
+        Ok(Some(d)) => match edit_of(&call.form, &d.message) {
+            Ok(edit) => edit,
+            Err(problem) => return fragment(console, call, StatusCode::UNPROCESSABLE_ENTITY, context! { problem }),
+        },
+        // The API's answer names these.
+        Ok(None) | Err(_) => None,
+    };
+    let answer = api::replay(call.runtime, id, edit).await;
     record(call, &answer).await;
     if !call.htmx {
         return redirect(&format!("/console/dead-letters/{}", super::encode(id)));
@@ -244,6 +545,70 @@ pub(super) async fn replay(console: &Console, call: &Call<'_>, id: &str) -> Resp
         Flash { kind: "bad", text: answer.body["detail"].as_str().unwrap_or("failed").to_owned() }
     };
     console.page(answer.status, "flash.html", Some(call.session), "", context! { flash })
+}
+
+/// Replays every waiting dead letter the filter matches (at most [`BULK_MAX`]), in the
+/// background; the answer is the job's progress, which polls itself until done.
+pub(super) async fn replay_all(console: &Console, call: &Call<'_>) -> Response<Body> {
+    let given = |k: &str| call.form.get(k).filter(|v| !v.is_empty()).cloned();
+    let mut filter = DeadLetterFilter {
+        route: given("route"),
+        include_replayed: false,
+        limit: Some(1000),
+        before: None,
+        error: given("error"),
+        since: given("within").and_then(|w| since(&w)),
+    };
+    // The set is fixed first: a replay that fails again makes a new dead letter, which this
+    // job must not replay in turn.
+    let mut ids = Vec::new();
+    while ids.len() < BULK_MAX {
+        let page = match call.runtime.store().list_dead_letters(&filter).await {
+            Ok(page) => page,
+            Err(e) => return store_down(console, call, &e),
+        };
+        let Some(last) = page.last() else { break };
+        filter.before = Some(last.id.clone());
+        ids.extend(page.into_iter().map(|d| d.id));
+    }
+    ids.truncate(BULK_MAX);
+    let job = console.jobs.start(ids.len());
+    let (runtime, jobs, job_id) = (call.runtime.clone(), console.jobs.clone(), job.id.clone());
+    let (user, proof, request_id) = (call.session.user.clone(), call.session.proof, call.request_id.clone());
+    let action = call.action.clone();
+    tokio::spawn(async move {
+        for id in ids {
+            let answer = api::replay(&runtime, &id, None).await;
+            crate::admin::audit(&runtime, &user, proof, action.clone(), &answer, &request_id).await;
+            jobs.count(&job_id, &answer);
+        }
+        jobs.finish(&job_id);
+    });
+    let status = StatusCode::ACCEPTED;
+    let answer =
+        Answer { status, body: serde_json::json!({ "job": job.id, "total": job.total }), target: None, etag: None };
+    record(call, &answer).await;
+    console.page(status, "job.html", Some(call.session), "", context! { job })
+}
+
+pub(super) fn job(console: &Console, call: &Call<'_>, id: &str) -> Response<Body> {
+    match console.jobs.get(id) {
+        Some(job) => console.page(StatusCode::OK, "job.html", Some(call.session), "", context! { job }),
+        None => not_found(console, call, &format!("No job `{id}`.")),
+    }
+}
+
+/// At most this many dead letters are replayed by one bulk replay.
+const BULK_MAX: usize = 10_000;
+
+fn since(within: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let hours = match within {
+        "1h" => 1,
+        "24h" => 24,
+        "7d" => 24 * 7,
+        _ => return None,
+    };
+    Some(chrono::Utc::now() - chrono::Duration::hours(hours))
 }
 
 pub(super) async fn audit(console: &Console, call: &Call<'_>) -> Response<Body> {
@@ -380,7 +745,7 @@ mod tests {
     #[test]
     fn every_template_parses() {
         let env = views();
-        assert!(env.templates().count() >= 14);
+        assert!(env.templates().count() >= 20);
     }
 
     #[test]
