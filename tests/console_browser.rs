@@ -61,14 +61,17 @@ fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> Client {
+    browser_with(driver, &[]).await
+}
+
+/// A session whose Chromium also gets `extra` switches (`--force-dark-mode`: the system asks
+/// for dark pages).
+async fn browser_with(driver: &Driver, extra: &[&str]) -> Client {
+    let mut args =
+        vec!["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"];
+    args.extend_from_slice(extra);
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": find_program("chromium"),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }),
-    );
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": find_program("chromium"), "args": args }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a WebDriver session")
 }
@@ -341,5 +344,84 @@ async fn an_admin_works_the_console_in_a_browser() {
     until(&b, "the audit", Duration::from_secs(10), |t| t.contains("POST /console/reload")).await;
     axe(&b, "audit").await;
 
+    b.close().await.expect("close the session");
+}
+
+/// Presses `key` where the focus is.
+async fn press(b: &Client, key: fantoccini::key::Key) {
+    b.active_element().await.expect("a focused element").send_keys(&key).await.expect("a key press");
+}
+
+/// What has the focus: its id, class and text.
+async fn focused(b: &Client) -> String {
+    let v = b
+        .execute("const e = document.activeElement; return `${e.id}|${e.className}|${e.innerText || ''}`;", vec![])
+        .await
+        .expect("the focused element");
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_by_keyboard_and_in_the_dark() {
+    use fantoccini::key::Key;
+    let config = format!(
+        "routes: [routes/]\nreload: {{ watch: false }}\n{BILLING}admin:\n  listen: 127.0.0.1:9090\n  token: {TOKEN}\n"
+    );
+    let dir = project(&[("junction.yaml", &config), ("routes/ping.yaml", PING), ("routes/fails.yaml", FAILS)]);
+    let (_tmp, store) = sqlite_store();
+    let j = Junction::start(dir.path(), &[("JUNCTION_STORE", &store)]);
+    let driver = start_driver();
+    let b = browser_with(&driver, &["--force-dark-mode"]).await;
+    let console = j.admin_url("/console");
+
+    // Signing in with the keyboard alone: the skip link first, then the fields, Enter submits.
+    b.goto(&format!("{console}/login")).await.expect("goto");
+    until(&b, "the sign-in page", Duration::from_secs(10), |t| t.contains("Password or admin token")).await;
+    press(&b, Key::Tab).await;
+    assert!(focused(&b).await.contains("|skip|"), "the skip link comes first: {}", focused(&b).await);
+    press(&b, Key::Tab).await;
+    assert!(focused(&b).await.starts_with("user|"), "then the name: {}", focused(&b).await);
+    press(&b, Key::Tab).await;
+    assert!(focused(&b).await.starts_with("password|"), "then the password: {}", focused(&b).await);
+    b.active_element().await.expect("focus").send_keys(&(TOKEN.to_owned() + &Key::Enter)).await.expect("type");
+    until(&b, "the overview", Duration::from_secs(10), |t| t.contains("Overview") && t.contains("ping")).await;
+
+    // The navigation is reached by Tab and followed by Enter.
+    let mut found = false;
+    for _ in 0..20 {
+        press(&b, Key::Tab).await;
+        if focused(&b).await.ends_with("|Dead letters") {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "Tab reaches the navigation's Dead letters link");
+    press(&b, Key::Enter).await;
+    until(&b, "the dead letters page", Duration::from_secs(10), |t| t.contains("Error contains")).await;
+    assert!(b.current_url().await.expect("url").path().ends_with("/console/dead-letters"));
+    // The skip link takes the focus past the navigation, to the page's content.
+    press(&b, Key::Tab).await;
+    assert!(focused(&b).await.contains("|skip|"), "{}", focused(&b).await);
+    press(&b, Key::Enter).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !focused(&b).await.starts_with("main|") {
+        assert!(
+            Instant::now() < deadline,
+            "the skip link did not move the focus to the content: {}",
+            focused(&b).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The system asks for dark: the console is dark, and still passes axe-core (contrast too).
+    b.goto(&format!("{console}/overview")).await.expect("goto");
+    until(&b, "the overview", Duration::from_secs(10), |t| t.contains("Overview")).await;
+    let background = b.execute("return getComputedStyle(document.body).backgroundColor;", vec![]).await.expect("style");
+    assert_eq!(background, "rgb(13, 17, 23)", "the dark theme's background");
+    axe(&b, "overview, dark").await;
+    b.goto(&format!("{console}/routes/ping")).await.expect("goto");
+    until(&b, "the route page", Duration::from_secs(10), |t| t.contains("Definition")).await;
+    axe(&b, "route, dark").await;
+    screenshot(&b, "route-dark").await;
     b.close().await.expect("close the session");
 }
