@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use junction_engine::config::Loader;
 use junction_engine::config::error::Diagnostics;
 use junction_engine::connector::{Registry, Resources};
-use junction_engine::route::Source;
 use junction_engine::runtime::Runtime;
 use junction_engine::script::{ScriptEngine, ScriptLimits};
 
@@ -192,12 +191,14 @@ fn check(dir: &Path) -> ExitCode {
 fn print_routes(p: &junction_engine::config::Project) {
     println!("{:<28} {:<40} {:>5}  {:<16}  FILE", "ROUTE", "SOURCE", "STEPS", "VERSION");
     for r in p.routes.iter() {
-        let source = match &r.source {
-            Source::Http(h) => format!("http {} {}{}", h.method, h.path, if h.is_async { " (async)" } else { "" }),
-            Source::Schedule(_) => "schedule".to_owned(),
-            Source::Connector(c) => format!("{} ({})", c.consumer.describe(), c.connector),
-        };
-        println!("{:<28} {:<40} {:>5}  {:<16}  {}", r.id, source, r.pipeline.len(), r.version, r.file.display());
+        println!(
+            "{:<28} {:<40} {:>5}  {:<16}  {}",
+            r.id,
+            r.source_summary(),
+            r.pipeline.len(),
+            r.version,
+            r.file.display()
+        );
     }
 }
 

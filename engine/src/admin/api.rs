@@ -227,7 +227,7 @@ pub(super) fn describe(runtime: &Runtime, r: &Route) -> Value {
         "file": r.file.display().to_string(),
         "source": source,
         "steps": r.pipeline.len(),
-        "in_flight": r.max_in_flight - r.permits.available_permits().min(r.max_in_flight),
+        "in_flight": r.in_flight(),
         "max_in_flight": r.max_in_flight,
         "counters": r.counters.snapshot(),
     })

@@ -73,6 +73,21 @@ pub fn http_topic(route: &str) -> String {
 }
 
 impl Route {
+    /// How the route is fed, in a few words: `http POST /deals (async)`, `schedule`,
+    /// `topics deals (bus)` (`junction routes` and the console show it).
+    pub fn source_summary(&self) -> String {
+        match &self.source {
+            Source::Http(h) => format!("http {} {}{}", h.method, h.path, if h.is_async { " (async)" } else { "" }),
+            Source::Schedule(_) => "schedule".to_owned(),
+            Source::Connector(c) => format!("{} ({})", c.consumer.describe(), c.connector),
+        }
+    }
+
+    /// Messages in the route now, from any source.
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight - self.permits.available_permits().min(self.max_in_flight)
+    }
+
     /// The names of the connectors this route uses: its source's and its steps'.
     pub fn connectors(&self) -> impl Iterator<Item = &str> {
         let source = match &self.source {

@@ -360,14 +360,13 @@ async fn publish_counts(runtime: Runtime, mut stop: watch::Receiver<bool>) {
             .map(|r| {
                 let c = r.counters.snapshot();
                 let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                let in_flight = r.max_in_flight - r.permits.available_permits().min(r.max_in_flight);
                 crate::store::InstanceCounts {
                     instance: runtime.instance().to_owned(),
                     route: r.id.to_string(),
                     received: n(c.received),
                     completed: n(c.completed),
                     dead_lettered: n(c.dead_lettered),
-                    in_flight: i64::try_from(in_flight).unwrap_or(i64::MAX),
+                    in_flight: i64::try_from(r.in_flight()).unwrap_or(i64::MAX),
                     updated_at: chrono::Utc::now(),
                 }
             })

@@ -129,12 +129,12 @@ impl Live {
                 let paused = runtime.paused().is(&r.id);
                 RouteNow {
                     id: r.id.to_string(),
-                    source: super::pages::source_text(r),
+                    source: r.source_summary(),
                     state: crate::admin::api::state(paused),
                     rate: format!("{rate:.1}"),
                     errors: window.dead_lettered,
                     p99_ms: window.quantile_ms(0.99),
-                    in_flight: r.max_in_flight - r.permits.available_permits().min(r.max_in_flight),
+                    in_flight: r.in_flight(),
                     received: counts.received,
                     completed: counts.completed,
                     dead_lettered: counts.dead_lettered,

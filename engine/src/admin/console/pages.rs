@@ -9,7 +9,7 @@ use super::live::{self, Live};
 use super::{Body, Call, Console, Flash, Session, redirect};
 use crate::admin::{Answer, api};
 use crate::message::Message;
-use crate::route::{Route, Source};
+use crate::route::Source;
 use crate::runtime::Runtime;
 use crate::runtime::replay::Edit;
 use crate::store::{AuditFilter, DeadLetterFilter};
@@ -353,7 +353,7 @@ pub(super) async fn route(console: &Console, call: &Call<'_>, id: &str) -> Respo
             version => r.version,
             file => r.file.display().to_string(),
             description => r.description,
-            source => source_text(r),
+            source => r.source_summary(),
             max_in_flight => r.max_in_flight,
         },
         trend => now.trend,
@@ -695,15 +695,6 @@ fn store_down(console: &Console, call: &Call<'_>, e: &crate::store::StoreError) 
 fn problem_fragment(console: &Console, call: &Call<'_>, answer: &Answer) -> Response<Body> {
     let flash = Flash { kind: "bad", text: answer.body["detail"].as_str().unwrap_or("failed").to_owned() };
     console.page(answer.status, "flash.html", Some(call.session), "", context! { flash })
-}
-
-/// How a route is fed, in a few words.
-pub(super) fn source_text(r: &Route) -> String {
-    match &r.source {
-        Source::Http(h) => format!("http {} {}{}", h.method, h.path, if h.is_async { " (async)" } else { "" }),
-        Source::Schedule(_) => "schedule".to_owned(),
-        Source::Connector(c) => format!("{} ({})", c.consumer.describe(), c.connector),
-    }
 }
 
 /// YAML as escaped HTML with its keys and comments marked (`k`, `c`) for the stylesheet.
